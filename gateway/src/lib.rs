@@ -1,1 +1,4 @@
-//! The gateway library.
+//! The gateway library: everything the `gateway` binary runs.
+
+pub mod http;
+pub mod upstream;

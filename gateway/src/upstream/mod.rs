@@ -1,0 +1,3 @@
+//! Upstream clusters: endpoints, balancing, health and the client pool.
+
+pub mod callout;
