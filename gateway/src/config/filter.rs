@@ -1,0 +1,1 @@
+//! Filter configuration (owned by the filter host).

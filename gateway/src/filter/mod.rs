@@ -1,0 +1,1 @@
+//! The filter host: proxy-wasm modules in wasmtime.
