@@ -37,6 +37,8 @@ pub struct Upstream {
     pub name: String,
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
+    /// The number of requests received, for waiting on it.
+    count: tokio::sync::watch::Receiver<usize>,
     connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -49,17 +51,19 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
         let addr = listener.local_addr().expect("upstream address");
         let received = Arc::new(Mutex::new(Vec::new()));
+        let (count_tx, count) = tokio::sync::watch::channel(0usize);
+        let count_tx = Arc::new(count_tx);
         let connections = Arc::new(AtomicUsize::new(0));
         let (r, c, n) = (received.clone(), connections.clone(), Arc::<str>::from(name));
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let connection = c.fetch_add(1, Ordering::SeqCst);
-                let (r, n) = (r.clone(), n.clone());
+                let (r, n, t) = (r.clone(), n.clone(), count_tx.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
-                        let (r, n) = (r.clone(), n.clone());
-                        async move { Ok::<_, Infallible>(handle(req, &n, connection, &r).await) }
+                        let (r, n, t) = (r.clone(), n.clone(), t.clone());
+                        async move { Ok::<_, Infallible>(handle(req, &n, connection, &r, &t).await) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -71,6 +75,7 @@ impl Upstream {
             name: name.to_string(),
             addr,
             received,
+            count,
             connections,
             task,
         }
@@ -79,6 +84,15 @@ impl Upstream {
     /// Every request received so far.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().expect("received lock").clone()
+    }
+
+    /// Waits until at least `n` requests have arrived; false after
+    /// [`crate::WAIT`].
+    pub async fn wait_for_requests(&self, n: usize) -> bool {
+        let mut count = self.count.clone();
+        tokio::time::timeout(crate::WAIT, count.wait_for(|c| *c >= n))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// How many connections were accepted.
@@ -93,7 +107,13 @@ impl Drop for Upstream {
     }
 }
 
-async fn handle(mut req: Request<Incoming>, name: &str, connection: usize, log: &Mutex<Vec<Received>>) -> Response<Body> {
+async fn handle(
+    mut req: Request<Incoming>,
+    name: &str,
+    connection: usize,
+    log: &Mutex<Vec<Received>>,
+    count: &tokio::sync::watch::Sender<usize>,
+) -> Response<Body> {
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
     log.lock().expect("received lock").push(Received {
         method: req.method().clone(),
@@ -102,8 +122,15 @@ async fn handle(mut req: Request<Incoming>, name: &str, connection: usize, log: 
         headers: req.headers().clone(),
         connection,
     });
-    let mut segments = path.trim_start_matches('/').splitn(2, '/');
-    let (first, arg) = (segments.next().unwrap_or(""), segments.next().unwrap_or(""));
+    count.send_modify(|c| *c += 1);
+    // The command is the first known word among the path's segments, so
+    // routes may add a prefix (`/app/slow/100`).
+    let segments: Vec<&str> = req.uri().path().split('/').collect();
+    let at = segments
+        .iter()
+        .position(|s| matches!(*s, "slow" | "download" | "upload" | "ws"))
+        .unwrap_or(0);
+    let (first, arg) = (segments[at], segments.get(at + 1).copied().unwrap_or(""));
     match first {
         "slow" => {
             let ms = arg.parse().unwrap_or(1000);
