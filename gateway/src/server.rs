@@ -1,7 +1,9 @@
-//! Starting and stopping: the runtime, listeners, admin, signals and the
-//! graceful shutdown.
+//! Starting, reloading and stopping: the runtime, listeners, admin,
+//! signals and the graceful shutdown.
 
-use std::collections::BTreeMap;
+mod listeners;
+mod reload;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -12,11 +14,22 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
 use crate::admin::AdminState;
-use crate::config::{Config, Protocol};
+use crate::config::Config;
 use crate::filter::FilterChain;
-use crate::http::service::HttpService;
-use crate::listener::{serve_http, Shutdown};
+use crate::listener::Shutdown;
 use crate::state::Snapshot;
+
+pub use listeners::ListenerSet;
+
+/// Everything a running gateway shares between start-up and reloads.
+pub struct Gateway {
+    pub config_path: PathBuf,
+    pub state: Arc<ArcSwap<Snapshot>>,
+    pub admin: Arc<AdminState>,
+    pub shutdown: Shutdown,
+    pub address_file: Option<PathBuf>,
+    pub admin_address: Option<SocketAddr>,
+}
 
 /// Runs the gateway with `config` until SIGTERM or Ctrl-C.
 pub fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -28,37 +41,28 @@ pub fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> 
     runtime.block_on(serve(config, address_file))
 }
 
+/// Builds the snapshot of `config`: clusters (reusing `previous`' pools
+/// where a cluster is unchanged) and filter chains.
+pub async fn build_snapshot(config: Arc<Config>, previous: Option<&Snapshot>) -> Snapshot {
+    Snapshot::build(config, previous, |_filters| async { FilterChain::empty() }).await
+}
+
 async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let grace = config.runtime.shutdown_grace;
+    let (shutdown, trigger) = Shutdown::new();
 
-    // Bind first: a taken port is a start-up error, not a runtime one.
-    let mut bound = Vec::new();
-    let mut addresses = BTreeMap::new();
-    for listener in &config.listeners {
-        let socket = TcpListener::bind(listener.address)
-            .await
-            .with_context(|| format!("listener `{}`: cannot bind {}", listener.name, listener.address))?;
-        let local = socket.local_addr()?;
-        tracing::info!(listener = %listener.name, protocol = ?listener.protocol, address = %local, "listening");
-        addresses.insert(listener.name.clone(), local);
-        bound.push((listener.clone(), socket));
-    }
     let admin_socket = match &config.admin {
-        Some(admin) => {
-            let socket = TcpListener::bind(admin.address)
+        Some(admin) => Some(
+            TcpListener::bind(admin.address)
                 .await
-                .with_context(|| format!("admin: cannot bind {}", admin.address))?;
-            tracing::info!(address = %socket.local_addr()?, "admin listening");
-            Some(socket)
-        }
+                .with_context(|| format!("admin: cannot bind {}", admin.address))?,
+        ),
         None => None,
     };
 
-    let snapshot = Snapshot::build(config.clone(), |_filters| async { FilterChain::empty() }).await;
+    let snapshot = build_snapshot(config.clone(), None).await;
     let state = Arc::new(ArcSwap::from_pointee(snapshot));
-    let (shutdown, trigger) = Shutdown::new();
-
     let admin = Arc::new(AdminState {
         state: state.clone(),
         ready: Default::default(),
@@ -66,36 +70,38 @@ async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<
     let admin_address = match admin_socket {
         Some(socket) => {
             let address = socket.local_addr()?;
+            tracing::info!(%address, "admin listening");
             tokio::spawn(crate::admin::serve(socket, admin.clone(), shutdown.clone()));
             Some(address)
         }
         None => None,
     };
+    let gateway = Arc::new(Gateway {
+        config_path: config.source.clone(),
+        state: state.clone(),
+        admin: admin.clone(),
+        shutdown: shutdown.clone(),
+        address_file,
+        admin_address,
+    });
 
-    for (listener, socket) in bound {
-        match listener.protocol {
-            Protocol::Http => {
-                let service = Arc::new(HttpService {
-                    listener: Arc::from(listener.name.as_str()),
-                    state: state.clone(),
-                });
-                tokio::spawn(serve_http(socket, service, listener.http.clone(), listener.max_connections, shutdown.clone()));
-            }
-            Protocol::Https | Protocol::Tcp => {
-                anyhow::bail!("listener `{}`: protocol {:?} is not supported yet", listener.name, listener.protocol);
-            }
-        }
-    }
+    // Bind everything first: a taken port is a start-up error.
+    let mut listeners = ListenerSet::default();
+    listeners.apply(&gateway, &config, true).await?;
     tokio::spawn(reap_idle_connections(state.clone()));
-    admin.ready.store(true, Ordering::Release);
-    if let Some(path) = &address_file {
-        write_address_file(path, &addresses, admin_address)?;
-    }
-    tracing::info!("gateway ready");
 
+    // Installed before "ready": from then on SIGHUP means reload, never
+    // the default (terminate).
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
+    let reloads = tokio::spawn(reload::run(gateway.clone(), listeners, hangups));
+    admin.ready.store(true, Ordering::Release);
+    tracing::info!("gateway ready");
     wait_for_signal().await;
+    reloads.abort();
     tracing::info!(grace = ?grace, "shutting down: no new connections, finishing requests in flight");
     drop(shutdown);
+    drop(gateway);
     if trigger.shutdown(grace).await {
         tracing::info!("all connections closed");
     } else {
@@ -105,24 +111,17 @@ async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<
 }
 
 async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -138,9 +137,9 @@ async fn reap_idle_connections(state: Arc<ArcSwap<Snapshot>>) {
 }
 
 /// Writes `{"listeners": {name: address}, "admin": address}` atomically.
-fn write_address_file(
+pub fn write_address_file(
     path: &Path,
-    listeners: &BTreeMap<String, SocketAddr>,
+    listeners: &std::collections::BTreeMap<String, SocketAddr>,
     admin: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let json = serde_json::json!({ "listeners": listeners, "admin": admin });

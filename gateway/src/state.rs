@@ -28,7 +28,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds the runtime objects of `config`; filter chains are loaded
     /// through `load_chain` (compiled off the request path).
-    pub async fn build<F, Fut>(config: Arc<Config>, mut load_chain: F) -> Snapshot
+    pub async fn build<F, Fut>(config: Arc<Config>, previous: Option<&Snapshot>, mut load_chain: F) -> Snapshot
     where
         F: FnMut(Vec<crate::config::FilterConfig>) -> Fut,
         Fut: std::future::Future<Output = FilterChain>,
@@ -61,7 +61,7 @@ impl Snapshot {
             );
         }
         Snapshot {
-            clusters: ClusterSet::new(&config.clusters),
+            clusters: ClusterSet::new(&config.clusters, previous.map(|p| &p.clusters)),
             listeners,
             access_log: config.access_log.enabled,
             ids: RequestIds::global(),

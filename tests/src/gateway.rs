@@ -103,16 +103,39 @@ impl Gateway {
         };
         let ready = gateway.wait_for_log("gateway ready", WAIT);
         assert!(ready, "the gateway did not become ready; its log:\n{}", gateway.logs().join("\n"));
-        let text = std::fs::read_to_string(&address_file).expect("address file");
+        gateway.read_addresses();
+        gateway
+    }
+
+    /// Re-reads the address file (after a reload added listeners).
+    pub fn read_addresses(&mut self) {
+        let text = std::fs::read_to_string(self.dir.path().join("addresses.json")).expect("address file");
         let json: serde_json::Value = serde_json::from_str(&text).expect("address json");
+        self.listeners.clear();
         if let Some(map) = json["listeners"].as_object() {
             for (name, addr) in map {
                 let addr = addr.as_str().and_then(|a| a.parse().ok()).expect("listener address");
-                gateway.listeners.insert(name.clone(), addr);
+                self.listeners.insert(name.clone(), addr);
             }
         }
-        gateway.admin = json["admin"].as_str().and_then(|a| a.parse().ok());
-        gateway
+        self.admin = json["admin"].as_str().and_then(|a| a.parse().ok());
+    }
+
+    /// Replaces the config file the way an editor or deploy tool does
+    /// (write a temp file, rename it over).
+    pub fn rewrite_config(&self, text: &str) {
+        let tmp = self.config_path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).expect("write config");
+        std::fs::rename(&tmp, &self.config_path).expect("rename config");
+    }
+
+    /// Sends SIGHUP (reload).
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
     }
 
     /// The bound address of the listener called `name`.

@@ -37,6 +37,12 @@ struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Family<ListenerLabel, Histogram>,
     active_connections: Gauge,
+    config_reloads: Family<ResultLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
 }
 
 fn metrics() -> &'static Metrics {
@@ -57,7 +63,10 @@ fn metrics() -> &'static Metrics {
         registry.register("request_duration_seconds", "Request duration until the response body ended", duration.clone());
         let active_connections = Gauge::default();
         registry.register("active_connections", "Downstream connections open", active_connections.clone());
+        let config_reloads = Family::<ResultLabel, Counter>::default();
+        registry.register("config_reloads", "Configuration reloads by result (ok, rejected)", config_reloads.clone());
         Metrics {
+            config_reloads,
             registry,
             requests,
             errors,
@@ -91,6 +100,12 @@ pub fn record_request(record: &AccessRecord) {
             listener: record.listener.to_string(),
         })
         .observe(record.started.elapsed().as_secs_f64());
+}
+
+/// Counts a configuration reload.
+pub fn config_reload(ok: bool) {
+    let result = if ok { "ok" } else { "rejected" };
+    metrics().config_reloads.get_or_create(&ResultLabel { result: result.into() }).inc();
 }
 
 pub fn connection_opened() {

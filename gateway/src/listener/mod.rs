@@ -54,10 +54,12 @@ impl Default for ConnActivity {
     }
 }
 
-/// Tells listeners to stop accepting and connections to wind down.
+/// Tells listeners to stop accepting and connections to wind down: for
+/// the whole gateway, or (a child) for one listener removed by a reload.
 #[derive(Clone)]
 pub struct Shutdown {
     rx: tokio::sync::watch::Receiver<bool>,
+    local: Option<tokio::sync::watch::Receiver<bool>>,
     /// Held by every connection task; the drain completes when all are
     /// dropped.
     _drain: tokio::sync::mpsc::Sender<()>,
@@ -73,12 +75,37 @@ impl Shutdown {
     pub fn new() -> (Shutdown, ShutdownTrigger) {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let (drain_tx, drain_rx) = tokio::sync::mpsc::channel(1);
-        (Shutdown { rx, _drain: drain_tx }, ShutdownTrigger { tx, drain_rx })
+        (
+            Shutdown {
+                rx,
+                local: None,
+                _drain: drain_tx,
+            },
+            ShutdownTrigger { tx, drain_rx },
+        )
+    }
+
+    /// A shutdown that also begins when the returned sender sends `true`.
+    pub fn child(&self) -> (Shutdown, tokio::sync::watch::Sender<bool>) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let mut child = self.clone();
+        child.local = Some(rx);
+        (child, tx)
     }
 
     /// Resolves once shutdown has begun.
     pub async fn started(&mut self) {
-        let _ = self.rx.wait_for(|stop| *stop).await;
+        match &mut self.local {
+            None => {
+                let _ = self.rx.wait_for(|stop| *stop).await;
+            }
+            Some(local) => {
+                tokio::select! {
+                    _ = self.rx.wait_for(|stop| *stop) => {}
+                    _ = local.wait_for(|stop| *stop) => {}
+                }
+            }
+        }
     }
 }
 

@@ -163,10 +163,18 @@ impl Connection {
 }
 
 impl ClusterSet {
-    pub fn new(configs: &[ClusterConfig]) -> Self {
+    /// Builds the clusters of `configs`, keeping those of `previous` whose
+    /// config did not change (and so their warm connection pools).
+    pub fn new(configs: &[ClusterConfig], previous: Option<&ClusterSet>) -> Self {
         let clusters = configs
             .iter()
-            .map(|c| (c.name.clone(), Arc::new(Cluster::new(c.clone()))))
+            .map(|c| {
+                let kept = previous
+                    .and_then(|p| p.clusters.get(&c.name))
+                    .filter(|old| same_config(&old.config, c))
+                    .cloned();
+                (c.name.clone(), kept.unwrap_or_else(|| Arc::new(Cluster::new(c.clone()))))
+            })
             .collect();
         Self { clusters }
     }
@@ -188,4 +196,8 @@ impl ClusterSet {
             .unwrap_or(Duration::from_secs(30))
             .max(Duration::from_millis(100))
     }
+}
+
+fn same_config(a: &ClusterConfig, b: &ClusterConfig) -> bool {
+    serde_json::to_value(a).ok() == serde_json::to_value(b).ok()
 }

@@ -1,0 +1,116 @@
+//! The running listeners, kept in step with the configuration: a reload
+//! starts added listeners, stops removed ones and re-binds changed ones.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use super::Gateway;
+use crate::config::{Config, ListenerConfig, Protocol};
+use crate::http::service::HttpService;
+use crate::listener::serve_http;
+
+struct Running {
+    /// The config it was started with, serialized, to notice changes.
+    fingerprint: String,
+    address: SocketAddr,
+    /// Dropping or sending `true` stops it; its connections drain.
+    stop: tokio::sync::watch::Sender<bool>,
+    /// The accept loop; it ends (closing the socket) soon after `stop`.
+    accept: tokio::task::JoinHandle<()>,
+}
+
+/// Listeners by name.
+#[derive(Default)]
+pub struct ListenerSet {
+    running: HashMap<String, Running>,
+}
+
+impl ListenerSet {
+    /// Brings the running listeners in line with `config`. At start-up
+    /// (`strict`) a listener that cannot bind is an error; on reload it is
+    /// logged and the others carry on.
+    pub async fn apply(&mut self, gateway: &Arc<Gateway>, config: &Config, strict: bool) -> anyhow::Result<()> {
+        let wanted: HashMap<&str, &ListenerConfig> = config.listeners.iter().map(|l| (l.name.as_str(), l)).collect();
+        // Stop what was removed or changed first, so a changed listener can
+        // re-bind its address.
+        let names: Vec<String> = self.running.keys().cloned().collect();
+        for name in names {
+            let keep = match (wanted.get(name.as_str()), self.running.get(&name)) {
+                (Some(cfg), Some(running)) => fingerprint(cfg) == running.fingerprint,
+                _ => false,
+            };
+            if !keep {
+                if let Some(running) = self.running.remove(&name) {
+                    let _ = running.stop.send(true);
+                    let _ = running.accept.await;
+                    tracing::info!(listener = %name, address = %running.address, "listener stopped; its connections drain");
+                }
+            }
+        }
+        for listener in &config.listeners {
+            if self.running.contains_key(&listener.name) {
+                continue;
+            }
+            match start(gateway, listener).await {
+                Ok(running) => {
+                    self.running.insert(listener.name.clone(), running);
+                }
+                Err(e) if !strict => tracing::error!(listener = %listener.name, "{e:#}"),
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(path) = &gateway.address_file {
+            super::write_address_file(path, &self.addresses(), gateway.admin_address)?;
+        }
+        Ok(())
+    }
+
+    pub fn addresses(&self) -> BTreeMap<String, SocketAddr> {
+        self.running.iter().map(|(n, r)| (n.clone(), r.address)).collect()
+    }
+}
+
+fn fingerprint(listener: &ListenerConfig) -> String {
+    // Routes and filters are served from the snapshot and change without
+    // touching the socket; everything else needs a restart of the listener.
+    serde_json::json!({
+        "protocol": listener.protocol,
+        "address": listener.address,
+        "max_connections": listener.max_connections,
+        "http": listener.http,
+        "cluster": listener.cluster.as_ref().map(|c| c.get_ref()),
+    })
+    .to_string()
+}
+
+/// Binds `listener` and spawns its accept loop.
+async fn start(gateway: &Arc<Gateway>, listener: &ListenerConfig) -> anyhow::Result<Running> {
+    let socket = TcpListener::bind(listener.address)
+        .await
+        .with_context(|| format!("listener `{}`: cannot bind {}", listener.name, listener.address))?;
+    let address = socket.local_addr()?;
+    let (shutdown, stop) = gateway.shutdown.child();
+    let accept = match listener.protocol {
+        Protocol::Http => {
+            let service = Arc::new(HttpService {
+                listener: Arc::from(listener.name.as_str()),
+                state: gateway.state.clone(),
+            });
+            tokio::spawn(serve_http(socket, service, listener.http.clone(), listener.max_connections, shutdown))
+        }
+        Protocol::Https | Protocol::Tcp => {
+            anyhow::bail!("listener `{}`: protocol {:?} is not supported yet", listener.name, listener.protocol);
+        }
+    };
+    tracing::info!(listener = %listener.name, protocol = ?listener.protocol, %address, "listening");
+    Ok(Running {
+        fingerprint: fingerprint(listener),
+        address,
+        stop,
+        accept,
+    })
+}
