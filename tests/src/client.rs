@@ -42,14 +42,18 @@ impl Reply {
 pub struct Http1Client {
     sender: http1::SendRequest<Full<Bytes>>,
     addr: SocketAddr,
+    /// Ends when the connection closes.
+    connection: tokio::task::JoinHandle<()>,
 }
 
 impl Http1Client {
     pub async fn connect(addr: SocketAddr) -> Http1Client {
         let stream = TcpStream::connect(addr).await.expect("connect to the gateway");
         let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.expect("http1 handshake");
-        tokio::spawn(conn.with_upgrades());
-        Http1Client { sender, addr }
+        let connection = tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        Http1Client { sender, addr, connection }
     }
 
     /// Sends a request built by the caller (Host is added if missing).
@@ -75,6 +79,12 @@ impl Http1Client {
 
     pub async fn get(&mut self, path: &str) -> Reply {
         self.send(get(path)).await
+    }
+
+    /// Waits until the connection closes; false if still open after
+    /// `timeout`.
+    pub async fn wait_closed(&mut self, timeout: std::time::Duration) -> bool {
+        tokio::time::timeout(timeout, &mut self.connection).await.is_ok()
     }
 
     /// Whether the gateway has closed this connection.

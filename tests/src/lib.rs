@@ -29,7 +29,7 @@ mod upstream;
 pub mod wasm;
 
 pub use client::{Http1Client, Http2Client, Reply};
-pub use gateway::{check_config, Gateway};
+pub use gateway::{binary, check_config, Gateway};
 pub use upstream::{Received, Upstream};
 
 /// How long any single wait in a test may take before it fails.

@@ -66,3 +66,22 @@ fn every_semantic_error_is_reported_at_once() {
     assert!(err.contains("unknown cluster"), "{err}");
     assert!(err.contains("bad endpoint `no-port`"), "{err}");
 }
+
+#[test]
+fn the_example_configs_are_valid() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).expect("examples dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") && path.file_name().is_some_and(|n| n != "Cargo.toml") {
+            let output = std::process::Command::new(gateway_tests::binary())
+                .args(["check", "--config"])
+                .arg(&path)
+                .output()
+                .expect("run gateway check");
+            assert!(output.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}

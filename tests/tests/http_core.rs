@@ -232,3 +232,17 @@ async fn oversized_headers_are_431_and_malformed_requests_400() {
     assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
     assert!(up.received().is_empty());
 }
+
+#[tokio::test]
+async fn idle_keepalive_connections_are_closed_busy_ones_are_not() {
+    let up = Upstream::start("up").await;
+    let text = config(&[&up], ROUTES, "").replace("max_header_bytes = 8192", "max_header_bytes = 8192\nidle_timeout = \"300ms\"");
+    let gateway = Gateway::start(&text).await;
+    let mut client = gateway.http1("web").await;
+    // A request longer than the idle timeout is not cut off...
+    assert_eq!(client.get("/app/slow/600").await.status, 200);
+    // ...but the connection is closed once it sits idle.
+    let started = std::time::Instant::now();
+    assert!(client.wait_closed(Duration::from_secs(5)).await, "idle connection still open");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
