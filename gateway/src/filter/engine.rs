@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use bytes::Bytes;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, Store};
 
@@ -52,11 +52,11 @@ impl FilterHost {
             .epoch_interruption(true)
             .max_wasm_stack(cfg.max_wasm_stack.as_u64() as usize)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).context("creating the wasm engine")?;
+        let engine = wt(Engine::new(&config), "creating the wasm engine")?;
         spawn_epoch_ticker(&engine, cfg.epoch_tick);
 
         let mut linker = Linker::new(&engine);
-        abi::add_to_linker(&mut linker)?;
+        wt(abi::add_to_linker(&mut linker), "linking hostcalls")?;
         let shared = Arc::new(HostShared {
             shared_data: SharedData::default(),
             queues: Queues::default(),
@@ -95,16 +95,16 @@ impl FilterHost {
             bail!("module exports no memory");
         }
         let mut linker = self.linker.clone();
-        let stubbed = abi::link_unknown(&mut linker, &self.known, &module)?;
+        let stubbed = wt(abi::link_unknown(&mut linker, &self.known, &module), "stubbing unknown imports")?;
         if !stubbed.is_empty() {
             tracing::info!(imports = ?stubbed, "unknown imports linked as UNIMPLEMENTED stubs");
         }
-        linker.instantiate_pre(&module).context("linking the module's imports")
+        wt(linker.instantiate_pre(&module), "linking the module's imports")
     }
 
     fn compile(&self, wasm: &[u8], sha256: &str) -> Result<Module> {
         let Some(dir) = &self.cache_dir else {
-            return Module::new(&self.engine, wasm).context("compiling");
+            return wt(Module::new(&self.engine, wasm), "compiling");
         };
         let path = dir.join(format!("{sha256}-{:016x}.cwasm", self.engine_key));
         if path.is_file() {
@@ -116,7 +116,7 @@ impl FilterHost {
                 Err(e) => tracing::warn!(path = %path.display(), "ignoring unreadable cache entry: {e:#}"),
             }
         }
-        let module = Module::new(&self.engine, wasm).context("compiling")?;
+        let module = wt(Module::new(&self.engine, wasm), "compiling")?;
         if let Err(e) = write_cache(dir, &path, &module) {
             tracing::warn!(dir = %dir.display(), "cannot cache compiled filter: {e:#}");
         }
@@ -127,7 +127,7 @@ impl FilterHost {
 fn write_cache(dir: &std::path::Path, path: &std::path::Path, module: &Module) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension(format!("tmp{}", rand::random::<u32>()));
-    std::fs::write(&tmp, module.serialize()?)?;
+    std::fs::write(&tmp, wt(module.serialize(), "serializing")?)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
@@ -156,4 +156,9 @@ fn probe_meta() -> Arc<FilterMeta> {
         vm_config: Bytes::new(),
         plugin_config: Bytes::new(),
     })
+}
+
+/// Turns a wasmtime error into an `anyhow` one, keeping its message chain.
+pub(crate) fn wt<T>(r: wasmtime::Result<T>, what: &str) -> Result<T> {
+    r.map_err(|e| anyhow::anyhow!("{what}: {e:#}"))
 }

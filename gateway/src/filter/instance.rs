@@ -4,9 +4,10 @@
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use anyhow::{Context, Result};
+
 use wasmtime::{Instance, Store, Trap, TypedFunc, WasmParams, WasmResults};
 
-use super::engine::FilterHost;
+use super::engine::{wt, FilterHost};
 use super::pool::FilterCode;
 use super::state::{CallAnswer, Effects, Headers, HostState, StreamState, ROOT_CONTEXT};
 use crate::upstream::callout::{CalloutError, CalloutResponse};
@@ -35,6 +36,8 @@ pub(crate) struct Callbacks {
 /// Why a guest call produced no answer; the instance is discarded.
 #[derive(Debug, Clone)]
 pub struct GuestFault(pub String);
+
+impl std::error::Error for GuestFault {}
 
 impl std::fmt::Display for GuestFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,7 +72,7 @@ impl Drop for InstanceCell {
 fn typed<P: WasmParams, R: WasmResults>(inst: &Instance, store: &mut Store<HostState>, name: &str) -> Result<F<P, R>> {
     match inst.get_func(&mut *store, name) {
         None => Ok(None),
-        Some(f) => f.typed(&*store).map(Some).with_context(|| format!("export `{name}` has the wrong signature")),
+        Some(f) => wt(f.typed(&*store), &format!("export `{name}` has the wrong signature")).map(Some),
     }
 }
 
@@ -183,7 +186,7 @@ impl FilterInstance {
 }
 
 /// Names the reason of a guest failure: deadline, stack, memory, trap.
-fn describe(e: anyhow::Error, what: &str) -> anyhow::Error {
+fn describe(e: wasmtime::Error, what: &str) -> anyhow::Error {
     let reason = match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => "deadline exceeded".to_string(),
         Some(Trap::StackOverflow) => "wasm stack overflow".to_string(),

@@ -1,1 +1,34 @@
-//! The filter host: proxy-wasm modules in wasmtime.
+//! The filter host: proxy-wasm (ABI v0.2.1, also 0.2.0) modules run in
+//! wasmtime, one chain of filters per listener or route.
+//!
+//! The HTTP core loads a [`FilterChain`] off the request path, then for
+//! each request calls [`FilterChain::start`], [`ChainRun::on_request`],
+//! [`ChainRun::on_response`] and [`ChainRun::finish`]. What the guest can
+//! do is documented in `docs/abi.md`.
+
+mod abi;
+mod body;
+mod chain;
+mod convert;
+mod core;
+mod engine;
+mod instance;
+mod metrics;
+mod pool;
+mod properties;
+mod shared_data;
+mod state;
+mod tasks;
+
+#[cfg(test)]
+mod tests;
+
+pub use chain::{ChainRun, FilterChain};
+pub use engine::FilterHost;
+pub use instance::GuestFault;
+pub use metrics::{MetricKind, MetricSnapshot};
+pub use pool::FilterStatus;
+pub use state::RequestMeta;
+
+/// A callout's outcome as the filter host sees it.
+pub(crate) type CalloutResult = Result<crate::upstream::callout::CalloutResponse, crate::upstream::callout::CalloutError>;

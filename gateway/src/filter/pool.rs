@@ -233,3 +233,28 @@ fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
     anyhow::ensure!(meta.len() <= cap, "{} is {} bytes, over max_module_size ({cap})", path.display(), meta.len());
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
+
+impl LoadedFilter {
+    pub fn host(&self) -> &Arc<FilterHost> {
+        &self.host
+    }
+
+    /// A filter that could not even be attempted (its load task died).
+    pub fn unavailable(host: &Arc<FilterHost>, config: &FilterConfig, reason: String) -> LoadedFilter {
+        tracing::error!(filter = %config.name, "filter failed to load: {reason}");
+        LoadedFilter {
+            config: config.clone(),
+            code: None,
+            host: host.clone(),
+            sha256: String::new(),
+            size: 0,
+            loaded_at: SystemTime::now(),
+            load_error: Some(reason),
+            slots: Vec::new(),
+            next: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            backing_off: AtomicBool::new(false),
+            backoff: Mutex::new((None, 0, None)),
+        }
+    }
+}

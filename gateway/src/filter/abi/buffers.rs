@@ -1,6 +1,6 @@
 //! Buffer hostcalls: bodies, callout answers, VM and plugin configuration.
 
-use anyhow::Result;
+use wasmtime::Result;
 use bytes::BytesMut;
 use wasmtime::{Caller, Linker};
 

@@ -1,6 +1,6 @@
 //! Header-map hostcalls and the proxy-wasm map wire format.
 
-use anyhow::Result;
+use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
 use super::{map_type, read_bytes, read_string, return_bytes, status, GuestResult};

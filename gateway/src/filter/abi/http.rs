@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use wasmtime::Result;
 use bytes::Bytes;
 use wasmtime::{Caller, Linker};
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Result;
+use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
 use super::{read_bytes, read_string, return_bytes, status, status_of, write_bytes, write_u32};

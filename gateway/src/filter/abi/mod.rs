@@ -1,7 +1,7 @@
 //! The proxy-wasm ABI v0.2.1 host side: enum values, guest-memory access and
 //! the host functions, one file per family.
 
-use anyhow::Result;
+use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
 use super::state::HostState;
@@ -15,8 +15,10 @@ mod stubs;
 pub mod wasi;
 
 pub use headers::{decode_pairs, encode_pairs};
+pub use stubs::link_unknown;
 
-/// `proxy_status_t` values.
+/// `proxy_status_t` values (all of them, used or not, for reference).
+#[allow(dead_code)]
 pub mod status {
     pub const OK: i32 = 0;
     pub const NOT_FOUND: i32 = 1;
@@ -31,6 +33,7 @@ pub mod status {
 }
 
 /// `proxy_action_t` values returned by stream callbacks.
+#[allow(dead_code)]
 pub mod action {
     pub const CONTINUE: i32 = 0;
     pub const PAUSE: i32 = 1;

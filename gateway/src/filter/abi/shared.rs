@@ -1,6 +1,6 @@
 //! Shared data, shared queues and metrics hostcalls.
 
-use anyhow::Result;
+use wasmtime::Result;
 use bytes::Bytes;
 use wasmtime::{Caller, Linker};
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use anyhow::Result;
+use wasmtime::Result;
 use wasmtime::{Caller, ExternType, Linker, Module, Val, ValType};
 
 use super::status;

@@ -1,7 +1,7 @@
 //! The WASI subset SDKs pull in, for `wasi_snapshot_preview1` and
 //! `wasi_unstable`: no files, no environment, no arguments.
 
-use anyhow::Result;
+use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
 use super::{read_bytes, write_bytes, write_u32};
@@ -95,7 +95,7 @@ pub(super) fn add(linker: &mut Linker<HostState>, m: &str) -> Result<()> {
     }
     linker.func_wrap(m, "proc_exit", |_c: Caller<'_, HostState>, code: i32| -> Result<()> {
         // The instance is discarded, as after any trap.
-        anyhow::bail!("guest called proc_exit({code})")
+        wasmtime::bail!("guest called proc_exit({code})")
     })?;
     linker.func_wrap(m, "sched_yield", |_c: Caller<'_, HostState>| -> i32 { ESUCCESS })?;
     Ok(())

@@ -1,0 +1,188 @@
+//! Bodies through the chain: the body callbacks run as frames stream, and a
+//! filter that pauses on the body makes it buffer (up to its limit).
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::BodyExt;
+
+use super::convert;
+use super::core::{BodyStep, Dir, Phase, RunCore, Step};
+use super::instance::headers_of;
+use crate::http::body::{Body, BoxError};
+
+type Item = Result<Frame<Bytes>, BoxError>;
+
+fn lock(core: &Mutex<RunCore>) -> std::sync::MutexGuard<'_, RunCore> {
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs the trailer callbacks; yields the held body and the trailers.
+fn trailers_step(core: &Mutex<RunCore>, dir: Dir, trailers: http::HeaderMap) -> Result<Vec<Item>, http::Response<Body>> {
+    let mut core = lock(core);
+    let headers = headers_of(None, &trailers);
+    let n = headers.pairs.len();
+    if let Some(s) = core.stream.as_deref_mut() {
+        *(if dir == Dir::Request { &mut s.request_trailers } else { &mut s.response_trailers }) = headers;
+    }
+    for i in core.order(dir) {
+        if let Step::Respond(r) = core.call(i, dir, Phase::Trailers(n)) {
+            return Err(r);
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(s) = core.stream.as_deref_mut() {
+        let (held, t) = match dir {
+            Dir::Request => (&mut s.request_body, &s.request_trailers),
+            Dir::Response => (&mut s.response_body, &s.response_trailers),
+        };
+        if !held.is_empty() {
+            out.push(Ok(Frame::data(held.split().freeze())));
+        }
+        let map = if t.dirty { convert::trailers_map(t) } else { trailers };
+        out.push(Ok(Frame::trailers(map)));
+    }
+    Ok(out)
+}
+
+/// Reads the body here until every filter lets a chunk through, so that a
+/// filter buffering the whole body can still answer (or hit the limit:
+/// 413 for a request, 502 for a response).
+pub(crate) async fn drive_body(
+    core: &Arc<Mutex<RunCore>>,
+    mut body: Body,
+    dir: Dir,
+) -> Result<(VecDeque<Item>, Option<Body>), http::Response<Body>> {
+    let mut ready = VecDeque::new();
+    loop {
+        match body.frame().await {
+            None => {
+                match lock(core).body_step(dir, &[], true) {
+                    BodyStep::Emit(b) if !b.is_empty() => ready.push_back(Ok(Frame::data(b))),
+                    BodyStep::Fail(r) => return Err(r),
+                    _ => {}
+                }
+                return Ok((ready, None));
+            }
+            Some(Err(e)) => {
+                ready.push_back(Err(e));
+                return Ok((ready, None));
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    let eos = body.is_end_stream();
+                    let step = lock(core).body_step(dir, &data, eos);
+                    match step {
+                        BodyStep::Emit(b) => {
+                            ready.push_back(Ok(Frame::data(b)));
+                            return Ok((ready, (!eos).then_some(body)));
+                        }
+                        BodyStep::Hold => {}
+                        BodyStep::Fail(r) => return Err(r),
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        ready.extend(trailers_step(core, dir, trailers)?);
+                        return Ok((ready, None));
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// The rest of a body, with the body callbacks run frame by frame.
+pub(crate) struct FilteredBody {
+    core: Arc<Mutex<RunCore>>,
+    dir: Dir,
+    ready: VecDeque<Item>,
+    rest: Option<Body>,
+}
+
+impl FilteredBody {
+    pub fn new(core: Arc<Mutex<RunCore>>, dir: Dir, ready: VecDeque<Item>, rest: Option<Body>) -> Body {
+        if rest.is_none() && ready.len() == 1 {
+            // The common case of a body read whole: no wrapper needed.
+            if let Some(Ok(frame)) = ready.into_iter().next() {
+                return match frame.into_data() {
+                    Ok(data) => crate::http::body::full(data),
+                    Err(frame) => FilteredBody { core, dir, ready: VecDeque::from([Ok(frame)]), rest: None }.boxed_unsync(),
+                };
+            }
+            return crate::http::body::empty();
+        }
+        FilteredBody { core, dir, ready, rest }.boxed_unsync()
+    }
+}
+
+fn refused() -> BoxError {
+    "body refused by a filter".into()
+}
+
+impl http_body::Body for FilteredBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(item) = this.ready.pop_front() {
+                return Poll::Ready(Some(item));
+            }
+            let Some(inner) = this.rest.as_mut() else { return Poll::Ready(None) };
+            match ready!(Pin::new(&mut *inner).poll_frame(cx)) {
+                None => {
+                    this.rest = None;
+                    match lock(&this.core).body_step(this.dir, &[], true) {
+                        BodyStep::Emit(b) if !b.is_empty() => this.ready.push_back(Ok(Frame::data(b))),
+                        BodyStep::Fail(_) => this.ready.push_back(Err(refused())),
+                        _ => {}
+                    }
+                }
+                Some(Err(e)) => {
+                    this.rest = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let eos = inner.is_end_stream();
+                        if eos {
+                            this.rest = None;
+                        }
+                        match lock(&this.core).body_step(this.dir, &data, eos) {
+                            BodyStep::Emit(b) => this.ready.push_back(Ok(Frame::data(b))),
+                            BodyStep::Hold => {}
+                            BodyStep::Fail(_) => {
+                                this.rest = None;
+                                this.ready.push_back(Err(refused()));
+                            }
+                        }
+                    }
+                    Err(frame) => {
+                        this.rest = None;
+                        if let Ok(trailers) = frame.into_trailers() {
+                            match trailers_step(&this.core, this.dir, trailers) {
+                                Ok(items) => this.ready.extend(items),
+                                Err(_) => this.ready.push_back(Err(refused())),
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_none() && self.ready.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Filters may change the body's length.
+        SizeHint::default()
+    }
+}
