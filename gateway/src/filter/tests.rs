@@ -1,0 +1,382 @@
+//! Chain runs on real `http` requests through hand-written WAT filters.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http_body_util::BodyExt;
+
+use super::{FilterChain, FilterHost, RequestMeta};
+use crate::config::filter::{FailurePolicy, FilterConfig, FilterHostConfig, Isolation};
+use crate::http::body::{full, Body};
+use crate::upstream::callout::{CalloutClient, CalloutError, CalloutResponse};
+
+/// Answers callouts to cluster `auth` with 200 and `x-user: alice`.
+struct Callouts;
+
+impl CalloutClient for Callouts {
+    fn call(&self, cluster: &str, request: http::Request<Bytes>, _t: Duration) -> BoxFuture<'static, Result<CalloutResponse, CalloutError>> {
+        let known = cluster == "auth" && request.uri().path() == "/check";
+        let cluster = cluster.to_string();
+        Box::pin(async move {
+            if !known {
+                return Err(CalloutError::UnknownCluster(cluster));
+            }
+            let mut headers = http::HeaderMap::new();
+            headers.insert("x-user", http::HeaderValue::from_static("alice"));
+            Ok(CalloutResponse { status: http::StatusCode::OK, headers, body: Bytes::from_static(b"ok"), trailers: Default::default() })
+        })
+    }
+    fn has_cluster(&self, cluster: &str) -> bool {
+        cluster == "auth"
+    }
+}
+
+pub(crate) fn test_host() -> Arc<FilterHost> {
+    let cfg = FilterHostConfig {
+        cache_dir: None,
+        max_instances: 64,
+        epoch_tick: Duration::from_millis(5),
+        ..FilterHostConfig::default()
+    };
+    FilterHost::new(&cfg, Arc::new(Callouts)).expect("filter host starts")
+}
+
+fn write_module(text: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!("gateway-filter-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // wasmtime compiles the text format too; the name must end in .wasm.
+    let path = dir.join(format!("m{}.wasm", N.fetch_add(1, Ordering::Relaxed)));
+    std::fs::write(&path, text).expect("write module");
+    path
+}
+
+async fn chain_with(host: &Arc<FilterHost>, text: &str, tweak: impl FnOnce(&mut FilterConfig)) -> FilterChain {
+    let mut cfg = FilterConfig::new("f", write_module(text));
+    tweak(&mut cfg);
+    FilterChain::load(host, &[cfg]).await
+}
+
+fn meta() -> RequestMeta {
+    RequestMeta {
+        id: "req-1".into(),
+        source: "10.0.0.1:40000".parse().expect("addr"),
+        destination: "10.0.0.2:8080".parse().expect("addr"),
+        scheme: "http",
+        tls_version: None,
+    }
+}
+
+fn request(headers: &[(&str, &str)]) -> http::Request<Body> {
+    let mut b = http::Request::builder().uri("/ping?x=1").header("host", "example.com");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(full("")).expect("request")
+}
+
+async fn body_text(body: Body) -> String {
+    let bytes = body.collect().await.expect("body").to_bytes();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Strings placed in the module's data segment; `at` gives (ptr, len).
+struct Data(Vec<(&'static str, u32)>);
+
+impl Data {
+    fn new(strings: &[&'static str]) -> Data {
+        let mut at = 256;
+        Data(strings.iter().map(|s| { let p = at; at += s.len() as u32 + 8; (*s, p) }).collect())
+    }
+    fn at(&self, s: &str) -> String {
+        let (s, p) = self.0.iter().find(|(x, _)| *x == s).expect("string declared");
+        format!("(i32.const {p}) (i32.const {})", s.len())
+    }
+    fn segments(&self) -> String {
+        self.0.iter().map(|(s, p)| format!("(data (i32.const {p}) \"{}\")", s.replace('\0', "\\00"))).collect::<Vec<_>>().join("\n")
+    }
+}
+
+pub(crate) const PRELUDE: &str = r#"
+  (import "env" "proxy_get_header_map_value" (func $get_header (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add_header (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_remove_header_map_value" (func $remove_header (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_replace_header_map_value" (func $replace_header (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_property" (func $get_prop (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_property" (func $set_prop (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_http_call" (func $http_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
+  (import "env" "proxy_grpc_call" (func $grpc_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 65536))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
+    (if (i32.gt_u (global.get $heap) (i32.const 120000)) (then (global.set $heap (i32.const 65536))))
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+"#;
+
+fn module(data: &Data, marker: &str, body: &str) -> String {
+    format!("(module {PRELUDE}\n{}\n(func (export \"{marker}\"))\n{body})", data.segments())
+}
+
+fn abi(data: &Data, body: &str) -> String {
+    module(data, "proxy_abi_version_0_2_1", body)
+}
+
+#[tokio::test]
+async fn rejects_modules_without_the_abi_marker_and_fails_closed() {
+    let host = test_host();
+    let chain = chain_with(&host, &module(&Data::new(&[]), "not_an_abi_marker", ""), |_| {}).await;
+    let status = chain.status();
+    assert_eq!(status[0].state, "failed");
+    assert!(status[0].last_error.as_deref().unwrap_or("").contains("proxy_abi_version"), "{status:?}");
+    let mut run = chain.start(meta()).expect("non-empty chain");
+    let resp = run.on_request(request(&[])).await.expect_err("fails closed");
+    assert_eq!(resp.status(), 503);
+    assert!(body_text(resp.into_body()).await.contains("`f`"));
+
+    // Failing open skips the unavailable filter.
+    let chain = chain_with(&host, &module(&Data::new(&[]), "nope", ""), |c| c.failure = FailurePolicy::Open).await;
+    assert!(chain.start(meta()).expect("run").on_request(request(&[])).await.is_ok());
+}
+
+#[tokio::test]
+async fn rejects_a_configuration_the_filter_refuses() {
+    let host = test_host();
+    let text = abi(&Data::new(&[]), r#"(func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 0))"#);
+    let chain = chain_with(&host, &text, |_| {}).await;
+    let status = chain.status();
+    assert_eq!(status[0].state, "failed");
+    assert!(status[0].last_error.as_deref().unwrap_or("").contains("proxy_on_configure"), "{status:?}");
+    // Accepted configuration: loads.
+    let text = abi(&Data::new(&[]), r#"(func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))"#);
+    assert_eq!(chain_with(&host, &text, |_| {}).await.status()[0].state, "loaded");
+}
+
+fn header_filter() -> String {
+    let d = Data::new(&["x-in", "x-seen", "x-drop", ":path", "/rewritten", "x-resp", "yes"]);
+    let body = format!(
+        r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+             (if (i32.eqz (call $get_header (i32.const 0) {xin} (i32.const 1024) (i32.const 1028)))
+               (then (drop (call $add_header (i32.const 0) {xseen} (i32.load (i32.const 1024)) (i32.load (i32.const 1028))))))
+             (drop (call $remove_header (i32.const 0) {xdrop}))
+             (drop (call $replace_header (i32.const 0) {path} {newpath}))
+             (i32.const 0))
+           (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+             (drop (call $add_header (i32.const 2) {xresp} {yes}))
+             (i32.const 0))"#,
+        xin = d.at("x-in"),
+        xseen = d.at("x-seen"),
+        xdrop = d.at("x-drop"),
+        path = d.at(":path"),
+        newpath = d.at("/rewritten"),
+        xresp = d.at("x-resp"),
+        yes = d.at("yes"),
+    );
+    abi(&d, &body)
+}
+
+async fn headers_round_trip(isolation: Isolation) {
+    let host = test_host();
+    let chain = chain_with(&host, &header_filter(), |c| c.isolation = isolation).await;
+    assert_eq!(chain.status()[0].state, "loaded", "{:?}", chain.status());
+    for _ in 0..3 {
+        let mut run = chain.start(meta()).expect("run");
+        let req = run.on_request(request(&[("x-in", "hello"), ("x-drop", "1")])).await.expect("forwarded");
+        assert_eq!(req.headers().get("x-seen").map(|v| v.as_bytes()), Some(&b"hello"[..]));
+        assert!(req.headers().get("x-drop").is_none());
+        assert_eq!(req.uri().path(), "/rewritten");
+        assert_eq!(req.headers().get("host").map(|v| v.as_bytes()), Some(&b"example.com"[..]));
+        let resp = run.on_response(http::Response::new(full("body"))).await;
+        assert_eq!(resp.headers().get("x-resp").map(|v| v.as_bytes()), Some(&b"yes"[..]));
+        run.finish();
+    }
+}
+
+#[tokio::test]
+async fn headers_get_add_remove_replace_shared() {
+    headers_round_trip(Isolation::Shared).await;
+}
+
+#[tokio::test]
+async fn headers_get_add_remove_replace_per_request() {
+    headers_round_trip(Isolation::Request).await;
+}
+
+#[tokio::test]
+async fn local_response_without_authorization() {
+    let host = test_host();
+    let d = Data::new(&["authorization", "denied", "details"]);
+    // Headers for the answer, in the map wire format: www-authenticate: Basic
+    let wire = super::abi::encode_pairs([(&b"www-authenticate"[..], &b"Basic"[..])].into_iter());
+    let wire_wat: String = wire.iter().map(|b| format!("\\{b:02x}")).collect();
+    let body = format!(
+        r#"(data (i32.const 2048) "{wire_wat}")
+           (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+             (if (call $get_header (i32.const 0) {auth} (i32.const 1024) (i32.const 1028))
+               (then
+                 (drop (call $local (i32.const 401) {details} {denied} (i32.const 2048) (i32.const {len}) (i32.const -1)))
+                 (return (i32.const 1))))
+             (i32.const 0))"#,
+        auth = d.at("authorization"),
+        details = d.at("details"),
+        denied = d.at("denied"),
+        len = wire.len(),
+    );
+    let chain = chain_with(&host, &abi(&d, &body), |_| {}).await;
+    let mut run = chain.start(meta()).expect("run");
+    let resp = run.on_request(request(&[])).await.expect_err("answered locally");
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers().get("www-authenticate").map(|v| v.as_bytes()), Some(&b"Basic"[..]));
+    assert_eq!(body_text(resp.into_body()).await, "denied");
+    let mut run = chain.start(meta()).expect("run");
+    assert!(run.on_request(request(&[("authorization", "x")])).await.is_ok());
+}
+
+#[tokio::test]
+async fn properties_read_and_upstream_override() {
+    let host = test_host();
+    let d = Data::new(&["request\0url_path", "x-url-path", "source\0port", "x-port", "eight", "gateway\0upstream", "ping_pong"]);
+    let body = format!(
+        r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+             (if (i32.eqz (call $get_prop {url} (i32.const 1024) (i32.const 1028)))
+               (then (drop (call $add_header (i32.const 0) {xurl} (i32.load (i32.const 1024)) (i32.load (i32.const 1028))))))
+             ;; ports are 8-byte little-endian integers
+             (if (i32.eqz (call $get_prop {port} (i32.const 1024) (i32.const 1028)))
+               (then (if (i32.and (i32.eq (i32.load (i32.const 1028)) (i32.const 8))
+                                  (i32.eq (i32.load (i32.load (i32.const 1024))) (i32.const 40000)))
+                 (then (drop (call $add_header (i32.const 0) {xport} {eight}))))))
+             (drop (call $set_prop {up} {pp}))
+             (i32.const 0))"#,
+        url = d.at("request\0url_path"),
+        xurl = d.at("x-url-path"),
+        port = d.at("source\0port"),
+        xport = d.at("x-port"),
+        eight = d.at("eight"),
+        up = d.at("gateway\0upstream"),
+        pp = d.at("ping_pong"),
+    );
+    let chain = chain_with(&host, &abi(&d, &body), |_| {}).await;
+    let mut run = chain.start(meta()).expect("run");
+    let req = run.on_request(request(&[])).await.expect("forwarded");
+    assert_eq!(req.headers().get("x-url-path").map(|v| v.as_bytes()), Some(&b"/ping"[..]));
+    assert_eq!(req.headers().get("x-port").map(|v| v.as_bytes()), Some(&b"eight"[..]));
+    assert_eq!(run.upstream_override().as_deref(), Some("ping_pong"));
+}
+
+#[tokio::test]
+async fn http_call_pauses_then_resumes_with_the_answer() {
+    let host = test_host();
+    let d = Data::new(&["auth", "x-user", "x-auth-user"]);
+    let call_headers = super::abi::encode_pairs(
+        [(&b":method"[..], &b"GET"[..]), (b":path", b"/check"), (b":authority", b"auth")].into_iter(),
+    );
+    let hw: String = call_headers.iter().map(|b| format!("\\{b:02x}")).collect();
+    let body = format!(
+        r#"(data (i32.const 3072) "{hw}")
+           (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+             (if (call $http_call {auth} (i32.const 3072) (i32.const {hl}) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 1032))
+               (then unreachable))
+             ;; unimplemented hostcalls answer UNIMPLEMENTED (12)
+             (if (i32.ne (call $grpc_call (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1036)) (i32.const 12))
+               (then unreachable))
+             (i32.const 1))
+           (func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)
+             (if (i32.eqz (call $get_header (i32.const 6) {xuser} (i32.const 1024) (i32.const 1028)))
+               (then (drop (call $add_header (i32.const 0) {xauth} (i32.load (i32.const 1024)) (i32.load (i32.const 1028))))))
+             (drop (call $continue (i32.const 0))))"#,
+        auth = d.at("auth"),
+        hl = call_headers.len(),
+        xuser = d.at("x-user"),
+        xauth = d.at("x-auth-user"),
+    );
+    let chain = chain_with(&host, &abi(&d, &body), |_| {}).await;
+    let mut run = chain.start(meta()).expect("run");
+    let req = tokio::time::timeout(Duration::from_secs(5), run.on_request(request(&[])))
+        .await
+        .expect("resumes in time")
+        .expect("forwarded");
+    assert_eq!(req.headers().get("x-auth-user").map(|v| v.as_bytes()), Some(&b"alice"[..]));
+}
+
+// === hostile guests ===
+
+async fn hostile(text: &str, failure: FailurePolicy) -> (FilterChain, Duration) {
+    let host = test_host();
+    let chain = chain_with(&host, text, |c| {
+        c.failure = failure;
+        c.instances = 1;
+        c.memory_limit = bytesize::ByteSize::mib(8);
+    })
+    .await;
+    assert_eq!(chain.status()[0].state, "loaded", "{:?}", chain.status());
+    let mut run = chain.start(meta()).expect("run");
+    let started = Instant::now();
+    let outcome = run.on_request(request(&[("x-attack", "1")])).await;
+    let took = started.elapsed();
+    match failure {
+        FailurePolicy::Closed => {
+            let resp = outcome.expect_err("fails closed");
+            assert_eq!(resp.status(), 503);
+            assert!(body_text(resp.into_body()).await.contains("`f`"));
+        }
+        FailurePolicy::Open => assert!(outcome.is_ok(), "fails open"),
+    }
+    drop(run);
+    // The next request runs on a fresh instance.
+    let mut run = chain.start(meta()).expect("run");
+    assert!(run.on_request(request(&[])).await.is_ok(), "a fresh instance serves the next request");
+    (chain, took)
+}
+
+#[tokio::test]
+async fn infinite_loop_hits_the_deadline() {
+    let (_, took) = hostile(include_str!("../../../tests/wasm/hostile/loop.wat"), FailurePolicy::Closed).await;
+    assert!(took < Duration::from_millis(200), "deadline 100ms, took {took:?}");
+    assert!(took >= Duration::from_millis(90), "stopped before the deadline: {took:?}");
+    hostile(include_str!("../../../tests/wasm/hostile/loop.wat"), FailurePolicy::Open).await;
+}
+
+#[tokio::test]
+async fn unbounded_memory_growth_is_capped() {
+    hostile(include_str!("../../../tests/wasm/hostile/memory_grow.wat"), FailurePolicy::Closed).await;
+}
+
+#[tokio::test]
+async fn deep_recursion_is_contained() {
+    hostile(include_str!("../../../tests/wasm/hostile/recursion.wat"), FailurePolicy::Closed).await;
+}
+
+#[tokio::test]
+async fn unreachable_trap_is_contained() {
+    hostile(include_str!("../../../tests/wasm/hostile/unreachable.wat"), FailurePolicy::Open).await;
+}
+
+#[tokio::test]
+async fn bad_pointers_get_invalid_memory_access() {
+    let host = test_host();
+    let chain = chain_with(&host, include_str!("../../../tests/wasm/hostile/bad_pointers.wat"), |_| {}).await;
+    let mut run = chain.start(meta()).expect("run");
+    let req = run.on_request(request(&[])).await.expect("every bad call got status 6");
+    assert_eq!(req.headers().get("x-bad-pointers").map(|v| v.as_bytes()), Some(&b"ok"[..]));
+}
+
+#[tokio::test]
+async fn a_filter_that_keeps_failing_is_backed_off() {
+    let host = test_host();
+    let chain = chain_with(&host, include_str!("../../../tests/wasm/hostile/unreachable.wat"), |c| c.instances = 1).await;
+    for _ in 0..3 {
+        let mut run = chain.start(meta()).expect("run");
+        assert!(run.on_request(request(&[("x-attack", "1")])).await.is_err());
+    }
+    assert_eq!(chain.status()[0].state, "backed-off");
+    // While backed off, even harmless requests get the failure policy.
+    let mut run = chain.start(meta()).expect("run");
+    assert_eq!(run.on_request(request(&[])).await.expect_err("backed off").status(), 503);
+}
