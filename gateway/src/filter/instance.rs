@@ -115,11 +115,14 @@ impl FilterInstance {
             http_call_response: typed(&inst, &mut store, "proxy_on_http_call_response")?,
         };
         let mut me = FilterInstance { store, cb, poisoned: false, deadline_ticks: ticks, next_context: ROOT_CONTEXT + 1 };
-        for init in ["_initialize", "_start"] {
-            if let Some(f) = typed::<(), ()>(&inst, &mut me.store, init)? {
-                me.guard(|s| f.call(s, ())).map_err(|e| anyhow::anyhow!("{init}: {e}"))?;
-                break;
+        // `_initialize` (then `main` if exported), else `_start`.
+        if let Some(f) = typed::<(), ()>(&inst, &mut me.store, "_initialize")? {
+            me.guard(|s| f.call(s, ())).map_err(|e| anyhow::anyhow!("_initialize: {e}"))?;
+            if let Some(main) = typed::<(i32, i32), i32>(&inst, &mut me.store, "main").ok().flatten() {
+                me.guard(|s| main.call(s, (0, 0))).map_err(|e| anyhow::anyhow!("main: {e}"))?;
             }
+        } else if let Some(f) = typed::<(), ()>(&inst, &mut me.store, "_start")? {
+            me.guard(|s| f.call(s, ())).map_err(|e| anyhow::anyhow!("_start: {e}"))?;
         }
         me.root_call(|i| {
             if let Some(f) = i.cb.context_create.clone() {
@@ -225,12 +228,16 @@ impl FilterInstance {
     ) -> Result<(), GuestFault> {
         let Some(f) = self.cb.http_call_response.clone() else { return Ok(()) };
         let answer = match result {
-            Ok(r) => CallAnswer {
+            Ok(r) => {
+                self.store.data_mut().status = (0, Vec::new());
+                CallAnswer {
                 headers: headers_of(Some(r.status), &r.headers),
                 body: r.body,
                 trailers: headers_of(None, &r.trailers),
-            },
+                }
+            }
             Err(e) => {
+                self.store.data_mut().status = (14, e.to_string().into_bytes());
                 tracing::debug!(filter = %self.store.data().filter.config.name, "callout failed: {e}");
                 CallAnswer::default()
             }

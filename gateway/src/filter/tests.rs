@@ -380,3 +380,122 @@ async fn a_filter_that_keeps_failing_is_backed_off() {
     let mut run = chain.start(meta()).expect("run");
     assert_eq!(run.on_request(request(&[])).await.expect_err("backed off").status(), 503);
 }
+
+/// Every hostcall the official Rust SDK 0.2.x imports, with its wasm
+/// signature (`usize`/`bool`/pointers are i32, u64/i64 are i64), the ABI
+/// 0.2.0 leftovers and the WASI subset: all must link.
+const SDK_IMPORTS: &[(&str, &str, &str, &str)] = &[
+    ("env", "proxy_log", "i32 i32 i32", "i32"),
+    ("env", "proxy_get_log_level", "i32", "i32"),
+    ("env", "proxy_get_current_time_nanoseconds", "i32", "i32"),
+    ("env", "proxy_set_tick_period_milliseconds", "i32", "i32"),
+    ("env", "proxy_get_buffer_bytes", "i32 i32 i32 i32 i32", "i32"),
+    ("env", "proxy_set_buffer_bytes", "i32 i32 i32 i32 i32", "i32"),
+    ("env", "proxy_get_buffer_status", "i32 i32 i32", "i32"),
+    ("env", "proxy_get_header_map_pairs", "i32 i32 i32", "i32"),
+    ("env", "proxy_set_header_map_pairs", "i32 i32 i32", "i32"),
+    ("env", "proxy_get_header_map_value", "i32 i32 i32 i32 i32", "i32"),
+    ("env", "proxy_remove_header_map_value", "i32 i32 i32", "i32"),
+    ("env", "proxy_replace_header_map_value", "i32 i32 i32 i32 i32", "i32"),
+    ("env", "proxy_add_header_map_value", "i32 i32 i32 i32 i32", "i32"),
+    ("env", "proxy_get_header_map_size", "i32 i32", "i32"),
+    ("env", "proxy_get_property", "i32 i32 i32 i32", "i32"),
+    ("env", "proxy_set_property", "i32 i32 i32 i32", "i32"),
+    ("env", "proxy_get_shared_data", "i32 i32 i32 i32 i32", "i32"),
+    ("env", "proxy_set_shared_data", "i32 i32 i32 i32 i32", "i32"),
+    ("env", "proxy_register_shared_queue", "i32 i32 i32", "i32"),
+    ("env", "proxy_resolve_shared_queue", "i32 i32 i32 i32 i32", "i32"),
+    ("env", "proxy_dequeue_shared_queue", "i32 i32 i32", "i32"),
+    ("env", "proxy_enqueue_shared_queue", "i32 i32 i32", "i32"),
+    ("env", "proxy_continue_stream", "i32", "i32"),
+    ("env", "proxy_close_stream", "i32", "i32"),
+    ("env", "proxy_continue_request", "", "i32"),
+    ("env", "proxy_continue_response", "", "i32"),
+    ("env", "proxy_clear_route_cache", "", "i32"),
+    ("env", "proxy_send_local_response", "i32 i32 i32 i32 i32 i32 i32 i32", "i32"),
+    ("env", "proxy_http_call", "i32 i32 i32 i32 i32 i32 i32 i32 i32 i32", "i32"),
+    ("env", "proxy_dispatch_http_call", "i32 i32 i32 i32 i32 i32 i32 i32 i32 i32", "i32"),
+    ("env", "proxy_grpc_call", "i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32", "i32"),
+    ("env", "proxy_grpc_stream", "i32 i32 i32 i32 i32 i32 i32 i32 i32", "i32"),
+    ("env", "proxy_grpc_send", "i32 i32 i32 i32", "i32"),
+    ("env", "proxy_grpc_cancel", "i32", "i32"),
+    ("env", "proxy_grpc_close", "i32", "i32"),
+    ("env", "proxy_get_status", "i32 i32 i32", "i32"),
+    ("env", "proxy_set_effective_context", "i32", "i32"),
+    ("env", "proxy_call_foreign_function", "i32 i32 i32 i32 i32 i32", "i32"),
+    ("env", "proxy_done", "", "i32"),
+    ("env", "proxy_define_metric", "i32 i32 i32 i32", "i32"),
+    ("env", "proxy_get_metric", "i32 i32", "i32"),
+    ("env", "proxy_record_metric", "i32 i64", "i32"),
+    ("env", "proxy_increment_metric", "i32 i64", "i32"),
+    ("wasi_snapshot_preview1", "fd_write", "i32 i32 i32 i32", "i32"),
+    ("wasi_snapshot_preview1", "fd_read", "i32 i32 i32 i32", "i32"),
+    ("wasi_snapshot_preview1", "fd_close", "i32", "i32"),
+    ("wasi_snapshot_preview1", "fd_seek", "i32 i64 i32 i32", "i32"),
+    ("wasi_snapshot_preview1", "fd_fdstat_get", "i32 i32", "i32"),
+    ("wasi_snapshot_preview1", "clock_time_get", "i32 i64 i32", "i32"),
+    ("wasi_snapshot_preview1", "random_get", "i32 i32", "i32"),
+    ("wasi_snapshot_preview1", "environ_get", "i32 i32", "i32"),
+    ("wasi_snapshot_preview1", "environ_sizes_get", "i32 i32", "i32"),
+    ("wasi_snapshot_preview1", "args_get", "i32 i32", "i32"),
+    ("wasi_snapshot_preview1", "args_sizes_get", "i32 i32", "i32"),
+    ("wasi_snapshot_preview1", "proc_exit", "i32", ""),
+    ("wasi_snapshot_preview1", "sched_yield", "", "i32"),
+    ("wasi_unstable", "fd_write", "i32 i32 i32 i32", "i32"),
+    ("wasi_unstable", "proc_exit", "i32", ""),
+    // Unknown to this host: linked as a stub answering UNIMPLEMENTED.
+    ("env", "proxy_some_future_hostcall", "i32", "i32"),
+];
+
+#[tokio::test]
+async fn every_sdk_import_links_and_unknown_ones_are_stubbed() {
+    let host = test_host();
+    let imports: String = SDK_IMPORTS
+        .iter()
+        .enumerate()
+        .map(|(i, (m, n, p, r))| {
+            let params = if p.is_empty() { String::new() } else { format!("(param {p})") };
+            let result = if r.is_empty() { String::new() } else { format!("(result {r})") };
+            format!("(import \"{m}\" \"{n}\" (func $i{i} {params} {result}))\n")
+        })
+        .collect();
+    let last = SDK_IMPORTS.len() - 1;
+    let text = format!(
+        r#"(module {imports}
+          (memory (export "memory") 1)
+          (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+          (func (export "proxy_abi_version_0_2_0"))
+          (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+            ;; the unknown hostcall answers UNIMPLEMENTED (12)
+            (i32.eq (call $i{last} (i32.const 0)) (i32.const 12))))"#
+    );
+    let chain = chain_with(&host, &text, |_| {}).await;
+    assert_eq!(chain.status()[0].state, "loaded", "{:?}", chain.status());
+}
+
+#[tokio::test]
+async fn buffering_filter_over_the_limit_gets_413() {
+    let host = test_host();
+    // Pauses on every body chunk until the end of the stream.
+    let text = abi(
+        &Data::new(&[]),
+        r#"(func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+             (i32.eqz (local.get 2)))"#,
+    );
+    let chain = chain_with(&host, &text, |c| c.body_buffer_limit = bytesize::ByteSize::b(8)).await;
+    let stream = futures_util::stream::iter(
+        ["0123", "4567", "89ab"].map(|s| Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(s)))),
+    );
+    let body = crate::http::body::boxed(http_body_util::StreamBody::new(stream));
+    let req = http::Request::builder().uri("/").body(body).expect("request");
+    let mut run = chain.start(meta()).expect("run");
+    assert_eq!(run.on_request(req).await.expect_err("over the limit").status(), 413);
+
+    // Under the limit, the whole body arrives, in one piece.
+    let stream = futures_util::stream::iter(["01", "23"].map(|s| Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(s)))));
+    let body = crate::http::body::boxed(http_body_util::StreamBody::new(stream));
+    let req = http::Request::builder().uri("/").body(body).expect("request");
+    let mut run = chain.start(meta()).expect("run");
+    let req = run.on_request(req).await.expect("forwarded");
+    assert_eq!(body_text(req.into_body()).await, "0123");
+}

@@ -81,6 +81,14 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
             }
         },
     )?;
+    linker.func_wrap("env", "proxy_get_buffer_status", |mut c: Caller<'_, HostState>, kind: i32, rs: i32, rf: i32| -> i32 {
+        let size = match readable(c.data(), kind) {
+            Ok(b) => b.len() as u32,
+            Err(s) => return s,
+        };
+        let r = super::write_u32(&mut c, rs, size).and_then(|()| super::write_u32(&mut c, rf, 0));
+        super::status_of(r)
+    })?;
     Ok(())
 }
 

@@ -34,9 +34,6 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap("env", "proxy_get_configuration", |_c: Caller<'_, HostState>, _: i32, _: i32| -> i32 {
         status::UNIMPLEMENTED
     })?;
-    linker.func_wrap("env", "proxy_get_buffer_status", |_c: Caller<'_, HostState>, _: i32, _: i32, _: i32| -> i32 {
-        status::UNIMPLEMENTED
-    })?;
     Ok(())
 }
 
