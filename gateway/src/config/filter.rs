@@ -149,7 +149,7 @@ pub struct FilterHostConfig {
     #[serde(with = "humantime_serde")]
     pub epoch_tick: Duration,
     /// How long a filter that keeps failing stays out of service at first
-    /// (doubles on each failure up to 32x).
+    /// (doubles on each further back-off, up to 16x).
     #[serde(with = "humantime_serde")]
     pub failure_backoff: Duration,
 }
