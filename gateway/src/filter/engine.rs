@@ -46,7 +46,11 @@ impl FilterHost {
         pool.total_core_instances(cfg.max_instances)
             .total_memories(cfg.max_instances)
             .total_tables(cfg.max_instances)
-            .max_memory_size(cfg.max_memory.as_u64() as usize);
+            .max_memory_size(cfg.max_memory.as_u64() as usize)
+            // Reset small memories with memset instead of madvise: request
+            // isolation recycles a slot per request.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(64 << 10);
         let mut config = Config::new();
         config
             .epoch_interruption(true)

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use anyhow::{Context, Result};
 
-use wasmtime::{Instance, Store, Trap, TypedFunc, WasmParams, WasmResults};
+use wasmtime::{Instance, ModuleExport, Store, Trap, TypedFunc, WasmParams, WasmResults};
 
 use super::engine::{wt, FilterHost};
 use super::pool::FilterCode;
@@ -69,8 +69,50 @@ impl Drop for InstanceCell {
     }
 }
 
-fn typed<P: WasmParams, R: WasmResults>(inst: &Instance, store: &mut Store<HostState>, name: &str) -> Result<F<P, R>> {
-    match inst.get_func(&mut *store, name) {
+/// The callbacks' export indexes, resolved once per module.
+pub(crate) struct ExportIndex(Vec<(&'static str, Option<ModuleExport>)>);
+
+const CALLBACKS: &[&str] = &[
+    "proxy_on_memory_allocate",
+    "malloc",
+    "proxy_on_context_create",
+    "proxy_on_vm_start",
+    "proxy_on_configure",
+    "proxy_on_done",
+    "proxy_on_log",
+    "proxy_on_delete",
+    "proxy_on_tick",
+    "proxy_on_queue_ready",
+    "proxy_on_request_headers",
+    "proxy_on_request_body",
+    "proxy_on_request_trailers",
+    "proxy_on_response_headers",
+    "proxy_on_response_body",
+    "proxy_on_response_trailers",
+    "proxy_on_http_call_response",
+    "_initialize",
+    "main",
+    "_start",
+    "memory",
+];
+
+impl ExportIndex {
+    pub fn new(module: &wasmtime::Module) -> Self {
+        ExportIndex(CALLBACKS.iter().map(|n| (*n, module.get_export_index(n))).collect())
+    }
+    fn get(&self, name: &str) -> Option<&ModuleExport> {
+        self.0.iter().find(|(n, _)| *n == name).and_then(|(_, e)| e.as_ref())
+    }
+}
+
+fn typed<P: WasmParams, R: WasmResults>(
+    inst: &Instance,
+    store: &mut Store<HostState>,
+    idx: &ExportIndex,
+    name: &str,
+) -> Result<F<P, R>> {
+    let Some(export) = idx.get(name) else { return Ok(None) };
+    match inst.get_module_export(&mut *store, export).and_then(|e| e.into_func()) {
         None => Ok(None),
         Some(f) => wt(f.typed(&*store), &format!("export `{name}` has the wrong signature")).map(Some),
     }
@@ -90,38 +132,43 @@ impl FilterInstance {
         let ticks = (cfg.deadline.as_nanos() / host.config.epoch_tick.as_nanos().max(1)).max(1) as u64 + 1;
         store.set_epoch_deadline(ticks);
         let inst = code.pre.instantiate(&mut store).map_err(|e| describe(e, "instantiating"))?;
-        let memory = inst.get_memory(&mut store, "memory").context("module exports no memory")?;
+        let memory = code
+            .exports
+            .get("memory")
+            .and_then(|e| inst.get_module_export(&mut store, e))
+            .and_then(|e| e.into_memory())
+            .context("module exports no memory")?;
         store.data_mut().memory = Some(memory);
-        let alloc = match typed::<i32, i32>(&inst, &mut store, "proxy_on_memory_allocate")? {
+        let alloc = match typed::<i32, i32>(&inst, &mut store, &code.exports, "proxy_on_memory_allocate")? {
             Some(f) => Some(f),
-            None => typed::<i32, i32>(&inst, &mut store, "malloc")?,
+            None => typed::<i32, i32>(&inst, &mut store, &code.exports, "malloc")?,
         };
         store.data_mut().alloc = alloc;
         let cb = Callbacks {
-            context_create: typed(&inst, &mut store, "proxy_on_context_create")?,
-            vm_start: typed(&inst, &mut store, "proxy_on_vm_start")?,
-            configure: typed(&inst, &mut store, "proxy_on_configure")?,
-            done: typed(&inst, &mut store, "proxy_on_done")?,
-            log: typed(&inst, &mut store, "proxy_on_log")?,
-            delete: typed(&inst, &mut store, "proxy_on_delete")?,
-            tick: typed(&inst, &mut store, "proxy_on_tick")?,
-            queue_ready: typed(&inst, &mut store, "proxy_on_queue_ready")?,
-            request_headers: typed(&inst, &mut store, "proxy_on_request_headers")?,
-            request_body: typed(&inst, &mut store, "proxy_on_request_body")?,
-            request_trailers: typed(&inst, &mut store, "proxy_on_request_trailers")?,
-            response_headers: typed(&inst, &mut store, "proxy_on_response_headers")?,
-            response_body: typed(&inst, &mut store, "proxy_on_response_body")?,
-            response_trailers: typed(&inst, &mut store, "proxy_on_response_trailers")?,
-            http_call_response: typed(&inst, &mut store, "proxy_on_http_call_response")?,
+            context_create: typed(&inst, &mut store, &code.exports, "proxy_on_context_create")?,
+            vm_start: typed(&inst, &mut store, &code.exports, "proxy_on_vm_start")?,
+            configure: typed(&inst, &mut store, &code.exports, "proxy_on_configure")?,
+            done: typed(&inst, &mut store, &code.exports, "proxy_on_done")?,
+            log: typed(&inst, &mut store, &code.exports, "proxy_on_log")?,
+            delete: typed(&inst, &mut store, &code.exports, "proxy_on_delete")?,
+            tick: typed(&inst, &mut store, &code.exports, "proxy_on_tick")?,
+            queue_ready: typed(&inst, &mut store, &code.exports, "proxy_on_queue_ready")?,
+            request_headers: typed(&inst, &mut store, &code.exports, "proxy_on_request_headers")?,
+            request_body: typed(&inst, &mut store, &code.exports, "proxy_on_request_body")?,
+            request_trailers: typed(&inst, &mut store, &code.exports, "proxy_on_request_trailers")?,
+            response_headers: typed(&inst, &mut store, &code.exports, "proxy_on_response_headers")?,
+            response_body: typed(&inst, &mut store, &code.exports, "proxy_on_response_body")?,
+            response_trailers: typed(&inst, &mut store, &code.exports, "proxy_on_response_trailers")?,
+            http_call_response: typed(&inst, &mut store, &code.exports, "proxy_on_http_call_response")?,
         };
         let mut me = FilterInstance { store, cb, poisoned: false, deadline_ticks: ticks, next_context: ROOT_CONTEXT + 1 };
         // `_initialize` (then `main` if exported), else `_start`.
-        if let Some(f) = typed::<(), ()>(&inst, &mut me.store, "_initialize")? {
+        if let Some(f) = typed::<(), ()>(&inst, &mut me.store, &code.exports, "_initialize")? {
             me.guard(|s| f.call(s, ())).map_err(|e| anyhow::anyhow!("_initialize: {e}"))?;
-            if let Some(main) = typed::<(i32, i32), i32>(&inst, &mut me.store, "main").ok().flatten() {
+            if let Some(main) = typed::<(i32, i32), i32>(&inst, &mut me.store, &code.exports, "main").ok().flatten() {
                 me.guard(|s| main.call(s, (0, 0))).map_err(|e| anyhow::anyhow!("main: {e}"))?;
             }
-        } else if let Some(f) = typed::<(), ()>(&inst, &mut me.store, "_start")? {
+        } else if let Some(f) = typed::<(), ()>(&inst, &mut me.store, &code.exports, "_start")? {
             me.guard(|s| f.call(s, ())).map_err(|e| anyhow::anyhow!("_start: {e}"))?;
         }
         me.root_call(|i| {
