@@ -33,7 +33,12 @@ const TRIVIAL: &str = r#"(module
 struct NoCallouts;
 
 impl CalloutClient for NoCallouts {
-    fn call(&self, c: &str, _r: http::Request<Bytes>, _t: Duration) -> BoxFuture<'static, Result<CalloutResponse, CalloutError>> {
+    fn call(
+        &self,
+        c: &str,
+        _r: http::Request<Bytes>,
+        _t: Duration,
+    ) -> BoxFuture<'static, Result<CalloutResponse, CalloutError>> {
         let c = c.to_string();
         Box::pin(async move { Err(CalloutError::UnknownCluster(c)) })
     }
@@ -68,14 +73,27 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let dir = std::env::temp_dir().join(format!("gateway-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("trivial.wasm");
     std::fs::write(&path, TRIVIAL).expect("write module");
-    let host = FilterHost::new(&FilterHostConfig { cache_dir: None, ..Default::default() }, Arc::new(NoCallouts)).expect("host");
+    let host = FilterHost::new(
+        &FilterHostConfig {
+            cache_dir: None,
+            ..Default::default()
+        },
+        Arc::new(NoCallouts),
+    )
+    .expect("host");
     let mut chains = Vec::new();
-    for (mode, isolation) in [("shared", Isolation::Shared), ("request", Isolation::Request)] {
+    for (mode, isolation) in [
+        ("shared", Isolation::Shared),
+        ("request", Isolation::Request),
+    ] {
         for n in [0usize, 1, 3] {
             let cfgs: Vec<FilterConfig> = (0..n)
                 .map(|i| {
@@ -85,7 +103,11 @@ fn setup() -> Setup {
                 })
                 .collect();
             let chain = rt.block_on(FilterChain::load(&host, &cfgs));
-            assert!(chain.status().iter().all(|s| s.state == "loaded"), "{:?}", chain.status());
+            assert!(
+                chain.status().iter().all(|s| s.state == "loaded"),
+                "{:?}",
+                chain.status()
+            );
             chains.push((mode.to_string(), n, chain));
         }
     }
@@ -122,7 +144,9 @@ fn bench(c: &mut Criterion) {
     let s = setup();
     let mut group = c.benchmark_group("filter_chain");
     for (mode, n, chain) in &s.chains {
-        group.bench_function(format!("{mode}/{n}"), |b| b.iter_custom(|iters| per_request(&s, chain, iters)));
+        group.bench_function(format!("{mode}/{n}"), |b| {
+            b.iter_custom(|iters| per_request(&s, chain, iters))
+        });
     }
     group.finish();
 }
@@ -138,8 +162,14 @@ fn summary() {
             per_request(&s, chain, N / 10); // warm up
             let us = per_request(&s, chain, N).as_secs_f64() * 1e6 / N as f64;
             let base_us = *base.get_or_insert(us);
-            let per_filter = if *n == 0 { 0.0 } else { (us - base_us) / *n as f64 };
-            println!("  {m:7} {n} filters: {us:8.2} µs/request, {per_filter:6.2} µs added per filter");
+            let per_filter = if *n == 0 {
+                0.0
+            } else {
+                (us - base_us) / *n as f64
+            };
+            println!(
+                "  {m:7} {n} filters: {us:8.2} µs/request, {per_filter:6.2} µs added per filter"
+            );
         }
     }
 }

@@ -110,19 +110,35 @@ impl FilterConfig {
         if self.path.as_os_str().is_empty() {
             problems.push(format!("filter `{}`: path must not be empty", self.name));
         } else if self.path.extension().and_then(|e| e.to_str()) != Some("wasm") {
-            problems.push(format!("filter `{}`: path must name a .wasm file (got {})", self.name, self.path.display()));
+            problems.push(format!(
+                "filter `{}`: path must name a .wasm file (got {})",
+                self.name,
+                self.path.display()
+            ));
         }
         if self.memory_limit.as_u64() < 64 * 1024 {
-            problems.push(format!("filter `{}`: memory_limit must be at least 64KiB (one wasm page)", self.name));
+            problems.push(format!(
+                "filter `{}`: memory_limit must be at least 64KiB (one wasm page)",
+                self.name
+            ));
         }
         if self.deadline < Duration::from_millis(1) || self.deadline > Duration::from_secs(10) {
-            problems.push(format!("filter `{}`: deadline must be between 1ms and 10s", self.name));
+            problems.push(format!(
+                "filter `{}`: deadline must be between 1ms and 10s",
+                self.name
+            ));
         }
         if self.instances == 0 || self.instances > 64 {
-            problems.push(format!("filter `{}`: instances must be between 1 and 64", self.name));
+            problems.push(format!(
+                "filter `{}`: instances must be between 1 and 64",
+                self.name
+            ));
         }
         if self.body_buffer_limit.as_u64() == 0 {
-            problems.push(format!("filter `{}`: body_buffer_limit must be above zero", self.name));
+            problems.push(format!(
+                "filter `{}`: body_buffer_limit must be above zero",
+                self.name
+            ));
         }
         problems
     }

@@ -22,12 +22,22 @@ fn lock(core: &Mutex<RunCore>) -> std::sync::MutexGuard<'_, RunCore> {
 }
 
 /// Runs the trailer callbacks; yields the held body and the trailers.
-fn trailers_step(core: &Mutex<RunCore>, dir: Dir, trailers: http::HeaderMap) -> Result<Vec<Item>, http::Response<Body>> {
+// `Err` is the answer to send, as in the chain's public API.
+#[allow(clippy::result_large_err)]
+fn trailers_step(
+    core: &Mutex<RunCore>,
+    dir: Dir,
+    trailers: http::HeaderMap,
+) -> Result<Vec<Item>, http::Response<Body>> {
     let mut core = lock(core);
     let headers = headers_of(None, &trailers);
     let n = headers.pairs.len();
     if let Some(s) = core.stream.as_deref_mut() {
-        *(if dir == Dir::Request { &mut s.request_trailers } else { &mut s.response_trailers }) = headers;
+        *(if dir == Dir::Request {
+            &mut s.request_trailers
+        } else {
+            &mut s.response_trailers
+        }) = headers;
     }
     for i in core.order(dir) {
         if let Step::Respond(r) = core.call(i, dir, Phase::Trailers(n)) {
@@ -43,7 +53,11 @@ fn trailers_step(core: &Mutex<RunCore>, dir: Dir, trailers: http::HeaderMap) -> 
         if !held.is_empty() {
             out.push(Ok(Frame::data(held.split().freeze())));
         }
-        let map = if t.dirty { convert::trailers_map(t) } else { trailers };
+        let map = if t.dirty {
+            convert::trailers_map(t)
+        } else {
+            trailers
+        };
         out.push(Ok(Frame::trailers(map)));
     }
     Ok(out)
@@ -105,18 +119,35 @@ pub(crate) struct FilteredBody {
 }
 
 impl FilteredBody {
-    pub fn new(core: Arc<Mutex<RunCore>>, dir: Dir, ready: VecDeque<Item>, rest: Option<Body>) -> Body {
+    pub fn body(
+        core: Arc<Mutex<RunCore>>,
+        dir: Dir,
+        ready: VecDeque<Item>,
+        rest: Option<Body>,
+    ) -> Body {
         if rest.is_none() && ready.len() == 1 {
             // The common case of a body read whole: no wrapper needed.
             if let Some(Ok(frame)) = ready.into_iter().next() {
                 return match frame.into_data() {
                     Ok(data) => crate::http::body::full(data),
-                    Err(frame) => FilteredBody { core, dir, ready: VecDeque::from([Ok(frame)]), rest: None }.boxed_unsync(),
+                    Err(frame) => FilteredBody {
+                        core,
+                        dir,
+                        ready: VecDeque::from([Ok(frame)]),
+                        rest: None,
+                    }
+                    .boxed_unsync(),
                 };
             }
             return crate::http::body::empty();
         }
-        FilteredBody { core, dir, ready, rest }.boxed_unsync()
+        FilteredBody {
+            core,
+            dir,
+            ready,
+            rest,
+        }
+        .boxed_unsync()
     }
 }
 
@@ -134,12 +165,16 @@ impl http_body::Body for FilteredBody {
             if let Some(item) = this.ready.pop_front() {
                 return Poll::Ready(Some(item));
             }
-            let Some(inner) = this.rest.as_mut() else { return Poll::Ready(None) };
+            let Some(inner) = this.rest.as_mut() else {
+                return Poll::Ready(None);
+            };
             match ready!(Pin::new(&mut *inner).poll_frame(cx)) {
                 None => {
                     this.rest = None;
                     match lock(&this.core).body_step(this.dir, &[], true) {
-                        BodyStep::Emit(b) if !b.is_empty() => this.ready.push_back(Ok(Frame::data(b))),
+                        BodyStep::Emit(b) if !b.is_empty() => {
+                            this.ready.push_back(Ok(Frame::data(b)))
+                        }
                         BodyStep::Fail(_) => this.ready.push_back(Err(refused())),
                         _ => {}
                     }

@@ -34,7 +34,9 @@ pub struct ChainRun {
 
 impl FilterChain {
     pub fn empty() -> FilterChain {
-        FilterChain { filters: Arc::from(Vec::new()) }
+        FilterChain {
+            filters: Arc::from(Vec::new()),
+        }
     }
 
     /// Compiles (off the async workers), instantiates and starts every
@@ -50,7 +52,9 @@ impl FilterChain {
             };
             loaded.push(Arc::new(f));
         }
-        FilterChain { filters: Arc::from(loaded) }
+        FilterChain {
+            filters: Arc::from(loaded),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -84,7 +88,11 @@ impl FilterChain {
             bound: self.filters.iter().map(|_| Bound::Unbound).collect(),
             calls: Vec::new(),
         };
-        Some(ChainRun { core: Arc::new(Mutex::new(core)), calls: FuturesUnordered::new(), finished: false })
+        Some(ChainRun {
+            core: Arc::new(Mutex::new(core)),
+            calls: FuturesUnordered::new(),
+            finished: false,
+        })
     }
 }
 
@@ -100,7 +108,11 @@ impl ChainRun {
         for OwnCall { filter, call } in own {
             let host = self.core().filters[filter].host().clone();
             self.calls.push(Box::pin(async move {
-                let r = host.shared.callouts.call(&call.cluster, call.request, call.timeout).await;
+                let r = host
+                    .shared
+                    .callouts
+                    .call(&call.cluster, call.request, call.timeout)
+                    .await;
                 (filter, call.token, r)
             }));
         }
@@ -122,9 +134,15 @@ impl ChainRun {
     async fn wait(&mut self, i: usize, dir: Dir) -> Result<(), http::Response<Body>> {
         let (signal, limit, name) = {
             let core = self.core();
-            let Bound::Active { signal, .. } = &core.bound[i] else { return Ok(()) };
+            let Bound::Active { signal, .. } = &core.bound[i] else {
+                return Ok(());
+            };
             let f = &core.filters[i];
-            (signal.clone(), f.config.max_callout_timeout + Duration::from_secs(1), f.name().to_string())
+            (
+                signal.clone(),
+                f.config.max_callout_timeout + Duration::from_secs(1),
+                f.name().to_string(),
+            )
         };
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -157,7 +175,10 @@ impl ChainRun {
 
     /// Request phase: `proxy_on_request_headers` for each filter in order,
     /// then the body callbacks as the body streams.
-    pub async fn on_request(&mut self, req: http::Request<Body>) -> Result<http::Request<Body>, http::Response<Body>> {
+    pub async fn on_request(
+        &mut self,
+        req: http::Request<Body>,
+    ) -> Result<http::Request<Body>, http::Response<Body>> {
         let (mut parts, body) = req.into_parts();
         let eos = body.is_end_stream();
         let n = {
@@ -173,8 +194,13 @@ impl ChainRun {
             if let Some(r) = bound {
                 return Err(r);
             }
-            let count = self.core().stream.as_ref().map_or(0, |s| s.request_headers.pairs.len());
-            self.step(i, Dir::Request, Phase::Headers(count, eos)).await?;
+            let count = self
+                .core()
+                .stream
+                .as_ref()
+                .map_or(0, |s| s.request_headers.pairs.len());
+            self.step(i, Dir::Request, Phase::Headers(count, eos))
+                .await?;
         }
         if let Some(s) = self.core().stream.as_deref() {
             convert::apply_request(&s.request_headers, &mut parts);
@@ -202,8 +228,15 @@ impl ChainRun {
             core.order(Dir::Response)
         };
         for i in order {
-            let count = self.core().stream.as_ref().map_or(0, |s| s.response_headers.pairs.len());
-            if let Err(r) = self.step(i, Dir::Response, Phase::Headers(count, eos)).await {
+            let count = self
+                .core()
+                .stream
+                .as_ref()
+                .map_or(0, |s| s.response_headers.pairs.len());
+            if let Err(r) = self
+                .step(i, Dir::Response, Phase::Headers(count, eos))
+                .await
+            {
                 return r;
             }
         }
@@ -224,7 +257,7 @@ impl ChainRun {
             return Ok(body);
         }
         let (ready, rest) = drive_body(&self.core, body, dir).await?;
-        Ok(FilteredBody::new(self.core.clone(), dir, ready, rest))
+        Ok(FilteredBody::body(self.core.clone(), dir, ready, rest))
     }
 
     /// The request ended: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.

@@ -18,7 +18,11 @@ pub(crate) enum Bound {
     Unbound,
     /// Skipped (failed open, or finished).
     Skipped,
-    Active { cell: Arc<InstanceCell>, ctx: u32, signal: Arc<StreamSignal> },
+    Active {
+        cell: Arc<InstanceCell>,
+        ctx: u32,
+        signal: Arc<StreamSignal>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -63,16 +67,23 @@ pub(crate) struct RunCore {
 pub(crate) fn failure_response(name: &str) -> http::Response<Body> {
     let mut r = http::Response::new(full(format!("filter `{name}` failed\n")));
     *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
     r
 }
 
 fn local_response(lr: LocalResponse) -> http::Response<Body> {
     tracing::debug!(status = lr.status, details = %lr.details, "filter answered locally");
     let mut r = http::Response::new(full(lr.body));
-    *r.status_mut() = http::StatusCode::from_u16(lr.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *r.status_mut() =
+        http::StatusCode::from_u16(lr.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     for (k, v) in lr.headers {
-        if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::from_bytes(&v)) {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_bytes(&v),
+        ) {
             r.headers_mut().append(k, v);
         }
     }
@@ -85,7 +96,12 @@ fn status_response(status: http::StatusCode, body: &'static str) -> http::Respon
     r
 }
 
-fn run_phase(inst: &mut FilterInstance, ctx: u32, dir: Dir, phase: Phase) -> Result<i32, GuestFault> {
+fn run_phase(
+    inst: &mut FilterInstance,
+    ctx: u32,
+    dir: Dir,
+    phase: Phase,
+) -> Result<i32, GuestFault> {
     let c = ctx as i32;
     let cb = &inst.cb;
     let f = match (dir, phase) {
@@ -94,7 +110,11 @@ fn run_phase(inst: &mut FilterInstance, ctx: u32, dir: Dir, phase: Phase) -> Res
         (Dir::Response, Phase::Headers(n, eos)) => cb.response_headers.clone().map(|f| (f, n, eos)),
         (Dir::Response, Phase::Body(n, eos)) => cb.response_body.clone().map(|f| (f, n, eos)),
         (d, Phase::Trailers(n)) => {
-            let f = if d == Dir::Request { cb.request_trailers.clone() } else { cb.response_trailers.clone() };
+            let f = if d == Dir::Request {
+                cb.request_trailers.clone()
+            } else {
+                cb.response_trailers.clone()
+            };
             return match f {
                 Some(f) => inst.guard(|s| f.call(s, (c, n as i32))),
                 None => Ok(0),
@@ -129,7 +149,9 @@ impl RunCore {
             let ctx = inst.next_context();
             inst.store.data_mut().signals.insert(ctx, signal.clone());
             let r = match inst.cb.context_create.clone() {
-                Some(f) => inst.root_call(|i| i.guard(|s| f.call(s, (ctx as i32, ROOT_CONTEXT as i32)))),
+                Some(f) => {
+                    inst.root_call(|i| i.guard(|s| f.call(s, (ctx as i32, ROOT_CONTEXT as i32))))
+                }
                 None => Ok(()),
             };
             r.map(|()| ctx)
@@ -144,7 +166,12 @@ impl RunCore {
     }
 
     /// A guest fault: the instance goes, the policy decides the request.
-    fn fail(&mut self, i: usize, cell: &Arc<InstanceCell>, fault: &GuestFault) -> Option<http::Response<Body>> {
+    fn fail(
+        &mut self,
+        i: usize,
+        cell: &Arc<InstanceCell>,
+        fault: &GuestFault,
+    ) -> Option<http::Response<Body>> {
         let filter = &self.filters[i];
         filter.fault(cell, fault);
         self.bound[i] = Bound::Skipped;
@@ -163,7 +190,9 @@ impl RunCore {
 
     /// Runs one callback of filter `i` with the stream attached.
     pub fn call(&mut self, i: usize, dir: Dir, phase: Phase) -> Step {
-        let Some((cell, ctx)) = self.active(i) else { return Step::Continue };
+        let Some((cell, ctx)) = self.active(i) else {
+            return Step::Continue;
+        };
         let (r, effects) = {
             let mut inst = cell.lock();
             inst.enter(ctx, self.stream.take());
@@ -176,8 +205,16 @@ impl RunCore {
     }
 
     /// Delivers a callout answer to filter `i`'s context.
-    pub fn deliver(&mut self, i: usize, dir: Dir, token: u32, result: crate::filter::CalloutResult) -> Step {
-        let Some((cell, ctx)) = self.active(i) else { return Step::Pause };
+    pub fn deliver(
+        &mut self,
+        i: usize,
+        dir: Dir,
+        token: u32,
+        result: crate::filter::CalloutResult,
+    ) -> Step {
+        let Some((cell, ctx)) = self.active(i) else {
+            return Step::Pause;
+        };
         let (r, effects) = {
             let mut inst = cell.lock();
             inst.enter(ctx, self.stream.take());
@@ -190,14 +227,33 @@ impl RunCore {
     }
 
     /// Turns a callback's result and requests into the next step.
-    pub fn after(&mut self, i: usize, cell: &Arc<InstanceCell>, ctx: u32, dir: Dir, r: Result<i32, GuestFault>, effects: Effects) -> Step {
+    pub fn after(
+        &mut self,
+        i: usize,
+        cell: &Arc<InstanceCell>,
+        ctx: u32,
+        dir: Dir,
+        r: Result<i32, GuestFault>,
+        effects: Effects,
+    ) -> Step {
         let action = match r {
             Ok(a) => a,
-            Err(fault) => return self.fail(i, cell, &fault).map_or(Step::Continue, Step::Respond),
+            Err(fault) => {
+                return self
+                    .fail(i, cell, &fault)
+                    .map_or(Step::Continue, Step::Respond)
+            }
         };
         let host = self.filters[i].host();
         if effects.tick_period.is_some() {
-            super::tasks::apply_root_effects(host, cell, Effects { tick_period: effects.tick_period, ..Effects::default() });
+            super::tasks::apply_root_effects(
+                host,
+                cell,
+                Effects {
+                    tick_period: effects.tick_period,
+                    ..Effects::default()
+                },
+            );
         }
         for call in effects.calls {
             if call.context_id == ctx {
@@ -206,17 +262,39 @@ impl RunCore {
                 super::tasks::spawn_root_call(host, Arc::downgrade(cell), call);
             }
         }
-        self.resolve(dir, action, effects.local_response, effects.close, effects.continue_request, effects.continue_response)
+        self.resolve(
+            dir,
+            action,
+            effects.local_response,
+            effects.close,
+            effects.continue_request,
+            effects.continue_response,
+        )
     }
 
-    pub fn resolve(&self, dir: Dir, action: i32, local: Option<LocalResponse>, close: bool, cont_req: bool, cont_resp: bool) -> Step {
+    pub fn resolve(
+        &self,
+        dir: Dir,
+        action: i32,
+        local: Option<LocalResponse>,
+        close: bool,
+        cont_req: bool,
+        cont_resp: bool,
+    ) -> Step {
         if let Some(lr) = local {
             return Step::Respond(local_response(lr));
         }
         if close {
-            return Step::Respond(status_response(http::StatusCode::SERVICE_UNAVAILABLE, "request closed by a filter\n"));
+            return Step::Respond(status_response(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "request closed by a filter\n",
+            ));
         }
-        let resumed = if dir == Dir::Request { cont_req } else { cont_resp };
+        let resumed = if dir == Dir::Request {
+            cont_req
+        } else {
+            cont_resp
+        };
         if action != 0 && !resumed {
             Step::Pause
         } else {
@@ -237,14 +315,26 @@ impl RunCore {
     pub fn wants_body(&self, dir: Dir) -> bool {
         self.bound.iter().zip(self.filters.iter()).any(|(b, f)| {
             matches!(b, Bound::Active { .. })
-                && f.code.as_ref().is_some_and(|c| if dir == Dir::Request { c.has_request_body } else { c.has_response_body })
+                && f.code.as_ref().is_some_and(|c| {
+                    if dir == Dir::Request {
+                        c.has_request_body
+                    } else {
+                        c.has_response_body
+                    }
+                })
         })
     }
 
     /// Runs the body callbacks over the buffered body plus `chunk`.
     pub fn body_step(&mut self, dir: Dir, chunk: &[u8], eos: bool) -> BodyStep {
-        let Some(stream) = self.stream.as_deref_mut() else { return BodyStep::Emit(Bytes::copy_from_slice(chunk)) };
-        let buf = if dir == Dir::Request { &mut stream.request_body } else { &mut stream.response_body };
+        let Some(stream) = self.stream.as_deref_mut() else {
+            return BodyStep::Emit(Bytes::copy_from_slice(chunk));
+        };
+        let buf = if dir == Dir::Request {
+            &mut stream.request_body
+        } else {
+            &mut stream.response_body
+        };
         buf.extend_from_slice(chunk);
         for i in self.order(dir) {
             let len = self.body_len(dir);
@@ -254,8 +344,14 @@ impl RunCore {
                     let limit = self.filters[i].config.body_buffer_limit.as_u64() as usize;
                     if self.body_len(dir) > limit {
                         return BodyStep::Fail(match dir {
-                            Dir::Request => status_response(http::StatusCode::PAYLOAD_TOO_LARGE, "request body over the filter buffer limit\n"),
-                            Dir::Response => status_response(http::StatusCode::BAD_GATEWAY, "response body over the filter buffer limit\n"),
+                            Dir::Request => status_response(
+                                http::StatusCode::PAYLOAD_TOO_LARGE,
+                                "request body over the filter buffer limit\n",
+                            ),
+                            Dir::Response => status_response(
+                                http::StatusCode::BAD_GATEWAY,
+                                "response body over the filter buffer limit\n",
+                            ),
                         });
                     }
                     return BodyStep::Hold;
@@ -263,23 +359,45 @@ impl RunCore {
                 _ => {}
             }
         }
-        let Some(stream) = self.stream.as_deref_mut() else { return BodyStep::Emit(Bytes::new()) };
-        let buf = if dir == Dir::Request { &mut stream.request_body } else { &mut stream.response_body };
+        let Some(stream) = self.stream.as_deref_mut() else {
+            return BodyStep::Emit(Bytes::new());
+        };
+        let buf = if dir == Dir::Request {
+            &mut stream.request_body
+        } else {
+            &mut stream.response_body
+        };
         BodyStep::Emit(buf.split().freeze())
     }
 
     fn body_len(&self, dir: Dir) -> usize {
-        self.stream.as_deref().map_or(0, |s| if dir == Dir::Request { s.request_body.len() } else { s.response_body.len() })
+        self.stream.as_deref().map_or(0, |s| {
+            if dir == Dir::Request {
+                s.request_body.len()
+            } else {
+                s.response_body.len()
+            }
+        })
     }
 
     /// `proxy_on_done`, `proxy_on_log`, `proxy_on_delete` for every context.
     pub fn finish(&mut self) {
         for i in 0..self.bound.len() {
-            let Bound::Active { cell, ctx, .. } = std::mem::replace(&mut self.bound[i], Bound::Skipped) else { continue };
+            let Bound::Active { cell, ctx, .. } =
+                std::mem::replace(&mut self.bound[i], Bound::Skipped)
+            else {
+                continue;
+            };
             let mut inst = cell.lock();
             inst.enter(ctx, self.stream.take());
             let mut r = Ok(());
-            for f in [inst.cb.done.clone().map(|f| (Some(f), None)), inst.cb.log.clone().map(|f| (None, Some(f)))].into_iter().flatten() {
+            for f in [
+                inst.cb.done.clone().map(|f| (Some(f), None)),
+                inst.cb.log.clone().map(|f| (None, Some(f))),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 r = r.and_then(|()| match f {
                     (Some(done), _) => inst.guard(|s| done.call(s, ctx as i32)).map(|_| ()),
                     (_, Some(log)) => inst.guard(|s| log.call(s, ctx as i32)),

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use bytes::Bytes;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, Store,
+};
 
 use super::abi;
 use super::metrics::{MetricRegistry, MetricSnapshot};
@@ -41,7 +44,10 @@ pub struct FilterHost {
 }
 
 impl FilterHost {
-    pub fn new(cfg: &FilterHostConfig, callouts: Arc<dyn CalloutClient>) -> Result<Arc<FilterHost>> {
+    pub fn new(
+        cfg: &FilterHostConfig,
+        callouts: Arc<dyn CalloutClient>,
+    ) -> Result<Arc<FilterHost>> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(cfg.max_instances)
             .total_memories(cfg.max_instances)
@@ -68,15 +74,29 @@ impl FilterHost {
             callouts,
         });
         // The names the linker defines, so unknown imports can be stubbed.
-        let mut probe = Store::new(&engine, HostState::new(probe_meta(), shared.clone(), 1 << 16));
-        let known = linker.iter(&mut probe).map(|(m, n, _)| (m.to_string(), n.to_string())).collect();
+        let mut probe = Store::new(
+            &engine,
+            HostState::new(probe_meta(), shared.clone(), 1 << 16),
+        );
+        let known = linker
+            .iter(&mut probe)
+            .map(|(m, n, _)| (m.to_string(), n.to_string()))
+            .collect();
         drop(probe);
 
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
         let cache_dir = cfg.cache_dir.clone().filter(|d| !d.as_os_str().is_empty());
-        Ok(Arc::new(FilterHost { engine, linker, known, shared, config: cfg.clone(), cache_dir, engine_key: hasher.finish() }))
+        Ok(Arc::new(FilterHost {
+            engine,
+            linker,
+            known,
+            shared,
+            config: cfg.clone(),
+            cache_dir,
+            engine_key: hasher.finish(),
+        }))
     }
 
     /// Every metric filters defined, for the exporter.
@@ -88,22 +108,34 @@ impl FilterHost {
     /// cache, and checks it is a proxy-wasm module this host can run.
     pub(crate) fn prepare(&self, wasm: &[u8], sha256: &str) -> Result<InstancePre<HostState>> {
         if wasm.len() as u64 > self.config.max_module_size.as_u64() {
-            bail!("module is {} bytes, over max_module_size {}", wasm.len(), self.config.max_module_size);
+            bail!(
+                "module is {} bytes, over max_module_size {}",
+                wasm.len(),
+                self.config.max_module_size
+            );
         }
         let module = self.compile(wasm, sha256)?;
         let exports: HashSet<&str> = module.exports().map(|e| e.name()).collect();
-        if !exports.contains("proxy_abi_version_0_2_1") && !exports.contains("proxy_abi_version_0_2_0") {
+        if !exports.contains("proxy_abi_version_0_2_1")
+            && !exports.contains("proxy_abi_version_0_2_0")
+        {
             bail!("not a proxy-wasm 0.2.x module: exports neither proxy_abi_version_0_2_1 nor proxy_abi_version_0_2_0");
         }
         if !exports.contains("memory") {
             bail!("module exports no memory");
         }
         let mut linker = self.linker.clone();
-        let stubbed = wt(abi::link_unknown(&mut linker, &self.known, &module), "stubbing unknown imports")?;
+        let stubbed = wt(
+            abi::link_unknown(&mut linker, &self.known, &module),
+            "stubbing unknown imports",
+        )?;
         if !stubbed.is_empty() {
             tracing::info!(imports = ?stubbed, "unknown imports linked as UNIMPLEMENTED stubs");
         }
-        wt(linker.instantiate_pre(&module), "linking the module's imports")
+        wt(
+            linker.instantiate_pre(&module),
+            "linking the module's imports",
+        )
     }
 
     fn compile(&self, wasm: &[u8], sha256: &str) -> Result<Module> {
@@ -117,7 +149,9 @@ impl FilterHost {
             // (the key is in the name); never a file from the filter folder.
             match unsafe { Module::deserialize_file(&self.engine, &path) } {
                 Ok(m) => return Ok(m),
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring unreadable cache entry: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring unreadable cache entry: {e:#}")
+                }
             }
         }
         let module = wt(Module::new(&self.engine, wasm), "compiling")?;
@@ -140,13 +174,15 @@ fn write_cache(dir: &std::path::Path, path: &std::path::Path, module: &Module) -
 fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
     let weak = engine.weak();
     let tick = tick.max(Duration::from_millis(1));
-    let spawned = std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || {
-        while let Some(engine) = weak.upgrade() {
-            engine.increment_epoch();
-            drop(engine);
-            std::thread::sleep(tick);
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        });
     if let Err(e) = spawned {
         tracing::error!("cannot start the wasm epoch ticker; guest deadlines will not fire: {e}");
     }

@@ -98,10 +98,18 @@ const CALLBACKS: &[&str] = &[
 
 impl ExportIndex {
     pub fn new(module: &wasmtime::Module) -> Self {
-        ExportIndex(CALLBACKS.iter().map(|n| (*n, module.get_export_index(n))).collect())
+        ExportIndex(
+            CALLBACKS
+                .iter()
+                .map(|n| (*n, module.get_export_index(n)))
+                .collect(),
+        )
     }
     fn get(&self, name: &str) -> Option<&ModuleExport> {
-        self.0.iter().find(|(n, _)| *n == name).and_then(|(_, e)| e.as_ref())
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, e)| e.as_ref())
     }
 }
 
@@ -111,27 +119,47 @@ fn typed<P: WasmParams, R: WasmResults>(
     idx: &ExportIndex,
     name: &str,
 ) -> Result<F<P, R>> {
-    let Some(export) = idx.get(name) else { return Ok(None) };
-    match inst.get_module_export(&mut *store, export).and_then(|e| e.into_func()) {
+    let Some(export) = idx.get(name) else {
+        return Ok(None);
+    };
+    match inst
+        .get_module_export(&mut *store, export)
+        .and_then(|e| e.into_func())
+    {
         None => Ok(None),
-        Some(f) => wt(f.typed(&*store), &format!("export `{name}` has the wrong signature")).map(Some),
+        Some(f) => wt(
+            f.typed(&*store),
+            &format!("export `{name}` has the wrong signature"),
+        )
+        .map(Some),
     }
 }
 
 impl FilterInstance {
     /// Instantiates and starts the VM: `_initialize`/`_start`, the root
     /// context, `proxy_on_vm_start`, `proxy_on_configure`.
-    pub fn start(host: &FilterHost, code: &FilterCode, waker: Option<super::shared_data::QueueWaker>) -> Result<Self> {
+    pub fn start(
+        host: &FilterHost,
+        code: &FilterCode,
+        waker: Option<super::shared_data::QueueWaker>,
+    ) -> Result<Self> {
         let cfg = &code.meta.config;
-        let limit = cfg.memory_limit.as_u64().min(host.config.max_memory.as_u64()) as usize;
+        let limit = cfg
+            .memory_limit
+            .as_u64()
+            .min(host.config.max_memory.as_u64()) as usize;
         let mut state = HostState::new(code.meta.clone(), host.shared.clone(), limit);
         state.queue_waker = waker;
         let mut store = Store::new(&host.engine, state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
-        let ticks = (cfg.deadline.as_nanos() / host.config.epoch_tick.as_nanos().max(1)).max(1) as u64 + 1;
+        let ticks =
+            (cfg.deadline.as_nanos() / host.config.epoch_tick.as_nanos().max(1)).max(1) as u64 + 1;
         store.set_epoch_deadline(ticks);
-        let inst = code.pre.instantiate(&mut store).map_err(|e| describe(e, "instantiating"))?;
+        let inst = code
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| describe(e, "instantiating"))?;
         let memory = code
             .exports
             .get("memory")
@@ -139,7 +167,12 @@ impl FilterInstance {
             .and_then(|e| e.into_memory())
             .context("module exports no memory")?;
         store.data_mut().memory = Some(memory);
-        let alloc = match typed::<i32, i32>(&inst, &mut store, &code.exports, "proxy_on_memory_allocate")? {
+        let alloc = match typed::<i32, i32>(
+            &inst,
+            &mut store,
+            &code.exports,
+            "proxy_on_memory_allocate",
+        )? {
             Some(f) => Some(f),
             None => typed::<i32, i32>(&inst, &mut store, &code.exports, "malloc")?,
         };
@@ -155,21 +188,54 @@ impl FilterInstance {
             queue_ready: typed(&inst, &mut store, &code.exports, "proxy_on_queue_ready")?,
             request_headers: typed(&inst, &mut store, &code.exports, "proxy_on_request_headers")?,
             request_body: typed(&inst, &mut store, &code.exports, "proxy_on_request_body")?,
-            request_trailers: typed(&inst, &mut store, &code.exports, "proxy_on_request_trailers")?,
-            response_headers: typed(&inst, &mut store, &code.exports, "proxy_on_response_headers")?,
+            request_trailers: typed(
+                &inst,
+                &mut store,
+                &code.exports,
+                "proxy_on_request_trailers",
+            )?,
+            response_headers: typed(
+                &inst,
+                &mut store,
+                &code.exports,
+                "proxy_on_response_headers",
+            )?,
             response_body: typed(&inst, &mut store, &code.exports, "proxy_on_response_body")?,
-            response_trailers: typed(&inst, &mut store, &code.exports, "proxy_on_response_trailers")?,
-            http_call_response: typed(&inst, &mut store, &code.exports, "proxy_on_http_call_response")?,
+            response_trailers: typed(
+                &inst,
+                &mut store,
+                &code.exports,
+                "proxy_on_response_trailers",
+            )?,
+            http_call_response: typed(
+                &inst,
+                &mut store,
+                &code.exports,
+                "proxy_on_http_call_response",
+            )?,
         };
-        let mut me = FilterInstance { store, cb, poisoned: false, deadline_ticks: ticks, next_context: ROOT_CONTEXT + 1 };
+        let mut me = FilterInstance {
+            store,
+            cb,
+            poisoned: false,
+            deadline_ticks: ticks,
+            next_context: ROOT_CONTEXT + 1,
+        };
         // `_initialize` (then `main` if exported), else `_start`.
         if let Some(f) = typed::<(), ()>(&inst, &mut me.store, &code.exports, "_initialize")? {
-            me.guard(|s| f.call(s, ())).map_err(|e| anyhow::anyhow!("_initialize: {e}"))?;
-            if let Some(main) = typed::<(i32, i32), i32>(&inst, &mut me.store, &code.exports, "main").ok().flatten() {
-                me.guard(|s| main.call(s, (0, 0))).map_err(|e| anyhow::anyhow!("main: {e}"))?;
+            me.guard(|s| f.call(s, ()))
+                .map_err(|e| anyhow::anyhow!("_initialize: {e}"))?;
+            if let Some(main) =
+                typed::<(i32, i32), i32>(&inst, &mut me.store, &code.exports, "main")
+                    .ok()
+                    .flatten()
+            {
+                me.guard(|s| main.call(s, (0, 0)))
+                    .map_err(|e| anyhow::anyhow!("main: {e}"))?;
             }
         } else if let Some(f) = typed::<(), ()>(&inst, &mut me.store, &code.exports, "_start")? {
-            me.guard(|s| f.call(s, ())).map_err(|e| anyhow::anyhow!("_start: {e}"))?;
+            me.guard(|s| f.call(s, ()))
+                .map_err(|e| anyhow::anyhow!("_start: {e}"))?;
         }
         me.root_call(|i| {
             if let Some(f) = i.cb.context_create.clone() {
@@ -177,7 +243,10 @@ impl FilterInstance {
             }
             Ok(())
         })?;
-        let (vm_len, plugin_len) = (code.meta.vm_config.len() as i32, code.meta.plugin_config.len() as i32);
+        let (vm_len, plugin_len) = (
+            code.meta.vm_config.len() as i32,
+            code.meta.plugin_config.len() as i32,
+        );
         if let Some(f) = me.cb.vm_start.clone() {
             if me.root_call(|i| i.guard(|s| f.call(s, (ROOT_CONTEXT as i32, vm_len))))? == 0 {
                 anyhow::bail!("proxy_on_vm_start returned false");
@@ -192,9 +261,14 @@ impl FilterInstance {
     }
 
     /// Runs one guest call under the deadline; any error poisons the instance.
-    pub fn guard<R>(&mut self, f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, GuestFault> {
+    pub fn guard<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, GuestFault> {
         if self.poisoned {
-            return Err(GuestFault("instance was discarded after an earlier failure".into()));
+            return Err(GuestFault(
+                "instance was discarded after an earlier failure".into(),
+            ));
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
         f(&mut self.store).map_err(|e| {
@@ -204,7 +278,10 @@ impl FilterInstance {
     }
 
     /// A call on the root context (no request attached).
-    pub fn root_call<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, GuestFault>) -> Result<R, GuestFault> {
+    pub fn root_call<R>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<R, GuestFault>,
+    ) -> Result<R, GuestFault> {
         let st = self.store.data_mut();
         st.current = 0;
         st.effective = ROOT_CONTEXT;
@@ -253,7 +330,11 @@ impl InstanceCell {
         let waker = super::tasks::queue_waker(host.clone(), slot.clone());
         let mut inst = FilterInstance::start(host, code, Some(waker))?;
         let (_, effects) = inst.leave();
-        let cell = Arc::new(InstanceCell { inner: Mutex::new(inst), ticker: Mutex::new(None), dead: Default::default() });
+        let cell = Arc::new(InstanceCell {
+            inner: Mutex::new(inst),
+            ticker: Mutex::new(None),
+            dead: Default::default(),
+        });
         let _ = slot.set(Arc::downgrade(&cell));
         super::tasks::apply_root_effects(host, &cell, effects);
         Ok(cell)
@@ -273,14 +354,16 @@ impl FilterInstance {
         token: u32,
         result: Result<CalloutResponse, CalloutError>,
     ) -> Result<(), GuestFault> {
-        let Some(f) = self.cb.http_call_response.clone() else { return Ok(()) };
+        let Some(f) = self.cb.http_call_response.clone() else {
+            return Ok(());
+        };
         let answer = match result {
             Ok(r) => {
                 self.store.data_mut().status = (0, Vec::new());
                 CallAnswer {
-                headers: headers_of(Some(r.status), &r.headers),
-                body: r.body,
-                trailers: headers_of(None, &r.trailers),
+                    headers: headers_of(Some(r.status), &r.headers),
+                    body: r.body,
+                    trailers: headers_of(None, &r.trailers),
                 }
             }
             Err(e) => {
@@ -289,7 +372,11 @@ impl FilterInstance {
                 CallAnswer::default()
             }
         };
-        let sizes = (answer.headers.pairs.len() as i32, answer.body.len() as i32, answer.trailers.pairs.len() as i32);
+        let sizes = (
+            answer.headers.pairs.len() as i32,
+            answer.body.len() as i32,
+            answer.trailers.pairs.len() as i32,
+        );
         self.store.data_mut().call_response = Some(answer);
         let r = self.guard(|s| f.call(s, (ctx as i32, token as i32, sizes.0, sizes.1, sizes.2)));
         self.store.data_mut().call_response = None;
@@ -303,6 +390,12 @@ pub(crate) fn headers_of(status: Option<http::StatusCode>, map: &http::HeaderMap
     if let Some(s) = status {
         pairs.push((":status".to_string(), s.as_str().as_bytes().to_vec()));
     }
-    pairs.extend(map.iter().map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())));
-    Headers { pairs, dirty: false }
+    pairs.extend(
+        map.iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())),
+    );
+    Headers {
+        pairs,
+        dirty: false,
+    }
 }

@@ -53,7 +53,10 @@ impl MetricRegistry {
     /// Defines a metric (the same name and kind returns the same id).
     pub fn define(&self, vm_id: &str, name: &str, kind: MetricKind) -> Option<u32> {
         let mut metrics = self.metrics.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = metrics.iter().position(|m| m.vm_id == vm_id && m.name == name) {
+        if let Some(i) = metrics
+            .iter()
+            .position(|m| m.vm_id == vm_id && m.name == name)
+        {
             return (metrics[i].kind == kind).then_some(i as u32 + 1);
         }
         if metrics.len() >= 100_000 {

@@ -31,4 +31,5 @@ pub use pool::FilterStatus;
 pub use state::RequestMeta;
 
 /// A callout's outcome as the filter host sees it.
-pub(crate) type CalloutResult = Result<crate::upstream::callout::CalloutResponse, crate::upstream::callout::CalloutError>;
+pub(crate) type CalloutResult =
+    Result<crate::upstream::callout::CalloutResponse, crate::upstream::callout::CalloutError>;

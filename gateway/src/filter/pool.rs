@@ -88,10 +88,17 @@ impl LoadedFilter {
 
     fn try_load(&mut self) -> Result<()> {
         let problems = self.config.check();
-        anyhow::ensure!(problems.is_empty(), "invalid configuration: {}", problems.join("; "));
+        anyhow::ensure!(
+            problems.is_empty(),
+            "invalid configuration: {}",
+            problems.join("; ")
+        );
         let wasm = read_capped(&self.config.path, self.host.config.max_module_size.as_u64())?;
         self.size = wasm.len() as u64;
-        self.sha256 = Sha256::digest(&wasm).iter().map(|b| format!("{b:02x}")).collect();
+        self.sha256 = Sha256::digest(&wasm)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let pre = self.host.prepare(&wasm, &self.sha256)?;
         let exports = |name: &str| pre.module().get_export(name).is_some();
         let code = Arc::new(FilterCode {
@@ -114,7 +121,9 @@ impl LoadedFilter {
             Isolation::Shared => {
                 let mut slots = vec![ArcSwapOption::from(Some(first))];
                 for _ in 1..self.config.instances {
-                    slots.push(ArcSwapOption::from(Some(InstanceCell::start(&self.host, &code)?)));
+                    slots.push(ArcSwapOption::from(Some(InstanceCell::start(
+                        &self.host, &code,
+                    )?)));
                 }
                 slots
             }
@@ -132,13 +141,17 @@ impl LoadedFilter {
     /// An instance for one request; `Err` names why the filter cannot serve.
     pub fn acquire(&self) -> Result<Arc<InstanceCell>, String> {
         let Some(code) = &self.code else {
-            return Err(format!("not loaded: {}", self.load_error.as_deref().unwrap_or("unknown")));
+            return Err(format!(
+                "not loaded: {}",
+                self.load_error.as_deref().unwrap_or("unknown")
+            ));
         };
         if self.backing_off.load(Ordering::Relaxed) {
             self.check_backoff()?;
         }
         if self.slots.is_empty() {
-            return InstanceCell::start(&self.host, code).map_err(|e| self.failed(format!("{e:#}")));
+            return InstanceCell::start(&self.host, code)
+                .map_err(|e| self.failed(format!("{e:#}")));
         }
         let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
         if let Some(cell) = slot.load_full() {
@@ -147,7 +160,8 @@ impl LoadedFilter {
             }
         }
         // A discarded instance is replaced on first need.
-        let cell = InstanceCell::start(&self.host, code).map_err(|e| self.failed(format!("{e:#}")))?;
+        let cell =
+            InstanceCell::start(&self.host, code).map_err(|e| self.failed(format!("{e:#}")))?;
         slot.store(Some(cell.clone()));
         Ok(cell)
     }
@@ -155,9 +169,10 @@ impl LoadedFilter {
     fn check_backoff(&self) -> Result<(), String> {
         let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
         match b.0 {
-            Some(until) if Instant::now() < until => {
-                Err(format!("out of service after repeated failures: {}", b.2.as_deref().unwrap_or("")))
-            }
+            Some(until) if Instant::now() < until => Err(format!(
+                "out of service after repeated failures: {}",
+                b.2.as_deref().unwrap_or("")
+            )),
             _ => {
                 b.0 = None;
                 self.backing_off.store(false, Ordering::Relaxed);
@@ -212,7 +227,12 @@ impl LoadedFilter {
         let backed_off = self.backing_off.load(Ordering::Relaxed);
         let last_error = match self.load_error.clone() {
             Some(e) => Some(e),
-            None => self.backoff.lock().unwrap_or_else(|p| p.into_inner()).2.clone(),
+            None => self
+                .backoff
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .2
+                .clone(),
         };
         FilterStatus {
             name: self.config.name.clone(),
@@ -232,7 +252,12 @@ impl LoadedFilter {
 
 fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    anyhow::ensure!(meta.len() <= cap, "{} is {} bytes, over max_module_size ({cap})", path.display(), meta.len());
+    anyhow::ensure!(
+        meta.len() <= cap,
+        "{} is {} bytes, over max_module_size ({cap})",
+        path.display(),
+        meta.len()
+    );
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
@@ -242,7 +267,11 @@ impl LoadedFilter {
     }
 
     /// A filter that could not even be attempted (its load task died).
-    pub fn unavailable(host: &Arc<FilterHost>, config: &FilterConfig, reason: String) -> LoadedFilter {
+    pub fn unavailable(
+        host: &Arc<FilterHost>,
+        config: &FilterConfig,
+        reason: String,
+    ) -> LoadedFilter {
         tracing::error!(filter = %config.name, "filter failed to load: {reason}");
         LoadedFilter {
             config: config.clone(),

@@ -69,17 +69,25 @@ fn stream_property(s: &StreamState, segs: &[&[u8]]) -> Option<Vec<u8>> {
                 .filter(|(k, _)| !k.starts_with(':'))
                 .map(|(k, v)| (k.as_bytes(), v.as_slice())),
         ),
-        [b"request", b"headers", name] => s.request_headers.get(std::str::from_utf8(name).ok()?)?.to_vec(),
+        [b"request", b"headers", name] => s
+            .request_headers
+            .get(std::str::from_utf8(name).ok()?)?
+            .to_vec(),
         [b"request", b"protocol"] => protocol(s.protocol).as_bytes().to_vec(),
         [b"request", b"id"] => s.meta.id.as_bytes().to_vec(),
         [b"source", b"address"] => s.meta.source.to_string().into_bytes(),
         [b"source", b"port"] => int(i64::from(s.meta.source.port())),
         [b"destination", b"address"] => s.meta.destination.to_string().into_bytes(),
         [b"destination", b"port"] => int(i64::from(s.meta.destination.port())),
-        [b"connection", b"tls_version"] => s.meta.tls_version.clone().unwrap_or_default().into_bytes(),
+        [b"connection", b"tls_version"] => {
+            s.meta.tls_version.clone().unwrap_or_default().into_bytes()
+        }
         [b"response", b"code"] => {
             let code = s.response_code.or_else(|| {
-                std::str::from_utf8(s.response_headers.get(":status")?).ok()?.parse().ok()
+                std::str::from_utf8(s.response_headers.get(":status")?)
+                    .ok()?
+                    .parse()
+                    .ok()
             })?;
             int(i64::from(code))
         }

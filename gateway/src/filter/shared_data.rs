@@ -32,7 +32,9 @@ impl SharedData {
     /// Sets `key`; a non-zero `cas` must match the current token.
     pub fn set(&self, vm_id: &str, key: &str, value: Bytes, cas: u32) -> Result<(), CasError> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = entries.entry((vm_id.to_string(), key.to_string())).or_insert((Bytes::new(), 0));
+        let slot = entries
+            .entry((vm_id.to_string(), key.to_string()))
+            .or_insert((Bytes::new(), 0));
         if cas != 0 && cas != slot.1 {
             return Err(CasError::Mismatch);
         }
@@ -63,17 +65,28 @@ impl Queues {
     /// Registers (or re-registers) `name` under `vm_id`; ids start at 1.
     pub fn register(&self, vm_id: &str, name: &str, waker: Option<QueueWaker>) -> u32 {
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = queues.iter().position(|q| q.vm_id == vm_id && q.name == name) {
+        if let Some(i) = queues
+            .iter()
+            .position(|q| q.vm_id == vm_id && q.name == name)
+        {
             queues[i].waker = waker;
             return i as u32 + 1;
         }
-        queues.push(Queue { vm_id: vm_id.into(), name: name.into(), items: VecDeque::new(), waker });
+        queues.push(Queue {
+            vm_id: vm_id.into(),
+            name: name.into(),
+            items: VecDeque::new(),
+            waker,
+        });
         queues.len() as u32
     }
 
     pub fn resolve(&self, vm_id: &str, name: &str) -> Option<u32> {
         let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        queues.iter().position(|q| q.vm_id == vm_id && q.name == name).map(|i| i as u32 + 1)
+        queues
+            .iter()
+            .position(|q| q.vm_id == vm_id && q.name == name)
+            .map(|i| i as u32 + 1)
     }
 
     /// `Ok(false)` when the queue is full, `Err` when it does not exist.
@@ -109,10 +122,15 @@ mod tests {
     fn cas_and_queues() {
         let d = SharedData::default();
         assert!(d.get("vm", "k").is_none());
-        d.set("vm", "k", Bytes::from_static(b"1"), 0).expect("first set");
+        d.set("vm", "k", Bytes::from_static(b"1"), 0)
+            .expect("first set");
         let (_, cas) = d.get("vm", "k").expect("present");
-        d.set("vm", "k", Bytes::from_static(b"2"), cas).expect("cas matches");
-        assert_eq!(d.set("vm", "k", Bytes::from_static(b"3"), cas), Err(CasError::Mismatch));
+        d.set("vm", "k", Bytes::from_static(b"2"), cas)
+            .expect("cas matches");
+        assert_eq!(
+            d.set("vm", "k", Bytes::from_static(b"3"), cas),
+            Err(CasError::Mismatch)
+        );
         assert!(d.get("other", "k").is_none());
 
         let q = Queues::default();

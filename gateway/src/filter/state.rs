@@ -25,7 +25,10 @@ pub struct Headers {
 
 impl Headers {
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
     }
     pub fn remove(&mut self, name: &str) {
         self.pairs.retain(|(k, _)| !k.eq_ignore_ascii_case(name));

@@ -15,7 +15,11 @@ fn runtime() -> Option<tokio::runtime::Handle> {
 }
 
 /// Acts on what a root-context call asked for: tick period, callouts.
-pub(crate) fn apply_root_effects(host: &Arc<FilterHost>, cell: &Arc<InstanceCell>, effects: Effects) {
+pub(crate) fn apply_root_effects(
+    host: &Arc<FilterHost>,
+    cell: &Arc<InstanceCell>,
+    effects: Effects,
+) {
     if let Some(period) = effects.tick_period {
         set_ticker(host, cell, period);
     }
@@ -44,7 +48,9 @@ fn set_ticker(host: &Arc<FilterHost>, cell: &Arc<InstanceCell>, period: Duration
         interval.tick().await;
         loop {
             interval.tick().await;
-            let (Some(cell), Some(host)) = (weak.upgrade(), host.upgrade()) else { break };
+            let (Some(cell), Some(host)) = (weak.upgrade(), host.upgrade()) else {
+                break;
+            };
             let effects = {
                 let mut inst = cell.lock();
                 let Some(f) = inst.cb.tick.clone() else { break };
@@ -74,7 +80,13 @@ pub(crate) fn spawn_root_call(host: &Arc<FilterHost>, cell: Weak<InstanceCell>, 
     let Some(rt) = runtime() else { return };
     let host = host.clone();
     rt.spawn(async move {
-        let PendingCall { context_id, token, cluster, request, timeout } = call;
+        let PendingCall {
+            context_id,
+            token,
+            cluster,
+            request,
+            timeout,
+        } = call;
         let result = host.shared.callouts.call(&cluster, request, timeout).await;
         let Some(cell) = cell.upgrade() else { return };
         let effects = {
@@ -94,18 +106,28 @@ pub(crate) fn spawn_root_call(host: &Arc<FilterHost>, cell: Weak<InstanceCell>, 
 }
 
 /// Schedules `proxy_on_queue_ready` on the instance in `slot`.
-pub(crate) fn queue_waker(host: Arc<FilterHost>, slot: Arc<OnceLock<Weak<InstanceCell>>>) -> QueueWaker {
+pub(crate) fn queue_waker(
+    host: Arc<FilterHost>,
+    slot: Arc<OnceLock<Weak<InstanceCell>>>,
+) -> QueueWaker {
     let host = Arc::downgrade(&host);
     Arc::new(move |queue: u32| {
-        let Some(weak) = slot.get().cloned() else { return };
+        let Some(weak) = slot.get().cloned() else {
+            return;
+        };
         let Some(rt) = runtime() else { return };
         let host = host.clone();
         rt.spawn(async move {
-            let (Some(cell), Some(host)) = (weak.upgrade(), host.upgrade()) else { return };
+            let (Some(cell), Some(host)) = (weak.upgrade(), host.upgrade()) else {
+                return;
+            };
             let effects = {
                 let mut inst = cell.lock();
-                let Some(f) = inst.cb.queue_ready.clone() else { return };
-                let r = inst.root_call(|i| i.guard(|s| f.call(s, (ROOT_CONTEXT as i32, queue as i32))));
+                let Some(f) = inst.cb.queue_ready.clone() else {
+                    return;
+                };
+                let r =
+                    inst.root_call(|i| i.guard(|s| f.call(s, (ROOT_CONTEXT as i32, queue as i32))));
                 let (_, effects) = inst.leave();
                 if r.is_err() {
                     return;

@@ -18,7 +18,12 @@ use crate::upstream::callout::{CalloutClient, CalloutError, CalloutResponse};
 struct Callouts;
 
 impl CalloutClient for Callouts {
-    fn call(&self, cluster: &str, request: http::Request<Bytes>, _t: Duration) -> BoxFuture<'static, Result<CalloutResponse, CalloutError>> {
+    fn call(
+        &self,
+        cluster: &str,
+        request: http::Request<Bytes>,
+        _t: Duration,
+    ) -> BoxFuture<'static, Result<CalloutResponse, CalloutError>> {
         let known = cluster == "auth" && request.uri().path() == "/check";
         let cluster = cluster.to_string();
         Box::pin(async move {
@@ -27,7 +32,12 @@ impl CalloutClient for Callouts {
             }
             let mut headers = http::HeaderMap::new();
             headers.insert("x-user", http::HeaderValue::from_static("alice"));
-            Ok(CalloutResponse { status: http::StatusCode::OK, headers, body: Bytes::from_static(b"ok"), trailers: Default::default() })
+            Ok(CalloutResponse {
+                status: http::StatusCode::OK,
+                headers,
+                body: Bytes::from_static(b"ok"),
+                trailers: Default::default(),
+            })
         })
     }
     fn has_cluster(&self, cluster: &str) -> bool {
@@ -55,7 +65,11 @@ fn write_module(text: &str) -> PathBuf {
     path
 }
 
-async fn chain_with(host: &Arc<FilterHost>, text: &str, tweak: impl FnOnce(&mut FilterConfig)) -> FilterChain {
+async fn chain_with(
+    host: &Arc<FilterHost>,
+    text: &str,
+    tweak: impl FnOnce(&mut FilterConfig),
+) -> FilterChain {
     let mut cfg = FilterConfig::new("f", write_module(text));
     tweak(&mut cfg);
     FilterChain::load(host, &[cfg]).await
@@ -72,7 +86,9 @@ fn meta() -> RequestMeta {
 }
 
 fn request(headers: &[(&str, &str)]) -> http::Request<Body> {
-    let mut b = http::Request::builder().uri("/ping?x=1").header("host", "example.com");
+    let mut b = http::Request::builder()
+        .uri("/ping?x=1")
+        .header("host", "example.com");
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
@@ -90,14 +106,31 @@ struct Data(Vec<(&'static str, u32)>);
 impl Data {
     fn new(strings: &[&'static str]) -> Data {
         let mut at = 256;
-        Data(strings.iter().map(|s| { let p = at; at += s.len() as u32 + 8; (*s, p) }).collect())
+        Data(
+            strings
+                .iter()
+                .map(|s| {
+                    let p = at;
+                    at += s.len() as u32 + 8;
+                    (*s, p)
+                })
+                .collect(),
+        )
     }
     fn at(&self, s: &str) -> String {
-        let (s, p) = self.0.iter().find(|(x, _)| *x == s).expect("string declared");
+        let (s, p) = self
+            .0
+            .iter()
+            .find(|(x, _)| *x == s)
+            .expect("string declared");
         format!("(i32.const {p}) (i32.const {})", s.len())
     }
     fn segments(&self) -> String {
-        self.0.iter().map(|(s, p)| format!("(data (i32.const {p}) \"{}\")", s.replace('\0', "\\00"))).collect::<Vec<_>>().join("\n")
+        self.0
+            .iter()
+            .map(|(s, p)| format!("(data (i32.const {p}) \"{}\")", s.replace('\0', "\\00")))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -122,7 +155,10 @@ pub(crate) const PRELUDE: &str = r#"
 "#;
 
 fn module(data: &Data, marker: &str, body: &str) -> String {
-    format!("(module {PRELUDE}\n{}\n(func (export \"{marker}\"))\n{body})", data.segments())
+    format!(
+        "(module {PRELUDE}\n{}\n(func (export \"{marker}\"))\n{body})",
+        data.segments()
+    )
 }
 
 fn abi(data: &Data, body: &str) -> String {
@@ -132,35 +168,82 @@ fn abi(data: &Data, body: &str) -> String {
 #[tokio::test]
 async fn rejects_modules_without_the_abi_marker_and_fails_closed() {
     let host = test_host();
-    let chain = chain_with(&host, &module(&Data::new(&[]), "not_an_abi_marker", ""), |_| {}).await;
+    let chain = chain_with(
+        &host,
+        &module(&Data::new(&[]), "not_an_abi_marker", ""),
+        |_| {},
+    )
+    .await;
     let status = chain.status();
     assert_eq!(status[0].state, "failed");
-    assert!(status[0].last_error.as_deref().unwrap_or("").contains("proxy_abi_version"), "{status:?}");
+    assert!(
+        status[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("proxy_abi_version"),
+        "{status:?}"
+    );
     let mut run = chain.start(meta()).expect("non-empty chain");
-    let resp = run.on_request(request(&[])).await.expect_err("fails closed");
+    let resp = run
+        .on_request(request(&[]))
+        .await
+        .expect_err("fails closed");
     assert_eq!(resp.status(), 503);
     assert!(body_text(resp.into_body()).await.contains("`f`"));
 
     // Failing open skips the unavailable filter.
-    let chain = chain_with(&host, &module(&Data::new(&[]), "nope", ""), |c| c.failure = FailurePolicy::Open).await;
-    assert!(chain.start(meta()).expect("run").on_request(request(&[])).await.is_ok());
+    let chain = chain_with(&host, &module(&Data::new(&[]), "nope", ""), |c| {
+        c.failure = FailurePolicy::Open
+    })
+    .await;
+    assert!(chain
+        .start(meta())
+        .expect("run")
+        .on_request(request(&[]))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
 async fn rejects_a_configuration_the_filter_refuses() {
     let host = test_host();
-    let text = abi(&Data::new(&[]), r#"(func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 0))"#);
+    let text = abi(
+        &Data::new(&[]),
+        r#"(func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 0))"#,
+    );
     let chain = chain_with(&host, &text, |_| {}).await;
     let status = chain.status();
     assert_eq!(status[0].state, "failed");
-    assert!(status[0].last_error.as_deref().unwrap_or("").contains("proxy_on_configure"), "{status:?}");
+    assert!(
+        status[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("proxy_on_configure"),
+        "{status:?}"
+    );
     // Accepted configuration: loads.
-    let text = abi(&Data::new(&[]), r#"(func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))"#);
-    assert_eq!(chain_with(&host, &text, |_| {}).await.status()[0].state, "loaded");
+    let text = abi(
+        &Data::new(&[]),
+        r#"(func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))"#,
+    );
+    assert_eq!(
+        chain_with(&host, &text, |_| {}).await.status()[0].state,
+        "loaded"
+    );
 }
 
 fn header_filter() -> String {
-    let d = Data::new(&["x-in", "x-seen", "x-drop", ":path", "/rewritten", "x-resp", "yes"]);
+    let d = Data::new(&[
+        "x-in",
+        "x-seen",
+        "x-drop",
+        ":path",
+        "/rewritten",
+        "x-resp",
+        "yes",
+    ]);
     let body = format!(
         r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
              (if (i32.eqz (call $get_header (i32.const 0) {xin} (i32.const 1024) (i32.const 1028)))
@@ -188,13 +271,25 @@ async fn headers_round_trip(isolation: Isolation) {
     assert_eq!(chain.status()[0].state, "loaded", "{:?}", chain.status());
     for _ in 0..3 {
         let mut run = chain.start(meta()).expect("run");
-        let req = run.on_request(request(&[("x-in", "hello"), ("x-drop", "1")])).await.expect("forwarded");
-        assert_eq!(req.headers().get("x-seen").map(|v| v.as_bytes()), Some(&b"hello"[..]));
+        let req = run
+            .on_request(request(&[("x-in", "hello"), ("x-drop", "1")]))
+            .await
+            .expect("forwarded");
+        assert_eq!(
+            req.headers().get("x-seen").map(|v| v.as_bytes()),
+            Some(&b"hello"[..])
+        );
         assert!(req.headers().get("x-drop").is_none());
         assert_eq!(req.uri().path(), "/rewritten");
-        assert_eq!(req.headers().get("host").map(|v| v.as_bytes()), Some(&b"example.com"[..]));
+        assert_eq!(
+            req.headers().get("host").map(|v| v.as_bytes()),
+            Some(&b"example.com"[..])
+        );
         let resp = run.on_response(http::Response::new(full("body"))).await;
-        assert_eq!(resp.headers().get("x-resp").map(|v| v.as_bytes()), Some(&b"yes"[..]));
+        assert_eq!(
+            resp.headers().get("x-resp").map(|v| v.as_bytes()),
+            Some(&b"yes"[..])
+        );
         run.finish();
     }
 }
@@ -231,18 +326,35 @@ async fn local_response_without_authorization() {
     );
     let chain = chain_with(&host, &abi(&d, &body), |_| {}).await;
     let mut run = chain.start(meta()).expect("run");
-    let resp = run.on_request(request(&[])).await.expect_err("answered locally");
+    let resp = run
+        .on_request(request(&[]))
+        .await
+        .expect_err("answered locally");
     assert_eq!(resp.status(), 401);
-    assert_eq!(resp.headers().get("www-authenticate").map(|v| v.as_bytes()), Some(&b"Basic"[..]));
+    assert_eq!(
+        resp.headers().get("www-authenticate").map(|v| v.as_bytes()),
+        Some(&b"Basic"[..])
+    );
     assert_eq!(body_text(resp.into_body()).await, "denied");
     let mut run = chain.start(meta()).expect("run");
-    assert!(run.on_request(request(&[("authorization", "x")])).await.is_ok());
+    assert!(run
+        .on_request(request(&[("authorization", "x")]))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
 async fn properties_read_and_upstream_override() {
     let host = test_host();
-    let d = Data::new(&["request\0url_path", "x-url-path", "source\0port", "x-port", "eight", "gateway\0upstream", "ping_pong"]);
+    let d = Data::new(&[
+        "request\0url_path",
+        "x-url-path",
+        "source\0port",
+        "x-port",
+        "eight",
+        "gateway\0upstream",
+        "ping_pong",
+    ]);
     let body = format!(
         r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
              (if (i32.eqz (call $get_prop {url} (i32.const 1024) (i32.const 1028)))
@@ -265,8 +377,14 @@ async fn properties_read_and_upstream_override() {
     let chain = chain_with(&host, &abi(&d, &body), |_| {}).await;
     let mut run = chain.start(meta()).expect("run");
     let req = run.on_request(request(&[])).await.expect("forwarded");
-    assert_eq!(req.headers().get("x-url-path").map(|v| v.as_bytes()), Some(&b"/ping"[..]));
-    assert_eq!(req.headers().get("x-port").map(|v| v.as_bytes()), Some(&b"eight"[..]));
+    assert_eq!(
+        req.headers().get("x-url-path").map(|v| v.as_bytes()),
+        Some(&b"/ping"[..])
+    );
+    assert_eq!(
+        req.headers().get("x-port").map(|v| v.as_bytes()),
+        Some(&b"eight"[..])
+    );
     assert_eq!(run.upstream_override().as_deref(), Some("ping_pong"));
 }
 
@@ -275,7 +393,12 @@ async fn http_call_pauses_then_resumes_with_the_answer() {
     let host = test_host();
     let d = Data::new(&["auth", "x-user", "x-auth-user"]);
     let call_headers = super::abi::encode_pairs(
-        [(&b":method"[..], &b"GET"[..]), (b":path", b"/check"), (b":authority", b"auth")].into_iter(),
+        [
+            (&b":method"[..], &b"GET"[..]),
+            (b":path", b"/check"),
+            (b":authority", b"auth"),
+        ]
+        .into_iter(),
     );
     let hw: String = call_headers.iter().map(|b| format!("\\{b:02x}")).collect();
     let body = format!(
@@ -302,7 +425,10 @@ async fn http_call_pauses_then_resumes_with_the_answer() {
         .await
         .expect("resumes in time")
         .expect("forwarded");
-    assert_eq!(req.headers().get("x-auth-user").map(|v| v.as_bytes()), Some(&b"alice"[..]));
+    assert_eq!(
+        req.headers().get("x-auth-user").map(|v| v.as_bytes()),
+        Some(&b"alice"[..])
+    );
 }
 
 // === hostile guests ===
@@ -331,46 +457,91 @@ async fn hostile(text: &str, failure: FailurePolicy) -> (FilterChain, Duration) 
     drop(run);
     // The next request runs on a fresh instance.
     let mut run = chain.start(meta()).expect("run");
-    assert!(run.on_request(request(&[])).await.is_ok(), "a fresh instance serves the next request");
+    assert!(
+        run.on_request(request(&[])).await.is_ok(),
+        "a fresh instance serves the next request"
+    );
     (chain, took)
 }
 
 #[tokio::test]
 async fn infinite_loop_hits_the_deadline() {
-    let (_, took) = hostile(include_str!("../../../tests/wasm/hostile/loop.wat"), FailurePolicy::Closed).await;
-    assert!(took < Duration::from_millis(200), "deadline 100ms, took {took:?}");
-    assert!(took >= Duration::from_millis(90), "stopped before the deadline: {took:?}");
-    hostile(include_str!("../../../tests/wasm/hostile/loop.wat"), FailurePolicy::Open).await;
+    let (_, took) = hostile(
+        include_str!("../../../tests/wasm/hostile/loop.wat"),
+        FailurePolicy::Closed,
+    )
+    .await;
+    assert!(
+        took < Duration::from_millis(200),
+        "deadline 100ms, took {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(90),
+        "stopped before the deadline: {took:?}"
+    );
+    hostile(
+        include_str!("../../../tests/wasm/hostile/loop.wat"),
+        FailurePolicy::Open,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn unbounded_memory_growth_is_capped() {
-    hostile(include_str!("../../../tests/wasm/hostile/memory_grow.wat"), FailurePolicy::Closed).await;
+    hostile(
+        include_str!("../../../tests/wasm/hostile/memory_grow.wat"),
+        FailurePolicy::Closed,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn deep_recursion_is_contained() {
-    hostile(include_str!("../../../tests/wasm/hostile/recursion.wat"), FailurePolicy::Closed).await;
+    hostile(
+        include_str!("../../../tests/wasm/hostile/recursion.wat"),
+        FailurePolicy::Closed,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn unreachable_trap_is_contained() {
-    hostile(include_str!("../../../tests/wasm/hostile/unreachable.wat"), FailurePolicy::Open).await;
+    hostile(
+        include_str!("../../../tests/wasm/hostile/unreachable.wat"),
+        FailurePolicy::Open,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn bad_pointers_get_invalid_memory_access() {
     let host = test_host();
-    let chain = chain_with(&host, include_str!("../../../tests/wasm/hostile/bad_pointers.wat"), |_| {}).await;
+    let chain = chain_with(
+        &host,
+        include_str!("../../../tests/wasm/hostile/bad_pointers.wat"),
+        |_| {},
+    )
+    .await;
     let mut run = chain.start(meta()).expect("run");
-    let req = run.on_request(request(&[])).await.expect("every bad call got status 6");
-    assert_eq!(req.headers().get("x-bad-pointers").map(|v| v.as_bytes()), Some(&b"ok"[..]));
+    let req = run
+        .on_request(request(&[]))
+        .await
+        .expect("every bad call got status 6");
+    assert_eq!(
+        req.headers().get("x-bad-pointers").map(|v| v.as_bytes()),
+        Some(&b"ok"[..])
+    );
 }
 
 #[tokio::test]
 async fn a_filter_that_keeps_failing_is_backed_off() {
     let host = test_host();
-    let chain = chain_with(&host, include_str!("../../../tests/wasm/hostile/unreachable.wat"), |c| c.instances = 1).await;
+    let chain = chain_with(
+        &host,
+        include_str!("../../../tests/wasm/hostile/unreachable.wat"),
+        |c| c.instances = 1,
+    )
+    .await;
     for _ in 0..3 {
         let mut run = chain.start(meta()).expect("run");
         assert!(run.on_request(request(&[("x-attack", "1")])).await.is_err());
@@ -378,7 +549,13 @@ async fn a_filter_that_keeps_failing_is_backed_off() {
     assert_eq!(chain.status()[0].state, "backed-off");
     // While backed off, even harmless requests get the failure policy.
     let mut run = chain.start(meta()).expect("run");
-    assert_eq!(run.on_request(request(&[])).await.expect_err("backed off").status(), 503);
+    assert_eq!(
+        run.on_request(request(&[]))
+            .await
+            .expect_err("backed off")
+            .status(),
+        503
+    );
 }
 
 /// Every hostcall the official Rust SDK 0.2.x imports, with its wasm
@@ -389,22 +566,52 @@ const SDK_IMPORTS: &[(&str, &str, &str, &str)] = &[
     ("env", "proxy_get_log_level", "i32", "i32"),
     ("env", "proxy_get_current_time_nanoseconds", "i32", "i32"),
     ("env", "proxy_set_tick_period_milliseconds", "i32", "i32"),
-    ("env", "proxy_get_buffer_bytes", "i32 i32 i32 i32 i32", "i32"),
-    ("env", "proxy_set_buffer_bytes", "i32 i32 i32 i32 i32", "i32"),
+    (
+        "env",
+        "proxy_get_buffer_bytes",
+        "i32 i32 i32 i32 i32",
+        "i32",
+    ),
+    (
+        "env",
+        "proxy_set_buffer_bytes",
+        "i32 i32 i32 i32 i32",
+        "i32",
+    ),
     ("env", "proxy_get_buffer_status", "i32 i32 i32", "i32"),
     ("env", "proxy_get_header_map_pairs", "i32 i32 i32", "i32"),
     ("env", "proxy_set_header_map_pairs", "i32 i32 i32", "i32"),
-    ("env", "proxy_get_header_map_value", "i32 i32 i32 i32 i32", "i32"),
+    (
+        "env",
+        "proxy_get_header_map_value",
+        "i32 i32 i32 i32 i32",
+        "i32",
+    ),
     ("env", "proxy_remove_header_map_value", "i32 i32 i32", "i32"),
-    ("env", "proxy_replace_header_map_value", "i32 i32 i32 i32 i32", "i32"),
-    ("env", "proxy_add_header_map_value", "i32 i32 i32 i32 i32", "i32"),
+    (
+        "env",
+        "proxy_replace_header_map_value",
+        "i32 i32 i32 i32 i32",
+        "i32",
+    ),
+    (
+        "env",
+        "proxy_add_header_map_value",
+        "i32 i32 i32 i32 i32",
+        "i32",
+    ),
     ("env", "proxy_get_header_map_size", "i32 i32", "i32"),
     ("env", "proxy_get_property", "i32 i32 i32 i32", "i32"),
     ("env", "proxy_set_property", "i32 i32 i32 i32", "i32"),
     ("env", "proxy_get_shared_data", "i32 i32 i32 i32 i32", "i32"),
     ("env", "proxy_set_shared_data", "i32 i32 i32 i32 i32", "i32"),
     ("env", "proxy_register_shared_queue", "i32 i32 i32", "i32"),
-    ("env", "proxy_resolve_shared_queue", "i32 i32 i32 i32 i32", "i32"),
+    (
+        "env",
+        "proxy_resolve_shared_queue",
+        "i32 i32 i32 i32 i32",
+        "i32",
+    ),
     ("env", "proxy_dequeue_shared_queue", "i32 i32 i32", "i32"),
     ("env", "proxy_enqueue_shared_queue", "i32 i32 i32", "i32"),
     ("env", "proxy_continue_stream", "i32", "i32"),
@@ -412,31 +619,86 @@ const SDK_IMPORTS: &[(&str, &str, &str, &str)] = &[
     ("env", "proxy_continue_request", "", "i32"),
     ("env", "proxy_continue_response", "", "i32"),
     ("env", "proxy_clear_route_cache", "", "i32"),
-    ("env", "proxy_send_local_response", "i32 i32 i32 i32 i32 i32 i32 i32", "i32"),
-    ("env", "proxy_http_call", "i32 i32 i32 i32 i32 i32 i32 i32 i32 i32", "i32"),
-    ("env", "proxy_dispatch_http_call", "i32 i32 i32 i32 i32 i32 i32 i32 i32 i32", "i32"),
-    ("env", "proxy_grpc_call", "i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32", "i32"),
-    ("env", "proxy_grpc_stream", "i32 i32 i32 i32 i32 i32 i32 i32 i32", "i32"),
+    (
+        "env",
+        "proxy_send_local_response",
+        "i32 i32 i32 i32 i32 i32 i32 i32",
+        "i32",
+    ),
+    (
+        "env",
+        "proxy_http_call",
+        "i32 i32 i32 i32 i32 i32 i32 i32 i32 i32",
+        "i32",
+    ),
+    (
+        "env",
+        "proxy_dispatch_http_call",
+        "i32 i32 i32 i32 i32 i32 i32 i32 i32 i32",
+        "i32",
+    ),
+    (
+        "env",
+        "proxy_grpc_call",
+        "i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32",
+        "i32",
+    ),
+    (
+        "env",
+        "proxy_grpc_stream",
+        "i32 i32 i32 i32 i32 i32 i32 i32 i32",
+        "i32",
+    ),
     ("env", "proxy_grpc_send", "i32 i32 i32 i32", "i32"),
     ("env", "proxy_grpc_cancel", "i32", "i32"),
     ("env", "proxy_grpc_close", "i32", "i32"),
     ("env", "proxy_get_status", "i32 i32 i32", "i32"),
     ("env", "proxy_set_effective_context", "i32", "i32"),
-    ("env", "proxy_call_foreign_function", "i32 i32 i32 i32 i32 i32", "i32"),
+    (
+        "env",
+        "proxy_call_foreign_function",
+        "i32 i32 i32 i32 i32 i32",
+        "i32",
+    ),
     ("env", "proxy_done", "", "i32"),
     ("env", "proxy_define_metric", "i32 i32 i32 i32", "i32"),
     ("env", "proxy_get_metric", "i32 i32", "i32"),
     ("env", "proxy_record_metric", "i32 i64", "i32"),
     ("env", "proxy_increment_metric", "i32 i64", "i32"),
-    ("wasi_snapshot_preview1", "fd_write", "i32 i32 i32 i32", "i32"),
-    ("wasi_snapshot_preview1", "fd_read", "i32 i32 i32 i32", "i32"),
+    (
+        "wasi_snapshot_preview1",
+        "fd_write",
+        "i32 i32 i32 i32",
+        "i32",
+    ),
+    (
+        "wasi_snapshot_preview1",
+        "fd_read",
+        "i32 i32 i32 i32",
+        "i32",
+    ),
     ("wasi_snapshot_preview1", "fd_close", "i32", "i32"),
-    ("wasi_snapshot_preview1", "fd_seek", "i32 i64 i32 i32", "i32"),
+    (
+        "wasi_snapshot_preview1",
+        "fd_seek",
+        "i32 i64 i32 i32",
+        "i32",
+    ),
     ("wasi_snapshot_preview1", "fd_fdstat_get", "i32 i32", "i32"),
-    ("wasi_snapshot_preview1", "clock_time_get", "i32 i64 i32", "i32"),
+    (
+        "wasi_snapshot_preview1",
+        "clock_time_get",
+        "i32 i64 i32",
+        "i32",
+    ),
     ("wasi_snapshot_preview1", "random_get", "i32 i32", "i32"),
     ("wasi_snapshot_preview1", "environ_get", "i32 i32", "i32"),
-    ("wasi_snapshot_preview1", "environ_sizes_get", "i32 i32", "i32"),
+    (
+        "wasi_snapshot_preview1",
+        "environ_sizes_get",
+        "i32 i32",
+        "i32",
+    ),
     ("wasi_snapshot_preview1", "args_get", "i32 i32", "i32"),
     ("wasi_snapshot_preview1", "args_sizes_get", "i32 i32", "i32"),
     ("wasi_snapshot_preview1", "proc_exit", "i32", ""),
@@ -454,8 +716,16 @@ async fn every_sdk_import_links_and_unknown_ones_are_stubbed() {
         .iter()
         .enumerate()
         .map(|(i, (m, n, p, r))| {
-            let params = if p.is_empty() { String::new() } else { format!("(param {p})") };
-            let result = if r.is_empty() { String::new() } else { format!("(result {r})") };
+            let params = if p.is_empty() {
+                String::new()
+            } else {
+                format!("(param {p})")
+            };
+            let result = if r.is_empty() {
+                String::new()
+            } else {
+                format!("(result {r})")
+            };
             format!("(import \"{m}\" \"{n}\" (func $i{i} {params} {result}))\n")
         })
         .collect();
@@ -482,19 +752,38 @@ async fn buffering_filter_over_the_limit_gets_413() {
         r#"(func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
              (i32.eqz (local.get 2)))"#,
     );
-    let chain = chain_with(&host, &text, |c| c.body_buffer_limit = bytesize::ByteSize::b(8)).await;
+    let chain = chain_with(&host, &text, |c| {
+        c.body_buffer_limit = bytesize::ByteSize::b(8)
+    })
+    .await;
     let stream = futures_util::stream::iter(
-        ["0123", "4567", "89ab"].map(|s| Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(s)))),
+        ["0123", "4567", "89ab"]
+            .map(|s| Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(s)))),
     );
     let body = crate::http::body::boxed(http_body_util::StreamBody::new(stream));
-    let req = http::Request::builder().uri("/").body(body).expect("request");
+    let req = http::Request::builder()
+        .uri("/")
+        .body(body)
+        .expect("request");
     let mut run = chain.start(meta()).expect("run");
-    assert_eq!(run.on_request(req).await.expect_err("over the limit").status(), 413);
+    assert_eq!(
+        run.on_request(req)
+            .await
+            .expect_err("over the limit")
+            .status(),
+        413
+    );
 
     // Under the limit, the whole body arrives, in one piece.
-    let stream = futures_util::stream::iter(["01", "23"].map(|s| Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(s)))));
+    let stream = futures_util::stream::iter(
+        ["01", "23"]
+            .map(|s| Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(s)))),
+    );
     let body = crate::http::body::boxed(http_body_util::StreamBody::new(stream));
-    let req = http::Request::builder().uri("/").body(body).expect("request");
+    let req = http::Request::builder()
+        .uri("/")
+        .body(body)
+        .expect("request");
     let mut run = chain.start(meta()).expect("run");
     let req = run.on_request(req).await.expect("forwarded");
     assert_eq!(body_text(req.into_body()).await, "0123");

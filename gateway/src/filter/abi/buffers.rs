@@ -1,7 +1,7 @@
 //! Buffer hostcalls: bodies, callout answers, VM and plugin configuration.
 
-use wasmtime::Result;
 use bytes::BytesMut;
+use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
 use super::{buffer_type, read_bytes, return_bytes, status};
@@ -17,7 +17,11 @@ fn readable(state: &HostState, kind: i32) -> Result<&[u8], i32> {
     match kind {
         buffer_type::HTTP_REQUEST_BODY => Ok(&own_stream()?.request_body[..]),
         buffer_type::HTTP_RESPONSE_BODY => Ok(&own_stream()?.response_body[..]),
-        buffer_type::HTTP_CALL_RESPONSE_BODY => state.call_response.as_ref().map(|a| &a.body[..]).ok_or(status::NOT_FOUND),
+        buffer_type::HTTP_CALL_RESPONSE_BODY => state
+            .call_response
+            .as_ref()
+            .map(|a| &a.body[..])
+            .ok_or(status::NOT_FOUND),
         buffer_type::VM_CONFIGURATION => Ok(&state.filter.vm_config[..]),
         buffer_type::PLUGIN_CONFIGURATION => Ok(&state.filter.plugin_config[..]),
         2 | 3 | 5 | 8 => Err(status::NOT_FOUND),
@@ -33,7 +37,7 @@ fn writable(state: &mut HostState, kind: i32) -> Result<&mut BytesMut, i32> {
     match kind {
         buffer_type::HTTP_REQUEST_BODY => Ok(&mut stream.request_body),
         buffer_type::HTTP_RESPONSE_BODY => Ok(&mut stream.response_body),
-        0..=8 => Err(status::BAD_ARGUMENT),
+        // Configuration and callout answers are read-only.
         _ => Err(status::BAD_ARGUMENT),
     }
 }
@@ -52,7 +56,13 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_get_buffer_bytes",
-        |mut c: Caller<'_, HostState>, kind: i32, start: i32, max: i32, rp: i32, rl: i32| -> Result<i32> {
+        |mut c: Caller<'_, HostState>,
+         kind: i32,
+         start: i32,
+         max: i32,
+         rp: i32,
+         rl: i32|
+         -> Result<i32> {
             let bytes = match readable(c.data(), kind) {
                 Ok(b) => {
                     let start = (start as u32 as usize).min(b.len());
@@ -81,14 +91,19 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
             }
         },
     )?;
-    linker.func_wrap("env", "proxy_get_buffer_status", |mut c: Caller<'_, HostState>, kind: i32, rs: i32, rf: i32| -> i32 {
-        let size = match readable(c.data(), kind) {
-            Ok(b) => b.len() as u32,
-            Err(s) => return s,
-        };
-        let r = super::write_u32(&mut c, rs, size).and_then(|()| super::write_u32(&mut c, rf, 0));
-        super::status_of(r)
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_buffer_status",
+        |mut c: Caller<'_, HostState>, kind: i32, rs: i32, rf: i32| -> i32 {
+            let size = match readable(c.data(), kind) {
+                Ok(b) => b.len() as u32,
+                Err(s) => return s,
+            };
+            let r =
+                super::write_u32(&mut c, rs, size).and_then(|()| super::write_u32(&mut c, rf, 0));
+            super::status_of(r)
+        },
+    )?;
     Ok(())
 }
 

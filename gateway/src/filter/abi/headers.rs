@@ -9,7 +9,9 @@ use crate::filter::state::{Headers, HostState};
 /// Serializes pairs: count, then (name size, value size) per pair, then each
 /// name and value followed by a NUL byte; all integers u32 little-endian.
 pub fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone) -> Vec<u8> {
-    let (count, bytes) = pairs.clone().fold((0usize, 0usize), |(c, b), (k, v)| (c + 1, b + k.len() + v.len() + 2));
+    let (count, bytes) = pairs.clone().fold((0usize, 0usize), |(c, b), (k, v)| {
+        (c + 1, b + k.len() + v.len() + 2)
+    });
     let mut out = Vec::with_capacity(4 + count * 8 + bytes);
     out.extend_from_slice(&(count as u32).to_le_bytes());
     for (k, v) in pairs.clone() {
@@ -30,7 +32,10 @@ pub fn decode_pairs(data: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
     if data.is_empty() {
         return Some(Vec::new());
     }
-    let u32_at = |at: usize| data.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let u32_at = |at: usize| {
+        data.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
     let count = u32_at(0)?;
     // Each pair takes at least 10 bytes: this bounds `count` by the input.
     if count > data.len() / 10 {
@@ -48,15 +53,22 @@ pub fn decode_pairs(data: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
         if pos > data.len() {
             return None;
         }
-        pairs.push((String::from_utf8(key.to_vec()).ok()?.to_ascii_lowercase(), value.to_vec()));
+        pairs.push((
+            String::from_utf8(key.to_vec()).ok()?.to_ascii_lowercase(),
+            value.to_vec(),
+        ));
     }
     Some(pairs)
 }
 
-fn map<'a>(state: &'a mut HostState, map: i32) -> GuestResult<&'a mut Headers> {
+fn map(state: &mut HostState, map: i32) -> GuestResult<&mut Headers> {
     if map == map_type::HTTP_CALL_RESPONSE_HEADERS || map == map_type::HTTP_CALL_RESPONSE_TRAILERS {
         let answer = state.call_response.as_mut().ok_or(status::NOT_FOUND)?;
-        return Ok(if map == map_type::HTTP_CALL_RESPONSE_HEADERS { &mut answer.headers } else { &mut answer.trailers });
+        return Ok(if map == map_type::HTTP_CALL_RESPONSE_HEADERS {
+            &mut answer.headers
+        } else {
+            &mut answer.trailers
+        });
     }
     // Maps of a request are reachable from its own context only.
     if state.effective != state.current {
@@ -75,7 +87,8 @@ fn map<'a>(state: &'a mut HostState, map: i32) -> GuestResult<&'a mut Headers> {
 /// Guest-given header names and values must be valid HTTP.
 fn valid(name: &str, value: &[u8]) -> bool {
     let name_ok = name.strip_prefix(':').map_or(name, |n| n);
-    http::HeaderName::from_bytes(name_ok.as_bytes()).is_ok() && http::HeaderValue::from_bytes(value).is_ok()
+    http::HeaderName::from_bytes(name_ok.as_bytes()).is_ok()
+        && http::HeaderValue::from_bytes(value).is_ok()
 }
 
 fn write_op(
@@ -107,31 +120,39 @@ fn write_op(
 }
 
 pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
-    linker.func_wrap("env", "proxy_get_header_map_pairs", |mut c: Caller<'_, HostState>, m: i32, rp: i32, rl: i32| -> Result<i32> {
-        let bytes = match map(c.data_mut(), m) {
-            Ok(h) => encode_pairs(h.pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_slice()))),
-            Err(s) => return Ok(s),
-        };
-        return_bytes(&mut c, &bytes, rp, rl)
-    })?;
-    linker.func_wrap("env", "proxy_set_header_map_pairs", |mut c: Caller<'_, HostState>, m: i32, p: i32, l: i32| -> i32 {
-        let pairs = match read_bytes(&c, p, l).map(|b| decode_pairs(&b)) {
-            Ok(Some(pairs)) => pairs,
-            Ok(None) => return status::BAD_ARGUMENT,
-            Err(s) => return s,
-        };
-        if !pairs.iter().all(|(k, v)| valid(k, v)) {
-            return status::BAD_ARGUMENT;
-        }
-        match map(c.data_mut(), m) {
-            Ok(h) => {
-                h.pairs = pairs;
-                h.dirty = true;
-                status::OK
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_pairs",
+        |mut c: Caller<'_, HostState>, m: i32, rp: i32, rl: i32| -> Result<i32> {
+            let bytes = match map(c.data_mut(), m) {
+                Ok(h) => encode_pairs(h.pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_slice()))),
+                Err(s) => return Ok(s),
+            };
+            return_bytes(&mut c, &bytes, rp, rl)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_header_map_pairs",
+        |mut c: Caller<'_, HostState>, m: i32, p: i32, l: i32| -> i32 {
+            let pairs = match read_bytes(&c, p, l).map(|b| decode_pairs(&b)) {
+                Ok(Some(pairs)) => pairs,
+                Ok(None) => return status::BAD_ARGUMENT,
+                Err(s) => return s,
+            };
+            if !pairs.iter().all(|(k, v)| valid(k, v)) {
+                return status::BAD_ARGUMENT;
             }
-            Err(s) => s,
-        }
-    })?;
+            match map(c.data_mut(), m) {
+                Ok(h) => {
+                    h.pairs = pairs;
+                    h.dirty = true;
+                    status::OK
+                }
+                Err(s) => s,
+            }
+        },
+    )?;
     linker.func_wrap(
         "env",
         "proxy_get_header_map_value",
@@ -150,9 +171,13 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
             return_bytes(&mut c, &value, rp, rl)
         },
     )?;
-    linker.func_wrap("env", "proxy_remove_header_map_value", |mut c: Caller<'_, HostState>, m: i32, kp: i32, kl: i32| -> i32 {
-        write_op(&mut c, m, kp, kl, None, |h, k, _| h.remove(k))
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_remove_header_map_value",
+        |mut c: Caller<'_, HostState>, m: i32, kp: i32, kl: i32| -> i32 {
+            write_op(&mut c, m, kp, kl, None, |h, k, _| h.remove(k))
+        },
+    )?;
     linker.func_wrap(
         "env",
         "proxy_replace_header_map_value",
@@ -167,13 +192,23 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
             write_op(&mut c, m, kp, kl, Some((vp, vl)), Headers::add)
         },
     )?;
-    linker.func_wrap("env", "proxy_get_header_map_size", |mut c: Caller<'_, HostState>, m: i32, rp: i32| -> i32 {
-        let size = match map(c.data_mut(), m) {
-            Ok(h) => h.pairs.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>() + 4,
-            Err(s) => return s,
-        };
-        super::status_of(super::write_u32(&mut c, rp, size as u32))
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_size",
+        |mut c: Caller<'_, HostState>, m: i32, rp: i32| -> i32 {
+            let size = match map(c.data_mut(), m) {
+                Ok(h) => {
+                    h.pairs
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 10)
+                        .sum::<usize>()
+                        + 4
+                }
+                Err(s) => return s,
+            };
+            super::status_of(super::write_u32(&mut c, rp, size as u32))
+        },
+    )?;
     Ok(())
 }
 
@@ -186,7 +221,13 @@ mod tests {
         let pairs = [(b":path".as_slice(), b"/a".as_slice()), (b"x-a", b"")];
         let wire = encode_pairs(pairs.iter().copied());
         let back = decode_pairs(&wire).expect("decodes");
-        assert_eq!(back, vec![(":path".to_string(), b"/a".to_vec()), ("x-a".to_string(), Vec::new())]);
+        assert_eq!(
+            back,
+            vec![
+                (":path".to_string(), b"/a".to_vec()),
+                ("x-a".to_string(), Vec::new())
+            ]
+        );
         assert!(decode_pairs(&wire[..wire.len() - 3]).is_none());
         assert!(decode_pairs(&[0xff, 0xff, 0xff, 0xff]).is_none());
     }

@@ -2,11 +2,13 @@
 
 use std::time::Duration;
 
-use wasmtime::Result;
 use bytes::Bytes;
+use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
-use super::{decode_pairs, read_bytes, read_string, status, status_of, stream_type, write_u32, GuestResult};
+use super::{
+    decode_pairs, read_bytes, read_string, status, status_of, stream_type, write_u32, GuestResult,
+};
 use crate::filter::state::{Effects, HostState, LocalResponse, PendingCall};
 
 /// Applies `f` to the effects of the effective context: this call's own, or
@@ -39,12 +41,18 @@ fn local_response(c: &Caller<'_, HostState>, args: [i32; 7]) -> GuestResult<Loca
     let body = Bytes::from(read_bytes(c, bp, bl)?);
     let headers = header_pairs(c, hp, hl)?;
     let valid = headers.iter().all(|(k, v)| {
-        http::HeaderName::from_bytes(k.as_bytes()).is_ok() && http::HeaderValue::from_bytes(v).is_ok()
+        http::HeaderName::from_bytes(k.as_bytes()).is_ok()
+            && http::HeaderValue::from_bytes(v).is_ok()
     });
     if !valid {
         return Err(status::BAD_ARGUMENT);
     }
-    Ok(LocalResponse { status: code as u16, details, body, headers })
+    Ok(LocalResponse {
+        status: code as u16,
+        details,
+        body,
+        headers,
+    })
 }
 
 fn callout(c: &Caller<'_, HostState>, args: [i32; 9]) -> GuestResult<PendingCall> {
@@ -56,8 +64,15 @@ fn callout(c: &Caller<'_, HostState>, args: [i32; 9]) -> GuestResult<PendingCall
     if !st.host.callouts.has_cluster(&cluster) {
         return Err(status::BAD_ARGUMENT);
     }
-    let pseudo = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let (Some(method), Some(path), Some(authority)) = (pseudo(":method"), pseudo(":path"), pseudo(":authority")) else {
+    let pseudo = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let (Some(method), Some(path), Some(authority)) =
+        (pseudo(":method"), pseudo(":path"), pseudo(":authority"))
+    else {
         return Err(status::BAD_ARGUMENT);
     };
     let uri = http::Uri::builder()
@@ -78,7 +93,13 @@ fn callout(c: &Caller<'_, HostState>, args: [i32; 9]) -> GuestResult<PendingCall
     }
     let max = st.filter.config.max_callout_timeout;
     let timeout = Duration::from_millis(u64::from(timeout as u32)).min(max);
-    Ok(PendingCall { context_id: st.effective, token: 0, cluster, request, timeout })
+    Ok(PendingCall {
+        context_id: st.effective,
+        token: 0,
+        cluster,
+        request,
+        timeout,
+    })
 }
 
 fn resume(c: &mut Caller<'_, HostState>, stream: i32) -> i32 {
@@ -94,25 +115,54 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_send_local_response",
-        |mut c: Caller<'_, HostState>, code: i32, dp: i32, dl: i32, bp: i32, bl: i32, hp: i32, hl: i32, _grpc: i32| -> i32 {
+        |mut c: Caller<'_, HostState>,
+         code: i32,
+         dp: i32,
+         dl: i32,
+         bp: i32,
+         bl: i32,
+         hp: i32,
+         hl: i32,
+         _grpc: i32|
+         -> i32 {
             match local_response(&c, [code, dp, dl, bp, bl, hp, hl]) {
                 Ok(resp) => with_effects(c.data_mut(), |e| e.local_response = Some(resp)),
                 Err(s) => s,
             }
         },
     )?;
-    linker.func_wrap("env", "proxy_continue_stream", |mut c: Caller<'_, HostState>, stream: i32| -> i32 { resume(&mut c, stream) })?;
-    linker.func_wrap("env", "proxy_close_stream", |mut c: Caller<'_, HostState>, stream: i32| -> i32 {
-        match stream {
-            0 | 1 => with_effects(c.data_mut(), |e| e.close = true),
-            2 | 3 => status::UNIMPLEMENTED,
-            _ => status::BAD_ARGUMENT,
-        }
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_continue_stream",
+        |mut c: Caller<'_, HostState>, stream: i32| -> i32 { resume(&mut c, stream) },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_close_stream",
+        |mut c: Caller<'_, HostState>, stream: i32| -> i32 {
+            match stream {
+                0 | 1 => with_effects(c.data_mut(), |e| e.close = true),
+                2 | 3 => status::UNIMPLEMENTED,
+                _ => status::BAD_ARGUMENT,
+            }
+        },
+    )?;
     // ABI 0.1/0.2.0 names of the same operations.
-    linker.func_wrap("env", "proxy_continue_request", |mut c: Caller<'_, HostState>| -> i32 { resume(&mut c, 0) })?;
-    linker.func_wrap("env", "proxy_continue_response", |mut c: Caller<'_, HostState>| -> i32 { resume(&mut c, 1) })?;
-    linker.func_wrap("env", "proxy_clear_route_cache", |_c: Caller<'_, HostState>| -> i32 { status::OK })?;
+    linker.func_wrap(
+        "env",
+        "proxy_continue_request",
+        |mut c: Caller<'_, HostState>| -> i32 { resume(&mut c, 0) },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_continue_response",
+        |mut c: Caller<'_, HostState>| -> i32 { resume(&mut c, 1) },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_clear_route_cache",
+        |_c: Caller<'_, HostState>| -> i32 { status::OK },
+    )?;
     for name in ["proxy_http_call", "proxy_dispatch_http_call"] {
         linker.func_wrap(
             "env",

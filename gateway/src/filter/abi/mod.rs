@@ -83,7 +83,11 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
 // === guest memory ===
 
 /// Copies `len` bytes at `ptr` out of the guest's memory.
-pub(crate) fn read_bytes(caller: &Caller<'_, HostState>, ptr: i32, len: i32) -> GuestResult<Vec<u8>> {
+pub(crate) fn read_bytes(
+    caller: &Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+) -> GuestResult<Vec<u8>> {
     with_bytes(caller, ptr, len, |b| b.to_vec())
 }
 
@@ -97,27 +101,47 @@ pub(crate) fn with_bytes<R>(
     let memory = caller.data().memory.ok_or(status::INTERNAL_FAILURE)?;
     let data = memory.data(caller);
     let start = ptr as u32 as usize;
-    let end = start.checked_add(len as u32 as usize).ok_or(status::INVALID_MEMORY_ACCESS)?;
-    data.get(start..end).map(f).ok_or(status::INVALID_MEMORY_ACCESS)
+    let end = start
+        .checked_add(len as u32 as usize)
+        .ok_or(status::INVALID_MEMORY_ACCESS)?;
+    data.get(start..end)
+        .map(f)
+        .ok_or(status::INVALID_MEMORY_ACCESS)
 }
 
 /// Reads a UTF-8 string argument.
-pub(crate) fn read_string(caller: &Caller<'_, HostState>, ptr: i32, len: i32) -> GuestResult<String> {
+pub(crate) fn read_string(
+    caller: &Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+) -> GuestResult<String> {
     let bytes = read_bytes(caller, ptr, len)?;
     String::from_utf8(bytes).map_err(|_| status::BAD_ARGUMENT)
 }
 
 /// Writes `bytes` at `ptr` of the guest's memory, bounds-checked.
-pub(crate) fn write_bytes(caller: &mut Caller<'_, HostState>, ptr: i32, bytes: &[u8]) -> GuestResult<()> {
+pub(crate) fn write_bytes(
+    caller: &mut Caller<'_, HostState>,
+    ptr: i32,
+    bytes: &[u8],
+) -> GuestResult<()> {
     let memory = caller.data().memory.ok_or(status::INTERNAL_FAILURE)?;
     let data = memory.data_mut(caller);
     let start = ptr as u32 as usize;
-    let end = start.checked_add(bytes.len()).ok_or(status::INVALID_MEMORY_ACCESS)?;
-    data.get_mut(start..end).ok_or(status::INVALID_MEMORY_ACCESS)?.copy_from_slice(bytes);
+    let end = start
+        .checked_add(bytes.len())
+        .ok_or(status::INVALID_MEMORY_ACCESS)?;
+    data.get_mut(start..end)
+        .ok_or(status::INVALID_MEMORY_ACCESS)?
+        .copy_from_slice(bytes);
     Ok(())
 }
 
-pub(crate) fn write_u32(caller: &mut Caller<'_, HostState>, ptr: i32, value: u32) -> GuestResult<()> {
+pub(crate) fn write_u32(
+    caller: &mut Caller<'_, HostState>,
+    ptr: i32,
+    value: u32,
+) -> GuestResult<()> {
     write_bytes(caller, ptr, &value.to_le_bytes())
 }
 
@@ -137,7 +161,11 @@ pub(crate) fn return_bytes(
     let Some(alloc) = caller.data().alloc.clone() else {
         return Ok(status::INTERNAL_FAILURE);
     };
-    let addr = if bytes.is_empty() { 0 } else { alloc.call(&mut *caller, bytes.len() as i32)? };
+    let addr = if bytes.is_empty() {
+        0
+    } else {
+        alloc.call(&mut *caller, bytes.len() as i32)?
+    };
     if !bytes.is_empty() && addr == 0 {
         return Ok(status::INTERNAL_FAILURE);
     }

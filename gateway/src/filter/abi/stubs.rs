@@ -13,27 +13,54 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_grpc_call",
-        |_c: Caller<'_, HostState>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> i32 {
-            status::UNIMPLEMENTED
-        },
+        |_c: Caller<'_, HostState>,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32|
+         -> i32 { status::UNIMPLEMENTED },
     )?;
     linker.func_wrap(
         "env",
         "proxy_grpc_stream",
-        |_c: Caller<'_, HostState>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> i32 {
+        |_c: Caller<'_, HostState>,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32|
+         -> i32 { status::UNIMPLEMENTED },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_send",
+        |_c: Caller<'_, HostState>, _: i32, _: i32, _: i32, _: i32| -> i32 {
             status::UNIMPLEMENTED
         },
     )?;
-    linker.func_wrap("env", "proxy_grpc_send", |_c: Caller<'_, HostState>, _: i32, _: i32, _: i32, _: i32| -> i32 {
-        status::UNIMPLEMENTED
-    })?;
     for name in ["proxy_grpc_cancel", "proxy_grpc_close"] {
-        linker.func_wrap("env", name, |_c: Caller<'_, HostState>, _: i32| -> i32 { status::UNIMPLEMENTED })?;
+        linker.func_wrap("env", name, |_c: Caller<'_, HostState>, _: i32| -> i32 {
+            status::UNIMPLEMENTED
+        })?;
     }
     // ABI 0.1 leftovers some SDKs still import.
-    linker.func_wrap("env", "proxy_get_configuration", |_c: Caller<'_, HostState>, _: i32, _: i32| -> i32 {
-        status::UNIMPLEMENTED
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_configuration",
+        |_c: Caller<'_, HostState>, _: i32, _: i32| -> i32 { status::UNIMPLEMENTED },
+    )?;
     Ok(())
 }
 
@@ -48,7 +75,9 @@ pub fn link_unknown(
 ) -> Result<Vec<String>> {
     let mut stubbed = Vec::new();
     for import in module.imports() {
-        let ExternType::Func(ty) = import.ty() else { continue };
+        let ExternType::Func(ty) = import.ty() else {
+            continue;
+        };
         let (m, name) = (import.module(), import.name());
         if !matches!(m, "env" | "wasi_snapshot_preview1" | "wasi_unstable") {
             continue;
@@ -56,7 +85,11 @@ pub fn link_unknown(
         if known.contains(&(m.to_string(), name.to_string())) {
             continue;
         }
-        let code = if m == "env" { status::UNIMPLEMENTED } else { super::wasi::ENOSYS };
+        let code = if m == "env" {
+            status::UNIMPLEMENTED
+        } else {
+            super::wasi::ENOSYS
+        };
         let results: Vec<ValType> = ty.results().collect();
         linker.func_new(m, name, ty.clone(), move |_c, _args, out| {
             for (slot, t) in out.iter_mut().zip(&results) {
