@@ -184,13 +184,13 @@ impl LoadedFilter {
     /// Records a failure (start or guest fault); returns the reason.
     fn failed(&self, reason: String) -> String {
         let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        b.2 = Some(reason.clone());
         if n >= FAILURES_BEFORE_BACKOFF {
-            let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
             if b.0.is_none() {
                 b.1 = (b.1 + 1).min(5);
                 let wait = self.host.config.failure_backoff * (1 << (b.1 - 1));
                 b.0 = Some(Instant::now() + wait);
-                b.2 = Some(reason.clone());
                 self.backing_off.store(true, Ordering::Relaxed);
                 self.failures.store(0, Ordering::Relaxed);
                 // Logged once per back-off, not once per request.

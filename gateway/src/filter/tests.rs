@@ -145,6 +145,15 @@ pub(crate) const PRELUDE: &str = r#"
   (import "env" "proxy_http_call" (func $http_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
   (import "env" "proxy_grpc_call" (func $grpc_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_shared_data" (func $set_shared (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_shared_data" (func $get_shared (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_register_shared_queue" (func $register_queue (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_enqueue_shared_queue" (func $enqueue (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_dequeue_shared_queue" (func $dequeue (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_tick_period_milliseconds" (func $set_tick (param i32) (result i32)))
+  (import "env" "proxy_define_metric" (func $define_metric (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_increment_metric" (func $increment_metric (param i32 i64) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
   (memory (export "memory") 2)
   (global $heap (mut i32) (i32.const 65536))
   (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
@@ -787,4 +796,109 @@ async fn buffering_filter_over_the_limit_gets_413() {
     let mut run = chain.start(meta()).expect("run");
     let req = run.on_request(req).await.expect("forwarded");
     assert_eq!(body_text(req.into_body()).await, "0123");
+}
+
+#[tokio::test]
+async fn shared_data_queues_ticks_and_metrics() {
+    let host = test_host();
+    let d = Data::new(&["q", "ticks", "msgs", "k", "v", "x-shared"]);
+    let body = format!(
+        r#"(global $queue (mut i32) (i32.const 0))
+           (global $ticks (mut i32) (i32.const 0))
+           (global $msgs (mut i32) (i32.const 0))
+           (func (export "proxy_on_configure") (param i32 i32) (result i32)
+             (drop (call $register_queue {q} (i32.const 1040)))
+             (global.set $queue (i32.load (i32.const 1040)))
+             (drop (call $define_metric (i32.const 0) {ticks} (i32.const 1044)))
+             (global.set $ticks (i32.load (i32.const 1044)))
+             (drop (call $define_metric (i32.const 0) {msgs} (i32.const 1048)))
+             (global.set $msgs (i32.load (i32.const 1048)))
+             (drop (call $set_tick (i32.const 10)))
+             (i32.const 1))
+           (func (export "proxy_on_tick") (param i32)
+             (drop (call $increment_metric (global.get $ticks) (i64.const 1))))
+           (func (export "proxy_on_queue_ready") (param i32 i32)
+             (if (i32.eqz (call $dequeue (local.get 1) (i32.const 1024) (i32.const 1028)))
+               (then (drop (call $increment_metric (global.get $msgs) (i64.const 1))))))
+           (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+             (if (i32.eqz (call $get_shared {k} (i32.const 1024) (i32.const 1028) (i32.const 1052)))
+               (then (drop (call $add_header (i32.const 0) {xshared} (i32.load (i32.const 1024)) (i32.load (i32.const 1028))))))
+             (drop (call $set_shared {k} {v} (i32.const 0)))
+             (drop (call $enqueue (global.get $queue) {v}))
+             (i32.const 0))"#,
+        q = d.at("q"),
+        ticks = d.at("ticks"),
+        msgs = d.at("msgs"),
+        k = d.at("k"),
+        v = d.at("v"),
+        xshared = d.at("x-shared"),
+    );
+    let chain = chain_with(&host, &abi(&d, &body), |c| c.instances = 2).await;
+    assert_eq!(chain.status()[0].state, "loaded", "{:?}", chain.status());
+    let mut run = chain.start(meta()).expect("run");
+    let first = run.on_request(request(&[])).await.expect("forwarded");
+    assert!(first.headers().get("x-shared").is_none());
+    // The second request lands on the other instance: the data is shared.
+    let mut run = chain.start(meta()).expect("run");
+    let second = run.on_request(request(&[])).await.expect("forwarded");
+    assert_eq!(second.headers().get("x-shared").map(|v| v.as_bytes()), Some(&b"v"[..]));
+
+    let metric = |name: &str| host.metrics().iter().find(|m| m.name == name).map_or(0, |m| m.value);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // Bounded poll: ticks come every 10ms, queue messages at once.
+    while (metric("ticks") < 2 || metric("msgs") < 2) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(metric("ticks") >= 2, "proxy_on_tick ran: {:?}", host.metrics());
+    assert_eq!(metric("msgs"), 2, "proxy_on_queue_ready dequeued both messages");
+}
+
+#[tokio::test]
+async fn a_failing_instance_leaves_requests_on_other_instances_alone() {
+    let host = test_host();
+    let d = Data::new(&["x-attack", "x-resp", "yes"]);
+    let body = format!(
+        r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+             (if (i32.eqz (call $get_header (i32.const 0) {attack} (i32.const 1024) (i32.const 1028))) (then unreachable))
+             (i32.const 0))
+           (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+             (drop (call $add_header (i32.const 2) {xresp} {yes}))
+             (i32.const 0))"#,
+        attack = d.at("x-attack"),
+        xresp = d.at("x-resp"),
+        yes = d.at("yes"),
+    );
+    let chain = chain_with(&host, &abi(&d, &body), |c| c.instances = 2).await;
+    // `calm` is bound to one instance, `attack` (next) to the other.
+    let mut calm = chain.start(meta()).expect("run");
+    assert!(calm.on_request(request(&[])).await.is_ok());
+    let mut attack = chain.start(meta()).expect("run");
+    assert_eq!(attack.on_request(request(&[("x-attack", "1")])).await.expect_err("trapped").status(), 503);
+    // The calm request's instance was untouched: its response phase runs.
+    let resp = calm.on_response(http::Response::new(full("fine"))).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers().get("x-resp").map(|v| v.as_bytes()), Some(&b"yes"[..]));
+    // The attacked request's instance is gone for good.
+    assert_eq!(attack.on_response(http::Response::new(full("x"))).await.status(), 200, "skipped: no context");
+    calm.finish();
+    attack.finish();
+}
+
+#[tokio::test]
+async fn proc_exit_discards_the_instance() {
+    let host = test_host();
+    let d = Data::new(&["x-exit"]);
+    let body = format!(
+        r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+             (if (i32.eqz (call $get_header (i32.const 0) {x} (i32.const 1024) (i32.const 1028)))
+               (then (call $proc_exit (i32.const 3))))
+             (i32.const 0))"#,
+        x = d.at("x-exit"),
+    );
+    let chain = chain_with(&host, &abi(&d, &body), |c| c.instances = 1).await;
+    let mut run = chain.start(meta()).expect("run");
+    assert_eq!(run.on_request(request(&[("x-exit", "1")])).await.expect_err("exited").status(), 503);
+    assert!(chain.status()[0].last_error.as_deref().unwrap_or("").contains("proc_exit"), "{:?}", chain.status());
+    let mut run = chain.start(meta()).expect("run");
+    assert!(run.on_request(request(&[])).await.is_ok());
 }
