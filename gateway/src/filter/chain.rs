@@ -32,6 +32,14 @@ pub struct ChainRun {
     finished: bool,
 }
 
+impl std::fmt::Debug for FilterChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.filters.iter().map(|x| x.name()))
+            .finish()
+    }
+}
+
 impl FilterChain {
     pub fn empty() -> FilterChain {
         FilterChain {

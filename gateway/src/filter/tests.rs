@@ -841,16 +841,32 @@ async fn shared_data_queues_ticks_and_metrics() {
     // The second request lands on the other instance: the data is shared.
     let mut run = chain.start(meta()).expect("run");
     let second = run.on_request(request(&[])).await.expect("forwarded");
-    assert_eq!(second.headers().get("x-shared").map(|v| v.as_bytes()), Some(&b"v"[..]));
+    assert_eq!(
+        second.headers().get("x-shared").map(|v| v.as_bytes()),
+        Some(&b"v"[..])
+    );
 
-    let metric = |name: &str| host.metrics().iter().find(|m| m.name == name).map_or(0, |m| m.value);
+    let metric = |name: &str| {
+        host.metrics()
+            .iter()
+            .find(|m| m.name == name)
+            .map_or(0, |m| m.value)
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
     // Bounded poll: ticks come every 10ms, queue messages at once.
     while (metric("ticks") < 2 || metric("msgs") < 2) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(metric("ticks") >= 2, "proxy_on_tick ran: {:?}", host.metrics());
-    assert_eq!(metric("msgs"), 2, "proxy_on_queue_ready dequeued both messages");
+    assert!(
+        metric("ticks") >= 2,
+        "proxy_on_tick ran: {:?}",
+        host.metrics()
+    );
+    assert_eq!(
+        metric("msgs"),
+        2,
+        "proxy_on_queue_ready dequeued both messages"
+    );
 }
 
 #[tokio::test]
@@ -873,13 +889,30 @@ async fn a_failing_instance_leaves_requests_on_other_instances_alone() {
     let mut calm = chain.start(meta()).expect("run");
     assert!(calm.on_request(request(&[])).await.is_ok());
     let mut attack = chain.start(meta()).expect("run");
-    assert_eq!(attack.on_request(request(&[("x-attack", "1")])).await.expect_err("trapped").status(), 503);
+    assert_eq!(
+        attack
+            .on_request(request(&[("x-attack", "1")]))
+            .await
+            .expect_err("trapped")
+            .status(),
+        503
+    );
     // The calm request's instance was untouched: its response phase runs.
     let resp = calm.on_response(http::Response::new(full("fine"))).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers().get("x-resp").map(|v| v.as_bytes()), Some(&b"yes"[..]));
+    assert_eq!(
+        resp.headers().get("x-resp").map(|v| v.as_bytes()),
+        Some(&b"yes"[..])
+    );
     // The attacked request's instance is gone for good.
-    assert_eq!(attack.on_response(http::Response::new(full("x"))).await.status(), 200, "skipped: no context");
+    assert_eq!(
+        attack
+            .on_response(http::Response::new(full("x")))
+            .await
+            .status(),
+        200,
+        "skipped: no context"
+    );
     calm.finish();
     attack.finish();
 }
@@ -897,8 +930,64 @@ async fn proc_exit_discards_the_instance() {
     );
     let chain = chain_with(&host, &abi(&d, &body), |c| c.instances = 1).await;
     let mut run = chain.start(meta()).expect("run");
-    assert_eq!(run.on_request(request(&[("x-exit", "1")])).await.expect_err("exited").status(), 503);
-    assert!(chain.status()[0].last_error.as_deref().unwrap_or("").contains("proc_exit"), "{:?}", chain.status());
+    assert_eq!(
+        run.on_request(request(&[("x-exit", "1")]))
+            .await
+            .expect_err("exited")
+            .status(),
+        503
+    );
+    assert!(
+        chain.status()[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("proc_exit"),
+        "{:?}",
+        chain.status()
+    );
     let mut run = chain.start(meta()).expect("run");
     assert!(run.on_request(request(&[])).await.is_ok());
+}
+
+#[tokio::test]
+async fn compiled_code_is_cached_in_the_gateways_own_directory() {
+    let cache = std::env::temp_dir().join(format!("gateway-filter-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let cfg = FilterHostConfig {
+        cache_dir: Some(cache.clone()),
+        max_instances: 16,
+        ..FilterHostConfig::default()
+    };
+    let host = FilterHost::new(&cfg, Arc::new(Callouts)).expect("host");
+    let text = header_filter();
+    let path = write_module(&text);
+    let filters = [FilterConfig::new("cached", &path)];
+    assert_eq!(
+        FilterChain::load(&host, &filters).await.status()[0].state,
+        "loaded"
+    );
+    let entries = || {
+        std::fs::read_dir(&cache)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(entries(), 1, "one compiled entry in the cache");
+    // Loading again comes from the cache and still works.
+    let chain = FilterChain::load(&host, &filters).await;
+    let mut run = chain.start(meta()).expect("run");
+    let req = run
+        .on_request(request(&[("x-in", "cached")]))
+        .await
+        .expect("forwarded");
+    assert_eq!(
+        req.headers().get("x-seen").map(|v| v.as_bytes()),
+        Some(&b"cached"[..])
+    );
+    assert_eq!(entries(), 1);
+    let _ = std::fs::remove_dir_all(&cache);
 }
