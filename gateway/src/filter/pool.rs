@@ -150,8 +150,7 @@ impl LoadedFilter {
             self.check_backoff()?;
         }
         if self.slots.is_empty() {
-            return InstanceCell::start(&self.host, code)
-                .map_err(|e| self.failed(format!("{e:#}")));
+            return InstanceCell::start(&self.host, code).map_err(|e| self.start_failed(e));
         }
         let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
         if let Some(cell) = slot.load_full() {
@@ -160,8 +159,7 @@ impl LoadedFilter {
             }
         }
         // A discarded instance is replaced on first need.
-        let cell =
-            InstanceCell::start(&self.host, code).map_err(|e| self.failed(format!("{e:#}")))?;
+        let cell = InstanceCell::start(&self.host, code).map_err(|e| self.start_failed(e))?;
         slot.store(Some(cell.clone()));
         Ok(cell)
     }
@@ -179,6 +177,17 @@ impl LoadedFilter {
                 Ok(())
             }
         }
+    }
+
+    /// An instance did not start. A full instance pool is a matter of load,
+    /// not of the filter: it does not count towards the back-off.
+    fn start_failed(&self, e: anyhow::Error) -> String {
+        let reason = format!("{e:#}");
+        if reason.contains("maximum concurrent limit") {
+            tracing::warn!(filter = %self.config.name, "no free instance slot ([wasm] max_instances): {reason}");
+            return reason;
+        }
+        self.failed(reason)
     }
 
     /// Records a failure (start or guest fault); returns the reason.

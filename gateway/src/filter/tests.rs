@@ -991,3 +991,42 @@ async fn compiled_code_is_cached_in_the_gateways_own_directory() {
     assert_eq!(entries(), 1);
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+#[tokio::test]
+async fn a_full_instance_pool_answers_per_policy_without_backing_off() {
+    let cfg = FilterHostConfig {
+        cache_dir: None,
+        max_instances: 2,
+        ..FilterHostConfig::default()
+    };
+    let host = FilterHost::new(&cfg, Arc::new(Callouts)).expect("host");
+    let chain = chain_with(&host, &header_filter(), |c| {
+        c.isolation = Isolation::Request
+    })
+    .await;
+    // Two requests in flight hold both slots; the third finds none.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut run = chain.start(meta()).expect("run");
+        assert!(run.on_request(request(&[])).await.is_ok());
+        held.push(run);
+    }
+    for _ in 0..4 {
+        let mut run = chain.start(meta()).expect("run");
+        assert_eq!(
+            run.on_request(request(&[]))
+                .await
+                .expect_err("no slot")
+                .status(),
+            503
+        );
+    }
+    assert_eq!(
+        chain.status()[0].state,
+        "loaded",
+        "load is not a filter failure"
+    );
+    drop(held);
+    let mut run = chain.start(meta()).expect("run");
+    assert!(run.on_request(request(&[])).await.is_ok(), "slots freed");
+}
