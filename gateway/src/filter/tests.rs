@@ -397,9 +397,9 @@ async fn properties_read_and_upstream_override() {
     assert_eq!(run.upstream_override().as_deref(), Some("ping_pong"));
 }
 
-#[tokio::test]
-async fn http_call_pauses_then_resumes_with_the_answer() {
-    let host = test_host();
+/// Pauses every request on a callout to `auth`; on the answer adds
+/// `x-auth-user: <x-user of the answer>` and resumes.
+fn callout_filter() -> String {
     let d = Data::new(&["auth", "x-user", "x-auth-user"]);
     let call_headers = super::abi::encode_pairs(
         [
@@ -428,7 +428,13 @@ async fn http_call_pauses_then_resumes_with_the_answer() {
         xuser = d.at("x-user"),
         xauth = d.at("x-auth-user"),
     );
-    let chain = chain_with(&host, &abi(&d, &body), |_| {}).await;
+    abi(&d, &body)
+}
+
+#[tokio::test]
+async fn http_call_pauses_then_resumes_with_the_answer() {
+    let host = test_host();
+    let chain = chain_with(&host, &callout_filter(), |_| {}).await;
     let mut run = chain.start(meta()).expect("run");
     let req = tokio::time::timeout(Duration::from_secs(5), run.on_request(request(&[])))
         .await
@@ -1029,4 +1035,79 @@ async fn a_full_instance_pool_answers_per_policy_without_backing_off() {
     drop(held);
     let mut run = chain.start(meta()).expect("run");
     assert!(run.on_request(request(&[])).await.is_ok(), "slots freed");
+}
+
+/// The core runs chains inside hyper services: everything must be `Send`.
+#[allow(dead_code)]
+fn chain_types_are_send() {
+    fn send<T: Send>(_: &T) {}
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<FilterChain>();
+    send_sync::<FilterHost>();
+    let chain = FilterChain::empty();
+    if let Some(mut run) = chain.start(meta()) {
+        send(&run.on_request(request(&[])));
+        send(&run.on_response(http::Response::new(full(""))));
+        send(&run);
+    }
+}
+
+/// Answers `auth` callouts only once the test lets them through.
+struct GatedCallouts(Arc<tokio::sync::Semaphore>);
+
+impl CalloutClient for GatedCallouts {
+    fn call(
+        &self,
+        c: &str,
+        r: http::Request<Bytes>,
+        t: Duration,
+    ) -> BoxFuture<'static, Result<CalloutResponse, CalloutError>> {
+        let gate = self.0.clone();
+        let answer = Callouts.call(c, r, t);
+        Box::pin(async move {
+            let _permit = gate
+                .acquire()
+                .await
+                .map_err(|e| CalloutError::Failed(e.to_string()))?;
+            answer.await
+        })
+    }
+    fn has_cluster(&self, c: &str) -> bool {
+        Callouts.has_cluster(c)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_requests_interleave_on_one_shared_instance() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let cfg = FilterHostConfig {
+        cache_dir: None,
+        max_instances: 16,
+        ..FilterHostConfig::default()
+    };
+    let host = FilterHost::new(&cfg, Arc::new(GatedCallouts(gate.clone()))).expect("host");
+    let chain = chain_with(&host, &callout_filter(), |c| c.instances = 1).await;
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let chain = chain.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut run = chain.start(meta()).expect("run");
+            let req = run.on_request(request(&[])).await.expect("forwarded");
+            run.finish();
+            req.headers()
+                .get("x-auth-user")
+                .map(|v| v.as_bytes().to_vec())
+        }));
+    }
+    // None can finish before its callout is answered.
+    tokio::task::yield_now().await;
+    assert!(tasks.iter().all(|t| !t.is_finished()));
+    gate.add_permits(3);
+    for t in tasks {
+        let header = tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .expect("in time")
+            .expect("task");
+        assert_eq!(header.as_deref(), Some(&b"alice"[..]));
+    }
 }
