@@ -63,6 +63,19 @@ fn trailers_step(
     Ok(out)
 }
 
+/// Where reading the body ahead of forwarding stopped.
+pub(crate) enum Driven {
+    /// Frames ready to send, and the rest of the body to stream (if any).
+    Done(VecDeque<Item>, Option<Body>),
+    /// A filter paused at the end of the body: wait for it, then resume the
+    /// walk at `next`.
+    PausedAtEnd {
+        filter: usize,
+        next: usize,
+        ready: VecDeque<Item>,
+    },
+}
+
 /// Reads the body here until every filter lets a chunk through, so that a
 /// filter buffering the whole body can still answer (or hit the limit:
 /// 413 for a request, 502 for a response).
@@ -70,43 +83,71 @@ pub(crate) async fn drive_body(
     core: &Arc<Mutex<RunCore>>,
     mut body: Body,
     dir: Dir,
-) -> Result<(VecDeque<Item>, Option<Body>), http::Response<Body>> {
+) -> Result<Driven, http::Response<Body>> {
     let mut ready = VecDeque::new();
     loop {
-        match body.frame().await {
-            None => {
-                match lock(core).body_step(dir, &[], true) {
-                    BodyStep::Emit(b) if !b.is_empty() => ready.push_back(Ok(Frame::data(b))),
-                    BodyStep::Fail(r) => return Err(r),
-                    _ => {}
-                }
-                return Ok((ready, None));
-            }
+        let (data, eos) = match body.frame().await {
+            None => (Bytes::new(), true),
             Some(Err(e)) => {
                 ready.push_back(Err(e));
-                return Ok((ready, None));
+                return Ok(Driven::Done(ready, None));
             }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
                     let eos = body.is_end_stream();
-                    let step = lock(core).body_step(dir, &data, eos);
-                    match step {
-                        BodyStep::Emit(b) => {
-                            ready.push_back(Ok(Frame::data(b)));
-                            return Ok((ready, (!eos).then_some(body)));
-                        }
-                        BodyStep::Hold => {}
-                        BodyStep::Fail(r) => return Err(r),
-                    }
+                    (data, eos)
                 }
                 Err(frame) => {
                     if let Ok(trailers) = frame.into_trailers() {
                         ready.extend(trailers_step(core, dir, trailers)?);
-                        return Ok((ready, None));
+                        return Ok(Driven::Done(ready, None));
                     }
+                    continue;
                 }
             },
+        };
+        let step = lock(core).body_step(dir, &data, eos, 0, true);
+        match step {
+            BodyStep::Emit(b) => {
+                if !b.is_empty() {
+                    ready.push_back(Ok(Frame::data(b)));
+                }
+                return Ok(Driven::Done(ready, (!eos).then_some(body)));
+            }
+            BodyStep::Hold => {}
+            BodyStep::Fail(r) => return Err(r),
+            BodyStep::PausedAtEnd { filter, next } => {
+                return Ok(Driven::PausedAtEnd {
+                    filter,
+                    next,
+                    ready,
+                })
+            }
         }
+    }
+}
+
+/// Resumes the body walk after a pause at the end of the body.
+pub(crate) fn resume_body(
+    core: &Mutex<RunCore>,
+    dir: Dir,
+    next: usize,
+    mut ready: VecDeque<Item>,
+) -> Result<Driven, http::Response<Body>> {
+    match lock(core).body_step(dir, &[], true, next, true) {
+        BodyStep::Emit(b) => {
+            if !b.is_empty() {
+                ready.push_back(Ok(Frame::data(b)));
+            }
+            Ok(Driven::Done(ready, None))
+        }
+        BodyStep::Hold => Ok(Driven::Done(ready, None)),
+        BodyStep::Fail(r) => Err(r),
+        BodyStep::PausedAtEnd { filter, next } => Ok(Driven::PausedAtEnd {
+            filter,
+            next,
+            ready,
+        }),
     }
 }
 
@@ -162,6 +203,9 @@ impl http_body::Body for FilteredBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
         let this = self.get_mut();
         loop {
+            if !lock(&this.core).calls.is_empty() {
+                lock(&this.core).detach_calls();
+            }
             if let Some(item) = this.ready.pop_front() {
                 return Poll::Ready(Some(item));
             }
@@ -171,7 +215,7 @@ impl http_body::Body for FilteredBody {
             match ready!(Pin::new(&mut *inner).poll_frame(cx)) {
                 None => {
                     this.rest = None;
-                    match lock(&this.core).body_step(this.dir, &[], true) {
+                    match lock(&this.core).body_step(this.dir, &[], true, 0, false) {
                         BodyStep::Emit(b) if !b.is_empty() => {
                             this.ready.push_back(Ok(Frame::data(b)))
                         }
@@ -189,9 +233,10 @@ impl http_body::Body for FilteredBody {
                         if eos {
                             this.rest = None;
                         }
-                        match lock(&this.core).body_step(this.dir, &data, eos) {
+                        match lock(&this.core).body_step(this.dir, &data, eos, 0, false) {
                             BodyStep::Emit(b) => this.ready.push_back(Ok(Frame::data(b))),
-                            BodyStep::Hold => {}
+                            // Never asked for (`can_wait` is false).
+                            BodyStep::Hold | BodyStep::PausedAtEnd { .. } => {}
                             BodyStep::Fail(_) => {
                                 this.rest = None;
                                 this.ready.push_back(Err(refused()));

@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http_body::Body as _;
 
-use super::body::{drive_body, FilteredBody};
+use super::body::{drive_body, resume_body, Driven, FilteredBody};
 use super::convert;
 use super::core::{Bound, Dir, OwnCall, Phase, RunCore, Step};
 use super::engine::FilterHost;
@@ -264,8 +264,25 @@ impl ChainRun {
         if body.is_end_stream() || !self.core().wants_body(dir) {
             return Ok(body);
         }
-        let (ready, rest) = drive_body(&self.core, body, dir).await?;
-        Ok(FilteredBody::body(self.core.clone(), dir, ready, rest))
+        let driven = drive_body(&self.core, body, dir).await;
+        self.dispatch_calls();
+        let mut driven = driven?;
+        loop {
+            match driven {
+                Driven::Done(ready, rest) => {
+                    return Ok(FilteredBody::body(self.core.clone(), dir, ready, rest))
+                }
+                Driven::PausedAtEnd {
+                    filter,
+                    next,
+                    ready,
+                } => {
+                    self.dispatch_calls();
+                    self.wait(filter, dir).await?;
+                    driven = resume_body(&self.core, dir, next, ready)?;
+                }
+            }
+        }
     }
 
     /// The request ended: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.

@@ -48,6 +48,12 @@ pub(crate) enum BodyStep {
     Emit(Bytes),
     Hold,
     Fail(http::Response<Body>),
+    /// Filter `filter` paused at the end of the body; the walk resumes at
+    /// position `next` once it continues.
+    PausedAtEnd {
+        filter: usize,
+        next: usize,
+    },
 }
 
 /// A callout of this request, owned by the request's task.
@@ -326,7 +332,17 @@ impl RunCore {
     }
 
     /// Runs the body callbacks over the buffered body plus `chunk`.
-    pub fn body_step(&mut self, dir: Dir, chunk: &[u8], eos: bool) -> BodyStep {
+    /// Starts at position `from` of the direction's order; `can_wait` says
+    /// whether the caller can wait out a pause at the end of the body
+    /// (otherwise such a pause counts as CONTINUE).
+    pub fn body_step(
+        &mut self,
+        dir: Dir,
+        chunk: &[u8],
+        eos: bool,
+        from: usize,
+        can_wait: bool,
+    ) -> BodyStep {
         let Some(stream) = self.stream.as_deref_mut() else {
             return BodyStep::Emit(Bytes::copy_from_slice(chunk));
         };
@@ -336,10 +352,16 @@ impl RunCore {
             &mut stream.response_body
         };
         buf.extend_from_slice(chunk);
-        for i in self.order(dir) {
+        for (pos, i) in self.order(dir).into_iter().enumerate().skip(from) {
             let len = self.body_len(dir);
             match self.call(i, dir, Phase::Body(len, eos)) {
                 Step::Respond(r) => return BodyStep::Fail(r),
+                Step::Pause if eos && can_wait => {
+                    return BodyStep::PausedAtEnd {
+                        filter: i,
+                        next: pos + 1,
+                    }
+                }
                 Step::Pause if !eos => {
                     let limit = self.filters[i].config.body_buffer_limit.as_u64() as usize;
                     if self.body_len(dir) > limit {
@@ -378,6 +400,20 @@ impl RunCore {
                 s.response_body.len()
             }
         })
+    }
+
+    /// Sends callouts made while the body streams (no task of the request
+    /// waits for them): answers reach the context without its stream.
+    pub fn detach_calls(&mut self) {
+        for OwnCall { filter, call } in std::mem::take(&mut self.calls) {
+            if let Some((cell, _)) = self.active(filter) {
+                super::tasks::spawn_root_call(
+                    self.filters[filter].host(),
+                    Arc::downgrade(&cell),
+                    call,
+                );
+            }
+        }
     }
 
     /// `proxy_on_done`, `proxy_on_log`, `proxy_on_delete` for every context.

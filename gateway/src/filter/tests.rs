@@ -154,6 +154,7 @@ pub(crate) const PRELUDE: &str = r#"
   (import "env" "proxy_define_metric" (func $define_metric (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_increment_metric" (func $increment_metric (param i32 i64) (result i32)))
   (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (import "env" "proxy_set_buffer_bytes" (func $set_buffer (param i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
   (global $heap (mut i32) (i32.const 65536))
   (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
@@ -1110,4 +1111,54 @@ async fn paused_requests_interleave_on_one_shared_instance() {
             .expect("task");
         assert_eq!(header.as_deref(), Some(&b"alice"[..]));
     }
+}
+
+#[tokio::test]
+async fn a_pause_at_the_end_of_the_body_waits_for_the_callout() {
+    let host = test_host();
+    let d = Data::new(&["auth", "authorized"]);
+    let call_headers = super::abi::encode_pairs(
+        [
+            (&b":method"[..], &b"GET"[..]),
+            (b":path", b"/check"),
+            (b":authority", b"auth"),
+        ]
+        .into_iter(),
+    );
+    let hw: String = call_headers.iter().map(|b| format!("\\{b:02x}")).collect();
+    // Waits for the whole body, checks it with a callout, then replaces it.
+    let body = format!(
+        r#"(data (i32.const 3072) "{hw}")
+           (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+             (if (i32.eqz (local.get 2)) (then (return (i32.const 1))))
+             (if (call $http_call {auth} (i32.const 3072) (i32.const {hl}) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 1032))
+               (then unreachable))
+             (i32.const 1))
+           (import_placeholder)
+           (func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)
+             (drop (call $set_buffer (i32.const 0) (i32.const 0) (i32.const -1) {authorized}))
+             (drop (call $continue (i32.const 0))))"#,
+        auth = d.at("auth"),
+        hl = call_headers.len(),
+        authorized = d.at("authorized"),
+    )
+    .replace("(import_placeholder)", "");
+    let chain = chain_with(&host, &abi(&d, &body), |_| {}).await;
+    assert_eq!(chain.status()[0].state, "loaded", "{:?}", chain.status());
+    let stream = futures_util::stream::iter(
+        ["se", "cret"]
+            .map(|s| Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(s)))),
+    );
+    let req = http::Request::builder()
+        .uri("/")
+        .body(crate::http::body::boxed(http_body_util::StreamBody::new(
+            stream,
+        )))
+        .expect("request");
+    let mut run = chain.start(meta()).expect("run");
+    let req = tokio::time::timeout(Duration::from_secs(5), run.on_request(req))
+        .await
+        .expect("in time")
+        .expect("forwarded");
+    assert_eq!(body_text(req.into_body()).await, "authorized");
 }
