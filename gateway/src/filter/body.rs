@@ -128,6 +128,7 @@ pub(crate) async fn drive_body(
 }
 
 /// Resumes the body walk after a pause at the end of the body.
+#[allow(clippy::result_large_err)] // `Err` is the answer, as in the public API
 pub(crate) fn resume_body(
     core: &Mutex<RunCore>,
     dir: Dir,
