@@ -59,6 +59,16 @@ fn stream_property(s: &StreamState, segs: &[&[u8]]) -> Option<Vec<u8>> {
             let end = path.iter().position(|b| *b == b'?').unwrap_or(path.len());
             path[..end].to_vec()
         }
+        [b"request", b"query"] => {
+            let path = header(":path")?;
+            let start = path
+                .iter()
+                .position(|b| *b == b'?')
+                .map_or(path.len(), |q| q + 1);
+            path[start..].to_vec()
+        }
+        [b"request", b"useragent"] => header("user-agent")?,
+        [b"request", b"referer"] => header("referer")?,
         [b"request", b"host"] => header(":authority")?,
         [b"request", b"scheme"] => header(":scheme")?,
         [b"request", b"method"] => header(":method")?,
@@ -91,6 +101,13 @@ fn stream_property(s: &StreamState, segs: &[&[u8]]) -> Option<Vec<u8>> {
             })?;
             int(i64::from(code))
         }
+        [b"response", b"headers"] => encode_pairs(
+            s.response_headers
+                .pairs
+                .iter()
+                .filter(|(k, _)| !k.starts_with(':'))
+                .map(|(k, v)| (k.as_bytes(), v.as_slice())),
+        ),
         [b"gateway", b"upstream"] => s.upstream.clone()?.into_bytes(),
         _ => return None,
     })
