@@ -1,44 +1,35 @@
-//! The filter host: proxy-wasm modules in wasmtime (placeholder surface
-//! until the host lands: chains are always empty).
+//! The filter host: proxy-wasm (ABI v0.2.1, also 0.2.0) modules run in
+//! wasmtime, one chain of filters per listener or route.
+//!
+//! The HTTP core loads a [`FilterChain`] off the request path, then for
+//! each request calls [`FilterChain::start`], [`ChainRun::on_request`],
+//! [`ChainRun::on_response`] and [`ChainRun::finish`]. What the guest can
+//! do is documented in `docs/abi.md`.
 
-use std::net::SocketAddr;
+mod abi;
+mod body;
+mod chain;
+mod convert;
+mod core;
+mod engine;
+mod instance;
+mod metrics;
+mod pool;
+mod properties;
+mod shared_data;
+mod state;
+mod tasks;
 
-use crate::http::body::Body;
+#[cfg(test)]
+mod tests;
 
-#[derive(Clone, Default)]
-pub struct FilterChain;
+pub use chain::{ChainRun, FilterChain};
+pub use engine::FilterHost;
+pub use instance::GuestFault;
+pub use metrics::{MetricKind, MetricSnapshot};
+pub use pool::FilterStatus;
+pub use state::RequestMeta;
 
-pub struct RequestMeta {
-    pub id: String,
-    pub source: SocketAddr,
-    pub destination: SocketAddr,
-    pub scheme: &'static str,
-    pub tls_version: Option<String>,
-}
-
-pub struct ChainRun;
-
-impl FilterChain {
-    pub fn empty() -> Self {
-        FilterChain
-    }
-    pub fn is_empty(&self) -> bool {
-        true
-    }
-    pub fn start(&self, _meta: RequestMeta) -> Option<ChainRun> {
-        None
-    }
-}
-
-impl ChainRun {
-    pub async fn on_request(&mut self, req: http::Request<Body>) -> Result<http::Request<Body>, http::Response<Body>> {
-        Ok(req)
-    }
-    pub fn upstream_override(&self) -> Option<String> {
-        None
-    }
-    pub async fn on_response(&mut self, resp: http::Response<Body>) -> http::Response<Body> {
-        resp
-    }
-    pub fn finish(self) {}
-}
+/// A callout's outcome as the filter host sees it.
+pub(crate) type CalloutResult =
+    Result<crate::upstream::callout::CalloutResponse, crate::upstream::callout::CalloutError>;

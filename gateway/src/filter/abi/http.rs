@@ -1,0 +1,199 @@
+//! Stream control: local responses, resuming and closing streams, callouts.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use wasmtime::Result;
+use wasmtime::{Caller, Linker};
+
+use super::{
+    decode_pairs, read_bytes, read_string, status, status_of, stream_type, write_u32, GuestResult,
+};
+use crate::filter::state::{Effects, HostState, LocalResponse, PendingCall};
+
+/// Applies `f` to the effects of the effective context: this call's own, or
+/// those of another live HTTP context of the instance (woken afterwards).
+fn with_effects(state: &mut HostState, f: impl FnOnce(&mut Effects)) -> i32 {
+    if state.effective == state.current || state.effective == crate::filter::state::ROOT_CONTEXT {
+        f(&mut state.effects);
+        return status::OK;
+    }
+    match state.signals.get(&state.effective) {
+        Some(signal) => {
+            f(&mut signal.effects.lock().unwrap_or_else(|p| p.into_inner()));
+            signal.notify.notify_one();
+            status::OK
+        }
+        None => status::NOT_FOUND,
+    }
+}
+
+fn header_pairs(c: &Caller<'_, HostState>, p: i32, l: i32) -> GuestResult<Vec<(String, Vec<u8>)>> {
+    decode_pairs(&read_bytes(c, p, l)?).ok_or(status::BAD_ARGUMENT)
+}
+
+fn local_response(c: &Caller<'_, HostState>, args: [i32; 7]) -> GuestResult<LocalResponse> {
+    let [code, dp, dl, bp, bl, hp, hl] = args;
+    if !(100..=599).contains(&code) {
+        return Err(status::BAD_ARGUMENT);
+    }
+    let details = String::from_utf8_lossy(&read_bytes(c, dp, dl)?).into_owned();
+    let body = Bytes::from(read_bytes(c, bp, bl)?);
+    let headers = header_pairs(c, hp, hl)?;
+    let valid = headers.iter().all(|(k, v)| {
+        http::HeaderName::from_bytes(k.as_bytes()).is_ok()
+            && http::HeaderValue::from_bytes(v).is_ok()
+    });
+    if !valid {
+        return Err(status::BAD_ARGUMENT);
+    }
+    Ok(LocalResponse {
+        status: code as u16,
+        details,
+        body,
+        headers,
+    })
+}
+
+fn callout(c: &Caller<'_, HostState>, args: [i32; 9]) -> GuestResult<PendingCall> {
+    let [up, ul, hp, hl, bp, bl, _tp, _tl, timeout] = args;
+    let cluster = read_string(c, up, ul)?;
+    let headers = header_pairs(c, hp, hl)?;
+    let body = Bytes::from(read_bytes(c, bp, bl)?);
+    let st = c.data();
+    if !st.host.callouts.has_cluster(&cluster) {
+        return Err(status::BAD_ARGUMENT);
+    }
+    let pseudo = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let (Some(method), Some(path), Some(authority)) =
+        (pseudo(":method"), pseudo(":path"), pseudo(":authority"))
+    else {
+        return Err(status::BAD_ARGUMENT);
+    };
+    let uri = http::Uri::builder()
+        .scheme(pseudo(":scheme").as_deref().unwrap_or(b"http"))
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|_| status::BAD_ARGUMENT)?;
+    let mut request = http::Request::builder()
+        .method(http::Method::from_bytes(&method).map_err(|_| status::BAD_ARGUMENT)?)
+        .uri(uri)
+        .body(body)
+        .map_err(|_| status::BAD_ARGUMENT)?;
+    for (k, v) in headers.iter().filter(|(k, _)| !k.starts_with(':')) {
+        let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| status::BAD_ARGUMENT)?;
+        let value = http::HeaderValue::from_bytes(v).map_err(|_| status::BAD_ARGUMENT)?;
+        request.headers_mut().append(name, value);
+    }
+    let max = st.filter.config.max_callout_timeout;
+    let timeout = Duration::from_millis(u64::from(timeout as u32)).min(max);
+    Ok(PendingCall {
+        context_id: st.effective,
+        token: 0,
+        cluster,
+        request,
+        timeout,
+    })
+}
+
+fn resume(c: &mut Caller<'_, HostState>, stream: i32) -> i32 {
+    match stream {
+        stream_type::HTTP_REQUEST => with_effects(c.data_mut(), |e| e.continue_request = true),
+        stream_type::HTTP_RESPONSE => with_effects(c.data_mut(), |e| e.continue_response = true),
+        2 | 3 => status::UNIMPLEMENTED,
+        _ => status::BAD_ARGUMENT,
+    }
+}
+
+pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_send_local_response",
+        |mut c: Caller<'_, HostState>,
+         code: i32,
+         dp: i32,
+         dl: i32,
+         bp: i32,
+         bl: i32,
+         hp: i32,
+         hl: i32,
+         _grpc: i32|
+         -> i32 {
+            match local_response(&c, [code, dp, dl, bp, bl, hp, hl]) {
+                Ok(resp) => with_effects(c.data_mut(), |e| e.local_response = Some(resp)),
+                Err(s) => s,
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_continue_stream",
+        |mut c: Caller<'_, HostState>, stream: i32| -> i32 { resume(&mut c, stream) },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_close_stream",
+        |mut c: Caller<'_, HostState>, stream: i32| -> i32 {
+            match stream {
+                0 | 1 => with_effects(c.data_mut(), |e| e.close = true),
+                2 | 3 => status::UNIMPLEMENTED,
+                _ => status::BAD_ARGUMENT,
+            }
+        },
+    )?;
+    // ABI 0.1/0.2.0 names of the same operations.
+    linker.func_wrap(
+        "env",
+        "proxy_continue_request",
+        |mut c: Caller<'_, HostState>| -> i32 { resume(&mut c, 0) },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_continue_response",
+        |mut c: Caller<'_, HostState>| -> i32 { resume(&mut c, 1) },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_clear_route_cache",
+        |_c: Caller<'_, HostState>| -> i32 { status::OK },
+    )?;
+    for name in ["proxy_http_call", "proxy_dispatch_http_call"] {
+        linker.func_wrap(
+            "env",
+            name,
+            |mut c: Caller<'_, HostState>,
+             up: i32,
+             ul: i32,
+             hp: i32,
+             hl: i32,
+             bp: i32,
+             bl: i32,
+             tp: i32,
+             tl: i32,
+             timeout: i32,
+             rt: i32|
+             -> i32 {
+                let mut call = match callout(&c, [up, ul, hp, hl, bp, bl, tp, tl, timeout]) {
+                    Ok(call) => call,
+                    Err(s) => return s,
+                };
+                let st = c.data_mut();
+                st.next_token = st.next_token.wrapping_add(1).max(1);
+                call.token = st.next_token;
+                let token = call.token;
+                if let Err(s) = write_u32(&mut c, rt, token) {
+                    return s;
+                }
+                c.data_mut().effects.calls.push(call);
+                status_of(Ok(()))
+            },
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Logging, time, timers, contexts and properties.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use wasmtime::Result;
+use wasmtime::{Caller, Linker};
+
+use super::{read_bytes, read_string, return_bytes, status, status_of, write_bytes, write_u32};
+use crate::filter::properties::{self, PropertyError};
+use crate::filter::state::{HostState, ROOT_CONTEXT};
+
+/// The proxy-wasm log level the `tracing` subscriber lets through.
+fn current_level() -> u32 {
+    use tracing::level_filters::LevelFilter;
+    match LevelFilter::current() {
+        LevelFilter::TRACE => 0,
+        LevelFilter::DEBUG => 1,
+        LevelFilter::INFO => 2,
+        LevelFilter::WARN => 3,
+        LevelFilter::ERROR => 4,
+        _ => 5,
+    }
+}
+
+pub(super) fn log(filter: &str, level: i32, msg: &str) {
+    match level {
+        0 => tracing::trace!(filter, "{msg}"),
+        1 => tracing::debug!(filter, "{msg}"),
+        2 => tracing::info!(filter, "{msg}"),
+        3 => tracing::warn!(filter, "{msg}"),
+        _ => tracing::error!(filter, "{msg}"),
+    }
+}
+
+pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_log",
+        |c: Caller<'_, HostState>, level: i32, p: i32, l: i32| -> i32 {
+            if !(0..=5).contains(&level) {
+                return status::BAD_ARGUMENT;
+            }
+            match read_bytes(&c, p, l) {
+                Ok(msg) => {
+                    log(
+                        &c.data().filter.config.name,
+                        level,
+                        &String::from_utf8_lossy(&msg),
+                    );
+                    status::OK
+                }
+                Err(s) => s,
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_log_level",
+        |mut c: Caller<'_, HostState>, rp: i32| -> i32 {
+            status_of(write_u32(&mut c, rp, current_level()))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_current_time_nanoseconds",
+        |mut c: Caller<'_, HostState>, rp: i32| -> i32 {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            status_of(write_bytes(&mut c, rp, &now.to_le_bytes()))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_tick_period_milliseconds",
+        |mut c: Caller<'_, HostState>, ms: i32| -> i32 {
+            // Ticks belong to the root context; 0 stops them.
+            c.data_mut().effects.tick_period = Some(Duration::from_millis(u64::from(ms as u32)));
+            status::OK
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_effective_context",
+        |mut c: Caller<'_, HostState>, id: i32| -> i32 {
+            let id = id as u32;
+            let st = c.data_mut();
+            if id == ROOT_CONTEXT || id == st.current || st.signals.contains_key(&id) {
+                st.effective = id;
+                status::OK
+            } else {
+                status::BAD_ARGUMENT
+            }
+        },
+    )?;
+    linker.func_wrap("env", "proxy_done", |_c: Caller<'_, HostState>| -> i32 {
+        status::OK
+    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_status",
+        |mut c: Caller<'_, HostState>, rc: i32, rp: i32, rl: i32| -> Result<i32> {
+            let (code, msg) = c.data().status.clone();
+            if let Err(s) = write_u32(&mut c, rc, code) {
+                return Ok(s);
+            }
+            return_bytes(&mut c, &msg, rp, rl)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_call_foreign_function",
+        |c: Caller<'_, HostState>,
+         np: i32,
+         nl: i32,
+         _ap: i32,
+         _al: i32,
+         _rp: i32,
+         _rl: i32|
+         -> i32 {
+            // No foreign functions yet: every name is unknown.
+            match read_string(&c, np, nl) {
+                Ok(_) => status::NOT_FOUND,
+                Err(s) => s,
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_property",
+        |mut c: Caller<'_, HostState>, pp: i32, pl: i32, rp: i32, rl: i32| -> Result<i32> {
+            let path = match read_bytes(&c, pp, pl) {
+                Ok(p) => p,
+                Err(s) => return Ok(s),
+            };
+            match properties::get(c.data(), &path) {
+                Ok(value) => return_bytes(&mut c, &value, rp, rl),
+                Err(PropertyError::NotFound) => Ok(status::NOT_FOUND),
+                Err(PropertyError::BadArgument) => Ok(status::BAD_ARGUMENT),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_property",
+        |mut c: Caller<'_, HostState>, pp: i32, pl: i32, vp: i32, vl: i32| -> i32 {
+            let (path, value) =
+                match read_bytes(&c, pp, pl).and_then(|p| Ok((p, read_bytes(&c, vp, vl)?))) {
+                    Ok(x) => x,
+                    Err(s) => return s,
+                };
+            match properties::set(c.data_mut(), &path, &value) {
+                Ok(()) => status::OK,
+                Err(PropertyError::NotFound) => status::NOT_FOUND,
+                Err(PropertyError::BadArgument) => status::BAD_ARGUMENT,
+            }
+        },
+    )?;
+    Ok(())
+}

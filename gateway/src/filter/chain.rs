@@ -1,0 +1,312 @@
+//! The public face the HTTP core uses: a `FilterChain` of loaded filters
+//! and a `ChainRun` walking one request through it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use http_body::Body as _;
+
+use super::body::{drive_body, resume_body, Driven, FilteredBody};
+use super::convert;
+use super::core::{Bound, Dir, OwnCall, Phase, RunCore, Step};
+use super::engine::FilterHost;
+use super::pool::{FilterStatus, LoadedFilter};
+use super::state::{Headers, RequestMeta, StreamState};
+use super::CalloutResult;
+use crate::config::filter::FilterConfig;
+use crate::http::body::Body;
+
+/// Ordered filters; cheap to clone.
+#[derive(Clone)]
+pub struct FilterChain {
+    filters: Arc<[Arc<LoadedFilter>]>,
+}
+
+/// A request's walk through the chain; binds it to one instance of each
+/// filter for its whole life.
+pub struct ChainRun {
+    core: Arc<Mutex<RunCore>>,
+    calls: FuturesUnordered<BoxFuture<'static, (usize, u32, CalloutResult)>>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for FilterChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.filters.iter().map(|x| x.name()))
+            .finish()
+    }
+}
+
+impl FilterChain {
+    pub fn empty() -> FilterChain {
+        FilterChain {
+            filters: Arc::from(Vec::new()),
+        }
+    }
+
+    /// Compiles (off the async workers), instantiates and starts every
+    /// filter. Never fails as a whole: a filter that fails to load stays in
+    /// the chain as unavailable, and its failure policy applies to requests.
+    pub async fn load(host: &Arc<FilterHost>, filters: &[FilterConfig]) -> FilterChain {
+        let mut loaded = Vec::with_capacity(filters.len());
+        for cfg in filters {
+            let (h, c) = (host.clone(), cfg.clone());
+            let f = match tokio::task::spawn_blocking(move || LoadedFilter::load(&h, &c)).await {
+                Ok(f) => f,
+                Err(e) => LoadedFilter::unavailable(host, cfg, format!("load task failed: {e}")),
+            };
+            loaded.push(Arc::new(f));
+        }
+        FilterChain {
+            filters: Arc::from(loaded),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
+    pub fn status(&self) -> Vec<FilterStatus> {
+        self.filters.iter().map(|f| f.status()).collect()
+    }
+
+    /// `None` when the chain is empty.
+    pub fn start(&self, meta: RequestMeta) -> Option<ChainRun> {
+        if self.filters.is_empty() {
+            return None;
+        }
+        let stream = Box::new(StreamState {
+            meta,
+            protocol: http::Version::HTTP_11,
+            request_headers: Headers::default(),
+            request_trailers: Headers::default(),
+            response_headers: Headers::default(),
+            response_trailers: Headers::default(),
+            request_body: Default::default(),
+            response_body: Default::default(),
+            upstream: None,
+            response_code: None,
+        });
+        let core = RunCore {
+            filters: self.filters.clone(),
+            stream: Some(stream),
+            bound: self.filters.iter().map(|_| Bound::Unbound).collect(),
+            calls: Vec::new(),
+        };
+        Some(ChainRun {
+            core: Arc::new(Mutex::new(core)),
+            calls: FuturesUnordered::new(),
+            finished: false,
+        })
+    }
+}
+
+impl ChainRun {
+    fn core(&self) -> std::sync::MutexGuard<'_, RunCore> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends the callouts the last callbacks made; their answers come back
+    /// to this request's task.
+    fn dispatch_calls(&mut self) {
+        let own: Vec<OwnCall> = std::mem::take(&mut self.core().calls);
+        for OwnCall { filter, call } in own {
+            let host = self.core().filters[filter].host().clone();
+            self.calls.push(Box::pin(async move {
+                let r = host
+                    .shared
+                    .callouts
+                    .call(&call.cluster, call.request, call.timeout)
+                    .await;
+                (filter, call.token, r)
+            }));
+        }
+    }
+
+    /// Runs `phase` on filter `i`, waiting out a pause.
+    async fn step(&mut self, i: usize, dir: Dir, phase: Phase) -> Result<(), http::Response<Body>> {
+        let step = self.core().call(i, dir, phase);
+        self.dispatch_calls();
+        match step {
+            Step::Continue => Ok(()),
+            Step::Respond(r) => Err(r),
+            Step::Pause => self.wait(i, dir).await,
+        }
+    }
+
+    /// Waits until filter `i` resumes the stream (after a callout answer,
+    /// a tick, a queue message), answers it, or fails.
+    async fn wait(&mut self, i: usize, dir: Dir) -> Result<(), http::Response<Body>> {
+        let (signal, limit, name) = {
+            let core = self.core();
+            let Bound::Active { signal, .. } = &core.bound[i] else {
+                return Ok(());
+            };
+            let f = &core.filters[i];
+            (
+                signal.clone(),
+                f.config.max_callout_timeout + Duration::from_secs(1),
+                f.name().to_string(),
+            )
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let step = tokio::select! {
+                Some((filter, token, result)) = self.calls.next(), if !self.calls.is_empty() => {
+                    let s = self.core().deliver(filter, dir, token, result);
+                    self.dispatch_calls();
+                    s
+                }
+                () = signal.notify.notified() => {
+                    let e = std::mem::take(&mut *signal.effects.lock().unwrap_or_else(|p| p.into_inner()));
+                    self.core().resolve(dir, 1, e.local_response, e.close, e.continue_request, e.continue_response)
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(filter = %name, "filter paused the stream for longer than {limit:?}");
+                    let core = self.core();
+                    return match core.filters[i].config.failure {
+                        crate::config::filter::FailurePolicy::Closed => Err(super::core::failure_response(&name)),
+                        crate::config::filter::FailurePolicy::Open => Ok(()),
+                    };
+                }
+            };
+            match step {
+                Step::Continue => return Ok(()),
+                Step::Respond(r) => return Err(r),
+                Step::Pause => {}
+            }
+        }
+    }
+
+    /// Request phase: `proxy_on_request_headers` for each filter in order,
+    /// then the body callbacks as the body streams.
+    pub async fn on_request(
+        &mut self,
+        req: http::Request<Body>,
+    ) -> Result<http::Request<Body>, http::Response<Body>> {
+        let (mut parts, body) = req.into_parts();
+        let eos = body.is_end_stream();
+        let n = {
+            let mut core = self.core();
+            if let Some(s) = core.stream.as_deref_mut() {
+                s.request_headers = convert::request_headers(&parts, s.meta.scheme);
+                s.protocol = parts.version;
+            }
+            core.filters.len()
+        };
+        for i in 0..n {
+            let bound = self.core().bind(i);
+            if let Some(r) = bound {
+                return Err(r);
+            }
+            let count = self
+                .core()
+                .stream
+                .as_ref()
+                .map_or(0, |s| s.request_headers.pairs.len());
+            self.step(i, Dir::Request, Phase::Headers(count, eos))
+                .await?;
+        }
+        if let Some(s) = self.core().stream.as_deref() {
+            convert::apply_request(&s.request_headers, &mut parts);
+        }
+        let body = self.body(body, Dir::Request).await?;
+        Ok(http::Request::from_parts(parts, body))
+    }
+
+    /// The cluster a filter chose through the property `gateway.upstream`.
+    pub fn upstream_override(&self) -> Option<String> {
+        self.core().stream.as_ref().and_then(|s| s.upstream.clone())
+    }
+
+    /// Response phase: `proxy_on_response_headers` for each filter in
+    /// reverse order (as Envoy runs encoder filters), then the body.
+    pub async fn on_response(&mut self, resp: http::Response<Body>) -> http::Response<Body> {
+        let (mut parts, body) = resp.into_parts();
+        let eos = body.is_end_stream();
+        let order = {
+            let mut core = self.core();
+            if let Some(s) = core.stream.as_deref_mut() {
+                s.response_headers = convert::response_headers(&parts);
+                s.response_code = Some(parts.status.as_u16());
+            }
+            core.order(Dir::Response)
+        };
+        for i in order {
+            let count = self
+                .core()
+                .stream
+                .as_ref()
+                .map_or(0, |s| s.response_headers.pairs.len());
+            if let Err(r) = self
+                .step(i, Dir::Response, Phase::Headers(count, eos))
+                .await
+            {
+                return r;
+            }
+        }
+        if let Some(s) = self.core().stream.as_deref_mut() {
+            convert::apply_response(&s.response_headers, &mut parts);
+            s.response_code = Some(parts.status.as_u16());
+        }
+        match self.body(body, Dir::Response).await {
+            Ok(body) => http::Response::from_parts(parts, body),
+            Err(r) => r,
+        }
+    }
+
+    /// Runs body callbacks: the first chunks here (so a buffering filter
+    /// can still answer 413/502), the rest as the body streams.
+    async fn body(&mut self, body: Body, dir: Dir) -> Result<Body, http::Response<Body>> {
+        if body.is_end_stream() || !self.core().wants_body(dir) {
+            return Ok(body);
+        }
+        let driven = drive_body(&self.core, body, dir).await;
+        self.dispatch_calls();
+        let mut driven = driven?;
+        loop {
+            match driven {
+                Driven::Done(ready, rest) => {
+                    return Ok(FilteredBody::body(self.core.clone(), dir, ready, rest))
+                }
+                Driven::PausedAtEnd {
+                    filter,
+                    next,
+                    ready,
+                } => {
+                    self.dispatch_calls();
+                    self.wait(filter, dir).await?;
+                    driven = resume_body(&self.core, dir, next, ready)?;
+                }
+            }
+        }
+    }
+
+    /// The request ended: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.
+    pub fn finish(mut self) {
+        self.finish_now();
+    }
+
+    /// Records the final status for `response.code` before finishing.
+    pub fn set_response_code(&mut self, code: u16) {
+        if let Some(s) = self.core().stream.as_deref_mut() {
+            s.response_code = Some(code);
+        }
+    }
+
+    fn finish_now(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            self.core().finish();
+        }
+    }
+}
+
+impl Drop for ChainRun {
+    fn drop(&mut self) {
+        self.finish_now();
+    }
+}

@@ -1,0 +1,456 @@
+//! One request's synchronous core: which instance and context each filter
+//! uses, the stream state, and one guest callback at a time with its
+//! outcome (continue, pause, answer) decided by the filter's failure policy.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::instance::{FilterInstance, GuestFault, InstanceCell};
+use super::pool::LoadedFilter;
+use super::state::{Effects, LocalResponse, PendingCall, StreamSignal, StreamState, ROOT_CONTEXT};
+use crate::config::filter::FailurePolicy;
+use crate::http::body::{full, Body};
+
+/// A filter's binding for this request.
+pub(crate) enum Bound {
+    /// Not reached yet.
+    Unbound,
+    /// Skipped (failed open, or finished).
+    Skipped,
+    Active {
+        cell: Arc<InstanceCell>,
+        ctx: u32,
+        signal: Arc<StreamSignal>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Dir {
+    Request,
+    Response,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Phase {
+    Headers(usize, bool),
+    Body(usize, bool),
+    Trailers(usize),
+}
+
+pub(crate) enum Step {
+    Continue,
+    Pause,
+    Respond(http::Response<Body>),
+}
+
+pub(crate) enum BodyStep {
+    Emit(Bytes),
+    Hold,
+    Fail(http::Response<Body>),
+    /// Filter `filter` paused at the end of the body; the walk resumes at
+    /// position `next` once it continues.
+    PausedAtEnd {
+        filter: usize,
+        next: usize,
+    },
+}
+
+/// A callout of this request, owned by the request's task.
+pub(crate) struct OwnCall {
+    pub filter: usize,
+    pub call: PendingCall,
+}
+
+pub(crate) struct RunCore {
+    pub filters: Arc<[Arc<LoadedFilter>]>,
+    pub stream: Option<Box<StreamState>>,
+    pub bound: Vec<Bound>,
+    pub calls: Vec<OwnCall>,
+}
+
+/// The answer when a filter cannot run and fails closed.
+pub(crate) fn failure_response(name: &str) -> http::Response<Body> {
+    let mut r = http::Response::new(full(format!("filter `{name}` failed\n")));
+    *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    r
+}
+
+fn local_response(lr: LocalResponse) -> http::Response<Body> {
+    tracing::debug!(status = lr.status, details = %lr.details, "filter answered locally");
+    let mut r = http::Response::new(full(lr.body));
+    *r.status_mut() =
+        http::StatusCode::from_u16(lr.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    for (k, v) in lr.headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_bytes(&v),
+        ) {
+            r.headers_mut().append(k, v);
+        }
+    }
+    r
+}
+
+fn status_response(status: http::StatusCode, body: &'static str) -> http::Response<Body> {
+    let mut r = http::Response::new(full(body));
+    *r.status_mut() = status;
+    r
+}
+
+fn run_phase(
+    inst: &mut FilterInstance,
+    ctx: u32,
+    dir: Dir,
+    phase: Phase,
+) -> Result<i32, GuestFault> {
+    let c = ctx as i32;
+    let cb = &inst.cb;
+    let f = match (dir, phase) {
+        (Dir::Request, Phase::Headers(n, eos)) => cb.request_headers.clone().map(|f| (f, n, eos)),
+        (Dir::Request, Phase::Body(n, eos)) => cb.request_body.clone().map(|f| (f, n, eos)),
+        (Dir::Response, Phase::Headers(n, eos)) => cb.response_headers.clone().map(|f| (f, n, eos)),
+        (Dir::Response, Phase::Body(n, eos)) => cb.response_body.clone().map(|f| (f, n, eos)),
+        (d, Phase::Trailers(n)) => {
+            let f = if d == Dir::Request {
+                cb.request_trailers.clone()
+            } else {
+                cb.response_trailers.clone()
+            };
+            return match f {
+                Some(f) => inst.guard(|s| f.call(s, (c, n as i32))),
+                None => Ok(0),
+            };
+        }
+    };
+    match f {
+        Some((f, n, eos)) => inst.guard(|s| f.call(s, (c, n as i32, i32::from(eos)))),
+        None => Ok(0),
+    }
+}
+
+impl RunCore {
+    /// Binds filter `i` to an instance and creates its HTTP context.
+    /// `Some(response)` when the filter is unavailable and fails closed.
+    pub fn bind(&mut self, i: usize) -> Option<http::Response<Body>> {
+        let filter = self.filters[i].clone();
+        let cell = match filter.acquire() {
+            Ok(cell) => cell,
+            Err(reason) => {
+                tracing::debug!(filter = %filter.name(), "filter unavailable: {reason}");
+                self.bound[i] = Bound::Skipped;
+                return match filter.config.failure {
+                    FailurePolicy::Closed => Some(failure_response(filter.name())),
+                    FailurePolicy::Open => None,
+                };
+            }
+        };
+        let signal = Arc::new(StreamSignal::default());
+        let r = {
+            let mut inst = cell.lock();
+            let ctx = inst.next_context();
+            inst.store.data_mut().signals.insert(ctx, signal.clone());
+            let r = match inst.cb.context_create.clone() {
+                Some(f) => {
+                    inst.root_call(|i| i.guard(|s| f.call(s, (ctx as i32, ROOT_CONTEXT as i32))))
+                }
+                None => Ok(()),
+            };
+            r.map(|()| ctx)
+        };
+        match r {
+            Ok(ctx) => {
+                self.bound[i] = Bound::Active { cell, ctx, signal };
+                None
+            }
+            Err(fault) => self.fail(i, &cell, &fault),
+        }
+    }
+
+    /// A guest fault: the instance goes, the policy decides the request.
+    fn fail(
+        &mut self,
+        i: usize,
+        cell: &Arc<InstanceCell>,
+        fault: &GuestFault,
+    ) -> Option<http::Response<Body>> {
+        let filter = &self.filters[i];
+        filter.fault(cell, fault);
+        self.bound[i] = Bound::Skipped;
+        match filter.config.failure {
+            FailurePolicy::Closed => Some(failure_response(filter.name())),
+            FailurePolicy::Open => None,
+        }
+    }
+
+    pub fn active(&self, i: usize) -> Option<(Arc<InstanceCell>, u32)> {
+        match &self.bound[i] {
+            Bound::Active { cell, ctx, .. } => Some((cell.clone(), *ctx)),
+            _ => None,
+        }
+    }
+
+    /// Runs one callback of filter `i` with the stream attached.
+    pub fn call(&mut self, i: usize, dir: Dir, phase: Phase) -> Step {
+        let Some((cell, ctx)) = self.active(i) else {
+            return Step::Continue;
+        };
+        let (r, effects) = {
+            let mut inst = cell.lock();
+            inst.enter(ctx, self.stream.take());
+            let r = run_phase(&mut inst, ctx, dir, phase);
+            let (stream, effects) = inst.leave();
+            self.stream = stream;
+            (r, effects)
+        };
+        self.after(i, &cell, ctx, dir, r, effects)
+    }
+
+    /// Delivers a callout answer to filter `i`'s context.
+    pub fn deliver(
+        &mut self,
+        i: usize,
+        dir: Dir,
+        token: u32,
+        result: crate::filter::CalloutResult,
+    ) -> Step {
+        let Some((cell, ctx)) = self.active(i) else {
+            return Step::Pause;
+        };
+        let (r, effects) = {
+            let mut inst = cell.lock();
+            inst.enter(ctx, self.stream.take());
+            let r = inst.deliver_call(ctx, token, result).map(|()| 1);
+            let (stream, effects) = inst.leave();
+            self.stream = stream;
+            (r, effects)
+        };
+        self.after(i, &cell, ctx, dir, r, effects)
+    }
+
+    /// Turns a callback's result and requests into the next step.
+    pub fn after(
+        &mut self,
+        i: usize,
+        cell: &Arc<InstanceCell>,
+        ctx: u32,
+        dir: Dir,
+        r: Result<i32, GuestFault>,
+        effects: Effects,
+    ) -> Step {
+        let action = match r {
+            Ok(a) => a,
+            Err(fault) => {
+                return self
+                    .fail(i, cell, &fault)
+                    .map_or(Step::Continue, Step::Respond)
+            }
+        };
+        let host = self.filters[i].host();
+        if effects.tick_period.is_some() {
+            super::tasks::apply_root_effects(
+                host,
+                cell,
+                Effects {
+                    tick_period: effects.tick_period,
+                    ..Effects::default()
+                },
+            );
+        }
+        for call in effects.calls {
+            if call.context_id == ctx {
+                self.calls.push(OwnCall { filter: i, call });
+            } else {
+                super::tasks::spawn_root_call(host, Arc::downgrade(cell), call);
+            }
+        }
+        self.resolve(
+            dir,
+            action,
+            effects.local_response,
+            effects.close,
+            effects.continue_request,
+            effects.continue_response,
+        )
+    }
+
+    pub fn resolve(
+        &self,
+        dir: Dir,
+        action: i32,
+        local: Option<LocalResponse>,
+        close: bool,
+        cont_req: bool,
+        cont_resp: bool,
+    ) -> Step {
+        if let Some(lr) = local {
+            return Step::Respond(local_response(lr));
+        }
+        if close {
+            return Step::Respond(status_response(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "request closed by a filter\n",
+            ));
+        }
+        let resumed = if dir == Dir::Request {
+            cont_req
+        } else {
+            cont_resp
+        };
+        if action != 0 && !resumed {
+            Step::Pause
+        } else {
+            Step::Continue
+        }
+    }
+
+    /// Filter indexes in the order a direction visits them (responses in
+    /// reverse, as Envoy runs encoder filters).
+    pub fn order(&self, dir: Dir) -> Vec<usize> {
+        let n = self.filters.len();
+        match dir {
+            Dir::Request => (0..n).collect(),
+            Dir::Response => (0..n).rev().collect(),
+        }
+    }
+
+    pub fn wants_body(&self, dir: Dir) -> bool {
+        self.bound.iter().zip(self.filters.iter()).any(|(b, f)| {
+            matches!(b, Bound::Active { .. })
+                && f.code.as_ref().is_some_and(|c| {
+                    if dir == Dir::Request {
+                        c.has_request_body
+                    } else {
+                        c.has_response_body
+                    }
+                })
+        })
+    }
+
+    /// Runs the body callbacks over the buffered body plus `chunk`.
+    /// Starts at position `from` of the direction's order; `can_wait` says
+    /// whether the caller can wait out a pause at the end of the body
+    /// (otherwise such a pause counts as CONTINUE).
+    pub fn body_step(
+        &mut self,
+        dir: Dir,
+        chunk: &[u8],
+        eos: bool,
+        from: usize,
+        can_wait: bool,
+    ) -> BodyStep {
+        let Some(stream) = self.stream.as_deref_mut() else {
+            return BodyStep::Emit(Bytes::copy_from_slice(chunk));
+        };
+        let buf = if dir == Dir::Request {
+            &mut stream.request_body
+        } else {
+            &mut stream.response_body
+        };
+        buf.extend_from_slice(chunk);
+        for (pos, i) in self.order(dir).into_iter().enumerate().skip(from) {
+            let len = self.body_len(dir);
+            match self.call(i, dir, Phase::Body(len, eos)) {
+                Step::Respond(r) => return BodyStep::Fail(r),
+                Step::Pause if eos && can_wait => {
+                    return BodyStep::PausedAtEnd {
+                        filter: i,
+                        next: pos + 1,
+                    }
+                }
+                Step::Pause if !eos => {
+                    let limit = self.filters[i].config.body_buffer_limit.as_u64() as usize;
+                    if self.body_len(dir) > limit {
+                        return BodyStep::Fail(match dir {
+                            Dir::Request => status_response(
+                                http::StatusCode::PAYLOAD_TOO_LARGE,
+                                "request body over the filter buffer limit\n",
+                            ),
+                            Dir::Response => status_response(
+                                http::StatusCode::BAD_GATEWAY,
+                                "response body over the filter buffer limit\n",
+                            ),
+                        });
+                    }
+                    return BodyStep::Hold;
+                }
+                _ => {}
+            }
+        }
+        let Some(stream) = self.stream.as_deref_mut() else {
+            return BodyStep::Emit(Bytes::new());
+        };
+        let buf = if dir == Dir::Request {
+            &mut stream.request_body
+        } else {
+            &mut stream.response_body
+        };
+        BodyStep::Emit(buf.split().freeze())
+    }
+
+    fn body_len(&self, dir: Dir) -> usize {
+        self.stream.as_deref().map_or(0, |s| {
+            if dir == Dir::Request {
+                s.request_body.len()
+            } else {
+                s.response_body.len()
+            }
+        })
+    }
+
+    /// Sends callouts made while the body streams (no task of the request
+    /// waits for them): answers reach the context without its stream.
+    pub fn detach_calls(&mut self) {
+        for OwnCall { filter, call } in std::mem::take(&mut self.calls) {
+            if let Some((cell, _)) = self.active(filter) {
+                super::tasks::spawn_root_call(
+                    self.filters[filter].host(),
+                    Arc::downgrade(&cell),
+                    call,
+                );
+            }
+        }
+    }
+
+    /// `proxy_on_done`, `proxy_on_log`, `proxy_on_delete` for every context.
+    pub fn finish(&mut self) {
+        for i in 0..self.bound.len() {
+            let Bound::Active { cell, ctx, .. } =
+                std::mem::replace(&mut self.bound[i], Bound::Skipped)
+            else {
+                continue;
+            };
+            let mut inst = cell.lock();
+            inst.enter(ctx, self.stream.take());
+            let mut r = Ok(());
+            for f in [
+                inst.cb.done.clone().map(|f| (Some(f), None)),
+                inst.cb.log.clone().map(|f| (None, Some(f))),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                r = r.and_then(|()| match f {
+                    (Some(done), _) => inst.guard(|s| done.call(s, ctx as i32)).map(|_| ()),
+                    (_, Some(log)) => inst.guard(|s| log.call(s, ctx as i32)),
+                    _ => Ok(()),
+                });
+            }
+            if let Some(del) = inst.cb.delete.clone() {
+                r = r.and_then(|()| inst.guard(|s| del.call(s, ctx as i32)));
+            }
+            let (stream, _) = inst.leave();
+            self.stream = stream;
+            inst.store.data_mut().signals.remove(&ctx);
+            drop(inst);
+            match r {
+                Ok(()) => self.filters[i].succeeded(),
+                Err(fault) => self.filters[i].fault(&cell, &fault),
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The process-wide filter host: one wasmtime `Engine` (pooling allocator,
+//! epoch interruption driven by a ticker thread, bounded stack), one
+//! `Linker` with every hostcall, the state filters share, and the compile
+//! cache.
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use bytes::Bytes;
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, Store,
+};
+
+use super::abi;
+use super::metrics::{MetricRegistry, MetricSnapshot};
+use super::shared_data::{Queues, SharedData};
+use super::state::{FilterMeta, HostState};
+use crate::config::filter::{FilterConfig, FilterHostConfig};
+use crate::upstream::callout::CalloutClient;
+
+/// State every filter of the process shares.
+pub struct HostShared {
+    pub shared_data: SharedData,
+    pub queues: Queues,
+    pub metrics: MetricRegistry,
+    pub callouts: Arc<dyn CalloutClient>,
+}
+
+/// One per process: runs every filter.
+pub struct FilterHost {
+    pub(crate) engine: Engine,
+    linker: Linker<HostState>,
+    known: HashSet<(String, String)>,
+    pub(crate) shared: Arc<HostShared>,
+    pub(crate) config: FilterHostConfig,
+    /// Compiled-code cache, keyed by module digest and engine configuration.
+    cache_dir: Option<PathBuf>,
+    engine_key: u64,
+}
+
+impl FilterHost {
+    pub fn new(
+        cfg: &FilterHostConfig,
+        callouts: Arc<dyn CalloutClient>,
+    ) -> Result<Arc<FilterHost>> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(cfg.max_instances)
+            .total_memories(cfg.max_instances)
+            .total_tables(cfg.max_instances)
+            .max_memory_size(cfg.max_memory.as_u64() as usize)
+            // Reset small memories with memset instead of madvise: request
+            // isolation recycles a slot per request.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(64 << 10);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .max_wasm_stack(cfg.max_wasm_stack.as_u64() as usize)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = wt(Engine::new(&config), "creating the wasm engine")?;
+        spawn_epoch_ticker(&engine, cfg.epoch_tick);
+
+        let mut linker = Linker::new(&engine);
+        wt(abi::add_to_linker(&mut linker), "linking hostcalls")?;
+        let shared = Arc::new(HostShared {
+            shared_data: SharedData::default(),
+            queues: Queues::default(),
+            metrics: MetricRegistry::default(),
+            callouts,
+        });
+        // The names the linker defines, so unknown imports can be stubbed.
+        let mut probe = Store::new(
+            &engine,
+            HostState::new(probe_meta(), shared.clone(), 1 << 16),
+        );
+        let known = linker
+            .iter(&mut probe)
+            .map(|(m, n, _)| (m.to_string(), n.to_string()))
+            .collect();
+        drop(probe);
+
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        env!("CARGO_PKG_VERSION").hash(&mut hasher);
+        let cache_dir = cfg.cache_dir.clone().filter(|d| !d.as_os_str().is_empty());
+        Ok(Arc::new(FilterHost {
+            engine,
+            linker,
+            known,
+            shared,
+            config: cfg.clone(),
+            cache_dir,
+            engine_key: hasher.finish(),
+        }))
+    }
+
+    /// Every metric filters defined, for the exporter.
+    pub fn metrics(&self) -> Vec<MetricSnapshot> {
+        self.shared.metrics.snapshot()
+    }
+
+    /// Compiles `wasm` (blocking: call off the async workers), through the
+    /// cache, and checks it is a proxy-wasm module this host can run.
+    pub(crate) fn prepare(&self, wasm: &[u8], sha256: &str) -> Result<InstancePre<HostState>> {
+        if wasm.len() as u64 > self.config.max_module_size.as_u64() {
+            bail!(
+                "module is {} bytes, over max_module_size {}",
+                wasm.len(),
+                self.config.max_module_size
+            );
+        }
+        let module = self.compile(wasm, sha256)?;
+        let exports: HashSet<&str> = module.exports().map(|e| e.name()).collect();
+        if !exports.contains("proxy_abi_version_0_2_1")
+            && !exports.contains("proxy_abi_version_0_2_0")
+        {
+            bail!("not a proxy-wasm 0.2.x module: exports neither proxy_abi_version_0_2_1 nor proxy_abi_version_0_2_0");
+        }
+        if !exports.contains("memory") {
+            bail!("module exports no memory");
+        }
+        let mut linker = self.linker.clone();
+        let stubbed = wt(
+            abi::link_unknown(&mut linker, &self.known, &module),
+            "stubbing unknown imports",
+        )?;
+        if !stubbed.is_empty() {
+            tracing::info!(imports = ?stubbed, "unknown imports linked as UNIMPLEMENTED stubs");
+        }
+        wt(
+            linker.instantiate_pre(&module),
+            "linking the module's imports",
+        )
+    }
+
+    fn compile(&self, wasm: &[u8], sha256: &str) -> Result<Module> {
+        let Some(dir) = &self.cache_dir else {
+            return wt(Module::new(&self.engine, wasm), "compiling");
+        };
+        let path = dir.join(format!("{sha256}-{:016x}.cwasm", self.engine_key));
+        if path.is_file() {
+            // SAFETY: the file is in the gateway's own cache directory, written
+            // by `Module::serialize` of an engine with this very configuration
+            // (the key is in the name); never a file from the filter folder.
+            match unsafe { Module::deserialize_file(&self.engine, &path) } {
+                Ok(m) => return Ok(m),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring unreadable cache entry: {e:#}")
+                }
+            }
+        }
+        let module = wt(Module::new(&self.engine, wasm), "compiling")?;
+        if let Err(e) = write_cache(dir, &path, &module) {
+            tracing::warn!(dir = %dir.display(), "cannot cache compiled filter: {e:#}");
+        }
+        Ok(module)
+    }
+}
+
+fn write_cache(dir: &std::path::Path, path: &std::path::Path, module: &Module) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("tmp{}", rand::random::<u32>()));
+    std::fs::write(&tmp, wt(module.serialize(), "serializing")?)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Advances the epoch every `tick` while the engine lives.
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    let tick = tick.max(Duration::from_millis(1));
+    let spawned = std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the wasm epoch ticker; guest deadlines will not fire: {e}");
+    }
+}
+
+fn probe_meta() -> Arc<FilterMeta> {
+    Arc::new(FilterMeta {
+        config: FilterConfig::new("probe", "probe.wasm"),
+        vm_id: String::new(),
+        root_id: String::new(),
+        vm_config: Bytes::new(),
+        plugin_config: Bytes::new(),
+    })
+}
+
+/// Turns a wasmtime error into an `anyhow` one, keeping its message chain.
+pub(crate) fn wt<T>(r: wasmtime::Result<T>, what: &str) -> Result<T> {
+    r.map_err(|e| anyhow::anyhow!("{what}: {e:#}"))
+}

@@ -1,0 +1,401 @@
+//! One live VM instance of a filter: its `Store`, the guest callbacks
+//! resolved once, and every call into the guest run under the deadline.
+
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use anyhow::{Context, Result};
+
+use wasmtime::{Instance, ModuleExport, Store, Trap, TypedFunc, WasmParams, WasmResults};
+
+use super::engine::{wt, FilterHost};
+use super::pool::FilterCode;
+use super::state::{CallAnswer, Effects, Headers, HostState, StreamState, ROOT_CONTEXT};
+use crate::upstream::callout::{CalloutError, CalloutResponse};
+
+type F<P, R> = Option<TypedFunc<P, R>>;
+
+/// The guest's callbacks; absent ones are simply not called.
+pub(crate) struct Callbacks {
+    pub context_create: F<(i32, i32), ()>,
+    pub vm_start: F<(i32, i32), i32>,
+    pub configure: F<(i32, i32), i32>,
+    pub done: F<i32, i32>,
+    pub log: F<i32, ()>,
+    pub delete: F<i32, ()>,
+    pub tick: F<i32, ()>,
+    pub queue_ready: F<(i32, i32), ()>,
+    pub request_headers: F<(i32, i32, i32), i32>,
+    pub request_body: F<(i32, i32, i32), i32>,
+    pub request_trailers: F<(i32, i32), i32>,
+    pub response_headers: F<(i32, i32, i32), i32>,
+    pub response_body: F<(i32, i32, i32), i32>,
+    pub response_trailers: F<(i32, i32), i32>,
+    pub http_call_response: F<(i32, i32, i32, i32, i32), ()>,
+}
+
+/// Why a guest call produced no answer; the instance is discarded.
+#[derive(Debug, Clone)]
+pub struct GuestFault(pub String);
+
+impl std::error::Error for GuestFault {}
+
+impl std::fmt::Display for GuestFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub(crate) struct FilterInstance {
+    pub store: Store<HostState>,
+    pub cb: Callbacks,
+    pub poisoned: bool,
+    deadline_ticks: u64,
+    next_context: u32,
+}
+
+/// A shared handle on an instance: the mutex is held only during guest calls.
+pub(crate) struct InstanceCell {
+    pub inner: Mutex<FilterInstance>,
+    pub ticker: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Set once the instance failed; it is never called again.
+    pub dead: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for InstanceCell {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticker.get_mut().ok().and_then(Option::take) {
+            t.abort();
+        }
+    }
+}
+
+/// The callbacks' export indexes, resolved once per module.
+pub(crate) struct ExportIndex(Vec<(&'static str, Option<ModuleExport>)>);
+
+const CALLBACKS: &[&str] = &[
+    "proxy_on_memory_allocate",
+    "malloc",
+    "proxy_on_context_create",
+    "proxy_on_vm_start",
+    "proxy_on_configure",
+    "proxy_on_done",
+    "proxy_on_log",
+    "proxy_on_delete",
+    "proxy_on_tick",
+    "proxy_on_queue_ready",
+    "proxy_on_request_headers",
+    "proxy_on_request_body",
+    "proxy_on_request_trailers",
+    "proxy_on_response_headers",
+    "proxy_on_response_body",
+    "proxy_on_response_trailers",
+    "proxy_on_http_call_response",
+    "_initialize",
+    "main",
+    "_start",
+    "memory",
+];
+
+impl ExportIndex {
+    pub fn new(module: &wasmtime::Module) -> Self {
+        ExportIndex(
+            CALLBACKS
+                .iter()
+                .map(|n| (*n, module.get_export_index(n)))
+                .collect(),
+        )
+    }
+    fn get(&self, name: &str) -> Option<&ModuleExport> {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, e)| e.as_ref())
+    }
+}
+
+fn typed<P: WasmParams, R: WasmResults>(
+    inst: &Instance,
+    store: &mut Store<HostState>,
+    idx: &ExportIndex,
+    name: &str,
+) -> Result<F<P, R>> {
+    let Some(export) = idx.get(name) else {
+        return Ok(None);
+    };
+    match inst
+        .get_module_export(&mut *store, export)
+        .and_then(|e| e.into_func())
+    {
+        None => Ok(None),
+        Some(f) => wt(
+            f.typed(&*store),
+            &format!("export `{name}` has the wrong signature"),
+        )
+        .map(Some),
+    }
+}
+
+impl FilterInstance {
+    /// Instantiates and starts the VM: `_initialize`/`_start`, the root
+    /// context, `proxy_on_vm_start`, `proxy_on_configure`.
+    pub fn start(
+        host: &FilterHost,
+        code: &FilterCode,
+        waker: Option<super::shared_data::QueueWaker>,
+    ) -> Result<Self> {
+        let cfg = &code.meta.config;
+        let limit = cfg
+            .memory_limit
+            .as_u64()
+            .min(host.config.max_memory.as_u64()) as usize;
+        let mut state = HostState::new(code.meta.clone(), host.shared.clone(), limit);
+        state.queue_waker = waker;
+        let mut store = Store::new(&host.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        let ticks =
+            (cfg.deadline.as_nanos() / host.config.epoch_tick.as_nanos().max(1)).max(1) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        let inst = code
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| describe(e, "instantiating"))?;
+        let memory = code
+            .exports
+            .get("memory")
+            .and_then(|e| inst.get_module_export(&mut store, e))
+            .and_then(|e| e.into_memory())
+            .context("module exports no memory")?;
+        store.data_mut().memory = Some(memory);
+        let alloc = match typed::<i32, i32>(
+            &inst,
+            &mut store,
+            &code.exports,
+            "proxy_on_memory_allocate",
+        )? {
+            Some(f) => Some(f),
+            None => typed::<i32, i32>(&inst, &mut store, &code.exports, "malloc")?,
+        };
+        store.data_mut().alloc = alloc;
+        let cb = Callbacks {
+            context_create: typed(&inst, &mut store, &code.exports, "proxy_on_context_create")?,
+            vm_start: typed(&inst, &mut store, &code.exports, "proxy_on_vm_start")?,
+            configure: typed(&inst, &mut store, &code.exports, "proxy_on_configure")?,
+            done: typed(&inst, &mut store, &code.exports, "proxy_on_done")?,
+            log: typed(&inst, &mut store, &code.exports, "proxy_on_log")?,
+            delete: typed(&inst, &mut store, &code.exports, "proxy_on_delete")?,
+            tick: typed(&inst, &mut store, &code.exports, "proxy_on_tick")?,
+            queue_ready: typed(&inst, &mut store, &code.exports, "proxy_on_queue_ready")?,
+            request_headers: typed(&inst, &mut store, &code.exports, "proxy_on_request_headers")?,
+            request_body: typed(&inst, &mut store, &code.exports, "proxy_on_request_body")?,
+            request_trailers: typed(
+                &inst,
+                &mut store,
+                &code.exports,
+                "proxy_on_request_trailers",
+            )?,
+            response_headers: typed(
+                &inst,
+                &mut store,
+                &code.exports,
+                "proxy_on_response_headers",
+            )?,
+            response_body: typed(&inst, &mut store, &code.exports, "proxy_on_response_body")?,
+            response_trailers: typed(
+                &inst,
+                &mut store,
+                &code.exports,
+                "proxy_on_response_trailers",
+            )?,
+            http_call_response: typed(
+                &inst,
+                &mut store,
+                &code.exports,
+                "proxy_on_http_call_response",
+            )?,
+        };
+        let mut me = FilterInstance {
+            store,
+            cb,
+            poisoned: false,
+            deadline_ticks: ticks,
+            next_context: ROOT_CONTEXT + 1,
+        };
+        // `_initialize` (then `main` if exported), else `_start`.
+        if let Some(f) = typed::<(), ()>(&inst, &mut me.store, &code.exports, "_initialize")? {
+            me.guard(|s| f.call(s, ()))
+                .map_err(|e| anyhow::anyhow!("_initialize: {e}"))?;
+            if let Some(main) =
+                typed::<(i32, i32), i32>(&inst, &mut me.store, &code.exports, "main")
+                    .ok()
+                    .flatten()
+            {
+                me.guard(|s| main.call(s, (0, 0)))
+                    .map_err(|e| anyhow::anyhow!("main: {e}"))?;
+            }
+        } else if let Some(f) = typed::<(), ()>(&inst, &mut me.store, &code.exports, "_start")? {
+            me.guard(|s| f.call(s, ()))
+                .map_err(|e| anyhow::anyhow!("_start: {e}"))?;
+        }
+        me.root_call(|i| {
+            if let Some(f) = i.cb.context_create.clone() {
+                i.guard(|s| f.call(s, (ROOT_CONTEXT as i32, 0)))?;
+            }
+            Ok(())
+        })?;
+        let (vm_len, plugin_len) = (
+            code.meta.vm_config.len() as i32,
+            code.meta.plugin_config.len() as i32,
+        );
+        if let Some(f) = me.cb.vm_start.clone() {
+            if me.root_call(|i| i.guard(|s| f.call(s, (ROOT_CONTEXT as i32, vm_len))))? == 0 {
+                anyhow::bail!("proxy_on_vm_start returned false");
+            }
+        }
+        if let Some(f) = me.cb.configure.clone() {
+            if me.root_call(|i| i.guard(|s| f.call(s, (ROOT_CONTEXT as i32, plugin_len))))? == 0 {
+                anyhow::bail!("proxy_on_configure returned false (configuration rejected)");
+            }
+        }
+        Ok(me)
+    }
+
+    /// Runs one guest call under the deadline; any error poisons the instance.
+    pub fn guard<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, GuestFault> {
+        if self.poisoned {
+            return Err(GuestFault(
+                "instance was discarded after an earlier failure".into(),
+            ));
+        }
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        f(&mut self.store).map_err(|e| {
+            self.poisoned = true;
+            GuestFault(describe(e, "guest call").to_string())
+        })
+    }
+
+    /// A call on the root context (no request attached).
+    pub fn root_call<R>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<R, GuestFault>,
+    ) -> Result<R, GuestFault> {
+        let st = self.store.data_mut();
+        st.current = 0;
+        st.effective = ROOT_CONTEXT;
+        f(self)
+    }
+
+    pub fn next_context(&mut self) -> u32 {
+        let id = self.next_context;
+        // Context ids stay above the root's and never wrap into it.
+        self.next_context = self.next_context.checked_add(1).unwrap_or(ROOT_CONTEXT + 1);
+        id
+    }
+
+    /// Attaches a request's state for the calls that follow.
+    pub fn enter(&mut self, ctx: u32, stream: Option<Box<StreamState>>) {
+        let st = self.store.data_mut();
+        st.stream = stream;
+        st.current = ctx;
+        st.effective = ctx;
+    }
+
+    /// Detaches the request's state and takes what the guest asked for.
+    pub fn leave(&mut self) -> (Option<Box<StreamState>>, Effects) {
+        let st = self.store.data_mut();
+        st.current = 0;
+        st.effective = ROOT_CONTEXT;
+        (st.stream.take(), std::mem::take(&mut st.effects))
+    }
+}
+
+/// Names the reason of a guest failure: deadline, stack, memory, trap.
+fn describe(e: wasmtime::Error, what: &str) -> anyhow::Error {
+    let reason = match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => "deadline exceeded".to_string(),
+        Some(Trap::StackOverflow) => "wasm stack overflow".to_string(),
+        Some(t) => format!("trap: {t}"),
+        None => format!("{e:#}"),
+    };
+    anyhow::anyhow!("{what}: {reason}")
+}
+
+impl InstanceCell {
+    /// Starts an instance whose queue waker and ticker point back at its cell.
+    pub fn start(host: &Arc<FilterHost>, code: &Arc<FilterCode>) -> Result<Arc<Self>> {
+        let slot: Arc<OnceLock<Weak<InstanceCell>>> = Arc::new(OnceLock::new());
+        let waker = super::tasks::queue_waker(host.clone(), slot.clone());
+        let mut inst = FilterInstance::start(host, code, Some(waker))?;
+        let (_, effects) = inst.leave();
+        let cell = Arc::new(InstanceCell {
+            inner: Mutex::new(inst),
+            ticker: Mutex::new(None),
+            dead: Default::default(),
+        });
+        let _ = slot.set(Arc::downgrade(&cell));
+        super::tasks::apply_root_effects(host, &cell, effects);
+        Ok(cell)
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, FilterInstance> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl FilterInstance {
+    /// Hands a callout's answer to `proxy_on_http_call_response` on the
+    /// context already entered (a request's, or the root's).
+    pub fn deliver_call(
+        &mut self,
+        ctx: u32,
+        token: u32,
+        result: Result<CalloutResponse, CalloutError>,
+    ) -> Result<(), GuestFault> {
+        let Some(f) = self.cb.http_call_response.clone() else {
+            return Ok(());
+        };
+        let answer = match result {
+            Ok(r) => {
+                self.store.data_mut().status = (0, Vec::new());
+                CallAnswer {
+                    headers: headers_of(Some(r.status), &r.headers),
+                    body: r.body,
+                    trailers: headers_of(None, &r.trailers),
+                }
+            }
+            Err(e) => {
+                self.store.data_mut().status = (14, e.to_string().into_bytes());
+                tracing::debug!(filter = %self.store.data().filter.config.name, "callout failed: {e}");
+                CallAnswer::default()
+            }
+        };
+        let sizes = (
+            answer.headers.pairs.len() as i32,
+            answer.body.len() as i32,
+            answer.trailers.pairs.len() as i32,
+        );
+        self.store.data_mut().call_response = Some(answer);
+        let r = self.guard(|s| f.call(s, (ctx as i32, token as i32, sizes.0, sizes.1, sizes.2)));
+        self.store.data_mut().call_response = None;
+        r
+    }
+}
+
+/// A header map as pairs, `:status` first when given.
+pub(crate) fn headers_of(status: Option<http::StatusCode>, map: &http::HeaderMap) -> Headers {
+    let mut pairs = Vec::with_capacity(map.len() + 1);
+    if let Some(s) = status {
+        pairs.push((":status".to_string(), s.as_str().as_bytes().to_vec()));
+    }
+    pairs.extend(
+        map.iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())),
+    );
+    Headers {
+        pairs,
+        dirty: false,
+    }
+}

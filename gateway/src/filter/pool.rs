@@ -1,0 +1,300 @@
+//! One loaded filter: its compiled code, its live instances (a fixed pool
+//! in `shared` mode, one per request in `request` mode), and the back-off
+//! that takes a filter which keeps failing out of service.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use wasmtime::InstancePre;
+
+use super::engine::FilterHost;
+use super::instance::{GuestFault, InstanceCell};
+use super::state::{FilterMeta, HostState};
+use crate::config::filter::{FilterConfig, Isolation};
+
+/// A module ready to instantiate.
+pub(crate) struct FilterCode {
+    pub meta: Arc<FilterMeta>,
+    pub pre: InstancePre<HostState>,
+    pub exports: super::instance::ExportIndex,
+    pub has_request_body: bool,
+    pub has_response_body: bool,
+}
+
+/// What the admin endpoint shows about one filter.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FilterStatus {
+    pub name: String,
+    pub file: String,
+    pub sha256: String,
+    pub size: u64,
+    /// RFC 3339.
+    pub loaded_at: String,
+    /// `"loaded"`, `"failed"` or `"backed-off"`.
+    pub state: &'static str,
+    pub last_error: Option<String>,
+}
+
+/// Consecutive failures that take a filter out of service.
+const FAILURES_BEFORE_BACKOFF: u32 = 3;
+
+pub(crate) struct LoadedFilter {
+    pub config: FilterConfig,
+    pub code: Option<Arc<FilterCode>>,
+    host: Arc<FilterHost>,
+    sha256: String,
+    size: u64,
+    loaded_at: SystemTime,
+    load_error: Option<String>,
+    slots: Vec<ArcSwapOption<InstanceCell>>,
+    next: AtomicUsize,
+    failures: AtomicU32,
+    backing_off: AtomicBool,
+    backoff: Mutex<(Option<Instant>, u32, Option<String>)>,
+}
+
+impl LoadedFilter {
+    /// Compiles and starts the filter (blocking: run off the async workers).
+    pub fn load(host: &Arc<FilterHost>, config: &FilterConfig) -> LoadedFilter {
+        let mut me = LoadedFilter {
+            config: config.clone(),
+            code: None,
+            host: host.clone(),
+            sha256: String::new(),
+            size: 0,
+            loaded_at: SystemTime::now(),
+            load_error: None,
+            slots: Vec::new(),
+            next: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            backing_off: AtomicBool::new(false),
+            backoff: Mutex::new((None, 0, None)),
+        };
+        if let Err(e) = me.try_load() {
+            let reason = format!("{e:#}");
+            tracing::error!(filter = %config.name, file = %config.path.display(), "filter failed to load: {reason}");
+            me.load_error = Some(reason);
+            me.code = None;
+            me.slots.clear();
+        }
+        me
+    }
+
+    fn try_load(&mut self) -> Result<()> {
+        let problems = self.config.check();
+        anyhow::ensure!(
+            problems.is_empty(),
+            "invalid configuration: {}",
+            problems.join("; ")
+        );
+        let wasm = read_capped(&self.config.path, self.host.config.max_module_size.as_u64())?;
+        self.size = wasm.len() as u64;
+        self.sha256 = Sha256::digest(&wasm)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let pre = self.host.prepare(&wasm, &self.sha256)?;
+        let exports = |name: &str| pre.module().get_export(name).is_some();
+        let code = Arc::new(FilterCode {
+            has_request_body: exports("proxy_on_request_body"),
+            has_response_body: exports("proxy_on_response_body"),
+            meta: Arc::new(FilterMeta {
+                vm_id: self.config.name.clone(),
+                root_id: self.config.root_id.clone().unwrap_or_default(),
+                vm_config: Bytes::from(self.config.vm_config.clone().unwrap_or_default()),
+                plugin_config: Bytes::from(self.config.config.clone().unwrap_or_default()),
+                config: self.config.clone(),
+            }),
+            exports: super::instance::ExportIndex::new(pre.module()),
+            pre,
+        });
+        // Start the instances now: a filter whose VM does not start is
+        // reported at load, not on the first request.
+        let first = InstanceCell::start(&self.host, &code)?;
+        self.slots = match self.config.isolation {
+            Isolation::Shared => {
+                let mut slots = vec![ArcSwapOption::from(Some(first))];
+                for _ in 1..self.config.instances {
+                    slots.push(ArcSwapOption::from(Some(InstanceCell::start(
+                        &self.host, &code,
+                    )?)));
+                }
+                slots
+            }
+            Isolation::Request => Vec::new(),
+        };
+        self.code = Some(code);
+        tracing::info!(filter = %self.config.name, sha256 = %self.sha256, "filter loaded");
+        Ok(())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// An instance for one request; `Err` names why the filter cannot serve.
+    pub fn acquire(&self) -> Result<Arc<InstanceCell>, String> {
+        let Some(code) = &self.code else {
+            return Err(format!(
+                "not loaded: {}",
+                self.load_error.as_deref().unwrap_or("unknown")
+            ));
+        };
+        if self.backing_off.load(Ordering::Relaxed) {
+            self.check_backoff()?;
+        }
+        if self.slots.is_empty() {
+            return InstanceCell::start(&self.host, code).map_err(|e| self.start_failed(e));
+        }
+        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        if let Some(cell) = slot.load_full() {
+            if !cell.dead.load(Ordering::Relaxed) {
+                return Ok(cell);
+            }
+        }
+        // A discarded instance is replaced on first need.
+        let cell = InstanceCell::start(&self.host, code).map_err(|e| self.start_failed(e))?;
+        slot.store(Some(cell.clone()));
+        Ok(cell)
+    }
+
+    fn check_backoff(&self) -> Result<(), String> {
+        let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        match b.0 {
+            Some(until) if Instant::now() < until => Err(format!(
+                "out of service after repeated failures: {}",
+                b.2.as_deref().unwrap_or("")
+            )),
+            _ => {
+                b.0 = None;
+                self.backing_off.store(false, Ordering::Relaxed);
+                Ok(())
+            }
+        }
+    }
+
+    /// An instance did not start. A full instance pool is a matter of load,
+    /// not of the filter: it does not count towards the back-off.
+    fn start_failed(&self, e: anyhow::Error) -> String {
+        let reason = format!("{e:#}");
+        if reason.contains("maximum concurrent limit") {
+            tracing::warn!(filter = %self.config.name, "no free instance slot ([wasm] max_instances): {reason}");
+            return reason;
+        }
+        self.failed(reason)
+    }
+
+    /// Records a failure (start or guest fault); returns the reason.
+    fn failed(&self, reason: String) -> String {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        b.2 = Some(reason.clone());
+        if n >= FAILURES_BEFORE_BACKOFF {
+            if b.0.is_none() {
+                b.1 = (b.1 + 1).min(5);
+                let wait = self.host.config.failure_backoff * (1 << (b.1 - 1));
+                b.0 = Some(Instant::now() + wait);
+                self.backing_off.store(true, Ordering::Relaxed);
+                self.failures.store(0, Ordering::Relaxed);
+                // Logged once per back-off, not once per request.
+                tracing::error!(filter = %self.config.name, backoff = ?wait, "filter keeps failing, taken out of service: {reason}");
+            }
+        } else {
+            tracing::warn!(filter = %self.config.name, "filter instance failed: {reason}");
+        }
+        reason
+    }
+
+    /// A guest call failed: the instance is discarded (its slot refilled on
+    /// next need) and the failure counted.
+    pub fn fault(&self, cell: &Arc<InstanceCell>, fault: &GuestFault) {
+        cell.dead.store(true, Ordering::Relaxed);
+        for slot in &self.slots {
+            let current = slot.load();
+            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, cell)) {
+                slot.store(None);
+            }
+        }
+        self.failed(fault.0.clone());
+    }
+
+    /// A request went through this filter without fault.
+    pub fn succeeded(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+            self.backoff.lock().unwrap_or_else(|p| p.into_inner()).1 = 0;
+        }
+    }
+
+    pub fn status(&self) -> FilterStatus {
+        let backed_off = self.backing_off.load(Ordering::Relaxed);
+        let last_error = match self.load_error.clone() {
+            Some(e) => Some(e),
+            None => self
+                .backoff
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .2
+                .clone(),
+        };
+        FilterStatus {
+            name: self.config.name.clone(),
+            file: self.config.path.display().to_string(),
+            sha256: self.sha256.clone(),
+            size: self.size,
+            loaded_at: humantime::format_rfc3339_seconds(self.loaded_at).to_string(),
+            state: match (&self.code, backed_off) {
+                (None, _) => "failed",
+                (Some(_), true) => "backed-off",
+                (Some(_), false) => "loaded",
+            },
+            last_error,
+        }
+    }
+}
+
+fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        meta.len() <= cap,
+        "{} is {} bytes, over max_module_size ({cap})",
+        path.display(),
+        meta.len()
+    );
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+impl LoadedFilter {
+    pub fn host(&self) -> &Arc<FilterHost> {
+        &self.host
+    }
+
+    /// A filter that could not even be attempted (its load task died).
+    pub fn unavailable(
+        host: &Arc<FilterHost>,
+        config: &FilterConfig,
+        reason: String,
+    ) -> LoadedFilter {
+        tracing::error!(filter = %config.name, "filter failed to load: {reason}");
+        LoadedFilter {
+            config: config.clone(),
+            code: None,
+            host: host.clone(),
+            sha256: String::new(),
+            size: 0,
+            loaded_at: SystemTime::now(),
+            load_error: Some(reason),
+            slots: Vec::new(),
+            next: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            backing_off: AtomicBool::new(false),
+            backoff: Mutex::new((None, 0, None)),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Properties (`proxy_get_property` / `proxy_set_property`): paths are
+//! NUL-separated segments, e.g. `request\0path`. Integers are 8-byte
+//! little-endian, as Envoy serializes them; maps use the header-map format.
+
+use super::abi::encode_pairs;
+use super::state::{HostState, StreamState};
+
+/// Why a property could not be read or written.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PropertyError {
+    NotFound,
+    /// Known, but not writable (or the value is not acceptable).
+    BadArgument,
+}
+
+fn int(v: i64) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
+fn protocol(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Splits a path into its segments (a trailing NUL is tolerated).
+pub fn segments(path: &[u8]) -> Vec<&[u8]> {
+    let path = path.strip_suffix(&[0]).unwrap_or(path);
+    path.split(|b| *b == 0).collect()
+}
+
+pub fn get(state: &HostState, path: &[u8]) -> Result<Vec<u8>, PropertyError> {
+    let segs = segments(path);
+    let f = &state.filter;
+    match segs.as_slice() {
+        [b"plugin_name"] => return Ok(f.config.name.as_bytes().to_vec()),
+        [b"plugin_root_id"] => return Ok(f.root_id.as_bytes().to_vec()),
+        [b"plugin_vm_id"] => return Ok(f.vm_id.as_bytes().to_vec()),
+        _ => {}
+    }
+    // The rest belong to a request, visible from its own context only.
+    let stream = match state.stream.as_deref() {
+        Some(s) if state.effective == state.current => s,
+        _ => return Err(PropertyError::NotFound),
+    };
+    stream_property(stream, &segs).ok_or(PropertyError::NotFound)
+}
+
+fn stream_property(s: &StreamState, segs: &[&[u8]]) -> Option<Vec<u8>> {
+    let header = |name: &str| s.request_headers.get(name).map(<[u8]>::to_vec);
+    Some(match segs {
+        [b"request", b"path"] => header(":path")?,
+        [b"request", b"url_path"] => {
+            let path = header(":path")?;
+            let end = path.iter().position(|b| *b == b'?').unwrap_or(path.len());
+            path[..end].to_vec()
+        }
+        [b"request", b"query"] => {
+            let path = header(":path")?;
+            let start = path
+                .iter()
+                .position(|b| *b == b'?')
+                .map_or(path.len(), |q| q + 1);
+            path[start..].to_vec()
+        }
+        [b"request", b"useragent"] => header("user-agent")?,
+        [b"request", b"referer"] => header("referer")?,
+        [b"request", b"host"] => header(":authority")?,
+        [b"request", b"scheme"] => header(":scheme")?,
+        [b"request", b"method"] => header(":method")?,
+        [b"request", b"headers"] => encode_pairs(
+            s.request_headers
+                .pairs
+                .iter()
+                .filter(|(k, _)| !k.starts_with(':'))
+                .map(|(k, v)| (k.as_bytes(), v.as_slice())),
+        ),
+        [b"request", b"headers", name] => s
+            .request_headers
+            .get(std::str::from_utf8(name).ok()?)?
+            .to_vec(),
+        [b"request", b"protocol"] => protocol(s.protocol).as_bytes().to_vec(),
+        [b"request", b"id"] => s.meta.id.as_bytes().to_vec(),
+        [b"source", b"address"] => s.meta.source.to_string().into_bytes(),
+        [b"source", b"port"] => int(i64::from(s.meta.source.port())),
+        [b"destination", b"address"] => s.meta.destination.to_string().into_bytes(),
+        [b"destination", b"port"] => int(i64::from(s.meta.destination.port())),
+        [b"connection", b"tls_version"] => {
+            s.meta.tls_version.clone().unwrap_or_default().into_bytes()
+        }
+        [b"response", b"code"] => {
+            let code = s.response_code.or_else(|| {
+                std::str::from_utf8(s.response_headers.get(":status")?)
+                    .ok()?
+                    .parse()
+                    .ok()
+            })?;
+            int(i64::from(code))
+        }
+        [b"response", b"headers"] => encode_pairs(
+            s.response_headers
+                .pairs
+                .iter()
+                .filter(|(k, _)| !k.starts_with(':'))
+                .map(|(k, v)| (k.as_bytes(), v.as_slice())),
+        ),
+        [b"gateway", b"upstream"] => s.upstream.clone()?.into_bytes(),
+        _ => return None,
+    })
+}
+
+pub fn set(state: &mut HostState, path: &[u8], value: &[u8]) -> Result<(), PropertyError> {
+    let segs = segments(path);
+    let own = state.effective == state.current;
+    let stream = match state.stream.as_deref_mut() {
+        Some(s) if own => s,
+        _ => return Err(PropertyError::NotFound),
+    };
+    match segs.as_slice() {
+        [b"gateway", b"upstream"] => {
+            let name = std::str::from_utf8(value).map_err(|_| PropertyError::BadArgument)?;
+            // An empty value clears the choice.
+            stream.upstream = (!name.is_empty()).then(|| name.to_string());
+            Ok(())
+        }
+        _ => Err(PropertyError::BadArgument),
+    }
+}

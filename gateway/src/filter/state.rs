@@ -1,0 +1,194 @@
+//! What a guest call can see and change: the per-instance host state kept
+//! in the wasmtime `Store`, and the per-request stream state moved into it
+//! for the length of each call.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Notify;
+use wasmtime::{Memory, StoreLimits, TypedFunc};
+
+use super::engine::HostShared;
+use crate::config::filter::FilterConfig;
+
+/// A header map as proxy-wasm sees it: ordered pairs, lower-case names,
+/// pseudo-headers (`:method`, `:path`, `:authority`, `:scheme`, `:status`) included.
+#[derive(Debug, Clone, Default)]
+pub struct Headers {
+    pub pairs: Vec<(String, Vec<u8>)>,
+    /// Set by any write, so untouched maps are not rebuilt.
+    pub dirty: bool,
+}
+
+impl Headers {
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+    pub fn remove(&mut self, name: &str) {
+        self.pairs.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.dirty = true;
+    }
+    pub fn add(&mut self, name: &str, value: &[u8]) {
+        self.pairs.push((name.to_ascii_lowercase(), value.to_vec()));
+        self.dirty = true;
+    }
+    pub fn replace(&mut self, name: &str, value: &[u8]) {
+        let mut found = false;
+        self.pairs.retain_mut(|(k, v)| {
+            if !k.eq_ignore_ascii_case(name) {
+                return true;
+            }
+            if found {
+                return false;
+            }
+            found = true;
+            *v = value.to_vec();
+            true
+        });
+        if !found {
+            self.pairs.push((name.to_ascii_lowercase(), value.to_vec()));
+        }
+        self.dirty = true;
+    }
+}
+
+/// Who the request is from and to; fixed for the request's life.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    pub id: String,
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+    /// `"http"` or `"https"`.
+    pub scheme: &'static str,
+    pub tls_version: Option<String>,
+}
+
+/// One request's state, shared by every filter of its chain.
+#[derive(Debug)]
+pub struct StreamState {
+    pub meta: RequestMeta,
+    pub protocol: http::Version,
+    pub request_headers: Headers,
+    pub request_trailers: Headers,
+    pub response_headers: Headers,
+    pub response_trailers: Headers,
+    /// The body chunk (or buffered body) the current body callback sees.
+    pub request_body: BytesMut,
+    pub response_body: BytesMut,
+    pub upstream: Option<String>,
+    pub response_code: Option<u16>,
+}
+
+/// A local answer a filter asked for (`proxy_send_local_response`).
+#[derive(Debug, Clone)]
+pub struct LocalResponse {
+    pub status: u16,
+    pub details: String,
+    pub body: Bytes,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// What a guest asked for during one call, acted on by the caller afterwards.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub local_response: Option<LocalResponse>,
+    pub continue_request: bool,
+    pub continue_response: bool,
+    pub close: bool,
+    pub tick_period: Option<Duration>,
+    pub calls: Vec<PendingCall>,
+}
+
+/// A `proxy_http_call` not yet sent.
+#[derive(Debug)]
+pub struct PendingCall {
+    pub context_id: u32,
+    pub token: u32,
+    pub cluster: String,
+    pub request: http::Request<Bytes>,
+    pub timeout: Duration,
+}
+
+/// How a paused HTTP context is woken from another context (a tick, a queue,
+/// a callout answered on the root context).
+#[derive(Debug, Default)]
+pub struct StreamSignal {
+    pub effects: Mutex<Effects>,
+    pub notify: Notify,
+}
+
+/// The data of one wasmtime `Store`: one VM instance of one filter.
+pub struct HostState {
+    pub filter: Arc<FilterMeta>,
+    pub host: Arc<HostShared>,
+    pub limits: StoreLimits,
+    pub memory: Option<Memory>,
+    pub alloc: Option<TypedFunc<i32, i32>>,
+    /// Present while a call for a request runs.
+    pub stream: Option<Box<StreamState>>,
+    /// The HTTP context `stream` belongs to (0 when none).
+    pub current: u32,
+    /// The context hostcalls act on (`proxy_set_effective_context`).
+    pub effective: u32,
+    pub effects: Effects,
+    pub signals: HashMap<u32, Arc<StreamSignal>>,
+    pub next_token: u32,
+    /// The callout answer `proxy_on_http_call_response` may read.
+    pub call_response: Option<CallAnswer>,
+    /// Bytes handed to `proxy_on_foreign_function` / `proxy_get_status`.
+    pub status: (u32, Vec<u8>),
+    /// Schedules `proxy_on_queue_ready` on this instance.
+    pub queue_waker: Option<super::shared_data::QueueWaker>,
+}
+
+/// What every instance of a filter shares: its identity and configuration.
+#[derive(Debug)]
+pub struct FilterMeta {
+    pub config: FilterConfig,
+    pub vm_id: String,
+    pub root_id: String,
+    pub vm_config: Bytes,
+    pub plugin_config: Bytes,
+}
+
+/// The root context of every instance.
+pub const ROOT_CONTEXT: u32 = 1;
+
+/// A callout's answer as the guest reads it.
+#[derive(Debug, Default)]
+pub struct CallAnswer {
+    pub headers: Headers,
+    pub body: Bytes,
+    pub trailers: Headers,
+}
+
+impl HostState {
+    pub fn new(filter: Arc<FilterMeta>, host: Arc<HostShared>, memory_limit: usize) -> Self {
+        HostState {
+            filter,
+            host,
+            limits: wasmtime::StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .instances(1)
+                .trap_on_grow_failure(true)
+                .build(),
+            memory: None,
+            alloc: None,
+            stream: None,
+            current: 0,
+            effective: ROOT_CONTEXT,
+            effects: Effects::default(),
+            signals: HashMap::new(),
+            next_token: 0,
+            call_response: None,
+            status: (0, Vec::new()),
+            queue_waker: None,
+        }
+    }
+}

@@ -1,0 +1,41 @@
+;; Hostile: out-of-range pointers and lengths handed to hostcalls. Every call
+;; must answer INVALID_MEMORY_ACCESS (6); any other answer traps (so the
+;; request fails), and when all do, the filter adds `x-bad-pointers: ok`.
+(module
+  (import "env" "proxy_get_header_map_value" (func $get_header (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_pairs" (func $get_pairs (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_header_map_pairs" (func $set_pairs (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add_header (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_property" (func $get_prop (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_buffer_bytes" (func $get_buf (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
+    (if (i32.gt_u (global.get $heap) (i32.const 60000)) (then (global.set $heap (i32.const 4096))))
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_abi_version_0_2_1"))
+  (data (i32.const 0) "x-bad-pointers")
+  (data (i32.const 32) "ok")
+  (data (i32.const 48) ":path")
+  (func $expect6 (param $status i32)
+    (if (i32.ne (local.get $status) (i32.const 6)) (then unreachable)))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    ;; key beyond the end of memory
+    (call $expect6 (call $get_header (i32.const 0) (i32.const 65530) (i32.const 100) (i32.const 16) (i32.const 20)))
+    ;; return slots beyond the end of memory
+    (call $expect6 (call $get_pairs (i32.const 0) (i32.const 70000) (i32.const 20)))
+    (call $expect6 (call $get_header (i32.const 0) (i32.const 48) (i32.const 5) (i32.const -4) (i32.const 20)))
+    ;; a length that wraps around the address space
+    (call $expect6 (call $add_header (i32.const 0) (i32.const 0) (i32.const 14) (i32.const 32) (i32.const -1)))
+    (call $expect6 (call $set_pairs (i32.const 0) (i32.const -16) (i32.const 64)))
+    (call $expect6 (call $log (i32.const 2) (i32.const 65535) (i32.const 2)))
+    (call $expect6 (call $get_prop (i32.const -1) (i32.const 1) (i32.const 16) (i32.const 20)))
+    (call $expect6 (call $local (i32.const 200) (i32.const 0) (i32.const 0) (i32.const 65000) (i32.const 4096) (i32.const 0) (i32.const 0) (i32.const -1)))
+    (call $expect6 (call $get_buf (i32.const 7) (i32.const 0) (i32.const 10) (i32.const 65536) (i32.const 20)))
+    (drop (call $add_header (i32.const 0) (i32.const 0) (i32.const 14) (i32.const 32) (i32.const 2)))
+    (i32.const 0))
+)
