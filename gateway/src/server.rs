@@ -1,6 +1,7 @@
 //! Starting, reloading and stopping: the runtime, listeners, admin,
 //! signals and the graceful shutdown.
 
+mod callouts;
 mod listeners;
 mod reload;
 
@@ -15,7 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::AdminState;
 use crate::config::Config;
-use crate::filter::FilterChain;
+use crate::filter::{FilterChain, FilterHost};
 use crate::listener::Shutdown;
 use crate::state::Snapshot;
 
@@ -29,6 +30,7 @@ pub struct Gateway {
     pub shutdown: Shutdown,
     pub address_file: Option<PathBuf>,
     pub admin_address: Option<SocketAddr>,
+    pub filter_host: Arc<FilterHost>,
 }
 
 /// Runs the gateway with `config` until SIGTERM or Ctrl-C.
@@ -42,9 +44,14 @@ pub fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> 
 }
 
 /// Builds the snapshot of `config`: clusters (reusing `previous`' pools
-/// where a cluster is unchanged) and filter chains.
-pub async fn build_snapshot(config: Arc<Config>, previous: Option<&Snapshot>) -> Snapshot {
-    Snapshot::build(config, previous, |_filters| async { FilterChain::empty() }).await
+/// where a cluster is unchanged) and filter chains (compiled off the
+/// request path).
+pub async fn build_snapshot(config: Arc<Config>, previous: Option<&Snapshot>, host: &Arc<FilterHost>) -> Snapshot {
+    Snapshot::build(config, previous, |filters| {
+        let host = host.clone();
+        async move { FilterChain::load(&host, &filters).await }
+    })
+    .await
 }
 
 async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -61,8 +68,15 @@ async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<
         None => None,
     };
 
-    let snapshot = build_snapshot(config.clone(), None).await;
-    let state = Arc::new(ArcSwap::from_pointee(snapshot));
+    // The filter host needs the clusters for callouts, the snapshot needs
+    // the host for its chains: start with the clusters alone.
+    let callouts = Arc::new(callouts::SnapshotCallouts::default());
+    let filter_host = FilterHost::new(&config.wasm, callouts.clone()).context("cannot start the filter host")?;
+    let bare = Snapshot::build(config.clone(), None, |_| async { FilterChain::empty() }).await;
+    let state = Arc::new(ArcSwap::from_pointee(bare));
+    let _ = callouts.state.set(state.clone());
+    let snapshot = build_snapshot(config.clone(), Some(&state.load_full()), &filter_host).await;
+    state.store(Arc::new(snapshot));
     let admin = Arc::new(AdminState {
         state: state.clone(),
         ready: Default::default(),
@@ -83,6 +97,7 @@ async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<
         shutdown: shutdown.clone(),
         address_file,
         admin_address,
+        filter_host,
     });
 
     // Bind everything first: a taken port is a start-up error.

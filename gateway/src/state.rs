@@ -69,6 +69,33 @@ impl Snapshot {
         }
     }
 
+    /// Every chain's filters and their status, for the admin endpoint.
+    pub fn filter_status(&self) -> serde_json::Value {
+        let mut chains = Vec::new();
+        let mut names: Vec<&String> = self.listeners.keys().collect();
+        names.sort();
+        for name in names {
+            let listener = &self.listeners[name];
+            if !listener.filters.is_empty() {
+                chains.push(serde_json::json!({
+                    "listener": name,
+                    "route": null,
+                    "filters": listener.filters.status(),
+                }));
+            }
+            for route in listener.routes.iter() {
+                if !route.filters.is_empty() {
+                    chains.push(serde_json::json!({
+                        "listener": name,
+                        "route": route.name,
+                        "filters": route.filters.status(),
+                    }));
+                }
+            }
+        }
+        serde_json::json!({ "chains": chains })
+    }
+
     pub fn listener(&self, name: &str) -> Option<&Arc<ListenerRuntime>> {
         self.listeners.get(name)
     }

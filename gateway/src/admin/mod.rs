@@ -58,6 +58,10 @@ fn handle(admin: &AdminState, req: Request<Incoming>) -> Response<Body> {
             let snapshot = admin.state.load();
             json(serde_json::to_string_pretty(&*snapshot.config).unwrap_or_default())
         }
+        "/filters" => {
+            let snapshot = admin.state.load();
+            json(serde_json::to_string_pretty(&snapshot.filter_status()).unwrap_or_default())
+        }
         "/metrics" => {
             let mut resp = Response::new(body::full(metrics::encode()));
             resp.headers_mut().insert(

@@ -57,8 +57,18 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
                 }
             }
         }
+        for (j, filter) in listener.filters.iter().enumerate() {
+            for problem in filter.check() {
+                err(None, format!("{key}.filter[{j}]"), problem);
+            }
+        }
         for (j, route) in listener.routes.iter().enumerate() {
             let key = format!("{key}.route[{j}]");
+            for (k, filter) in route.filters.iter().enumerate() {
+                for problem in filter.check() {
+                    err(None, format!("{key}.filter[{k}]"), problem);
+                }
+            }
             if route.path.is_some() == route.path_prefix.is_some() {
                 err(None, key.clone(), "a route needs exactly one of `path` and `path_prefix`".into());
             }

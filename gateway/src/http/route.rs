@@ -93,6 +93,10 @@ impl RouteTable {
         Self { routes }
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
+    }
+
     /// The first route matching the request. `host` is without port.
     pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.matches(method, host, path))

@@ -53,7 +53,7 @@ async fn reload(gateway: &Arc<Gateway>, listeners: &mut ListenerSet) {
         }
     };
     let previous = gateway.state.load_full();
-    let snapshot = build_snapshot(config.clone(), Some(&previous)).await;
+    let snapshot = build_snapshot(config.clone(), Some(&previous), &gateway.filter_host).await;
     gateway.state.store(Arc::new(snapshot));
     if let Err(e) = listeners.apply(gateway, &config, false).await {
         tracing::error!("config reload: {e:#}");

@@ -1,0 +1,76 @@
+//! `proxy_http_call` from filters: a request to a cluster of the config in
+//! force, answered whole.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http_body_util::{BodyExt, Limited};
+
+use crate::http::body;
+use crate::state::Snapshot;
+use crate::upstream::callout::{CalloutClient, CalloutError, CalloutResponse};
+
+/// Callout answers larger than this are an error, not a memory hazard.
+const MAX_CALLOUT_BODY: usize = 1 << 20;
+
+/// Sends callouts through the clusters of the current snapshot. Set once
+/// the snapshot exists (the filter host is built before it).
+#[derive(Default)]
+pub struct SnapshotCallouts {
+    pub state: OnceLock<Arc<ArcSwap<Snapshot>>>,
+}
+
+impl CalloutClient for SnapshotCallouts {
+    fn call(
+        &self,
+        cluster: &str,
+        request: http::Request<Bytes>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<CalloutResponse, CalloutError>> {
+        let cluster = self
+            .state
+            .get()
+            .and_then(|s| s.load().clusters.get(cluster).cloned())
+            .ok_or_else(|| CalloutError::UnknownCluster(cluster.to_string()));
+        Box::pin(async move {
+            let cluster = cluster?;
+            let exchange = async {
+                let conn = cluster.connect().await.map_err(|e| CalloutError::Failed(e.to_string()))?;
+                let mut request = request.map(body::full);
+                // Origin form for the HTTP/1.1 upstream, Host from the authority.
+                let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+                if let Some(authority) = request.uri().authority().map(|a| a.as_str().to_owned()) {
+                    if let Ok(v) = http::HeaderValue::from_str(&authority) {
+                        request.headers_mut().entry(http::header::HOST).or_insert(v);
+                    }
+                }
+                *request.uri_mut() = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+                if !request.headers().contains_key(http::header::HOST) {
+                    request.headers_mut().insert(http::header::HOST, http::HeaderValue::from_static("callout"));
+                }
+                *request.version_mut() = http::Version::HTTP_11;
+                let response = conn.send(request).await.map_err(|e| CalloutError::Failed(e.to_string()))?;
+                let (parts, incoming) = response.into_parts();
+                let collected = Limited::new(incoming, MAX_CALLOUT_BODY)
+                    .collect()
+                    .await
+                    .map_err(|e| CalloutError::Failed(format!("reading the answer: {e}")))?;
+                let trailers = collected.trailers().cloned().unwrap_or_default();
+                Ok(CalloutResponse {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: collected.to_bytes(),
+                    trailers,
+                })
+            };
+            tokio::time::timeout(timeout, exchange).await.map_err(|_| CalloutError::Timeout)?
+        })
+    }
+
+    fn has_cluster(&self, cluster: &str) -> bool {
+        self.state.get().is_some_and(|s| s.load().clusters.get(cluster).is_some())
+    }
+}
