@@ -30,7 +30,6 @@ pub(crate) enum BufferType {
     RequestBody = 0,
     ResponseBody = 1,
     CalloutResponseBody = 4,
-    VmConfiguration = 6,
     PluginConfiguration = 7,
 }
 
@@ -38,7 +37,6 @@ pub(crate) enum BufferType {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum StreamType {
     Request = 0,
-    Response = 1,
 }
 
 /// `proxy_metric_type_t`.

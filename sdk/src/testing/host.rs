@@ -35,28 +35,36 @@ pub(crate) fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'
     headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
+/// What the host knows about one request (one HTTP context).
 #[derive(Default)]
-pub(crate) struct State {
+pub(crate) struct StreamState {
     pub request_headers: Vec<(String, String)>,
     pub response_headers: Vec<(String, String)>,
     pub request_body: Vec<u8>,
     pub response_body: Vec<u8>,
     pub callout_headers: Vec<(String, String)>,
     pub callout_body: Vec<u8>,
-    pub plugin_config: Vec<u8>,
     pub properties: HashMap<Vec<String>, Vec<u8>>,
-    pub logs: Vec<(LogLevel, String)>,
     pub local_response: Option<crate::LocalResponse>,
     pub callouts: Vec<SentCallout>,
     pub continued: Vec<StreamType>,
+}
+
+/// What the host knows about the loaded filter as a whole.
+#[derive(Default)]
+pub(crate) struct State {
+    pub plugin_config: Vec<u8>,
+    pub logs: Vec<(LogLevel, String)>,
     pub metrics: Vec<(MetricKind, String, i64)>,
-    pub effective_context: u32,
+    pub streams: HashMap<u32, StreamState>,
 }
 
 pub(crate) struct MockHost {
     pub state: RefCell<State>,
     pub shared: RefCell<SharedStore>,
     pub now_nanos: Cell<u64>,
+    /// The context hostcalls act on, as a real host tracks it.
+    pub current: Cell<u32>,
     next_token: Cell<u32>,
 }
 
@@ -67,12 +75,19 @@ impl MockHost {
             shared: RefCell::new(Rc::new(RefCell::new(HashMap::new()))),
             // 2026-01-01T00:00:00Z: a plausible wall clock for time-based filters.
             now_nanos: Cell::new(1_767_225_600_000_000_000),
+            current: Cell::new(0),
             next_token: Cell::new(1),
         }
     }
 
+    /// The current stream's state (created empty if the context is unknown).
+    pub fn stream(&self) -> std::cell::RefMut<'_, StreamState> {
+        let current = self.current.get();
+        std::cell::RefMut::map(self.state.borrow_mut(), |s| s.streams.entry(current).or_default())
+    }
+
     fn map(&self, map: MapType) -> std::cell::RefMut<'_, Vec<(String, String)>> {
-        std::cell::RefMut::map(self.state.borrow_mut(), |s| match map {
+        std::cell::RefMut::map(self.stream(), |s| match map {
             MapType::RequestHeaders => &mut s.request_headers,
             MapType::ResponseHeaders => &mut s.response_headers,
             MapType::CalloutResponseHeaders => &mut s.callout_headers,
@@ -122,20 +137,18 @@ impl Host for MockHost {
     }
 
     fn buffer(&self, buffer: BufferType, start: usize, max: usize) -> Option<Vec<u8>> {
-        let state = self.state.borrow();
         let bytes = match buffer {
-            BufferType::RequestBody => &state.request_body,
-            BufferType::ResponseBody => &state.response_body,
-            BufferType::CalloutResponseBody => &state.callout_body,
-            BufferType::PluginConfiguration => &state.plugin_config,
-            BufferType::VmConfiguration => return None,
+            BufferType::RequestBody => self.stream().request_body.clone(),
+            BufferType::ResponseBody => self.stream().response_body.clone(),
+            BufferType::CalloutResponseBody => self.stream().callout_body.clone(),
+            BufferType::PluginConfiguration => self.state.borrow().plugin_config.clone(),
         };
         let end = start.saturating_add(max).min(bytes.len());
         bytes.get(start..end).map(<[u8]>::to_vec)
     }
 
     fn set_buffer(&self, buffer: BufferType, start: usize, size: usize, data: &[u8]) -> Result<(), u32> {
-        let mut state = self.state.borrow_mut();
+        let mut state = self.stream();
         let bytes = match buffer {
             BufferType::RequestBody => &mut state.request_body,
             BufferType::ResponseBody => &mut state.response_body,
@@ -151,17 +164,17 @@ impl Host for MockHost {
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-        self.state.borrow().properties.get(&key).cloned()
+        self.stream().properties.get(&key).cloned()
     }
 
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), u32> {
         let key = path.iter().map(|s| s.to_string()).collect();
-        self.state.borrow_mut().properties.insert(key, value.to_vec());
+        self.stream().properties.insert(key, value.to_vec());
         Ok(())
     }
 
     fn send_local_response(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> Result<(), u32> {
-        self.state.borrow_mut().local_response = Some(crate::LocalResponse {
+        self.stream().local_response = Some(crate::LocalResponse {
             status,
             headers: headers.to_vec(),
             body: body.to_vec(),
@@ -172,7 +185,7 @@ impl Host for MockHost {
     fn http_call(&self, cluster: &str, headers: &[(String, String)], body: &[u8], timeout_ms: u32) -> Result<u32, u32> {
         let token = self.next_token.get();
         self.next_token.set(token + 1);
-        self.state.borrow_mut().callouts.push(SentCallout {
+        self.stream().callouts.push(SentCallout {
             token,
             cluster: cluster.to_string(),
             headers: headers.to_vec(),
@@ -183,7 +196,7 @@ impl Host for MockHost {
     }
 
     fn continue_stream(&self, stream: StreamType) -> Result<(), u32> {
-        self.state.borrow_mut().continued.push(stream);
+        self.stream().continued.push(stream);
         Ok(())
     }
 
@@ -232,7 +245,7 @@ impl Host for MockHost {
     }
 
     fn set_effective_context(&self, context_id: u32) -> Result<(), u32> {
-        self.state.borrow_mut().effective_context = context_id;
+        self.current.set(context_id);
         Ok(())
     }
 }

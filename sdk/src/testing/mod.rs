@@ -26,8 +26,9 @@
 //! ```
 //!
 //! One [`FilterTest`] is one loaded filter (configured once); each
-//! [`FilterTest::request`] is one request through it. Requests run one at a
-//! time: starting a new one resets the per-request state of the host.
+//! [`FilterTest::request`] is one request through it, as an [`Exchange`] that
+//! can be continued (callout answers, the upstream response) and inspected.
+//! Several exchanges may be open at once, as requests interleave in a host.
 
 mod host;
 
@@ -36,6 +37,7 @@ use crate::filter::{Filter, LocalResponse};
 use crate::host::LogLevel;
 use crate::runtime::Runtime;
 use host::{find, MockHost};
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -45,7 +47,7 @@ const ROOT_CONTEXT: u32 = 1;
 
 /// A filter loaded into an in-memory host.
 pub struct FilterTest<F: Filter> {
-    runtime: Runtime<F>,
+    runtime: Rc<Runtime<F>>,
     host: Rc<MockHost>,
     next_context: u32,
 }
@@ -58,12 +60,14 @@ impl<F: Filter> FilterTest<F> {
         crate::host::install(host.clone());
         host.state.borrow_mut().plugin_config = config.as_bytes().to_vec();
         let runtime = Runtime::<F>::new();
+        host.current.set(ROOT_CONTEXT);
         runtime.on_context_create(ROOT_CONTEXT, 0);
         runtime.on_vm_start(ROOT_CONTEXT, 0);
         if !runtime.on_configure(ROOT_CONTEXT, config.len()) {
-            return Err(host.state.borrow().logs.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n"));
+            let logs = host.state.borrow().logs.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>();
+            return Err(logs.join("\n"));
         }
-        Ok(FilterTest { runtime, host, next_context: ROOT_CONTEXT + 1 })
+        Ok(FilterTest { runtime: Rc::new(runtime), host, next_context: ROOT_CONTEXT + 1 })
     }
 
     /// Makes this test see the same shared data as `other`, as two instances
@@ -103,37 +107,35 @@ impl<F: Filter> FilterTest<F> {
 
     /// Sends a request through the filter: request headers, then the body if
     /// the request has one and the filter let the headers through.
-    pub fn request(&mut self, request: TestRequest) -> Exchange<'_, F> {
+    pub fn request(&mut self, request: TestRequest) -> Exchange<F> {
         crate::host::install(self.host.clone());
         let context = self.next_context;
         self.next_context += 1;
-        {
-            let mut state = self.host.state.borrow_mut();
-            let logs = std::mem::take(&mut state.logs);
-            let metrics = std::mem::take(&mut state.metrics);
-            *state = host::State { logs, metrics, ..Default::default() };
-            state.plugin_config = Vec::new();
-            let mut headers = vec![
-                (":method".to_string(), request.method),
-                (":path".to_string(), request.path),
-                (":authority".to_string(), request.authority),
-                (":scheme".to_string(), "http".to_string()),
-            ];
-            headers.extend(request.headers);
-            state.request_headers = headers;
-            state.request_body = request.body.clone().unwrap_or_default();
-            state.properties.insert(
-                vec!["source".into(), "address".into()],
-                request.client_address.into_bytes(),
-            );
-        }
+        let mut headers = vec![
+            (":method".to_string(), request.method),
+            (":path".to_string(), request.path),
+            (":authority".to_string(), request.authority),
+            (":scheme".to_string(), "http".to_string()),
+        ];
+        headers.extend(request.headers);
+        let mut stream = host::StreamState {
+            request_headers: headers,
+            request_body: request.body.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        stream.properties.insert(vec!["source".into(), "address".into()], request.client_address.into_bytes());
+        self.host.state.borrow_mut().streams.insert(context, stream);
+
+        let exchange = Exchange { runtime: self.runtime.clone(), host: self.host.clone(), context, paused: Cell::new(false) };
+        exchange.enter();
         self.runtime.on_context_create(context, ROOT_CONTEXT);
         let has_body = request.body.is_some();
         let action = self.runtime.on_request_headers(context, 4, !has_body);
-        let mut exchange = Exchange { test: self, context, paused: action == action::PAUSE };
-        if let (Some(body), false) = (request.body, exchange.paused) {
-            let action = exchange.test.runtime.on_request_body(context, body.len(), true);
-            exchange.paused = action == action::PAUSE;
+        exchange.paused.set(action == action::PAUSE);
+        if let (Some(body), false) = (request.body, exchange.paused.get()) {
+            exchange.enter();
+            let action = self.runtime.on_request_body(context, body.len(), true);
+            exchange.paused.set(action == action::PAUSE);
         }
         exchange
     }
@@ -233,56 +235,65 @@ impl TestResponse {
 }
 
 /// One request in flight through the filter, and what the filter did to it.
-pub struct Exchange<'a, F: Filter> {
-    test: &'a mut FilterTest<F>,
+pub struct Exchange<F: Filter> {
+    runtime: Rc<Runtime<F>>,
+    host: Rc<MockHost>,
     context: u32,
-    paused: bool,
+    paused: Cell<bool>,
 }
 
-impl<F: Filter> Exchange<'_, F> {
-    fn state(&self) -> std::cell::Ref<'_, host::State> {
-        self.test.host.state.borrow()
+impl<F: Filter> Exchange<F> {
+    /// Points the host at this request's context, as a real host does before
+    /// each callback.
+    fn enter(&self) {
+        crate::host::install(self.host.clone());
+        self.host.current.set(self.context);
+    }
+
+    fn stream(&self) -> std::cell::RefMut<'_, host::StreamState> {
+        self.enter();
+        self.host.stream()
     }
 
     /// The response the filter answered with, if it answered locally.
     pub fn local_response(&self) -> Option<LocalResponse> {
-        self.state().local_response.clone()
+        self.stream().local_response.clone()
     }
 
     /// True if the request goes on upstream: not answered, not held.
     pub fn is_continue(&self) -> bool {
-        self.local_response().is_none() && !self.paused
+        self.local_response().is_none() && !self.paused.get()
     }
 
     /// True if the filter holds the request (waiting for a callout).
     pub fn is_paused(&self) -> bool {
-        self.local_response().is_none() && self.paused
+        self.local_response().is_none() && self.paused.get()
     }
 
     /// A request header as the upstream would see it.
     pub fn request_header(&self, name: &str) -> Option<String> {
-        find(&self.state().request_headers, name).map(str::to_string)
+        find(&self.stream().request_headers, name).map(str::to_string)
     }
 
     /// All request headers as the upstream would see them.
     pub fn request_headers(&self) -> Vec<(String, String)> {
-        self.state().request_headers.clone()
+        self.stream().request_headers.clone()
     }
 
     /// The request body as the upstream would see it.
     pub fn request_body(&self) -> Vec<u8> {
-        self.state().request_body.clone()
+        self.stream().request_body.clone()
     }
 
     /// The cluster the filter chose (`gateway.upstream` property), if any.
     pub fn upstream(&self) -> Option<String> {
         let key = vec!["gateway".to_string(), "upstream".to_string()];
-        self.state().properties.get(&key).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.stream().properties.get(&key).map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     /// Callouts the filter sent during this request.
     pub fn callouts(&self) -> Vec<SentCallout> {
-        self.state().callouts.clone()
+        self.stream().callouts.clone()
     }
 
     /// Delivers the answer to the most recent callout.
@@ -296,34 +307,38 @@ impl<F: Filter> Exchange<'_, F> {
     }
 
     fn deliver_callout(&mut self, headers: Vec<(String, String)>, body: Vec<u8>) -> &mut Self {
-        let Some(token) = self.state().callouts.last().map(|c| c.token) else {
+        let Some(token) = self.stream().callouts.last().map(|c| c.token) else {
             panic!("the filter sent no callout");
         };
         let (count, size) = (headers.len(), body.len());
         {
-            let mut state = self.test.host.state.borrow_mut();
-            state.callout_headers = headers;
-            state.callout_body = body;
-            state.continued.clear();
+            let mut stream = self.stream();
+            stream.callout_headers = headers;
+            stream.callout_body = body;
+            stream.continued.clear();
         }
-        self.test.runtime.on_http_call_response(token, count, size);
-        let resumed = self.state().continued.contains(&StreamType::Request);
-        self.paused = !resumed;
+        // Hosts deliver callout answers on the root context; the SDK must
+        // switch to the request's context itself.
+        self.host.current.set(ROOT_CONTEXT);
+        self.runtime.on_http_call_response(token, count, size);
+        let resumed = self.stream().continued.contains(&StreamType::Request);
+        self.paused.set(!resumed);
         self
     }
 
     /// Sends an upstream response back through the filter.
     pub fn respond(&mut self, response: TestResponse) -> &mut Self {
         {
-            let mut state = self.test.host.state.borrow_mut();
-            state.response_headers = response.header_list();
-            state.response_body = response.body.clone().unwrap_or_default();
+            let mut stream = self.stream();
+            stream.response_headers = response.header_list();
+            stream.response_body = response.body.clone().unwrap_or_default();
         }
         let has_body = response.body.is_some();
-        let runtime = &self.test.runtime;
-        let action = runtime.on_response_headers(self.context, 1, !has_body);
+        self.enter();
+        let action = self.runtime.on_response_headers(self.context, 1, !has_body);
         if let (Some(body), true) = (response.body, action == action::CONTINUE) {
-            runtime.on_response_body(self.context, body.len(), true);
+            self.enter();
+            self.runtime.on_response_body(self.context, body.len(), true);
         }
         self
     }
@@ -333,24 +348,25 @@ impl<F: Filter> Exchange<'_, F> {
         if let Some(local) = self.local_response() {
             return Some(local.status);
         }
-        find(&self.state().response_headers, ":status")?.parse().ok()
+        find(&self.stream().response_headers, ":status")?.parse().ok()
     }
 
     /// A response header the client would see (from the upstream response).
     pub fn response_header(&self, name: &str) -> Option<String> {
-        find(&self.state().response_headers, name).map(str::to_string)
+        find(&self.stream().response_headers, name).map(str::to_string)
     }
 
     /// The response body the client would see (from the upstream response).
     pub fn response_body(&self) -> Vec<u8> {
-        self.state().response_body.clone()
+        self.stream().response_body.clone()
     }
 }
 
-impl<F: Filter> Drop for Exchange<'_, F> {
+impl<F: Filter> Drop for Exchange<F> {
     fn drop(&mut self) {
-        self.test.runtime.on_log(self.context);
-        self.test.runtime.on_done(self.context);
-        self.test.runtime.on_delete(self.context);
+        self.enter();
+        self.runtime.on_log(self.context);
+        self.runtime.on_done(self.context);
+        self.runtime.on_delete(self.context);
     }
 }
