@@ -87,6 +87,13 @@ pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
     Box::into_raw(block).cast::<u8>()
 }
 
+/// The same allocator under the name Envoy and the official SDK use; hosts
+/// look for `malloc` first, then `proxy_on_memory_allocate`.
+#[export_name = "malloc"]
+pub extern "C" fn malloc(size: usize) -> *mut u8 {
+    proxy_on_memory_allocate(size)
+}
+
 /// Takes ownership of a block the host filled via `proxy_on_memory_allocate`.
 ///
 /// Safety: `ptr`/`size` must come from `proxy_on_memory_allocate(size)`.
