@@ -21,9 +21,11 @@ pub fn parse<C: DeserializeOwned>(bytes: &[u8]) -> Result<C, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("configuration is not UTF-8: {e}"))?;
     let trimmed = text.trim_start();
     if trimmed.trim_end().is_empty() {
-        return serde_json::from_str("{}")
-            .or_else(|_| serde_json::from_str("null"))
-            .map_err(|e: serde_json::Error| format!("empty configuration not accepted: {e}"));
+        // `{}` first (structs with defaults); `null` for `()` and `Option`s.
+        // Report the `{}` error: it names the missing field.
+        return serde_json::from_str("{}").or_else(|error: serde_json::Error| {
+            serde_json::from_str("null").map_err(|_| format!("empty configuration not accepted: {error}"))
+        });
     }
     if trimmed.starts_with('{') {
         return serde_json::from_str(text).map_err(|e| format!("invalid JSON configuration: {e}"));

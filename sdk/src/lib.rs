@@ -76,3 +76,8 @@ pub use log::LogLevel;
 pub mod __private {
     pub use crate::runtime::Runtime;
 }
+
+// The README's Rust blocks compile as doctests, so its example cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
