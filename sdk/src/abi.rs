@@ -17,6 +17,7 @@ pub(crate) mod action {
 }
 
 /// `proxy_map_type_t`.
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum MapType {
     RequestHeaders = 0,
@@ -51,7 +52,10 @@ pub(crate) enum MetricKind {
 /// (key length, value length) u32 pair per entry, then each key and value
 /// followed by a NUL byte.
 pub(crate) fn encode_map(pairs: &[(String, String)]) -> Vec<u8> {
-    let size = 4 + pairs.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>();
+    let size = 4 + pairs
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 10)
+        .sum::<usize>();
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (k, v) in pairs {
@@ -83,9 +87,13 @@ pub(crate) fn decode_map(bytes: &[u8]) -> Vec<(String, String)> {
         let (Some(klen), Some(vlen)) = (read_u32(4 + n * 8), read_u32(8 + n * 8)) else {
             break;
         };
-        let Some(key) = bytes.get(data..data + klen) else { break };
+        let Some(key) = bytes.get(data..data + klen) else {
+            break;
+        };
         data += klen + 1;
-        let Some(value) = bytes.get(data..data + vlen) else { break };
+        let Some(value) = bytes.get(data..data + vlen) else {
+            break;
+        };
         data += vlen + 1;
         pairs.push((
             String::from_utf8_lossy(key).into_owned(),

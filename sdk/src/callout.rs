@@ -11,7 +11,8 @@ pub struct Callout<F> {
     pub(crate) then: Continuation<F>,
 }
 
-pub(crate) type Continuation<F> = Box<dyn FnOnce(&mut F, &mut Request, CalloutResponse) -> Decision<F>>;
+pub(crate) type Continuation<F> =
+    Box<dyn FnOnce(&mut F, &mut Request, CalloutResponse) -> Decision<F>>;
 
 /// The request sent to a cluster by a callout. Built like
 /// `CalloutRequest::get("authz", "/check").header("x-user", "ann")`.
@@ -56,7 +57,8 @@ impl CalloutRequest {
     /// Sets a header (replacing one of the same name, pseudo-headers included).
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 
@@ -78,7 +80,10 @@ impl CalloutRequest {
         self,
         then: impl FnOnce(&mut F, &mut Request, CalloutResponse) -> Decision<F> + 'static,
     ) -> Decision<F> {
-        Decision::Callout(Callout { request: self, then: Box::new(then) })
+        Decision::Callout(Callout {
+            request: self,
+            then: Box::new(then),
+        })
     }
 }
 
@@ -97,7 +102,11 @@ impl CalloutResponse {
             .iter()
             .find(|(name, _)| name == ":status")
             .and_then(|(_, value)| value.parse().ok());
-        CalloutResponse { status, headers, body }
+        CalloutResponse {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub(crate) fn failed() -> Self {

@@ -18,13 +18,15 @@ use serde::de::DeserializeOwned;
 /// Parses configuration bytes the way the SDK does at load time. Exposed so a
 /// filter's own tests can check sample configurations.
 pub fn parse<C: DeserializeOwned>(bytes: &[u8]) -> Result<C, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("configuration is not UTF-8: {e}"))?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| format!("configuration is not UTF-8: {e}"))?;
     let trimmed = text.trim_start();
     if trimmed.trim_end().is_empty() {
         // `{}` first (structs with defaults); `null` for `()` and `Option`s.
         // Report the `{}` error: it names the missing field.
         return serde_json::from_str("{}").or_else(|error: serde_json::Error| {
-            serde_json::from_str("null").map_err(|_| format!("empty configuration not accepted: {error}"))
+            serde_json::from_str("null")
+                .map_err(|_| format!("empty configuration not accepted: {error}"))
         });
     }
     if trimmed.starts_with('{') {

@@ -44,11 +44,19 @@ macro_rules! export_filter {
                 RUNTIME.with(|r| r.on_configure(context_id, size)) as u32
             }
             #[no_mangle]
-            pub extern "C" fn proxy_on_request_headers(context_id: u32, headers: usize, end_of_stream: u32) -> u32 {
+            pub extern "C" fn proxy_on_request_headers(
+                context_id: u32,
+                headers: usize,
+                end_of_stream: u32,
+            ) -> u32 {
                 RUNTIME.with(|r| r.on_request_headers(context_id, headers, end_of_stream != 0))
             }
             #[no_mangle]
-            pub extern "C" fn proxy_on_request_body(context_id: u32, size: usize, end_of_stream: u32) -> u32 {
+            pub extern "C" fn proxy_on_request_body(
+                context_id: u32,
+                size: usize,
+                end_of_stream: u32,
+            ) -> u32 {
                 RUNTIME.with(|r| r.on_request_body(context_id, size, end_of_stream != 0))
             }
             #[no_mangle]
@@ -56,15 +64,26 @@ macro_rules! export_filter {
                 0
             }
             #[no_mangle]
-            pub extern "C" fn proxy_on_response_headers(context_id: u32, headers: usize, end_of_stream: u32) -> u32 {
+            pub extern "C" fn proxy_on_response_headers(
+                context_id: u32,
+                headers: usize,
+                end_of_stream: u32,
+            ) -> u32 {
                 RUNTIME.with(|r| r.on_response_headers(context_id, headers, end_of_stream != 0))
             }
             #[no_mangle]
-            pub extern "C" fn proxy_on_response_body(context_id: u32, size: usize, end_of_stream: u32) -> u32 {
+            pub extern "C" fn proxy_on_response_body(
+                context_id: u32,
+                size: usize,
+                end_of_stream: u32,
+            ) -> u32 {
                 RUNTIME.with(|r| r.on_response_body(context_id, size, end_of_stream != 0))
             }
             #[no_mangle]
-            pub extern "C" fn proxy_on_response_trailers(_context_id: u32, _trailers: usize) -> u32 {
+            pub extern "C" fn proxy_on_response_trailers(
+                _context_id: u32,
+                _trailers: usize,
+            ) -> u32 {
                 0
             }
             #[no_mangle]
@@ -98,11 +117,19 @@ macro_rules! export_filter {
                 0
             }
             #[no_mangle]
-            pub extern "C" fn proxy_on_downstream_data(_context_id: u32, _size: usize, _end_of_stream: u32) -> u32 {
+            pub extern "C" fn proxy_on_downstream_data(
+                _context_id: u32,
+                _size: usize,
+                _end_of_stream: u32,
+            ) -> u32 {
                 0
             }
             #[no_mangle]
-            pub extern "C" fn proxy_on_upstream_data(_context_id: u32, _size: usize, _end_of_stream: u32) -> u32 {
+            pub extern "C" fn proxy_on_upstream_data(
+                _context_id: u32,
+                _size: usize,
+                _end_of_stream: u32,
+            ) -> u32 {
                 0
             }
             #[no_mangle]

@@ -28,6 +28,14 @@ pub trait Filter: Sized + 'static {
     /// may change size). A larger body is answered with 502.
     const RESPONSE_BODY_LIMIT: Option<usize> = None;
 
+    /// Checks a parsed configuration once, at load time, beyond what its type
+    /// already enforces. `Err` rejects the load with that message logged.
+    /// Default: accept.
+    fn validate_config(config: &Self::Config) -> Result<(), String> {
+        let _ = config;
+        Ok(())
+    }
+
     /// Creates the per-request filter. Runs when the host opens the request's
     /// context, before any hook.
     fn new(config: &Rc<Self::Config>) -> Self;
@@ -119,7 +127,11 @@ pub struct LocalResponse {
 impl LocalResponse {
     /// A response with `status`, no headers and an empty body.
     pub fn new(status: u16) -> Self {
-        LocalResponse { status, headers: Vec::new(), body: Vec::new() }
+        LocalResponse {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     /// Adds a header.

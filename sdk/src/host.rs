@@ -32,10 +32,21 @@ pub(crate) trait Host {
     fn map_replace(&self, map: MapType, key: &str, value: &str);
     fn map_remove(&self, map: MapType, key: &str);
     fn buffer(&self, buffer: BufferType, start: usize, max: usize) -> Option<Vec<u8>>;
-    fn set_buffer(&self, buffer: BufferType, start: usize, size: usize, data: &[u8]) -> Result<(), u32>;
+    fn set_buffer(
+        &self,
+        buffer: BufferType,
+        start: usize,
+        size: usize,
+        data: &[u8],
+    ) -> Result<(), u32>;
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), u32>;
-    fn send_local_response(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> Result<(), u32>;
+    fn send_local_response(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), u32>;
     fn http_call(
         &self,
         cluster: &str,

@@ -1,6 +1,6 @@
 //! Handles on the request and response a filter is working on.
 
-use crate::abi::{MapType, BufferType};
+use crate::abi::{BufferType, MapType};
 use crate::host;
 
 /// Property path the gateway reads to pick the upstream cluster (a gateway
@@ -42,7 +42,9 @@ impl Request {
 
     /// The query string without the `?`, if there is one.
     pub fn query(&self) -> Option<String> {
-        self.path_and_query().split_once('?').map(|(_, q)| q.to_string())
+        self.path_and_query()
+            .split_once('?')
+            .map(|(_, q)| q.to_string())
     }
 
     /// The raw `:path` pseudo-header: path and query.
@@ -156,7 +158,10 @@ pub struct Body {
 impl Body {
     pub(crate) fn read(buffer: BufferType, size: usize) -> Self {
         let bytes = host::with(|h| h.buffer(buffer, 0, size)).unwrap_or_default();
-        Body { bytes, changed: false }
+        Body {
+            bytes,
+            changed: false,
+        }
     }
 
     pub(crate) fn write_back(self, buffer: BufferType, old_size: usize) {

@@ -46,6 +46,7 @@
 //! - a panic is logged at `Critical` through `proxy_log`, then traps (wasm32
 //!   aborts on panic), which the host contains.
 #![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 #![deny(unsafe_code)]
 
 // Some wire constants are only used by the wasm32 host.

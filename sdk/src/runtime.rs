@@ -61,8 +61,14 @@ impl<F: Filter> Runtime<F> {
         // A host that skipped on_configure still gets defaults if they parse.
         let config = config.or_else(|| crate::config::parse::<F::Config>(b"").ok().map(Rc::new));
         let filter = config.as_ref().map(F::new);
-        let stream = Stream { filter, pending: None, answered_locally: false };
-        self.streams.borrow_mut().insert(context_id, Rc::new(RefCell::new(stream)));
+        let stream = Stream {
+            filter,
+            pending: None,
+            answered_locally: false,
+        };
+        self.streams
+            .borrow_mut()
+            .insert(context_id, Rc::new(RefCell::new(stream)));
     }
 
     /// `proxy_on_vm_start`: installs the panic hook.
@@ -74,10 +80,15 @@ impl<F: Filter> Runtime<F> {
     /// `proxy_on_configure`: parses the configuration once; false rejects the load.
     pub fn on_configure(&self, root_context_id: u32, size: usize) -> bool {
         install_panic_hook();
-        let bytes = host::with(|h| h.buffer(BufferType::PluginConfiguration, 0, size)).unwrap_or_default();
-        match crate::config::parse::<F::Config>(&bytes) {
+        let bytes =
+            host::with(|h| h.buffer(BufferType::PluginConfiguration, 0, size)).unwrap_or_default();
+        let parsed = crate::config::parse::<F::Config>(&bytes)
+            .and_then(|config| F::validate_config(&config).map(|()| config));
+        match parsed {
             Ok(config) => {
-                self.roots.borrow_mut().insert(root_context_id, Some(Rc::new(config)));
+                self.roots
+                    .borrow_mut()
+                    .insert(root_context_id, Some(Rc::new(config)));
                 true
             }
             Err(error) => {
@@ -95,10 +106,18 @@ impl<F: Filter> Runtime<F> {
     }
 
     /// `proxy_on_request_headers`.
-    pub fn on_request_headers(&self, context_id: u32, _headers: usize, _end_of_stream: bool) -> u32 {
+    pub fn on_request_headers(
+        &self,
+        context_id: u32,
+        _headers: usize,
+        _end_of_stream: bool,
+    ) -> u32 {
         self.with_stream(context_id, |stream| {
             let Some(filter) = stream.filter.as_mut() else {
-                respond(stream, LocalResponse::new(500).body("filter has no valid configuration"));
+                respond(
+                    stream,
+                    LocalResponse::new(500).body("filter has no valid configuration"),
+                );
                 return action::PAUSE;
             };
             if F::REQUEST_BODY_LIMIT.is_some() {
@@ -120,14 +139,19 @@ impl<F: Filter> Runtime<F> {
                 return action::PAUSE;
             }
             if size > limit {
-                respond(stream, LocalResponse::new(413).body("request body too large"));
+                respond(
+                    stream,
+                    LocalResponse::new(413).body("request body too large"),
+                );
                 return action::PAUSE;
             }
             if !end_of_stream {
                 return action::PAUSE;
             }
             let mut body = Body::read(BufferType::RequestBody, size);
-            let Some(filter) = stream.filter.as_mut() else { return action::PAUSE };
+            let Some(filter) = stream.filter.as_mut() else {
+                return action::PAUSE;
+            };
             let decision = filter.on_request_body(&mut Request::new(), &mut body);
             body.write_back(BufferType::RequestBody, size);
             self.apply(context_id, stream, decision)
@@ -136,12 +160,19 @@ impl<F: Filter> Runtime<F> {
     }
 
     /// `proxy_on_response_headers`.
-    pub fn on_response_headers(&self, context_id: u32, _headers: usize, _end_of_stream: bool) -> u32 {
+    pub fn on_response_headers(
+        &self,
+        context_id: u32,
+        _headers: usize,
+        _end_of_stream: bool,
+    ) -> u32 {
         self.with_stream(context_id, |stream| {
             if stream.answered_locally {
                 return action::CONTINUE;
             }
-            let Some(filter) = stream.filter.as_mut() else { return action::CONTINUE };
+            let Some(filter) = stream.filter.as_mut() else {
+                return action::CONTINUE;
+            };
             if F::RESPONSE_BODY_LIMIT.is_some() {
                 host::with(|h| h.map_remove(MapType::ResponseHeaders, "content-length"));
             }
@@ -161,14 +192,19 @@ impl<F: Filter> Runtime<F> {
                 return action::CONTINUE;
             }
             if size > limit {
-                respond(stream, LocalResponse::new(502).body("response body too large for filter"));
+                respond(
+                    stream,
+                    LocalResponse::new(502).body("response body too large for filter"),
+                );
                 return action::PAUSE;
             }
             if !end_of_stream {
                 return action::PAUSE;
             }
             let mut body = Body::read(BufferType::ResponseBody, size);
-            let Some(filter) = stream.filter.as_mut() else { return action::CONTINUE };
+            let Some(filter) = stream.filter.as_mut() else {
+                return action::CONTINUE;
+            };
             let decision = filter.on_response_body(&mut Response::new(), &mut body);
             body.write_back(BufferType::ResponseBody, size);
             apply_response(stream, decision)
@@ -186,7 +222,8 @@ impl<F: Filter> Runtime<F> {
             CalloutResponse::failed()
         } else {
             let headers = host::with(|h| h.map_pairs(MapType::CalloutResponseHeaders));
-            let body = host::with(|h| h.buffer(BufferType::CalloutResponseBody, 0, body_size)).unwrap_or_default();
+            let body = host::with(|h| h.buffer(BufferType::CalloutResponseBody, 0, body_size))
+                .unwrap_or_default();
             CalloutResponse::new(headers, body)
         };
         self.with_stream(context_id, |stream| {
@@ -218,7 +255,9 @@ impl<F: Filter> Runtime<F> {
     pub fn on_delete(&self, context_id: u32) {
         self.streams.borrow_mut().remove(&context_id);
         self.roots.borrow_mut().remove(&context_id);
-        self.callouts.borrow_mut().retain(|_, waiting| *waiting != context_id);
+        self.callouts
+            .borrow_mut()
+            .retain(|_, waiting| *waiting != context_id);
     }
 
     /// Carries out a request-phase decision; returns the `Action` for the host.
@@ -236,7 +275,9 @@ impl<F: Filter> Runtime<F> {
                 Decision::Callout(callout) => {
                     let request = &callout.request;
                     let timeout = u32::try_from(request.timeout.as_millis()).unwrap_or(u32::MAX);
-                    let sent = host::with(|h| h.http_call(&request.cluster, &request.headers, &request.body, timeout));
+                    let sent = host::with(|h| {
+                        h.http_call(&request.cluster, &request.headers, &request.body, timeout)
+                    });
                     match sent {
                         Ok(token) => {
                             self.callouts.borrow_mut().insert(token, context_id);
@@ -246,25 +287,41 @@ impl<F: Filter> Runtime<F> {
                         Err(code) => {
                             log(
                                 LogLevel::Warn,
-                                &format!("callout to cluster {:?} not sent (status {code})", request.cluster),
+                                &format!(
+                                    "callout to cluster {:?} not sent (status {code})",
+                                    request.cluster
+                                ),
                             );
-                            let Some(filter) = stream.filter.as_mut() else { return action::PAUSE };
-                            decision = (callout.then)(filter, &mut Request::new(), CalloutResponse::failed());
+                            let Some(filter) = stream.filter.as_mut() else {
+                                return action::PAUSE;
+                            };
+                            decision = (callout.then)(
+                                filter,
+                                &mut Request::new(),
+                                CalloutResponse::failed(),
+                            );
                         }
                     }
                 }
             }
         }
-        respond(stream, LocalResponse::new(500).body("filter callouts kept failing"));
+        respond(
+            stream,
+            LocalResponse::new(500).body("filter callouts kept failing"),
+        );
         action::PAUSE
     }
 }
 
 fn respond(stream: &mut Stream<impl Sized>, response: LocalResponse) {
     stream.answered_locally = true;
-    let sent = host::with(|h| h.send_local_response(response.status, &response.headers, &response.body));
+    let sent =
+        host::with(|h| h.send_local_response(response.status, &response.headers, &response.body));
     if let Err(code) = sent {
-        log(LogLevel::Error, &format!("local response {} refused (status {code})", response.status));
+        log(
+            LogLevel::Error,
+            &format!("local response {} refused (status {code})", response.status),
+        );
     }
 }
 

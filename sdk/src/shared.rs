@@ -39,7 +39,10 @@ pub fn set(key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), SharedError>
 /// Read-modify-write with compare-and-swap, retried up to 32 times on
 /// conflicts. `update` gets the current value (if any) and returns the new one,
 /// plus a result handed back to the caller.
-pub fn update<R>(key: &str, mut update: impl FnMut(Option<&[u8]>) -> (Vec<u8>, R)) -> Result<R, SharedError> {
+pub fn update<R>(
+    key: &str,
+    mut update: impl FnMut(Option<&[u8]>) -> (Vec<u8>, R),
+) -> Result<R, SharedError> {
     let mut last = SharedError::CasMismatch;
     for _ in 0..32 {
         let current = get(key);

@@ -18,8 +18,18 @@ extern "C" {
         return_data: *mut *mut u8,
         return_size: *mut usize,
     ) -> u32;
-    fn proxy_set_buffer_bytes(buffer: u32, start: usize, size: usize, data: *const u8, data_size: usize) -> u32;
-    fn proxy_get_header_map_pairs(map: u32, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer: u32,
+        start: usize,
+        size: usize,
+        data: *const u8,
+        data_size: usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map: u32,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
     fn proxy_get_header_map_value(
         map: u32,
         key: *const u8,
@@ -27,7 +37,13 @@ extern "C" {
         return_data: *mut *mut u8,
         return_size: *mut usize,
     ) -> u32;
-    fn proxy_add_header_map_value(map: u32, key: *const u8, key_size: usize, value: *const u8, value_size: usize) -> u32;
+    fn proxy_add_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_replace_header_map_value(
         map: u32,
         key: *const u8,
@@ -36,8 +52,18 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
-    fn proxy_get_property(path: *const u8, path_size: usize, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
-    fn proxy_set_property(path: *const u8, path_size: usize, value: *const u8, value_size: usize) -> u32;
+    fn proxy_get_property(
+        path: *const u8,
+        path_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
         details: *const u8,
@@ -68,8 +94,19 @@ extern "C" {
         return_size: *mut usize,
         return_cas: *mut u32,
     ) -> u32;
-    fn proxy_set_shared_data(key: *const u8, key_size: usize, value: *const u8, value_size: usize, cas: u32) -> u32;
-    fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, return_id: *mut u32) -> u32;
+    fn proxy_set_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_define_metric(
+        kind: u32,
+        name: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
@@ -149,19 +186,37 @@ impl Host for WasmHost {
 
     fn map_value(&self, map: MapType, key: &str) -> Option<String> {
         // SAFETY: key is a live &str; out-pointers are valid locals.
-        returned(|p, s| unsafe { proxy_get_header_map_value(map as u32, key.as_ptr(), key.len(), p, s) })
-            .ok()
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        returned(|p, s| unsafe {
+            proxy_get_header_map_value(map as u32, key.as_ptr(), key.len(), p, s)
+        })
+        .ok()
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
     }
 
     fn map_add(&self, map: MapType, key: &str, value: &str) {
         // SAFETY: key and value are live &strs.
-        unsafe { proxy_add_header_map_value(map as u32, key.as_ptr(), key.len(), value.as_ptr(), value.len()) };
+        unsafe {
+            proxy_add_header_map_value(
+                map as u32,
+                key.as_ptr(),
+                key.len(),
+                value.as_ptr(),
+                value.len(),
+            )
+        };
     }
 
     fn map_replace(&self, map: MapType, key: &str, value: &str) {
         // SAFETY: key and value are live &strs.
-        unsafe { proxy_replace_header_map_value(map as u32, key.as_ptr(), key.len(), value.as_ptr(), value.len()) };
+        unsafe {
+            proxy_replace_header_map_value(
+                map as u32,
+                key.as_ptr(),
+                key.len(),
+                value.as_ptr(),
+                value.len(),
+            )
+        };
     }
 
     fn map_remove(&self, map: MapType, key: &str) {
@@ -174,9 +229,19 @@ impl Host for WasmHost {
         returned(|p, s| unsafe { proxy_get_buffer_bytes(buffer as u32, start, max, p, s) }).ok()
     }
 
-    fn set_buffer(&self, buffer: BufferType, start: usize, size: usize, data: &[u8]) -> Result<(), u32> {
+    fn set_buffer(
+        &self,
+        buffer: BufferType,
+        start: usize,
+        size: usize,
+        data: &[u8],
+    ) -> Result<(), u32> {
         // SAFETY: data is a live slice.
-        ok(unsafe { proxy_set_buffer_bytes(buffer as u32, start, size, data.as_ptr(), data.len()) })
+        ok(
+            unsafe {
+                proxy_set_buffer_bytes(buffer as u32, start, size, data.as_ptr(), data.len())
+            },
+        )
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
@@ -191,7 +256,12 @@ impl Host for WasmHost {
         ok(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
     }
 
-    fn send_local_response(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> Result<(), u32> {
+    fn send_local_response(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), u32> {
         let headers = encode_map(headers);
         let details = b"gateway_sdk";
         // SAFETY: all buffers are live for the call; -1 means "not gRPC".
@@ -209,7 +279,13 @@ impl Host for WasmHost {
         })
     }
 
-    fn http_call(&self, cluster: &str, headers: &[(String, String)], body: &[u8], timeout_ms: u32) -> Result<u32, u32> {
+    fn http_call(
+        &self,
+        cluster: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        timeout_ms: u32,
+    ) -> Result<u32, u32> {
         let headers = encode_map(headers);
         let trailers = encode_map(&[]);
         let mut token = 0u32;
@@ -239,7 +315,9 @@ impl Host for WasmHost {
     fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), u32> {
         let mut cas = 0u32;
         // SAFETY: key is live; out-pointers are valid locals.
-        let value = returned(|p, s| unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), p, s, &mut cas) });
+        let value = returned(|p, s| unsafe {
+            proxy_get_shared_data(key.as_ptr(), key.len(), p, s, &mut cas)
+        });
         match value {
             Ok(value) => Ok((Some(value), cas)),
             Err(status::NOT_FOUND) => Ok((None, 0)),
@@ -249,13 +327,16 @@ impl Host for WasmHost {
 
     fn set_shared_data(&self, key: &str, value: &[u8], cas: u32) -> Result<(), u32> {
         // SAFETY: both buffers are live.
-        ok(unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) })
+        ok(unsafe {
+            proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+        })
     }
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, u32> {
         let mut id = 0u32;
         // SAFETY: name is live; id is a valid out-pointer.
-        ok(unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) }).map(|()| id)
+        ok(unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) })
+            .map(|()| id)
     }
 
     fn increment_metric(&self, id: u32, delta: i64) -> Result<(), u32> {

@@ -1,5 +1,6 @@
 //! The SDK's dispatch paths (callouts, bodies, config rejection, fail-closed)
 //! driven through `gateway_sdk::testing`, as a filter author would.
+#![allow(clippy::unwrap_used)]
 
 use gateway_sdk::testing::{FilterTest, TestRequest, TestResponse};
 use gateway_sdk::{Body, CalloutRequest, Decision, Filter, Request, Response, ResponseDecision};
@@ -21,7 +22,10 @@ impl Filter for ExtAuth {
     type Config = ExtAuthConfig;
 
     fn new(config: &Rc<ExtAuthConfig>) -> Self {
-        ExtAuth { config: config.clone(), user: None }
+        ExtAuth {
+            config: config.clone(),
+            user: None,
+        }
     }
 
     fn on_request(&mut self, request: &mut Request) -> Decision<Self> {
@@ -61,7 +65,10 @@ fn callout_allows_and_state_survives_to_the_response() {
     assert!(exchange.is_continue());
     assert_eq!(exchange.request_header("x-user").as_deref(), Some("ann"));
     exchange.respond(TestResponse::new(200));
-    assert_eq!(exchange.response_header("x-served-user").as_deref(), Some("ann"));
+    assert_eq!(
+        exchange.response_header("x-served-user").as_deref(),
+        Some("ann")
+    );
 }
 
 #[test]
@@ -114,8 +121,15 @@ fn bodies_are_buffered_and_rewritten() {
     let mut exchange = test.request(TestRequest::post("/").body("HeLLo"));
     assert!(exchange.is_continue());
     assert_eq!(exchange.request_body(), b"hello");
-    assert_eq!(exchange.request_header("x-body-length").as_deref(), Some("5"));
-    exchange.respond(TestResponse::new(200).header("content-length", "5").body("hello"));
+    assert_eq!(
+        exchange.request_header("x-body-length").as_deref(),
+        Some("5")
+    );
+    exchange.respond(
+        TestResponse::new(200)
+            .header("content-length", "5")
+            .body("hello"),
+    );
     assert_eq!(exchange.response_body(), b"HELLO");
     assert_eq!(exchange.response_header("content-length"), None);
 }

@@ -8,6 +8,7 @@
 //!   scheme must equal one of them, compared in constant time.
 //!
 //! See README.md for the configuration.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use gateway_sdk::metrics::Counter;
 use gateway_sdk::{Decision, Filter, LocalResponse, Request};
@@ -28,7 +29,11 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { schemes: Vec::new(), tokens: Vec::new(), realm: "gateway".to_string() }
+        AuthConfig {
+            schemes: Vec::new(),
+            tokens: Vec::new(),
+            realm: "gateway".to_string(),
+        }
     }
 }
 
@@ -64,7 +69,9 @@ impl Filter for Auth {
     type Config = AuthConfig;
 
     fn new(config: &Rc<AuthConfig>) -> Self {
-        Auth { config: config.clone() }
+        Auth {
+            config: config.clone(),
+        }
     }
 
     fn on_request(&mut self, request: &mut Request) -> Decision<Self> {
@@ -84,7 +91,9 @@ impl Filter for Auth {
         if !tokens.is_empty() {
             let credentials = credentials.trim().as_bytes();
             // Check every token (no short-circuit) so timing does not tell which matched.
-            let matched = tokens.iter().fold(false, |ok, t| constant_time_eq(t.as_bytes(), credentials) | ok);
+            let matched = tokens.iter().fold(false, |ok, t| {
+                constant_time_eq(t.as_bytes(), credentials) | ok
+            });
             if !matched {
                 return self.deny("unknown token");
             }
@@ -106,14 +115,21 @@ mod tests {
         let exchange = test.request(TestRequest::get("/ping"));
         let response = exchange.local_response().unwrap();
         assert_eq!(response.status, 401);
-        assert!(response.headers.iter().any(|(n, v)| n == "www-authenticate" && v.starts_with("Basic")));
+        assert!(response
+            .headers
+            .iter()
+            .any(|(n, v)| n == "www-authenticate" && v.starts_with("Basic")));
     }
 
     #[test]
     fn any_scheme_passes_by_default() {
         let mut test = FilterTest::<Auth>::new("").unwrap();
-        assert!(test.request(TestRequest::get("/ping").header("authorization", "Basic x")).is_continue());
-        assert!(test.request(TestRequest::get("/").header("authorization", "Token abc")).is_continue());
+        assert!(test
+            .request(TestRequest::get("/ping").header("authorization", "Basic x"))
+            .is_continue());
+        assert!(test
+            .request(TestRequest::get("/").header("authorization", "Token abc"))
+            .is_continue());
     }
 
     #[test]
@@ -121,15 +137,24 @@ mod tests {
         let mut test = FilterTest::<Auth>::new(r#"{"schemes": ["Bearer"]}"#).unwrap();
         let denied = test.request(TestRequest::get("/").header("authorization", "Basic x"));
         let response = denied.local_response().unwrap();
-        assert!(response.headers.iter().any(|(_, v)| v.starts_with("Bearer realm")));
+        assert!(response
+            .headers
+            .iter()
+            .any(|(_, v)| v.starts_with("Bearer realm")));
         drop(denied);
-        assert!(test.request(TestRequest::get("/").header("authorization", "bearer t")).is_continue());
+        assert!(test
+            .request(TestRequest::get("/").header("authorization", "bearer t"))
+            .is_continue());
     }
 
     #[test]
     fn tokens_are_checked() {
-        let mut test = FilterTest::<Auth>::new("schemes = [\"Bearer\"]\ntokens = [\"s3cret\", \"other\"]").unwrap();
-        assert!(test.request(TestRequest::get("/").header("authorization", "Bearer s3cret")).is_continue());
+        let mut test =
+            FilterTest::<Auth>::new("schemes = [\"Bearer\"]\ntokens = [\"s3cret\", \"other\"]")
+                .unwrap();
+        assert!(test
+            .request(TestRequest::get("/").header("authorization", "Bearer s3cret"))
+            .is_continue());
         let denied = test.request(TestRequest::get("/").header("authorization", "Bearer s3cre"));
         assert_eq!(denied.local_response().unwrap().status, 401);
         drop(denied);
@@ -138,7 +163,9 @@ mod tests {
 
     #[test]
     fn bad_config_is_rejected_at_load() {
-        let error = FilterTest::<Auth>::new(r#"{"schemes": "Basic"}"#).err().unwrap();
+        let error = FilterTest::<Auth>::new(r#"{"schemes": "Basic"}"#)
+            .err()
+            .unwrap();
         assert!(error.contains("configuration rejected"), "{error}");
         assert!(FilterTest::<Auth>::new(r#"{"unknown": 1}"#).is_err());
     }

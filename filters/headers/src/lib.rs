@@ -3,6 +3,7 @@
 //! remove, rename, set, add.
 //!
 //! See README.md for the configuration.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use gateway_sdk::{Decision, Filter, Request, Response, ResponseDecision};
 use serde::Deserialize;
@@ -67,7 +68,11 @@ impl HeaderOps {
 }
 
 fn values_of(pairs: Vec<(String, String)>, name: &str) -> Vec<String> {
-    pairs.into_iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v).collect()
+    pairs
+        .into_iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .collect()
 }
 
 impl HeaderMap for Request {
@@ -109,7 +114,9 @@ impl Filter for Headers {
     type Config = HeadersConfig;
 
     fn new(config: &Rc<HeadersConfig>) -> Self {
-        Headers { config: config.clone() }
+        Headers {
+            config: config.clone(),
+        }
     }
 
     fn on_request(&mut self, request: &mut Request) -> Decision<Self> {
@@ -156,9 +163,16 @@ mod tests {
         assert!(exchange.is_continue());
         assert_eq!(exchange.request_header("x-internal"), None);
         assert_eq!(exchange.request_header("x-old"), None);
-        let renamed: Vec<_> = exchange.request_headers().into_iter().filter(|(n, _)| n == "x-new").collect();
+        let renamed: Vec<_> = exchange
+            .request_headers()
+            .into_iter()
+            .filter(|(n, _)| n == "x-new")
+            .collect();
         assert_eq!(renamed.len(), 2);
-        assert_eq!(exchange.request_header("x-forwarded-proto").as_deref(), Some("https"));
+        assert_eq!(
+            exchange.request_header("x-forwarded-proto").as_deref(),
+            Some("https")
+        );
         assert_eq!(exchange.request_header("x-gateway").as_deref(), Some("1"));
     }
 
@@ -166,10 +180,20 @@ mod tests {
     fn response_headers_change() {
         let mut test = FilterTest::<Headers>::new(CONFIG).unwrap();
         let mut exchange = test.request(TestRequest::get("/"));
-        exchange.respond(TestResponse::new(200).header("server", "nginx").header("cache-control", "max-age=60"));
+        exchange.respond(
+            TestResponse::new(200)
+                .header("server", "nginx")
+                .header("cache-control", "max-age=60"),
+        );
         assert_eq!(exchange.response_header("server"), None);
-        assert_eq!(exchange.response_header("cache-control").as_deref(), Some("no-store"));
-        assert_eq!(exchange.response_header("x-served-by").as_deref(), Some("gateway"));
+        assert_eq!(
+            exchange.response_header("cache-control").as_deref(),
+            Some("no-store")
+        );
+        assert_eq!(
+            exchange.response_header("x-served-by").as_deref(),
+            Some("gateway")
+        );
     }
 
     #[test]

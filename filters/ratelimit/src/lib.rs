@@ -4,6 +4,7 @@
 //! `Retry-After` (whole seconds until a token is back).
 //!
 //! See README.md for the configuration.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use gateway_sdk::metrics::Counter;
 use gateway_sdk::{shared, Decision, Filter, LocalResponse, Request};
@@ -29,7 +30,12 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        RateLimitConfig { capacity: 10, per_second: 1.0, header: None, name: "default".to_string() }
+        RateLimitConfig {
+            capacity: 10,
+            per_second: 1.0,
+            header: None,
+            name: "default".to_string(),
+        }
     }
 }
 
@@ -44,7 +50,10 @@ impl Bucket {
     fn decode(bytes: &[u8]) -> Option<Bucket> {
         let text = std::str::from_utf8(bytes).ok()?;
         let (tokens, updated) = text.split_once(' ')?;
-        Some(Bucket { tokens: tokens.parse().ok()?, updated_nanos: updated.parse().ok()? })
+        Some(Bucket {
+            tokens: tokens.parse().ok()?,
+            updated_nanos: updated.parse().ok()?,
+        })
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -58,10 +67,22 @@ impl Bucket {
         let tokens = (self.tokens + elapsed * config.per_second).min(f64::from(config.capacity));
         let updated_nanos = now_nanos.max(self.updated_nanos);
         if tokens >= 1.0 {
-            (Bucket { tokens: tokens - 1.0, updated_nanos }, None)
+            (
+                Bucket {
+                    tokens: tokens - 1.0,
+                    updated_nanos,
+                },
+                None,
+            )
         } else {
             let wait = ((1.0 - tokens) / config.per_second).ceil().max(1.0) as u64;
-            (Bucket { tokens, updated_nanos }, Some(wait))
+            (
+                Bucket {
+                    tokens,
+                    updated_nanos,
+                },
+                Some(wait),
+            )
         }
     }
 }
@@ -84,10 +105,17 @@ pub struct RateLimit {
 
 impl RateLimit {
     fn key(&self, request: &Request) -> String {
-        let by_header = self.config.header.as_deref().and_then(|h| request.header(h));
+        let by_header = self
+            .config
+            .header
+            .as_deref()
+            .and_then(|h| request.header(h));
         let client = match by_header {
             Some(value) => format!("header:{value}"),
-            None => format!("ip:{}", ip_of(&request.client_address().unwrap_or_default())),
+            None => format!(
+                "ip:{}",
+                ip_of(&request.client_address().unwrap_or_default())
+            ),
         };
         format!("ratelimit/{}/{client}", self.config.name)
     }
@@ -96,18 +124,32 @@ impl RateLimit {
 impl Filter for RateLimit {
     type Config = RateLimitConfig;
 
+    fn validate_config(config: &RateLimitConfig) -> Result<(), String> {
+        if config.per_second.is_finite() && config.per_second > 0.0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "per_second must be a positive number, not {}",
+                config.per_second
+            ))
+        }
+    }
+
     fn new(config: &Rc<RateLimitConfig>) -> Self {
-        RateLimit { config: config.clone() }
+        RateLimit {
+            config: config.clone(),
+        }
     }
 
     fn on_request(&mut self, request: &mut Request) -> Decision<Self> {
-        if !(self.config.per_second > 0.0) {
-            gateway_sdk::error!("per_second must be > 0; not limiting");
-            return Decision::Continue;
-        }
         let key = self.key(request);
-        let now = shared::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        let full = Bucket { tokens: f64::from(self.config.capacity), updated_nanos: now };
+        let now = shared::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let full = Bucket {
+            tokens: f64::from(self.config.capacity),
+            updated_nanos: now,
+        };
         let config = &self.config;
         let outcome = shared::update(&key, |stored| {
             let bucket = stored.and_then(Bucket::decode).unwrap_or(full);
@@ -147,13 +189,16 @@ mod tests {
 
     #[test]
     fn empties_then_refills() {
-        let mut test = FilterTest::<RateLimit>::new(r#"{"capacity": 2, "per_second": 0.5}"#).unwrap();
+        let mut test =
+            FilterTest::<RateLimit>::new(r#"{"capacity": 2, "per_second": 0.5}"#).unwrap();
         assert!(test.request(from("10.0.0.1")).is_continue());
         assert!(test.request(from("10.0.0.1")).is_continue());
         let limited = test.request(from("10.0.0.1"));
         let response = limited.local_response().unwrap();
         assert_eq!(response.status, 429);
-        assert!(response.headers.contains(&("retry-after".to_string(), "2".to_string())));
+        assert!(response
+            .headers
+            .contains(&("retry-after".to_string(), "2".to_string())));
         drop(limited);
         // Another client has its own bucket.
         assert!(test.request(from("10.0.0.2")).is_continue());
@@ -169,16 +214,40 @@ mod tests {
         let mut second = FilterTest::<RateLimit>::new(config).unwrap();
         second.share_data_with(&first);
         assert!(first.request(from("10.0.0.9")).is_continue());
-        assert_eq!(second.request(from("10.0.0.9")).local_response().unwrap().status, 429);
+        assert_eq!(
+            second
+                .request(from("10.0.0.9"))
+                .local_response()
+                .unwrap()
+                .status,
+            429
+        );
     }
 
     #[test]
     fn keyed_by_header() {
-        let mut test = FilterTest::<RateLimit>::new(r#"{"capacity": 1, "header": "x-api-key"}"#).unwrap();
-        assert!(test.request(from("1.1.1.1").header("x-api-key", "a")).is_continue());
-        assert!(test.request(from("1.1.1.1").header("x-api-key", "b")).is_continue());
-        assert_eq!(test.request(from("2.2.2.2").header("x-api-key", "a")).response_status(), Some(429));
+        let mut test =
+            FilterTest::<RateLimit>::new(r#"{"capacity": 1, "header": "x-api-key"}"#).unwrap();
+        assert!(test
+            .request(from("1.1.1.1").header("x-api-key", "a"))
+            .is_continue());
+        assert!(test
+            .request(from("1.1.1.1").header("x-api-key", "b"))
+            .is_continue());
+        assert_eq!(
+            test.request(from("2.2.2.2").header("x-api-key", "a"))
+                .response_status(),
+            Some(429)
+        );
         assert!(test.shared_data("ratelimit/default/header:a").is_some());
+    }
+
+    #[test]
+    fn non_positive_rate_is_rejected_at_load() {
+        let error = FilterTest::<RateLimit>::new(r#"{"per_second": 0}"#)
+            .err()
+            .unwrap();
+        assert!(error.contains("per_second"), "{error}");
     }
 
     #[test]

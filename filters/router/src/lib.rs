@@ -4,6 +4,7 @@
 //! requests get 404, or pass through untouched with `unmatched = "pass"`.
 //!
 //! See README.md for the configuration.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use gateway_sdk::{Decision, Filter, LocalResponse, Request};
 use serde::Deserialize;
@@ -55,15 +56,23 @@ impl RouteConfig {
     fn matches(&self, request: &Request, path: &str, host: &str) -> bool {
         self.path.as_deref().is_none_or(|p| p == path)
             && self.prefix.as_deref().is_none_or(|p| path.starts_with(p))
-            && self.host.as_deref().is_none_or(|h| h.eq_ignore_ascii_case(host))
-            && self.headers.iter().all(|(name, value)| request.header(name).as_deref() == Some(value.as_str()))
+            && self
+                .host
+                .as_deref()
+                .is_none_or(|h| h.eq_ignore_ascii_case(host))
+            && self
+                .headers
+                .iter()
+                .all(|(name, value)| request.header(name).as_deref() == Some(value.as_str()))
     }
 }
 
 /// Strips the port from an authority, keeping IPv6 brackets intact.
 fn host_of(authority: &str) -> &str {
     if authority.starts_with('[') {
-        return authority.split_once(']').map_or(authority, |(h, _)| &authority[..h.len() + 1]);
+        return authority
+            .split_once(']')
+            .map_or(authority, |(h, _)| &authority[..h.len() + 1]);
     }
     authority.split(':').next().unwrap_or(authority)
 }
@@ -77,14 +86,20 @@ impl Filter for Router {
     type Config = RouterConfig;
 
     fn new(config: &Rc<RouterConfig>) -> Self {
-        Router { config: config.clone() }
+        Router {
+            config: config.clone(),
+        }
     }
 
     fn on_request(&mut self, request: &mut Request) -> Decision<Self> {
         let path = request.path();
         let authority = request.authority().unwrap_or_default();
         let host = host_of(&authority);
-        let route = self.config.routes.iter().find(|r| r.matches(request, &path, host));
+        let route = self
+            .config
+            .routes
+            .iter()
+            .find(|r| r.matches(request, &path, host));
         match (route, &self.config.unmatched) {
             (Some(route), _) => {
                 if !request.set_upstream(&route.cluster) {
@@ -133,7 +148,9 @@ mod tests {
             {"prefix": "/api/", "cluster": "api"}
         ]}"#;
         let mut test = FilterTest::<Router>::new(config).unwrap();
-        let canary = TestRequest::get("/api/users").authority("API.example.com:8443").header("x-env", "canary");
+        let canary = TestRequest::get("/api/users")
+            .authority("API.example.com:8443")
+            .header("x-env", "canary");
         assert_eq!(test.request(canary).upstream().as_deref(), Some("canary"));
         let plain = TestRequest::get("/api/users").authority("api.example.com");
         assert_eq!(test.request(plain).upstream().as_deref(), Some("api"));

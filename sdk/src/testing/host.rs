@@ -32,7 +32,10 @@ impl SentCallout {
 }
 
 pub(crate) fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// What the host knows about one request (one HTTP context).
@@ -83,7 +86,9 @@ impl MockHost {
     /// The current stream's state (created empty if the context is unknown).
     pub fn stream(&self) -> std::cell::RefMut<'_, StreamState> {
         let current = self.current.get();
-        std::cell::RefMut::map(self.state.borrow_mut(), |s| s.streams.entry(current).or_default())
+        std::cell::RefMut::map(self.state.borrow_mut(), |s| {
+            s.streams.entry(current).or_default()
+        })
     }
 
     fn map(&self, map: MapType) -> std::cell::RefMut<'_, Vec<(String, String)>> {
@@ -97,7 +102,10 @@ impl MockHost {
 
 impl Host for MockHost {
     fn log(&self, level: LogLevel, message: &str) {
-        self.state.borrow_mut().logs.push((level, message.to_string()));
+        self.state
+            .borrow_mut()
+            .logs
+            .push((level, message.to_string()));
     }
 
     fn current_time_nanos(&self) -> u64 {
@@ -113,12 +121,16 @@ impl Host for MockHost {
     }
 
     fn map_add(&self, map: MapType, key: &str, value: &str) {
-        self.map(map).push((key.to_ascii_lowercase(), value.to_string()));
+        self.map(map)
+            .push((key.to_ascii_lowercase(), value.to_string()));
     }
 
     fn map_replace(&self, map: MapType, key: &str, value: &str) {
         let mut headers = self.map(map);
-        match headers.iter().position(|(n, _)| n.eq_ignore_ascii_case(key)) {
+        match headers
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(key))
+        {
             Some(at) => {
                 headers[at].1 = value.to_string();
                 let mut seen = 0;
@@ -147,7 +159,13 @@ impl Host for MockHost {
         bytes.get(start..end).map(<[u8]>::to_vec)
     }
 
-    fn set_buffer(&self, buffer: BufferType, start: usize, size: usize, data: &[u8]) -> Result<(), u32> {
+    fn set_buffer(
+        &self,
+        buffer: BufferType,
+        start: usize,
+        size: usize,
+        data: &[u8],
+    ) -> Result<(), u32> {
         let mut state = self.stream();
         let bytes = match buffer {
             BufferType::RequestBody => &mut state.request_body,
@@ -173,7 +191,12 @@ impl Host for MockHost {
         Ok(())
     }
 
-    fn send_local_response(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> Result<(), u32> {
+    fn send_local_response(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), u32> {
         self.stream().local_response = Some(crate::LocalResponse {
             status,
             headers: headers.to_vec(),
@@ -182,7 +205,13 @@ impl Host for MockHost {
         Ok(())
     }
 
-    fn http_call(&self, cluster: &str, headers: &[(String, String)], body: &[u8], timeout_ms: u32) -> Result<u32, u32> {
+    fn http_call(
+        &self,
+        cluster: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        timeout_ms: u32,
+    ) -> Result<u32, u32> {
         let token = self.next_token.get();
         self.next_token.set(token + 1);
         self.stream().callouts.push(SentCallout {
@@ -212,7 +241,9 @@ impl Host for MockHost {
     fn set_shared_data(&self, key: &str, value: &[u8], cas: u32) -> Result<(), u32> {
         let store = self.shared.borrow().clone();
         let mut store = store.borrow_mut();
-        let entry = store.entry(key.to_string()).or_insert_with(|| (Vec::new(), 0));
+        let entry = store
+            .entry(key.to_string())
+            .or_insert_with(|| (Vec::new(), 0));
         // As in Envoy: CAS 0 writes unconditionally, anything else must match.
         if cas != 0 && cas != entry.1 {
             return Err(status::CAS_MISMATCH);
@@ -223,7 +254,11 @@ impl Host for MockHost {
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, u32> {
         let mut state = self.state.borrow_mut();
-        if let Some(at) = state.metrics.iter().position(|(k, n, _)| *k == kind && n == name) {
+        if let Some(at) = state
+            .metrics
+            .iter()
+            .position(|(k, n, _)| *k == kind && n == name)
+        {
             return Ok(at as u32);
         }
         state.metrics.push((kind, name.to_string(), 0));
@@ -232,14 +267,20 @@ impl Host for MockHost {
 
     fn increment_metric(&self, id: u32, delta: i64) -> Result<(), u32> {
         let mut state = self.state.borrow_mut();
-        let metric = state.metrics.get_mut(id as usize).ok_or(status::NOT_FOUND)?;
+        let metric = state
+            .metrics
+            .get_mut(id as usize)
+            .ok_or(status::NOT_FOUND)?;
         metric.2 += delta;
         Ok(())
     }
 
     fn record_metric(&self, id: u32, value: u64) -> Result<(), u32> {
         let mut state = self.state.borrow_mut();
-        let metric = state.metrics.get_mut(id as usize).ok_or(status::NOT_FOUND)?;
+        let metric = state
+            .metrics
+            .get_mut(id as usize)
+            .ok_or(status::NOT_FOUND)?;
         metric.2 = i64::try_from(value).unwrap_or(i64::MAX);
         Ok(())
     }

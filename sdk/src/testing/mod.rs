@@ -64,10 +64,20 @@ impl<F: Filter> FilterTest<F> {
         runtime.on_context_create(ROOT_CONTEXT, 0);
         runtime.on_vm_start(ROOT_CONTEXT, 0);
         if !runtime.on_configure(ROOT_CONTEXT, config.len()) {
-            let logs = host.state.borrow().logs.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>();
+            let logs = host
+                .state
+                .borrow()
+                .logs
+                .iter()
+                .map(|(_, l)| l.clone())
+                .collect::<Vec<_>>();
             return Err(logs.join("\n"));
         }
-        Ok(FilterTest { runtime: Rc::new(runtime), host, next_context: ROOT_CONTEXT + 1 })
+        Ok(FilterTest {
+            runtime: Rc::new(runtime),
+            host,
+            next_context: ROOT_CONTEXT + 1,
+        })
     }
 
     /// Makes this test see the same shared data as `other`, as two instances
@@ -80,7 +90,9 @@ impl<F: Filter> FilterTest<F> {
     /// Moves the host's clock forward.
     pub fn advance_time(&mut self, by: Duration) {
         let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
-        self.host.now_nanos.set(self.host.now_nanos.get().saturating_add(nanos));
+        self.host
+            .now_nanos
+            .set(self.host.now_nanos.get().saturating_add(nanos));
     }
 
     /// Every line logged so far, oldest first.
@@ -90,7 +102,12 @@ impl<F: Filter> FilterTest<F> {
 
     /// True if some log line contains `text`.
     pub fn logged(&self, text: &str) -> bool {
-        self.host.state.borrow().logs.iter().any(|(_, line)| line.contains(text))
+        self.host
+            .state
+            .borrow()
+            .logs
+            .iter()
+            .any(|(_, line)| line.contains(text))
     }
 
     /// A shared-data value.
@@ -102,7 +119,13 @@ impl<F: Filter> FilterTest<F> {
 
     /// The current value of a metric (counter total, last gauge/histogram value).
     pub fn metric(&self, name: &str) -> Option<i64> {
-        self.host.state.borrow().metrics.iter().find(|(_, n, _)| n == name).map(|(_, _, v)| *v)
+        self.host
+            .state
+            .borrow()
+            .metrics
+            .iter()
+            .find(|(_, n, _)| n == name)
+            .map(|(_, _, v)| *v)
     }
 
     /// Sends a request through the filter: request headers, then the body if
@@ -123,10 +146,18 @@ impl<F: Filter> FilterTest<F> {
             request_body: request.body.clone().unwrap_or_default(),
             ..Default::default()
         };
-        stream.properties.insert(vec!["source".into(), "address".into()], request.client_address.into_bytes());
+        stream.properties.insert(
+            vec!["source".into(), "address".into()],
+            request.client_address.into_bytes(),
+        );
         self.host.state.borrow_mut().streams.insert(context, stream);
 
-        let exchange = Exchange { runtime: self.runtime.clone(), host: self.host.clone(), context, paused: Cell::new(false) };
+        let exchange = Exchange {
+            runtime: self.runtime.clone(),
+            host: self.host.clone(),
+            context,
+            paused: Cell::new(false),
+        };
         exchange.enter();
         self.runtime.on_context_create(context, ROOT_CONTEXT);
         let has_body = request.body.is_some();
@@ -178,7 +209,8 @@ impl TestRequest {
 
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 
@@ -212,12 +244,17 @@ pub struct TestResponse {
 impl TestResponse {
     /// A response with `status` and no body.
     pub fn new(status: u16) -> Self {
-        TestResponse { status, headers: Vec::new(), body: None }
+        TestResponse {
+            status,
+            headers: Vec::new(),
+            body: None,
+        }
     }
 
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 
@@ -288,7 +325,10 @@ impl<F: Filter> Exchange<F> {
     /// The cluster the filter chose (`gateway.upstream` property), if any.
     pub fn upstream(&self) -> Option<String> {
         let key = vec!["gateway".to_string(), "upstream".to_string()];
-        self.stream().properties.get(&key).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.stream()
+            .properties
+            .get(&key)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     /// Callouts the filter sent during this request.
@@ -338,7 +378,8 @@ impl<F: Filter> Exchange<F> {
         let action = self.runtime.on_response_headers(self.context, 1, !has_body);
         if let (Some(body), true) = (response.body, action == action::CONTINUE) {
             self.enter();
-            self.runtime.on_response_body(self.context, body.len(), true);
+            self.runtime
+                .on_response_body(self.context, body.len(), true);
         }
         self
     }
@@ -348,7 +389,9 @@ impl<F: Filter> Exchange<F> {
         if let Some(local) = self.local_response() {
             return Some(local.status);
         }
-        find(&self.stream().response_headers, ":status")?.parse().ok()
+        find(&self.stream().response_headers, ":status")?
+            .parse()
+            .ok()
     }
 
     /// A response header the client would see (from the upstream response).

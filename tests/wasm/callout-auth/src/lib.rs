@@ -44,7 +44,10 @@ impl RootContext for Root {
             proxy_wasm::hostcalls::log(LogLevel::Error, "config needs \"cluster\"").ok();
             return false;
         };
-        let path = json.get("path").and_then(|p| p.as_str()).unwrap_or("/check");
+        let path = json
+            .get("path")
+            .and_then(|p| p.as_str())
+            .unwrap_or("/check");
         self.config = Some(Rc::new(Config {
             cluster: cluster.to_string(),
             path: path.to_string(),
@@ -57,7 +60,9 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(CalloutAuth { config: self.config.clone() }))
+        Some(Box::new(CalloutAuth {
+            config: self.config.clone(),
+        }))
     }
 }
 
@@ -66,13 +71,23 @@ struct CalloutAuth {
 }
 
 impl Context for CalloutAuth {
-    fn on_http_call_response(&mut self, _token: u32, _headers: usize, _body: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _headers: usize,
+        _body: usize,
+        _trailers: usize,
+    ) {
         let status = self.get_http_call_response_header(":status");
         if status.as_deref() == Some("200") {
             self.add_http_request_header("x-auth-checked", "1");
             self.resume_http_request();
         } else {
-            self.send_http_response(403, vec![("content-type", "text/plain")], Some(b"denied by callout"));
+            self.send_http_response(
+                403,
+                vec![("content-type", "text/plain")],
+                Some(b"denied by callout"),
+            );
         }
     }
 }
@@ -94,7 +109,13 @@ impl HttpContext for CalloutAuth {
         if let Some(authorization) = authorization.as_deref() {
             headers.push(("authorization", authorization));
         }
-        match self.dispatch_http_call(&config.cluster, headers, None, vec![], Duration::from_secs(5)) {
+        match self.dispatch_http_call(
+            &config.cluster,
+            headers,
+            None,
+            vec![],
+            Duration::from_secs(5),
+        ) {
             Ok(_) => Action::Pause,
             Err(_) => {
                 self.send_http_response(503, vec![], Some(b"callout dispatch failed"));

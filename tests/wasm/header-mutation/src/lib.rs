@@ -84,7 +84,9 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(HeaderMutation { headers: self.headers.clone() }))
+        Some(Box::new(HeaderMutation {
+            headers: self.headers.clone(),
+        }))
     }
 }
 

@@ -62,7 +62,9 @@ impl HttpContext for SharedCounter {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let value = self.count.map_or_else(|| "error".to_string(), |c| c.to_string());
+        let value = self
+            .count
+            .map_or_else(|| "error".to_string(), |c| c.to_string());
         self.set_http_response_header("x-request-count", Some(&value));
         Action::Continue
     }

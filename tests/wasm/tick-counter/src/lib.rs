@@ -41,7 +41,11 @@ impl RootContext for Root {
             match text.parse::<u64>() {
                 Ok(ms) if ms > 0 => ms,
                 _ => {
-                    proxy_wasm::hostcalls::log(LogLevel::Error, "tick period must be a positive integer (ms)").ok();
+                    proxy_wasm::hostcalls::log(
+                        LogLevel::Error,
+                        "tick period must be a positive integer (ms)",
+                    )
+                    .ok();
                     return false;
                 }
             }

@@ -26,7 +26,11 @@ impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         let json = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
-        let version = match json.as_ref().and_then(|j| j.get("version")).and_then(|v| v.as_str()) {
+        let version = match json
+            .as_ref()
+            .and_then(|j| j.get("version"))
+            .and_then(|v| v.as_str())
+        {
             Some(version) => version.to_string(),
             None => String::from_utf8_lossy(&bytes).trim().to_string(),
         };
@@ -41,7 +45,9 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(VersionStamp { version: self.version.clone() }))
+        Some(Box::new(VersionStamp {
+            version: self.version.clone(),
+        }))
     }
 }
 
