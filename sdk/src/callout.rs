@@ -75,7 +75,31 @@ impl CalloutRequest {
     }
 
     /// Sends the callout and holds the request; `then` runs with the answer
-    /// (or a failed [`CalloutResponse`]) and decides what happens next.
+    /// (or a failed [`CalloutResponse`]) and decides what happens next. The
+    /// filter value travels along, so per-request state set in `then` is
+    /// there in the response hooks.
+    ///
+    /// ```
+    /// use gateway_sdk::{CalloutRequest, Decision, Filter, Request};
+    /// # use std::rc::Rc;
+    /// struct ExtAuth;
+    /// impl Filter for ExtAuth {
+    ///     type Config = ();
+    ///     fn new(_: &Rc<()>) -> Self { ExtAuth }
+    ///     fn on_request(&mut self, request: &mut Request) -> Decision<Self> {
+    ///         let token = request.header("authorization").unwrap_or_default();
+    ///         CalloutRequest::get("authz", "/check")
+    ///             .header("authorization", &token)
+    ///             .then(|_this, request, answer| match answer.status() {
+    ///                 Some(200) => {
+    ///                     request.set_header("x-user", answer.header("x-user").unwrap_or(""));
+    ///                     Decision::Continue
+    ///                 }
+    ///                 _ => Decision::respond(403, "denied"),
+    ///             })
+    ///     }
+    /// }
+    /// ```
     pub fn then<F>(
         self,
         then: impl FnOnce(&mut F, &mut Request, CalloutResponse) -> Decision<F> + 'static,
