@@ -109,7 +109,9 @@ macro_rules! export_filter {
                 RUNTIME.with(|r| r.on_delete(context_id))
             }
             #[no_mangle]
-            pub extern "C" fn proxy_on_tick(_context_id: u32) {}
+            pub extern "C" fn proxy_on_tick(context_id: u32) {
+                RUNTIME.with(|r| r.on_tick(context_id))
+            }
             #[no_mangle]
             pub extern "C" fn proxy_on_queue_ready(_context_id: u32, _queue_id: u32) {}
             #[no_mangle]

@@ -36,6 +36,19 @@ pub trait Filter: Sized + 'static {
         Ok(())
     }
 
+    /// Asks the host for a timer when the filter is loaded; [`Filter::on_tick`]
+    /// then runs every period. Default: no timer.
+    fn tick_period(config: &Self::Config) -> Option<std::time::Duration> {
+        let _ = config;
+        None
+    }
+
+    /// Runs every [`Filter::tick_period`], outside any request (for example to
+    /// refresh data in [`crate::shared`]). Default: nothing.
+    fn on_tick(config: &Self::Config) {
+        let _ = config;
+    }
+
     /// Creates the per-request filter. Runs when the host opens the request's
     /// context, before any hook.
     fn new(config: &Rc<Self::Config>) -> Self;

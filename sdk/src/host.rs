@@ -61,6 +61,7 @@ pub(crate) trait Host {
     fn increment_metric(&self, id: u32, delta: i64) -> Result<(), u32>;
     fn record_metric(&self, id: u32, value: u64) -> Result<(), u32>;
     fn set_effective_context(&self, context_id: u32) -> Result<(), u32>;
+    fn set_tick_period(&self, millis: u32) -> Result<(), u32>;
 }
 
 thread_local! {

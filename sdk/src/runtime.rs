@@ -86,6 +86,15 @@ impl<F: Filter> Runtime<F> {
             .and_then(|config| F::validate_config(&config).map(|()| config));
         match parsed {
             Ok(config) => {
+                if let Some(period) = F::tick_period(&config) {
+                    let millis = u32::try_from(period.as_millis()).unwrap_or(u32::MAX).max(1);
+                    if let Err(code) = host::with(|h| h.set_tick_period(millis)) {
+                        log(
+                            LogLevel::Warn,
+                            &format!("host refused a timer (status {code})"),
+                        );
+                    }
+                }
                 self.roots
                     .borrow_mut()
                     .insert(root_context_id, Some(Rc::new(config)));
@@ -235,6 +244,14 @@ impl<F: Filter> Runtime<F> {
                 let _ = host::with(|h| h.continue_stream(StreamType::Request));
             }
         });
+    }
+
+    /// `proxy_on_tick`: runs on the root context.
+    pub fn on_tick(&self, root_context_id: u32) {
+        let config = self.roots.borrow().get(&root_context_id).cloned().flatten();
+        if let Some(config) = config {
+            F::on_tick(&config);
+        }
     }
 
     /// `proxy_on_log`.

@@ -110,6 +110,7 @@ extern "C" {
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_set_tick_period_milliseconds(millis: u32) -> u32;
 }
 
 /// Marks the module as speaking proxy-wasm ABI v0.2.1.
@@ -352,5 +353,10 @@ impl Host for WasmHost {
     fn set_effective_context(&self, context_id: u32) -> Result<(), u32> {
         // SAFETY: plain value call.
         ok(unsafe { proxy_set_effective_context(context_id) })
+    }
+
+    fn set_tick_period(&self, millis: u32) -> Result<(), u32> {
+        // SAFETY: plain value call.
+        ok(unsafe { proxy_set_tick_period_milliseconds(millis) })
     }
 }

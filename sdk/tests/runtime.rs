@@ -163,3 +163,54 @@ fn logs_and_metrics_reach_the_host() {
     assert_eq!(test.metric("seen"), Some(4));
     assert_eq!(test.metric("last_len"), Some(4));
 }
+
+#[derive(Deserialize)]
+struct TickConfig {
+    period_ms: u64,
+}
+
+/// Counts ticks in shared data and stamps the count on responses.
+struct Ticks;
+
+impl Filter for Ticks {
+    type Config = TickConfig;
+
+    fn tick_period(config: &TickConfig) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_millis(config.period_ms))
+    }
+
+    fn on_tick(_: &TickConfig) {
+        let _ = gateway_sdk::shared::update("ticks", |old| {
+            let n = old
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+                .unwrap_or(0)
+                + 1;
+            (n.to_string().into_bytes(), ())
+        });
+    }
+
+    fn new(_: &Rc<TickConfig>) -> Self {
+        Ticks
+    }
+
+    fn on_response(&mut self, response: &mut Response) -> ResponseDecision {
+        let ticks = gateway_sdk::shared::get("ticks")
+            .map(|(v, _)| String::from_utf8_lossy(&v).into_owned());
+        response.set_header("x-ticks", &ticks.unwrap_or_default());
+        ResponseDecision::Continue
+    }
+}
+
+#[test]
+fn timer_ticks_on_the_root() {
+    let mut test = FilterTest::<Ticks>::new("period_ms = 50").unwrap();
+    assert_eq!(
+        test.tick_period(),
+        Some(std::time::Duration::from_millis(50))
+    );
+    test.tick();
+    test.tick();
+    let mut exchange = test.request(TestRequest::get("/"));
+    exchange.respond(TestResponse::new(200));
+    assert_eq!(exchange.response_header("x-ticks").as_deref(), Some("2"));
+}

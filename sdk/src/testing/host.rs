@@ -68,6 +68,7 @@ pub(crate) struct MockHost {
     pub now_nanos: Cell<u64>,
     /// The context hostcalls act on, as a real host tracks it.
     pub current: Cell<u32>,
+    pub tick_millis: Cell<Option<u32>>,
     next_token: Cell<u32>,
 }
 
@@ -79,6 +80,7 @@ impl MockHost {
             // 2026-01-01T00:00:00Z: a plausible wall clock for time-based filters.
             now_nanos: Cell::new(1_767_225_600_000_000_000),
             current: Cell::new(0),
+            tick_millis: Cell::new(None),
             next_token: Cell::new(1),
         }
     }
@@ -287,6 +289,11 @@ impl Host for MockHost {
 
     fn set_effective_context(&self, context_id: u32) -> Result<(), u32> {
         self.current.set(context_id);
+        Ok(())
+    }
+
+    fn set_tick_period(&self, millis: u32) -> Result<(), u32> {
+        self.tick_millis.set(Some(millis));
         Ok(())
     }
 }

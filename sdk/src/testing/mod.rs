@@ -95,6 +95,21 @@ impl<F: Filter> FilterTest<F> {
             .set(self.host.now_nanos.get().saturating_add(nanos));
     }
 
+    /// The timer period the filter asked for at load, if any.
+    pub fn tick_period(&self) -> Option<Duration> {
+        self.host
+            .tick_millis
+            .get()
+            .map(|ms| Duration::from_millis(u64::from(ms)))
+    }
+
+    /// Fires the filter's timer once ([`Filter::on_tick`]).
+    pub fn tick(&mut self) {
+        crate::host::install(self.host.clone());
+        self.host.current.set(ROOT_CONTEXT);
+        self.runtime.on_tick(ROOT_CONTEXT);
+    }
+
     /// Every line logged so far, oldest first.
     pub fn logs(&self) -> Vec<(LogLevel, String)> {
         self.host.state.borrow().logs.clone()
