@@ -126,6 +126,12 @@ impl Response {
         header(MapType::ResponseHeaders, name)
     }
 
+    /// A header of the request this response answers (hosts keep request
+    /// headers readable in the response phase).
+    pub fn request_header(&self, name: &str) -> Option<String> {
+        header(MapType::RequestHeaders, name)
+    }
+
     /// All headers, `:status` included, in order.
     pub fn headers(&self) -> Vec<(String, String)> {
         host::with(|h| h.map_pairs(MapType::ResponseHeaders))
