@@ -1,0 +1,161 @@
+//! The one trait a filter author implements, and what its hooks return.
+
+use crate::callout::Callout;
+use crate::http::{Body, Request, Response};
+use serde::de::DeserializeOwned;
+use std::rc::Rc;
+
+/// An HTTP filter. One value is created per request (with [`Filter::new`]) and
+/// lives until the request is done, so fields are per-request state.
+///
+/// Every hook has a default that lets the request through untouched; implement
+/// only the ones you need.
+pub trait Filter: Sized + 'static {
+    /// The filter's configuration, parsed once when the filter is loaded
+    /// (see [`crate::config`] for the accepted formats). A configuration that
+    /// does not parse rejects the load; requests never see a parse error.
+    /// Use `()` for a filter without configuration.
+    type Config: DeserializeOwned + 'static;
+
+    /// Buffer the whole request body, up to this many bytes, and hand it to
+    /// [`Filter::on_request_body`]. `None` (the default) streams the body
+    /// through untouched. A larger body is answered with 413.
+    const REQUEST_BODY_LIMIT: Option<usize> = None;
+
+    /// Buffer the whole response body, up to this many bytes, and hand it to
+    /// [`Filter::on_response_body`]. `None` (the default) streams it through.
+    /// While buffering, the SDK drops the response's `content-length` (the body
+    /// may change size). A larger body is answered with 502.
+    const RESPONSE_BODY_LIMIT: Option<usize> = None;
+
+    /// Checks a parsed configuration once, at load time, beyond what its type
+    /// already enforces. `Err` rejects the load with that message logged.
+    /// Default: accept.
+    fn validate_config(config: &Self::Config) -> Result<(), String> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Asks the host for a timer when the filter is loaded; [`Filter::on_tick`]
+    /// then runs every period. Default: no timer.
+    fn tick_period(config: &Self::Config) -> Option<std::time::Duration> {
+        let _ = config;
+        None
+    }
+
+    /// Runs every [`Filter::tick_period`], outside any request (for example to
+    /// refresh data in [`crate::shared`]). Default: nothing.
+    fn on_tick(config: &Self::Config) {
+        let _ = config;
+    }
+
+    /// Creates the per-request filter. Runs when the host opens the request's
+    /// context, before any hook.
+    fn new(config: &Rc<Self::Config>) -> Self;
+
+    /// Runs when the request headers arrived, before any upstream is chosen.
+    /// Default: [`Decision::Continue`].
+    fn on_request(&mut self, request: &mut Request) -> Decision<Self> {
+        let _ = request;
+        Decision::Continue
+    }
+
+    /// Runs once with the whole request body when
+    /// [`Filter::REQUEST_BODY_LIMIT`] is set and the request has a body.
+    /// Default: [`Decision::Continue`].
+    fn on_request_body(&mut self, request: &mut Request, body: &mut Body) -> Decision<Self> {
+        let _ = (request, body);
+        Decision::Continue
+    }
+
+    /// Runs when the upstream's response headers arrived (not for responses
+    /// this filter answered itself). Default: [`ResponseDecision::Continue`].
+    fn on_response(&mut self, response: &mut Response) -> ResponseDecision {
+        let _ = response;
+        ResponseDecision::Continue
+    }
+
+    /// Runs once with the whole response body when
+    /// [`Filter::RESPONSE_BODY_LIMIT`] is set and the response has a body.
+    /// Default: [`ResponseDecision::Continue`].
+    fn on_response_body(&mut self, response: &mut Response, body: &mut Body) -> ResponseDecision {
+        let _ = (response, body);
+        ResponseDecision::Continue
+    }
+
+    /// Runs once when the request is complete (the access-log moment), whatever
+    /// happened to it. Default: nothing.
+    fn on_complete(&mut self) {}
+}
+
+/// What to do with a request, returned by the request-phase hooks.
+pub enum Decision<F> {
+    /// Let the request go on (to the next filter, then upstream).
+    Continue,
+    /// Answer the client now; no upstream sees the request.
+    Respond(LocalResponse),
+    /// Hold the request, ask a cluster, and decide when the answer arrives.
+    /// Build it with [`crate::CalloutRequest::then`].
+    Callout(Callout<F>),
+}
+
+impl<F> Decision<F> {
+    /// Answers locally with `status` and a plain-text `body`.
+    pub fn respond(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Decision::Respond(LocalResponse::new(status).body(body))
+    }
+
+    /// True for [`Decision::Continue`].
+    pub fn is_continue(&self) -> bool {
+        matches!(self, Decision::Continue)
+    }
+}
+
+impl<F> From<LocalResponse> for Decision<F> {
+    fn from(response: LocalResponse) -> Self {
+        Decision::Respond(response)
+    }
+}
+
+/// What to do with a response, returned by the response-phase hooks.
+#[derive(Debug)]
+pub enum ResponseDecision {
+    /// Send the (possibly changed) response on to the client.
+    Continue,
+    /// Replace the upstream's response with this one.
+    Respond(LocalResponse),
+}
+
+/// A response produced by the filter itself (`proxy_send_local_response`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Response body.
+    pub body: Vec<u8>,
+}
+
+impl LocalResponse {
+    /// A response with `status`, no headers and an empty body.
+    pub fn new(status: u16) -> Self {
+        LocalResponse {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+}

@@ -1,0 +1,162 @@
+//! The dispatcher behind `export_filter!`: turns proxy-wasm callbacks with
+//! context ids into calls on per-request `Filter` values, and their decisions
+//! back into hostcalls and `Action`s. Not part of the public API.
+
+mod http;
+
+use crate::abi::BufferType;
+use crate::callout::Continuation;
+use crate::filter::Filter;
+use crate::host::{self, LogLevel};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// One filter's state inside a module instance.
+pub struct Runtime<F: Filter> {
+    /// Root context id -> its parsed configuration (None until configured).
+    roots: RefCell<HashMap<u32, Option<Rc<F::Config>>>>,
+    streams: RefCell<HashMap<u32, Rc<RefCell<Stream<F>>>>>,
+    /// Callout token -> the HTTP context waiting for it.
+    callouts: RefCell<HashMap<u32, u32>>,
+}
+
+struct Stream<F> {
+    /// None when the filter has no usable configuration: fail closed.
+    filter: Option<F>,
+    pending: Option<Continuation<F>>,
+    answered_locally: bool,
+}
+
+fn log(level: LogLevel, message: &str) {
+    host::with(|h| h.log(level, message));
+}
+
+impl<F: Filter> Default for Runtime<F> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<F: Filter> Runtime<F> {
+    /// An empty runtime; contexts arrive through the callbacks.
+    pub fn new() -> Self {
+        Runtime {
+            roots: RefCell::new(HashMap::new()),
+            streams: RefCell::new(HashMap::new()),
+            callouts: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn stream(&self, context_id: u32) -> Option<Rc<RefCell<Stream<F>>>> {
+        self.streams.borrow().get(&context_id).cloned()
+    }
+
+    /// `proxy_on_context_create`.
+    pub fn on_context_create(&self, context_id: u32, root_context_id: u32) {
+        if root_context_id == 0 {
+            self.roots.borrow_mut().entry(context_id).or_insert(None);
+            return;
+        }
+        let config = self.roots.borrow().get(&root_context_id).cloned().flatten();
+        // A host that skipped on_configure still gets defaults if they parse.
+        let config = config.or_else(|| crate::config::parse::<F::Config>(b"").ok().map(Rc::new));
+        let filter = config.as_ref().map(F::new);
+        let stream = Stream {
+            filter,
+            pending: None,
+            answered_locally: false,
+        };
+        self.streams
+            .borrow_mut()
+            .insert(context_id, Rc::new(RefCell::new(stream)));
+    }
+
+    /// `proxy_on_vm_start`: installs the panic hook.
+    pub fn on_vm_start(&self, _root_context_id: u32, _size: usize) -> bool {
+        install_panic_hook();
+        true
+    }
+
+    /// `proxy_on_configure`: parses the configuration once; false rejects the load.
+    pub fn on_configure(&self, root_context_id: u32, size: usize) -> bool {
+        install_panic_hook();
+        let bytes =
+            host::with(|h| h.buffer(BufferType::PluginConfiguration, 0, size)).unwrap_or_default();
+        let parsed = crate::config::parse::<F::Config>(&bytes)
+            .and_then(|config| F::validate_config(&config).map(|()| config));
+        match parsed {
+            Ok(config) => {
+                if let Some(period) = F::tick_period(&config) {
+                    let millis = u32::try_from(period.as_millis()).unwrap_or(u32::MAX).max(1);
+                    if let Err(code) = host::with(|h| h.set_tick_period(millis)) {
+                        log(
+                            LogLevel::Warn,
+                            &format!("host refused a timer (status {code})"),
+                        );
+                    }
+                }
+                self.roots
+                    .borrow_mut()
+                    .insert(root_context_id, Some(Rc::new(config)));
+                true
+            }
+            Err(error) => {
+                log(LogLevel::Error, &format!("configuration rejected: {error}"));
+                false
+            }
+        }
+    }
+
+    /// Runs `hook` on the stream's filter; None if the stream is unknown or busy.
+    fn with_stream<R>(&self, context_id: u32, hook: impl FnOnce(&mut Stream<F>) -> R) -> Option<R> {
+        let stream = self.stream(context_id)?;
+        let mut stream = stream.try_borrow_mut().ok()?;
+        Some(hook(&mut stream))
+    }
+
+    /// `proxy_on_tick`: runs on the root context.
+    pub fn on_tick(&self, root_context_id: u32) {
+        let config = self.roots.borrow().get(&root_context_id).cloned().flatten();
+        if let Some(config) = config {
+            F::on_tick(&config);
+        }
+    }
+
+    /// `proxy_on_log`.
+    pub fn on_log(&self, context_id: u32) {
+        self.with_stream(context_id, |stream| {
+            if let Some(filter) = stream.filter.as_mut() {
+                filter.on_complete();
+            }
+        });
+    }
+
+    /// `proxy_on_done`.
+    pub fn on_done(&self, _context_id: u32) -> bool {
+        true
+    }
+
+    /// `proxy_on_delete`.
+    pub fn on_delete(&self, context_id: u32) {
+        self.streams.borrow_mut().remove(&context_id);
+        self.roots.borrow_mut().remove(&context_id);
+        self.callouts
+            .borrow_mut()
+            .retain(|_, waiting| *waiting != context_id);
+    }
+}
+
+/// On wasm32 a panic aborts (traps) and the host contains it; log it first so
+/// the operator sees why.
+fn install_panic_hook() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            std::panic::set_hook(Box::new(|info| {
+                log(LogLevel::Critical, &format!("filter panicked: {info}"));
+            }));
+        });
+    }
+}

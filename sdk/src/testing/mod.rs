@@ -1,0 +1,192 @@
+//! Run a filter natively, in `cargo test`, against an in-memory host.
+//!
+//! ```
+//! use gateway_sdk::testing::{FilterTest, TestRequest, TestResponse};
+//! # use gateway_sdk::{Decision, Filter, Request};
+//! # struct Deny;
+//! # impl Filter for Deny {
+//! #     type Config = ();
+//! #     fn new(_: &std::rc::Rc<()>) -> Self { Deny }
+//! #     fn on_request(&mut self, r: &mut Request) -> Decision<Self> {
+//! #         if r.header("authorization").is_none() { return Decision::respond(401, "no"); }
+//! #         r.set_upstream("backend");
+//! #         Decision::Continue
+//! #     }
+//! # }
+//! let mut test = FilterTest::<Deny>::new("").expect("config accepted");
+//!
+//! let denied = test.request(TestRequest::get("/"));
+//! assert_eq!(denied.local_response().unwrap().status, 401);
+//!
+//! let mut allowed = test.request(TestRequest::get("/").header("authorization", "Basic x"));
+//! assert!(allowed.is_continue());
+//! assert_eq!(allowed.upstream().as_deref(), Some("backend"));
+//! allowed.respond(TestResponse::new(200).body("hi"));
+//! assert_eq!(allowed.response_status(), Some(200));
+//! ```
+//!
+//! One [`FilterTest`] is one loaded filter (configured once); each
+//! [`FilterTest::request`] is one request through it, as an [`Exchange`] that
+//! can be continued (callout answers, the upstream response) and inspected.
+//! Several exchanges may be open at once, as requests interleave in a host.
+
+mod exchange;
+mod host;
+mod message;
+
+use crate::abi::action;
+use crate::filter::Filter;
+use crate::host::LogLevel;
+use crate::runtime::Runtime;
+use host::MockHost;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+pub use exchange::Exchange;
+pub use host::SentCallout;
+pub use message::{TestRequest, TestResponse};
+
+const ROOT_CONTEXT: u32 = 1;
+
+/// A filter loaded into an in-memory host.
+pub struct FilterTest<F: Filter> {
+    runtime: Rc<Runtime<F>>,
+    host: Rc<MockHost>,
+    next_context: u32,
+}
+
+impl<F: Filter> FilterTest<F> {
+    /// Loads the filter with this plugin configuration (JSON, TOML or empty).
+    /// `Err` carries the log lines when the configuration is rejected.
+    pub fn new(config: &str) -> Result<Self, String> {
+        let host = Rc::new(MockHost::new());
+        crate::host::install(host.clone());
+        host.state.borrow_mut().plugin_config = config.as_bytes().to_vec();
+        let runtime = Runtime::<F>::new();
+        host.current.set(ROOT_CONTEXT);
+        runtime.on_context_create(ROOT_CONTEXT, 0);
+        runtime.on_vm_start(ROOT_CONTEXT, 0);
+        if !runtime.on_configure(ROOT_CONTEXT, config.len()) {
+            let logs = host
+                .state
+                .borrow()
+                .logs
+                .iter()
+                .map(|(_, l)| l.clone())
+                .collect::<Vec<_>>();
+            return Err(logs.join("\n"));
+        }
+        Ok(FilterTest {
+            runtime: Rc::new(runtime),
+            host,
+            next_context: ROOT_CONTEXT + 1,
+        })
+    }
+
+    /// Makes this test see the same shared data as `other`, as two instances
+    /// (or two filters) in one gateway do.
+    pub fn share_data_with<G: Filter>(&mut self, other: &FilterTest<G>) {
+        let store = other.host.shared.borrow().clone();
+        *self.host.shared.borrow_mut() = store;
+    }
+
+    /// Moves the host's clock forward.
+    pub fn advance_time(&mut self, by: Duration) {
+        let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.host
+            .now_nanos
+            .set(self.host.now_nanos.get().saturating_add(nanos));
+    }
+
+    /// The timer period the filter asked for at load, if any.
+    pub fn tick_period(&self) -> Option<Duration> {
+        self.host
+            .tick_millis
+            .get()
+            .map(|ms| Duration::from_millis(u64::from(ms)))
+    }
+
+    /// Fires the filter's timer once ([`Filter::on_tick`]).
+    pub fn tick(&mut self) {
+        crate::host::install(self.host.clone());
+        self.host.current.set(ROOT_CONTEXT);
+        self.runtime.on_tick(ROOT_CONTEXT);
+    }
+
+    /// Every line logged so far, oldest first.
+    pub fn logs(&self) -> Vec<(LogLevel, String)> {
+        self.host.state.borrow().logs.clone()
+    }
+
+    /// True if some log line contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.host
+            .state
+            .borrow()
+            .logs
+            .iter()
+            .any(|(_, line)| line.contains(text))
+    }
+
+    /// A shared-data value.
+    pub fn shared_data(&self, key: &str) -> Option<Vec<u8>> {
+        let store = self.host.shared.borrow().clone();
+        let value = store.borrow().get(key).map(|(v, _)| v.clone());
+        value
+    }
+
+    /// The current value of a metric (counter total, last gauge/histogram value).
+    pub fn metric(&self, name: &str) -> Option<i64> {
+        self.host
+            .state
+            .borrow()
+            .metrics
+            .iter()
+            .find(|(_, n, _)| n == name)
+            .map(|(_, _, v)| *v)
+    }
+
+    /// Sends a request through the filter: request headers, then the body if
+    /// the request has one and the filter let the headers through.
+    pub fn request(&mut self, request: TestRequest) -> Exchange<F> {
+        crate::host::install(self.host.clone());
+        let context = self.next_context;
+        self.next_context += 1;
+        let mut headers = vec![
+            (":method".to_string(), request.method),
+            (":path".to_string(), request.path),
+            (":authority".to_string(), request.authority),
+            (":scheme".to_string(), "http".to_string()),
+        ];
+        headers.extend(request.headers);
+        let mut stream = host::StreamState {
+            request_headers: headers,
+            request_body: request.body.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        stream.properties.insert(
+            vec!["source".into(), "address".into()],
+            request.client_address.into_bytes(),
+        );
+        self.host.state.borrow_mut().streams.insert(context, stream);
+
+        let exchange = Exchange {
+            runtime: self.runtime.clone(),
+            host: self.host.clone(),
+            context,
+            paused: Cell::new(false),
+        };
+        exchange.enter();
+        self.runtime.on_context_create(context, ROOT_CONTEXT);
+        let has_body = request.body.is_some();
+        let action = self.runtime.on_request_headers(context, 4, !has_body);
+        exchange.paused.set(action == action::PAUSE);
+        if let (Some(body), false) = (request.body, exchange.paused.get()) {
+            exchange.enter();
+            let action = self.runtime.on_request_body(context, body.len(), true);
+            exchange.paused.set(action == action::PAUSE);
+        }
+        exchange
+    }
+}
