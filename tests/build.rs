@@ -53,6 +53,8 @@ fn cargo_wasm(target_dir: &Path, args: &[String]) {
         .args(["build", "--release", "--target", "wasm32-unknown-unknown", "--target-dir"])
         .arg(target_dir)
         .args(args);
+    // Small modules: no debug info in the wasm artefacts.
+    command.env("CARGO_PROFILE_RELEASE_DEBUG", "false").env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
     // Flags meant for the host build must not leak into the wasm one.
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"] {
         command.env_remove(var);

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use crate::{Http1Client, Http2Client, WAIT};
 
 /// The gateway binary under test: built by cargo next to the test
-/// executables (`target/<profile>/gateway-under-test`).
+/// executables (`target/<profile>/gateway-e2e`).
 pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target/<profile> directory");
-    let binary = profile_dir.join("gateway-under-test");
+    let binary = profile_dir.join("gateway-e2e");
     assert!(binary.exists(), "{} is missing: run the tests with `cargo test`", binary.display());
     binary
 }

@@ -4,7 +4,8 @@
 //! - `/slow/<ms>`: answers after `ms` milliseconds;
 //! - `/download/<bytes>`: streams that many bytes;
 //! - `/upload`: reads the request body and answers with its length;
-//! - `/ws`: accepts an `Upgrade` and echoes bytes on the raw connection.
+//! - `/ws`: accepts an `Upgrade` and echoes bytes on the raw connection;
+//! - `/check`: 200 when `Authorization: Bearer good`, else 403.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -128,7 +129,7 @@ async fn handle(
     let segments: Vec<&str> = req.uri().path().split('/').collect();
     let at = segments
         .iter()
-        .position(|s| matches!(*s, "slow" | "download" | "upload" | "ws"))
+        .position(|s| matches!(*s, "slow" | "download" | "upload" | "ws" | "check"))
         .unwrap_or(0);
     let (first, arg) = (segments[at], segments.get(at + 1).copied().unwrap_or(""));
     match first {
@@ -181,6 +182,15 @@ async fn handle(
                 .header("upgrade", "echo")
                 .body(Full::new(Bytes::new()).boxed())
                 .expect("response")
+        }
+        // An authorization service: 200 for `Bearer good`, else 403.
+        "check" => {
+            let good = req.headers().get("authorization").is_some_and(|v| v == "Bearer good");
+            if good {
+                text(StatusCode::OK, "allowed")
+            } else {
+                text(StatusCode::FORBIDDEN, "denied")
+            }
         }
         _ => text(StatusCode::OK, name),
     }

@@ -11,9 +11,17 @@ pub fn path(crate_name: &str) -> PathBuf {
     path
 }
 
-/// The text of a hand-written hostile module in `tests/wasm/hostile/`.
-pub fn hostile(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("wasm/hostile").join(name);
-    assert!(path.exists(), "{} is missing", path.display());
-    path
+/// Compiles the hand-written module `tests/wasm/hostile/<name>.wat` into
+/// `dir/<name>.wasm` and returns that path.
+pub fn hostile(name: &str, dir: &std::path::Path) -> PathBuf {
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("wasm/hostile").join(format!("{name}.wat"));
+    let text = std::fs::read_to_string(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+    wat_to(&text, &dir.join(format!("{name}.wasm")))
+}
+
+/// Compiles WebAssembly text `text` to `out`.
+pub fn wat_to(text: &str, out: &std::path::Path) -> PathBuf {
+    let binary = wat::parse_str(text).expect("valid WAT");
+    std::fs::write(out, binary).expect("write wasm");
+    out.to_path_buf()
 }
