@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let root = manifest_dir.parent().expect("workspace root").to_path_buf();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -29,7 +30,10 @@ fn main() {
         })
         .unwrap_or_default();
     if !bundled.is_empty() {
-        let mut args = vec!["--manifest-path".to_string(), root.join("Cargo.toml").display().to_string()];
+        let mut args = vec![
+            "--manifest-path".to_string(),
+            root.join("Cargo.toml").display().to_string(),
+        ];
         for package in &bundled {
             args.push("-p".into());
             args.push(package.clone());
@@ -38,7 +42,13 @@ fn main() {
     }
     let test_filters = root.join("tests/wasm/Cargo.toml");
     if test_filters.exists() {
-        cargo_wasm(&target_dir, &["--manifest-path".to_string(), test_filters.display().to_string()]);
+        cargo_wasm(
+            &target_dir,
+            &[
+                "--manifest-path".to_string(),
+                test_filters.display().to_string(),
+            ],
+        );
     }
     println!(
         "cargo:rustc-env=GATEWAY_TEST_WASM_DIR={}",
@@ -50,15 +60,33 @@ fn cargo_wasm(target_dir: &Path, args: &[String]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
-        .args(["build", "--release", "--target", "wasm32-unknown-unknown", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--target-dir",
+        ])
         .arg(target_dir)
         .args(args);
     // Small modules: no debug info in the wasm artefacts.
-    command.env("CARGO_PROFILE_RELEASE_DEBUG", "false").env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
+    command
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
     // Flags meant for the host build must not leak into the wasm one.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
         command.env_remove(var);
     }
     let status = command.status().expect("run cargo for the wasm filters");
-    assert!(status.success(), "building the wasm filters failed: cargo {}", args.join(" "));
+    assert!(
+        status.success(),
+        "building the wasm filters failed: cargo {}",
+        args.join(" ")
+    );
 }

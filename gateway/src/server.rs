@@ -16,9 +16,9 @@ use tokio::net::TcpListener;
 
 use crate::admin::AdminState;
 use crate::config::Config;
-use crate::filter::{FilterChain, FilterHost};
+use crate::filter::FilterHost;
 use crate::listener::Shutdown;
-use crate::state::Snapshot;
+use crate::state::{ChainLoader, Snapshot};
 
 pub use listeners::ListenerSet;
 
@@ -30,7 +30,7 @@ pub struct Gateway {
     pub shutdown: Shutdown,
     pub address_file: Option<PathBuf>,
     pub admin_address: Option<SocketAddr>,
-    pub filter_host: Arc<FilterHost>,
+    pub loader: ChainLoader,
 }
 
 /// Runs the gateway with `config` until SIGTERM or Ctrl-C.
@@ -39,19 +39,22 @@ pub fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> 
     if config.runtime.workers > 0 {
         runtime.worker_threads(config.runtime.workers);
     }
-    let runtime = runtime.enable_all().build().context("cannot start the runtime")?;
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
     runtime.block_on(serve(config, address_file))
 }
 
 /// Builds the snapshot of `config`: clusters (reusing `previous`' pools
 /// where a cluster is unchanged) and filter chains (compiled off the
 /// request path).
-pub async fn build_snapshot(config: Arc<Config>, previous: Option<&Snapshot>, host: &Arc<FilterHost>) -> Snapshot {
-    Snapshot::build(config, previous, |filters| {
-        let host = host.clone();
-        async move { FilterChain::load(&host, &filters).await }
-    })
-    .await
+pub async fn build_snapshot(
+    config: Arc<Config>,
+    previous: Option<&Snapshot>,
+    loader: &ChainLoader,
+) -> Snapshot {
+    Snapshot::build(config, previous, loader).await
 }
 
 async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -71,11 +74,13 @@ async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<
     // The filter host needs the clusters for callouts, the snapshot needs
     // the host for its chains: start with the clusters alone.
     let callouts = Arc::new(callouts::SnapshotCallouts::default());
-    let filter_host = FilterHost::new(&config.wasm, callouts.clone()).context("cannot start the filter host")?;
-    let bare = Snapshot::build(config.clone(), None, |_| async { FilterChain::empty() }).await;
+    let filter_host =
+        FilterHost::new(&config.wasm, callouts.clone()).context("cannot start the filter host")?;
+    let bare = Snapshot::build(config.clone(), None, &ChainLoader::default()).await;
     let state = Arc::new(ArcSwap::from_pointee(bare));
     let _ = callouts.state.set(state.clone());
-    let snapshot = build_snapshot(config.clone(), Some(&state.load_full()), &filter_host).await;
+    let loader = ChainLoader::new(filter_host);
+    let snapshot = build_snapshot(config.clone(), Some(&state.load_full()), &loader).await;
     state.store(Arc::new(snapshot));
     let admin = Arc::new(AdminState {
         state: state.clone(),
@@ -97,7 +102,7 @@ async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<
         shutdown: shutdown.clone(),
         address_file,
         admin_address,
-        filter_host,
+        loader,
     });
 
     // Bind everything first: a taken port is a start-up error.
@@ -159,7 +164,8 @@ pub fn write_address_file(
 ) -> anyhow::Result<()> {
     let json = serde_json::json!({ "listeners": listeners, "admin": admin });
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, json.to_string()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::write(&tmp, json.to_string())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

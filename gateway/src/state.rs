@@ -5,15 +5,66 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::config::{Config, Protocol};
-use crate::filter::FilterChain;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Weak};
+use std::time::Duration;
+
+use crate::config::{Config, FilterConfig, Protocol};
+use crate::filter::{FilterChain, FilterFolder, FilterHost};
 use crate::http::route::{Route, RouteTable};
 use crate::upstream::ClusterSet;
 
 /// What one HTTP listener does with requests.
 pub struct ListenerRuntime {
     pub routes: RouteTable,
+    /// Filters named in the config, run first.
     pub filters: FilterChain,
+    /// Filters from `filters_dir`, run next; the chain changes as the
+    /// folder does.
+    pub folder: Option<Arc<FilterFolder>>,
+}
+
+/// Loads filter chains and folders for snapshots; folders outlive a
+/// reload when the new config still names them.
+#[derive(Default)]
+pub struct ChainLoader {
+    pub host: Option<Arc<FilterHost>>,
+    folders: Mutex<HashMap<PathBuf, Weak<FilterFolder>>>,
+}
+
+impl ChainLoader {
+    pub fn new(host: Arc<FilterHost>) -> Self {
+        Self {
+            host: Some(host),
+            folders: Mutex::default(),
+        }
+    }
+
+    async fn chain(&self, filters: &[FilterConfig]) -> FilterChain {
+        match &self.host {
+            Some(host) if !filters.is_empty() => FilterChain::load(host, filters).await,
+            _ => FilterChain::empty(),
+        }
+    }
+
+    async fn folder(&self, dir: &Path, poll: Duration) -> Option<Arc<FilterFolder>> {
+        let host = self.host.as_ref()?;
+        let existing = self
+            .folders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(dir)
+            .and_then(Weak::upgrade);
+        if let Some(folder) = existing {
+            return Some(folder);
+        }
+        let folder = FilterFolder::open(host, dir.to_path_buf(), poll).await;
+        self.folders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(dir.to_path_buf(), Arc::downgrade(&folder));
+        Some(folder)
+    }
 }
 
 /// One configuration, ready to serve.
@@ -28,28 +79,24 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds the runtime objects of `config`; filter chains are loaded
     /// through `load_chain` (compiled off the request path).
-    pub async fn build<F, Fut>(config: Arc<Config>, previous: Option<&Snapshot>, mut load_chain: F) -> Snapshot
-    where
-        F: FnMut(Vec<crate::config::FilterConfig>) -> Fut,
-        Fut: std::future::Future<Output = FilterChain>,
-    {
+    pub async fn build(
+        config: Arc<Config>,
+        previous: Option<&Snapshot>,
+        loader: &ChainLoader,
+    ) -> Snapshot {
         let mut listeners = HashMap::new();
         for listener in &config.listeners {
             if listener.protocol == Protocol::Tcp {
                 continue;
             }
-            let filters = if listener.filters.is_empty() {
-                FilterChain::empty()
-            } else {
-                load_chain(listener.filters.clone()).await
+            let filters = loader.chain(&listener.filters).await;
+            let folder = match &listener.filters_dir {
+                Some(dir) => loader.folder(dir, listener.filters_poll).await,
+                None => None,
             };
             let mut routes = Vec::new();
             for route in &listener.routes {
-                let chain = if route.filters.is_empty() {
-                    FilterChain::empty()
-                } else {
-                    load_chain(route.filters.clone()).await
-                };
+                let chain = loader.chain(&route.filters).await;
                 routes.push(Route::from_config(route, chain));
             }
             listeners.insert(
@@ -57,6 +104,7 @@ impl Snapshot {
                 Arc::new(ListenerRuntime {
                     routes: RouteTable::new(routes),
                     filters,
+                    folder,
                 }),
             );
         }
@@ -70,7 +118,7 @@ impl Snapshot {
     }
 
     /// Every chain's filters and their status, for the admin endpoint.
-    pub fn filter_status(&self) -> serde_json::Value {
+    pub async fn filter_status(&self) -> serde_json::Value {
         let mut chains = Vec::new();
         let mut names: Vec<&String> = self.listeners.keys().collect();
         names.sort();
@@ -81,6 +129,13 @@ impl Snapshot {
                     "listener": name,
                     "route": null,
                     "filters": listener.filters.status(),
+                }));
+            }
+            if let Some(folder) = &listener.folder {
+                chains.push(serde_json::json!({
+                    "listener": name,
+                    "route": null,
+                    "folder": folder.status().await,
                 }));
             }
             for route in listener.routes.iter() {

@@ -48,12 +48,20 @@ pub struct Http1Client {
 
 impl Http1Client {
     pub async fn connect(addr: SocketAddr) -> Http1Client {
-        let stream = TcpStream::connect(addr).await.expect("connect to the gateway");
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.expect("http1 handshake");
+        let stream = TcpStream::connect(addr)
+            .await
+            .expect("connect to the gateway");
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("http1 handshake");
         let connection = tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
-        Http1Client { sender, addr, connection }
+        Http1Client {
+            sender,
+            addr,
+            connection,
+        }
     }
 
     /// Sends a request built by the caller (Host is added if missing).
@@ -68,7 +76,10 @@ impl Http1Client {
     }
 
     /// The raw response, body unread (for streaming and upgrades).
-    pub async fn send_streaming(&mut self, mut req: Request<Full<Bytes>>) -> http::Response<hyper::body::Incoming> {
+    pub async fn send_streaming(
+        &mut self,
+        mut req: Request<Full<Bytes>>,
+    ) -> http::Response<hyper::body::Incoming> {
         if !req.headers().contains_key(http::header::HOST) {
             let host = http::HeaderValue::from_str(&self.addr.to_string()).expect("host");
             req.headers_mut().insert(http::header::HOST, host);
@@ -84,7 +95,9 @@ impl Http1Client {
     /// Waits until the connection closes; false if still open after
     /// `timeout`.
     pub async fn wait_closed(&mut self, timeout: std::time::Duration) -> bool {
-        tokio::time::timeout(timeout, &mut self.connection).await.is_ok()
+        tokio::time::timeout(timeout, &mut self.connection)
+            .await
+            .is_ok()
     }
 
     /// Whether the gateway has closed this connection.
@@ -102,7 +115,9 @@ pub struct Http2Client {
 
 impl Http2Client {
     pub async fn connect(addr: SocketAddr) -> Http2Client {
-        let stream = TcpStream::connect(addr).await.expect("connect to the gateway");
+        let stream = TcpStream::connect(addr)
+            .await
+            .expect("connect to the gateway");
         let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
             .expect("http2 handshake");
@@ -128,5 +143,7 @@ impl Http2Client {
 
 /// A GET request for `path`.
 pub fn get(path: &str) -> Request<Full<Bytes>> {
-    Request::get(path).body(Full::new(Bytes::new())).expect("request")
+    Request::get(path)
+        .body(Full::new(Bytes::new()))
+        .expect("request")
 }

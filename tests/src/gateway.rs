@@ -19,7 +19,11 @@ pub fn binary() -> PathBuf {
         .and_then(|deps| deps.parent())
         .expect("target/<profile> directory");
     let binary = profile_dir.join("gateway-e2e");
-    assert!(binary.exists(), "{} is missing: run the tests with `cargo test`", binary.display());
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests with `cargo test`",
+        binary.display()
+    );
     binary
 }
 
@@ -71,7 +75,10 @@ impl Gateway {
             .arg(&config_path)
             .arg("--address-file")
             .arg(&address_file)
-            .env("RUST_LOG", std::env::var("GATEWAY_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("GATEWAY_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -102,19 +109,27 @@ impl Gateway {
             log,
         };
         let ready = gateway.wait_for_log("gateway ready", WAIT);
-        assert!(ready, "the gateway did not become ready; its log:\n{}", gateway.logs().join("\n"));
+        assert!(
+            ready,
+            "the gateway did not become ready; its log:\n{}",
+            gateway.logs().join("\n")
+        );
         gateway.read_addresses();
         gateway
     }
 
     /// Re-reads the address file (after a reload added listeners).
     pub fn read_addresses(&mut self) {
-        let text = std::fs::read_to_string(self.dir.path().join("addresses.json")).expect("address file");
+        let text =
+            std::fs::read_to_string(self.dir.path().join("addresses.json")).expect("address file");
         let json: serde_json::Value = serde_json::from_str(&text).expect("address json");
         self.listeners.clear();
         if let Some(map) = json["listeners"].as_object() {
             for (name, addr) in map {
-                let addr = addr.as_str().and_then(|a| a.parse().ok()).expect("listener address");
+                let addr = addr
+                    .as_str()
+                    .and_then(|a| a.parse().ok())
+                    .expect("listener address");
                 self.listeners.insert(name.clone(), addr);
             }
         }
@@ -140,7 +155,10 @@ impl Gateway {
 
     /// The bound address of the listener called `name`.
     pub fn addr(&self, name: &str) -> SocketAddr {
-        *self.listeners.get(name).unwrap_or_else(|| panic!("no listener `{name}`"))
+        *self
+            .listeners
+            .get(name)
+            .unwrap_or_else(|| panic!("no listener `{name}`"))
     }
 
     /// A new HTTP/1.1 keep-alive connection to listener `name`.
@@ -170,19 +188,16 @@ impl Gateway {
 
     /// Waits until `count` log lines contain `needle`.
     pub fn wait_for_log_count(&self, needle: &str, count: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let (lock, cv) = &*self.log;
-        let mut log = lock.lock().expect("log lock");
-        loop {
-            if log.lines.iter().filter(|l| l.contains(needle)).count() >= count {
-                return true;
-            }
-            let now = Instant::now();
-            if log.closed || now >= deadline {
-                return false;
-            }
-            log = cv.wait_timeout(log, deadline - now).expect("log lock").0;
-        }
+        wait_log(&self.log, needle, count, timeout)
+    }
+
+    /// [`Gateway::wait_for_log_count`] without blocking the async runtime,
+    /// for tests that run client tasks meanwhile.
+    pub async fn log_count_reaches(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        let (log, needle) = (self.log.clone(), needle.to_owned());
+        tokio::task::spawn_blocking(move || wait_log(&log, &needle, count, timeout))
+            .await
+            .unwrap_or(false)
     }
 
     /// Sends SIGTERM.
@@ -214,7 +229,8 @@ impl Gateway {
 
     /// Resident memory, in KiB (`VmRSS`) and its peak (`VmHWM`).
     pub fn memory_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         let field = |name: &str| {
             status
                 .lines()
@@ -236,5 +252,26 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+fn wait_log(
+    log: &Arc<(Mutex<Log>, Condvar)>,
+    needle: &str,
+    count: usize,
+    timeout: Duration,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    let (lock, cv) = &**log;
+    let mut log = lock.lock().expect("log lock");
+    loop {
+        if log.lines.iter().filter(|l| l.contains(needle)).count() >= count {
+            return true;
+        }
+        let now = Instant::now();
+        if log.closed || now >= deadline {
+            return false;
+        }
+        log = cv.wait_timeout(log, deadline - now).expect("log lock").0;
     }
 }

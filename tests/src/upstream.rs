@@ -49,16 +49,24 @@ type Body = BoxBody<Bytes, Infallible>;
 impl Upstream {
     /// Starts an upstream called `name` on 127.0.0.1:0.
     pub async fn start(name: &str) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream address");
         let received = Arc::new(Mutex::new(Vec::new()));
         let (count_tx, count) = tokio::sync::watch::channel(0usize);
         let count_tx = Arc::new(count_tx);
         let connections = Arc::new(AtomicUsize::new(0));
-        let (r, c, n) = (received.clone(), connections.clone(), Arc::<str>::from(name));
+        let (r, c, n) = (
+            received.clone(),
+            connections.clone(),
+            Arc::<str>::from(name),
+        );
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let connection = c.fetch_add(1, Ordering::SeqCst);
                 let (r, n, t) = (r.clone(), n.clone(), count_tx.clone());
                 tokio::spawn(async move {
@@ -115,7 +123,11 @@ async fn handle(
     log: &Mutex<Vec<Received>>,
     count: &tokio::sync::watch::Sender<usize>,
 ) -> Response<Body> {
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
     log.lock().expect("received lock").push(Received {
         method: req.method().clone(),
         path: path.clone(),
@@ -185,7 +197,10 @@ async fn handle(
         }
         // An authorization service: 200 for `Bearer good`, else 403.
         "check" => {
-            let good = req.headers().get("authorization").is_some_and(|v| v == "Bearer good");
+            let good = req
+                .headers()
+                .get("authorization")
+                .is_some_and(|v| v == "Bearer good");
             if good {
                 text(StatusCode::OK, "allowed")
             } else {

@@ -46,8 +46,18 @@ async fn one_keepalive_connection_alternates_between_endpoints() {
     assert_eq!(a.received().len(), 5);
     assert_eq!(b.received().len(), 5);
     // Sequential requests reuse the pooled upstream connection.
-    assert_eq!(a.connections(), 1, "upstream a saw {} connections", a.connections());
-    assert_eq!(b.connections(), 1, "upstream b saw {} connections", b.connections());
+    assert_eq!(
+        a.connections(),
+        1,
+        "upstream a saw {} connections",
+        a.connections()
+    );
+    assert_eq!(
+        b.connections(),
+        1,
+        "upstream b saw {} connections",
+        b.connections()
+    );
 }
 
 #[tokio::test]
@@ -58,7 +68,9 @@ async fn concurrent_h2_streams_spread_over_endpoints() {
     let mut tasks = Vec::new();
     for i in 0..100 {
         let mut client = client.clone();
-        tasks.push(tokio::spawn(async move { client.get(&format!("/ping/{i}")).await }));
+        tasks.push(tokio::spawn(async move {
+            client.get(&format!("/ping/{i}")).await
+        }));
     }
     let mut counts: HashMap<String, usize> = HashMap::new();
     for task in tasks {
@@ -69,7 +81,10 @@ async fn concurrent_h2_streams_spread_over_endpoints() {
     assert_eq!(counts.get("a"), Some(&50), "{counts:?}");
     assert_eq!(counts.get("b"), Some(&50), "{counts:?}");
     // Upstreams see HTTP/1.1, translated from HTTP/2.
-    assert!(a.received().iter().all(|r| r.version == http::Version::HTTP_11));
+    assert!(a
+        .received()
+        .iter()
+        .all(|r| r.version == http::Version::HTTP_11));
     // Far fewer upstream connections than requests.
     assert!(a.connections() + b.connections() <= 100);
 }

@@ -21,13 +21,21 @@ connect_timeout = "250ms"
 fn stderr_of(text: &str) -> (i32, String, String) {
     let (output, path, _dir) = check_config(text);
     let code = output.status.code().unwrap_or(-1);
-    (code, String::from_utf8_lossy(&output.stderr).into_owned(), path.display().to_string())
+    (
+        code,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        path.display().to_string(),
+    )
 }
 
 #[test]
 fn a_good_config_passes() {
     let (output, _, _dir) = check_config(GOOD);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]
@@ -60,7 +68,9 @@ fn dangling_cluster_reference_names_line_and_key() {
 
 #[test]
 fn every_semantic_error_is_reported_at_once() {
-    let text = GOOD.replace("cluster = \"c\"", "cluster = \"missing\"").replace("127.0.0.1:8080", "no-port");
+    let text = GOOD
+        .replace("cluster = \"c\"", "cluster = \"missing\"")
+        .replace("127.0.0.1:8080", "no-port");
     let (code, err, _) = stderr_of(&text);
     assert_ne!(code, 0);
     assert!(err.contains("unknown cluster"), "{err}");
@@ -73,13 +83,20 @@ fn the_example_configs_are_valid() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&examples).expect("examples dir") {
         let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "toml") && path.file_name().is_some_and(|n| n != "Cargo.toml") {
+        if path.extension().is_some_and(|e| e == "toml")
+            && path.file_name().is_some_and(|n| n != "Cargo.toml")
+        {
             let output = std::process::Command::new(gateway_tests::binary())
                 .args(["check", "--config"])
                 .arg(&path)
                 .output()
                 .expect("run gateway check");
-            assert!(output.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
+            assert!(
+                output.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
             checked += 1;
         }
     }

@@ -60,13 +60,21 @@ fn get_with(path: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
 #[tokio::test]
 async fn a_filter_answers_a_path_locally() {
     let up = Upstream::start("up").await;
-    let gateway = Gateway::start(&config(&up, None, &filter("local", "tw-local-response", None))).await;
+    let gateway = Gateway::start(&config(
+        &up,
+        None,
+        &filter("local", "tw-local-response", None),
+    ))
+    .await;
     let mut client = gateway.http1("web").await;
     let reply = client.get("/local").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "hello from wasm");
     assert_eq!(reply.header("x-wasm-local"), Some("1"));
-    assert!(up.received().is_empty(), "the upstream must not see a locally answered request");
+    assert!(
+        up.received().is_empty(),
+        "the upstream must not see a locally answered request"
+    );
     assert_eq!(client.get("/other").await.text(), "up");
     assert_eq!(up.received().len(), 1);
 }
@@ -77,7 +85,9 @@ async fn request_and_response_headers_are_changed_as_configured() {
     let chain = filter(
         "headers",
         "tw-header-mutation",
-        Some(r#"{"request_header": ["x-from-config", "yes"], "response_header": ["x-out", "stamped"]}"#),
+        Some(
+            r#"{"request_header": ["x-from-config", "yes"], "response_header": ["x-out", "stamped"]}"#,
+        ),
     );
     let gateway = Gateway::start(&config(&up, None, &chain)).await;
     for mut client in [None, Some(gateway.http2("web").await)] {
@@ -89,7 +99,10 @@ async fn request_and_response_headers_are_changed_as_configured() {
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("x-out"), Some("stamped"));
         let seen = up.received().pop().expect("upstream saw the request");
-        assert_eq!(seen.headers.get("x-from-config").map(|v| v.as_bytes()), Some(&b"yes"[..]));
+        assert_eq!(
+            seen.headers.get("x-from-config").map(|v| v.as_bytes()),
+            Some(&b"yes"[..])
+        );
         assert!(!seen.headers.contains_key("x-remove-me"));
         assert!(seen.headers.contains_key("x-keep"));
     }
@@ -98,20 +111,35 @@ async fn request_and_response_headers_are_changed_as_configured() {
 #[tokio::test]
 async fn an_http_callout_allows_or_denies() {
     let (up, authz) = (Upstream::start("up").await, Upstream::start("authz").await);
-    let chain = filter("ext-authz", "tw-callout-auth", Some(r#"{"cluster": "authz", "path": "/check"}"#));
+    let chain = filter(
+        "ext-authz",
+        "tw-callout-auth",
+        Some(r#"{"cluster": "authz", "path": "/check"}"#),
+    );
     let gateway = Gateway::start(&config(&up, Some(&authz), &chain)).await;
     let mut client = gateway.http1("web").await;
 
-    let allowed = client.send(get_with("/private", &[("authorization", "Bearer good")])).await;
+    let allowed = client
+        .send(get_with("/private", &[("authorization", "Bearer good")]))
+        .await;
     assert_eq!(allowed.status, 200, "{}", allowed.text());
     assert_eq!(allowed.text(), "up");
-    let seen = up.received().pop().expect("allowed request reached the upstream");
+    let seen = up
+        .received()
+        .pop()
+        .expect("allowed request reached the upstream");
     assert_eq!(seen.headers["x-auth-checked"], "1");
 
-    let denied = client.send(get_with("/private", &[("authorization", "Bearer bad")])).await;
+    let denied = client
+        .send(get_with("/private", &[("authorization", "Bearer bad")]))
+        .await;
     assert_eq!(denied.status, 403);
     assert_eq!(denied.text(), "denied by callout");
-    assert_eq!(up.received().len(), 1, "the denied request never reached the upstream");
+    assert_eq!(
+        up.received().len(),
+        1,
+        "the denied request never reached the upstream"
+    );
     let checks = authz.received();
     assert_eq!(checks.len(), 2);
     assert_eq!(checks[1].headers["x-original-path"], "/private");
@@ -120,7 +148,12 @@ async fn an_http_callout_allows_or_denies() {
 #[tokio::test]
 async fn a_whole_response_body_is_buffered_and_rewritten() {
     let up = Upstream::start("up").await;
-    let gateway = Gateway::start(&config(&up, None, &filter("upper", "tw-body-rewrite", None))).await;
+    let gateway = Gateway::start(&config(
+        &up,
+        None,
+        &filter("upper", "tw-body-rewrite", None),
+    ))
+    .await;
     let mut client = gateway.http1("web").await;
     let reply = client.get("/download/300000").await;
     assert_eq!(reply.status, 200);
@@ -145,7 +178,10 @@ async fn shared_data_counts_requests_across_instances() {
     let mut seen = HashSet::new();
     for task in tasks {
         let reply = task.await.expect("task");
-        let count: u32 = reply.header("x-request-count").and_then(|v| v.parse().ok()).expect("count header");
+        let count: u32 = reply
+            .header("x-request-count")
+            .and_then(|v| v.parse().ok())
+            .expect("count header");
         assert!(seen.insert(count), "count {count} given twice");
     }
     assert_eq!(seen, (1..=40).collect::<HashSet<u32>>());
@@ -154,11 +190,26 @@ async fn shared_data_counts_requests_across_instances() {
 #[tokio::test]
 async fn a_tick_timer_fires_while_the_filter_is_loaded() {
     let up = Upstream::start("up").await;
-    let gateway = Gateway::start(&config(&up, None, &filter("ticks", "tw-tick-counter", Some("20")))).await;
+    let gateway = Gateway::start(&config(
+        &up,
+        None,
+        &filter("ticks", "tw-tick-counter", Some("20")),
+    ))
+    .await;
     let mut client = gateway.http1("web").await;
-    let first: u64 = client.get("/a").await.header("x-tick-count").and_then(|v| v.parse().ok()).expect("tick count");
+    let first: u64 = client
+        .get("/a")
+        .await
+        .header("x-tick-count")
+        .and_then(|v| v.parse().ok())
+        .expect("tick count");
     // The upstream holds this request 400 ms: ticks keep coming meanwhile.
-    let later: u64 = client.get("/slow/400").await.header("x-tick-count").and_then(|v| v.parse().ok()).expect("tick count");
+    let later: u64 = client
+        .get("/slow/400")
+        .await
+        .header("x-tick-count")
+        .and_then(|v| v.parse().ok())
+        .expect("tick count");
     assert!(later >= first + 5, "ticks: {first} then {later}");
 }
 
@@ -166,7 +217,10 @@ async fn a_tick_timer_fires_while_the_filter_is_loaded() {
 async fn a_filter_whose_configure_fails_or_lacks_the_abi_is_rejected_with_a_reason() {
     let up = Upstream::start("up").await;
     let dir = tempfile::tempdir().expect("dir");
-    let no_abi = wasm::wat_to(r#"(module (memory (export "memory") 1))"#, &dir.path().join("no-abi.wasm"));
+    let no_abi = wasm::wat_to(
+        r#"(module (memory (export "memory") 1))"#,
+        &dir.path().join("no-abi.wasm"),
+    );
     let chain = format!(
         "{}failure = \"open\"\n[[listener.filter]]\nname = \"no-abi\"\npath = \"{}\"\nfailure = \"closed\"\n",
         filter("bad-config", "tw-tick-counter", Some("not a number")),
@@ -175,7 +229,10 @@ async fn a_filter_whose_configure_fails_or_lacks_the_abi_is_rejected_with_a_reas
     let gateway = Gateway::start_in(dir, &config(&up, None, &chain)).await;
     let logs = gateway.logs().join("\n");
     assert!(logs.contains("bad-config"), "{logs}");
-    assert!(logs.contains("proxy_abi_version"), "the reason names the missing ABI marker: {logs}");
+    assert!(
+        logs.contains("proxy_abi_version"),
+        "the reason names the missing ABI marker: {logs}"
+    );
     // The open one is skipped; the closed one answers 503 naming itself.
     let reply = gateway.http1("web").await.get("/x").await;
     assert_eq!(reply.status, 503);
@@ -196,10 +253,15 @@ async fn a_chain_of_three_serves_a_thousand_requests_in_flight_in_both_isolation
         .concat();
         // Request isolation needs an instance per filter per request in
         // flight: 3 x 1,000 pool slots.
-        let text = format!("[wasm]\nmax_instances = 3100\n{}", config(&up, None, &chain)).replace(
+        let text = format!(
+            "[wasm]\nmax_instances = 3100\n{}",
+            config(&up, None, &chain)
+        )
+        .replace(
             "address = \"127.0.0.1:0\"",
             "address = \"127.0.0.1:0\"\n[listener.http]\nh2_max_concurrent_streams = 1000",
-        ).replace(
+        )
+        .replace(
             // A thousand connects at once can overflow an accept backlog;
             // the kernel retries a dropped SYN after a second.
             &format!("endpoints = [\"{}\"]", up.addr),
@@ -211,17 +273,29 @@ async fn a_chain_of_three_serves_a_thousand_requests_in_flight_in_both_isolation
         let mut tasks = Vec::new();
         for i in 0..1000 {
             let mut client = client.clone();
-            tasks.push(tokio::spawn(async move { client.get(&format!("/slow/50?i={i}")).await }));
+            tasks.push(tokio::spawn(async move {
+                client.get(&format!("/slow/50?i={i}")).await
+            }));
         }
         let mut counts = HashSet::new();
         for task in tasks {
-            let reply = tokio::time::timeout(Duration::from_secs(60), task).await.expect("in time").expect("task");
+            let reply = tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .expect("in time")
+                .expect("task");
             assert_eq!(reply.status, 200, "{isolation}: {}", reply.text());
             assert_eq!(reply.header("x-wasm-response"), Some("added"));
             counts.insert(reply.header("x-request-count").map(str::to_owned));
         }
-        assert_eq!(counts.len(), 1000, "{isolation}: every request counted once");
-        assert!(up.received().iter().all(|r| r.headers.contains_key("x-wasm-request")));
+        assert_eq!(
+            counts.len(),
+            1000,
+            "{isolation}: every request counted once"
+        );
+        assert!(up
+            .received()
+            .iter()
+            .all(|r| r.headers.contains_key("x-wasm-request")));
         // HTTP/1.1: 1,000 connections, one request each, all in flight.
         let addr = gateway.addr("web");
         let mut tasks = Vec::new();
@@ -232,7 +306,10 @@ async fn a_chain_of_three_serves_a_thousand_requests_in_flight_in_both_isolation
             }));
         }
         for task in tasks {
-            let reply = tokio::time::timeout(Duration::from_secs(60), task).await.expect("in time").expect("task");
+            let reply = tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .expect("in time")
+                .expect("task");
             assert_eq!(reply.status, 200, "{isolation}: {}", reply.text());
         }
         assert_eq!(up.received().len(), 2000);

@@ -40,7 +40,10 @@ async fn gateway_with(name: &str, failure: &str, up: &Upstream) -> Gateway {
 }
 
 fn attack() -> Request<Full<Bytes>> {
-    Request::get("/attack").header("x-attack", "1").body(Full::new(Bytes::new())).expect("request")
+    Request::get("/attack")
+        .header("x-attack", "1")
+        .body(Full::new(Bytes::new()))
+        .expect("request")
 }
 
 #[tokio::test]
@@ -54,15 +57,32 @@ async fn each_attack_fails_closed_and_the_next_request_succeeds() {
         let (reply, other) = tokio::join!(client.send(attack()), bystander.get("/fine"));
         let took = started.elapsed();
         assert_eq!(reply.status, 503, "{name}: {}", reply.text());
-        assert!(reply.text().contains(name), "{name}: the body names the filter: {}", reply.text());
+        assert!(
+            reply.text().contains(name),
+            "{name}: the body names the filter: {}",
+            reply.text()
+        );
         if name == "loop" {
-            assert!(took < Duration::from_millis(DEADLINE_MS + 100 + 400), "{name}: took {took:?}");
+            assert!(
+                took < Duration::from_millis(DEADLINE_MS + 100 + 400),
+                "{name}: took {took:?}"
+            );
         }
-        assert_eq!(other.status, 200, "{name}: a request on another instance is untouched");
+        assert_eq!(
+            other.status, 200,
+            "{name}: a request on another instance is untouched"
+        );
         for _ in 0..3 {
-            assert_eq!(client.get("/after").await.status, 200, "{name}: the next requests succeed");
+            assert_eq!(
+                client.get("/after").await.status,
+                200,
+                "{name}: the next requests succeed"
+            );
         }
-        assert!(!up.received().iter().any(|r| r.path == "/attack"), "{name}: the attack never reached the upstream");
+        assert!(
+            !up.received().iter().any(|r| r.path == "/attack"),
+            "{name}: the attack never reached the upstream"
+        );
     }
 }
 
@@ -89,5 +109,7 @@ async fn out_of_range_pointers_get_an_error_status_never_a_host_panic() {
     // answered INVALID_MEMORY_ACCESS.
     let received = up.received();
     assert_eq!(received.len(), 3);
-    assert!(received.iter().all(|r| r.headers.get("x-bad-pointers").is_some_and(|v| v == "ok")));
+    assert!(received
+        .iter()
+        .all(|r| r.headers.get("x-bad-pointers").is_some_and(|v| v == "ok")));
 }

@@ -13,7 +13,10 @@ use tokio::net::TcpStream;
 /// A listener `web` with `routes` and clusters `up` (the given upstreams)
 /// and `empty` (no endpoints).
 fn config(upstreams: &[&Upstream], routes: &str, cluster_extra: &str) -> String {
-    let endpoints: Vec<String> = upstreams.iter().map(|u| format!("\"{}\"", u.addr)).collect();
+    let endpoints: Vec<String> = upstreams
+        .iter()
+        .map(|u| format!("\"{}\"", u.addr))
+        .collect();
     format!(
         r#"
         [[listener]]
@@ -61,7 +64,9 @@ const ROUTES: &str = r#"
 
 /// A port with nothing listening on it.
 async fn dead_port() -> std::net::SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     l.local_addr().expect("addr")
 }
 
@@ -75,15 +80,24 @@ async fn routes_match_on_path_method_and_host_and_unmatched_is_404() {
     let reply = client.get("/elsewhere").await;
     assert_eq!(reply.status, 404);
     assert_eq!(reply.text(), "no route\n");
-    let post = Request::post("/app/x").body(Full::new(Bytes::new())).expect("req");
+    let post = Request::post("/app/x")
+        .body(Full::new(Bytes::new()))
+        .expect("req");
     assert_eq!(client.send(post).await.status, 404);
-    let by_host = Request::get("/anything").header("host", "only.example:80").body(Full::new(Bytes::new())).expect("req");
+    let by_host = Request::get("/anything")
+        .header("host", "only.example:80")
+        .body(Full::new(Bytes::new()))
+        .expect("req");
     assert_eq!(client.send(by_host).await.text(), "up");
 
     let direct = client.get("/direct").await;
     assert_eq!(direct.status, 418);
     assert_eq!(direct.text(), "short and stout");
-    assert_eq!(up.received().len(), 2, "only the two routed requests reach the upstream");
+    assert_eq!(
+        up.received().len(),
+        2,
+        "only the two routed requests reach the upstream"
+    );
 }
 
 #[tokio::test]
@@ -95,10 +109,17 @@ async fn no_endpoint_is_503_and_dead_upstream_is_502() {
     let mut client = gateway.http1("web").await;
     let reply = client.get("/nothing").await;
     assert_eq!(reply.status, 503);
-    assert!(reply.text().contains("no healthy upstream"), "{}", reply.text());
+    assert!(
+        reply.text().contains("no healthy upstream"),
+        "{}",
+        reply.text()
+    );
     let reply = client.get("/app/x").await;
     assert_eq!(reply.status, 502);
-    assert!(gateway.wait_for_log("upstream_connect_failure", Duration::from_secs(5)), "the access log names the failure");
+    assert!(
+        gateway.wait_for_log("upstream_connect_failure", Duration::from_secs(5)),
+        "the access log names the failure"
+    );
 }
 
 #[tokio::test]
@@ -185,9 +206,13 @@ async fn h2_request_reaches_h11_upstream_with_authority_as_host() {
 async fn websocket_style_upgrade_is_tunnelled() {
     let up = Upstream::start("up").await;
     let gateway = Gateway::start(&config(&[&up], ROUTES, "")).await;
-    let mut stream = TcpStream::connect(gateway.addr("web")).await.expect("connect");
+    let mut stream = TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
     stream
-        .write_all(b"GET /app/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .write_all(
+            b"GET /app/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
         .await
         .expect("write");
     let mut head = Vec::new();
@@ -199,7 +224,10 @@ async fn websocket_style_upgrade_is_tunnelled() {
     let head = String::from_utf8_lossy(&head).to_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: echo"), "{head}");
-    stream.write_all(b"hello through the tunnel").await.expect("write");
+    stream
+        .write_all(b"hello through the tunnel")
+        .await
+        .expect("write");
     let mut echoed = [0u8; 24];
     tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echoed))
         .await
@@ -210,7 +238,9 @@ async fn websocket_style_upgrade_is_tunnelled() {
 
 /// Sends raw bytes and returns the response head.
 async fn raw(gateway: &Gateway, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(gateway.addr("web")).await.expect("connect");
+    let mut stream = TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
     stream.write_all(request).await.expect("write");
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
@@ -224,8 +254,13 @@ async fn raw(gateway: &Gateway, request: &[u8]) -> String {
 async fn oversized_headers_are_431_and_malformed_requests_400() {
     let up = Upstream::start("up").await;
     let gateway = Gateway::start(&config(&[&up], ROUTES, "")).await;
-    let big = format!("GET /app/x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
-    assert!(raw(&gateway, big.as_bytes()).await.starts_with("HTTP/1.1 431"));
+    let big = format!(
+        "GET /app/x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    assert!(raw(&gateway, big.as_bytes())
+        .await
+        .starts_with("HTTP/1.1 431"));
     let no_host = raw(&gateway, b"GET /app/x HTTP/1.1\r\n\r\n").await;
     assert!(no_host.starts_with("HTTP/1.1 400"), "{no_host}");
     let garbage = raw(&gateway, b"NOT HTTP AT ALL\r\n\r\n").await;
@@ -236,13 +271,19 @@ async fn oversized_headers_are_431_and_malformed_requests_400() {
 #[tokio::test]
 async fn idle_keepalive_connections_are_closed_busy_ones_are_not() {
     let up = Upstream::start("up").await;
-    let text = config(&[&up], ROUTES, "").replace("max_header_bytes = 8192", "max_header_bytes = 8192\nidle_timeout = \"300ms\"");
+    let text = config(&[&up], ROUTES, "").replace(
+        "max_header_bytes = 8192",
+        "max_header_bytes = 8192\nidle_timeout = \"300ms\"",
+    );
     let gateway = Gateway::start(&text).await;
     let mut client = gateway.http1("web").await;
     // A request longer than the idle timeout is not cut off...
     assert_eq!(client.get("/app/slow/600").await.status, 200);
     // ...but the connection is closed once it sits idle.
     let started = std::time::Instant::now();
-    assert!(client.wait_closed(Duration::from_secs(5)).await, "idle connection still open");
+    assert!(
+        client.wait_closed(Duration::from_secs(5)).await,
+        "idle connection still open"
+    );
     assert!(started.elapsed() >= Duration::from_millis(250));
 }

@@ -49,16 +49,29 @@ async fn route_change_applies_on_the_open_connection_and_bad_config_is_rejected(
     assert_eq!(client.get("/ping").await.text(), "a");
 
     gateway.rewrite_config(&config(&a, &b, "b", false));
-    assert!(gateway.wait_for_log("config reloaded", WAIT), "{:?}", gateway.logs());
+    assert!(
+        gateway.wait_for_log("config reloaded", WAIT),
+        "{:?}",
+        gateway.logs()
+    );
     // Same keep-alive connection, new route.
     assert_eq!(client.get("/ping").await.text(), "b");
     assert!(!client.is_closed());
 
     // A bad file: reported with line and key, the config in force stays.
-    gateway.rewrite_config(&config(&a, &b, "b", false).replace("path = \"/ping\"", "paht = \"/ping\""));
+    gateway.rewrite_config(
+        &config(&a, &b, "b", false).replace("path = \"/ping\"", "paht = \"/ping\""),
+    );
     assert!(gateway.wait_for_log("config reload rejected", WAIT));
-    let rejected = gateway.logs().into_iter().find(|l| l.contains("config reload rejected")).unwrap_or_default();
-    assert!(rejected.contains("unknown field `paht`") && rejected.contains("gateway.toml:"), "{rejected}");
+    let rejected = gateway
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("config reload rejected"))
+        .unwrap_or_default();
+    assert!(
+        rejected.contains("unknown field `paht`") && rejected.contains("gateway.toml:"),
+        "{rejected}"
+    );
     assert_eq!(client.get("/ping").await.text(), "b");
 }
 
@@ -70,7 +83,10 @@ async fn sighup_reload_starts_and_stops_listeners() {
     std::fs::write(&gateway.config_path, config(&a, &b, "a", true)).expect("write");
     gateway.hangup();
     assert!(gateway.wait_for_log("config reloaded", WAIT));
-    assert!(gateway.logs().iter().any(|l| l.contains("listening") && l.contains("listener=extra")));
+    assert!(gateway
+        .logs()
+        .iter()
+        .any(|l| l.contains("listening") && l.contains("listener=extra")));
     gateway.read_addresses();
     let mut extra = gateway.http1("extra").await;
     assert_eq!(extra.get("/anything").await.text(), "b");
@@ -79,7 +95,10 @@ async fn sighup_reload_starts_and_stops_listeners() {
     std::fs::write(&gateway.config_path, config(&a, &b, "a", false)).expect("write");
     gateway.hangup();
     assert!(gateway.wait_for_log("listener stopped", WAIT));
-    assert!(tokio::net::TcpStream::connect(extra_addr).await.is_err(), "removed listener no longer accepts");
+    assert!(
+        tokio::net::TcpStream::connect(extra_addr).await.is_err(),
+        "removed listener no longer accepts"
+    );
     let mut web = gateway.http1("web").await;
     assert_eq!(web.get("/ping").await.text(), "a");
 }

@@ -30,12 +30,18 @@ async fn sigterm_lets_the_request_in_flight_finish() {
     let mut client = gateway.http1("web").await;
     let in_flight = tokio::spawn(async move { client.get("/slow/700").await });
     // Signal once the upstream has the request, so it is truly in flight.
-    assert!(up.wait_for_requests(1).await, "request never reached the upstream");
+    assert!(
+        up.wait_for_requests(1).await,
+        "request never reached the upstream"
+    );
     gateway.terminate();
     assert!(gateway.wait_for_log("shutting down", Duration::from_secs(5)));
     let reply = in_flight.await.expect("task");
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "up");
     assert_eq!(gateway.wait_exit(Duration::from_secs(10)), Some(0));
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
 }

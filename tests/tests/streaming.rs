@@ -42,7 +42,9 @@ async fn large_bodies_stream_both_ways_in_bounded_memory() {
 
     // Download: read and discard as it arrives.
     let mut client = gateway.http1("web").await;
-    let resp = client.send_streaming(gateway_tests_get(&format!("/download/{SIZE}"))).await;
+    let resp = client
+        .send_streaming(gateway_tests_get(&format!("/download/{SIZE}")))
+        .await;
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
     let mut received = 0usize;
@@ -52,11 +54,18 @@ async fn large_bodies_stream_both_ways_in_bounded_memory() {
     assert_eq!(received, SIZE);
 
     // Upload: a streamed request body of unknown length (chunked).
-    let stream = TcpStream::connect(gateway.addr("web")).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    let stream = TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
     tokio::spawn(conn);
     let chunk = Bytes::from(vec![b'u'; 256 * 1024]);
-    let frames = stream::iter((0..SIZE / chunk.len()).map(move |_| Ok::<_, std::convert::Infallible>(Frame::data(chunk.clone()))));
+    let frames = stream::iter(
+        (0..SIZE / chunk.len())
+            .map(move |_| Ok::<_, std::convert::Infallible>(Frame::data(chunk.clone()))),
+    );
     let req = http::Request::post("/upload")
         .header("host", "up")
         .body(StreamBody::new(frames))
@@ -68,10 +77,14 @@ async fn large_bodies_stream_both_ways_in_bounded_memory() {
 
     let (_, peak) = gateway.memory_kib();
     let growth = peak.saturating_sub(baseline);
-    eprintln!("gateway resident memory: baseline {baseline} KiB, peak {peak} KiB, growth {growth} KiB");
+    eprintln!(
+        "gateway resident memory: baseline {baseline} KiB, peak {peak} KiB, growth {growth} KiB"
+    );
     assert!(growth < BOUND_KIB, "resident memory grew by {growth} KiB");
 }
 
 fn gateway_tests_get(path: &str) -> http::Request<http_body_util::Full<Bytes>> {
-    http::Request::get(path).body(http_body_util::Full::new(Bytes::new())).expect("request")
+    http::Request::get(path)
+        .body(http_body_util::Full::new(Bytes::new()))
+        .expect("request")
 }

@@ -38,6 +38,13 @@ struct Metrics {
     duration: Family<ListenerLabel, Histogram>,
     active_connections: Gauge,
     config_reloads: Family<ResultLabel, Counter>,
+    filter_reloads: Family<FilterResult, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FilterResult {
+    filter: String,
+    result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,7 +72,10 @@ fn metrics() -> &'static Metrics {
         registry.register("active_connections", "Downstream connections open", active_connections.clone());
         let config_reloads = Family::<ResultLabel, Counter>::default();
         registry.register("config_reloads", "Configuration reloads by result (ok, rejected)", config_reloads.clone());
+        let filter_reloads = Family::<FilterResult, Counter>::default();
+        registry.register("filter_reloads", "Filter loads from a folder by filter and result (ok, rejected)", filter_reloads.clone());
         Metrics {
+            filter_reloads,
             config_reloads,
             registry,
             requests,
@@ -102,10 +112,27 @@ pub fn record_request(record: &AccessRecord) {
         .observe(record.started.elapsed().as_secs_f64());
 }
 
+/// Counts a filter (re)load from a folder.
+pub fn filter_reload(filter: &str, ok: bool) {
+    let result = if ok { "ok" } else { "rejected" };
+    metrics()
+        .filter_reloads
+        .get_or_create(&FilterResult {
+            filter: filter.into(),
+            result: result.into(),
+        })
+        .inc();
+}
+
 /// Counts a configuration reload.
 pub fn config_reload(ok: bool) {
     let result = if ok { "ok" } else { "rejected" };
-    metrics().config_reloads.get_or_create(&ResultLabel { result: result.into() }).inc();
+    metrics()
+        .config_reloads
+        .get_or_create(&ResultLabel {
+            result: result.into(),
+        })
+        .inc();
 }
 
 pub fn connection_opened() {

@@ -35,7 +35,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<AdminState>, mut shutdown: 
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(handle(&admin, req)) }
+                async move { Ok::<_, Infallible>(handle(&admin, req).await) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
@@ -44,7 +44,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<AdminState>, mut shutdown: 
     }
 }
 
-fn handle(admin: &AdminState, req: Request<Incoming>) -> Response<Body> {
+async fn handle(admin: &AdminState, req: Request<Incoming>) -> Response<Body> {
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/ready" => {
@@ -59,14 +59,16 @@ fn handle(admin: &AdminState, req: Request<Incoming>) -> Response<Body> {
             json(serde_json::to_string_pretty(&*snapshot.config).unwrap_or_default())
         }
         "/filters" => {
-            let snapshot = admin.state.load();
-            json(serde_json::to_string_pretty(&snapshot.filter_status()).unwrap_or_default())
+            let snapshot = admin.state.load_full();
+            json(serde_json::to_string_pretty(&snapshot.filter_status().await).unwrap_or_default())
         }
         "/metrics" => {
             let mut resp = Response::new(body::full(metrics::encode()));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                header::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             resp
         }
@@ -80,7 +82,9 @@ fn text(status: StatusCode, s: String) -> Response<Body> {
 
 fn json(s: String) -> Response<Body> {
     let mut resp = Response::new(body::full(s));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     resp
 }

@@ -42,7 +42,13 @@ impl ConfigError {
     }
 
     /// A semantic problem at `span` of `text`.
-    pub fn at(file: &Path, text: &str, span: Option<Range<usize>>, key: String, message: String) -> Self {
+    pub fn at(
+        file: &Path,
+        text: &str,
+        span: Option<Range<usize>>,
+        key: String,
+        message: String,
+    ) -> Self {
         Self {
             file: file.to_path_buf(),
             position: span.map(|s| line_col(text, s.start)),
@@ -102,7 +108,10 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 fn key_at(text: &str, span: Range<usize>) -> Option<String> {
     let start = span.start.min(text.len());
     let line_start = text.get(..start)?.rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text.get(start..)?.find('\n').map_or(text.len(), |i| start + i);
+    let line_end = text
+        .get(start..)?
+        .find('\n')
+        .map_or(text.len(), |i| start + i);
     let line = text.get(line_start..line_end)?.trim();
     if line.starts_with('[') {
         return Some(line.trim_matches(|c| c == '[' || c == ']').to_string());
@@ -127,6 +136,9 @@ mod tests {
     fn key_is_taken_from_the_line() {
         let text = "[cluster]\nconnect_timeout = \"5 parsecs\"\n";
         let start = text.find("\"5").unwrap_or(0);
-        assert_eq!(key_at(text, start..start + 3).as_deref(), Some("connect_timeout"));
+        assert_eq!(
+            key_at(text, start..start + 3).as_deref(),
+            Some("connect_timeout")
+        );
     }
 }

@@ -40,12 +40,24 @@ pub struct ListenerConfig {
     /// The filter chain every request on this listener goes through, in order.
     #[serde(default, rename = "filter")]
     pub filters: Vec<FilterConfig>,
+    /// A folder whose `*.wasm` files make a filter chain, in file-name
+    /// order, run after `filter`; watched, reloaded on change.
+    #[serde(default)]
+    pub filters_dir: Option<std::path::PathBuf>,
+    /// How often the folder is also polled, for file systems without
+    /// change events ("0s": events only).
+    #[serde(default = "default_filters_poll", with = "humantime_serde")]
+    pub filters_poll: Duration,
     /// The route table, first match wins.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
     /// For `tcp` listeners: the cluster connections are forwarded to.
     #[serde(default)]
     pub cluster: Option<Spanned<String>>,
+}
+
+fn default_filters_poll() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn default_max_connections() -> usize {

@@ -16,9 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use cluster::{BalancePolicy, ClusterConfig};
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
-pub use listener::{
-    DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig,
-};
+pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -86,9 +84,8 @@ impl Config {
     /// Reads, parses and validates the file at `path`. All problems found
     /// are returned together.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors::single(ConfigError::io(path, &e))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors::single(ConfigError::io(path, &e)))?;
         Self::parse(path, &text)
     }
 
@@ -107,8 +104,17 @@ impl Config {
 
     /// Makes filter paths relative to the config file's directory absolute.
     fn resolve_paths(&mut self) {
-        let base = self.source.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = self
+            .source
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         for listener in &mut self.listeners {
+            if let Some(dir) = &mut listener.filters_dir {
+                if dir.is_relative() {
+                    *dir = base.join(&*dir);
+                }
+            }
             for filter in &mut listener.filters {
                 if filter.path.is_relative() {
                     filter.path = base.join(&filter.path);

@@ -16,11 +16,19 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
     for (i, cluster) in config.clusters.iter().enumerate() {
         let key = format!("cluster[{i}]");
         if !clusters.insert(cluster.name.as_str()) {
-            err(None, format!("{key}.name"), format!("duplicate cluster name `{}`", cluster.name));
+            err(
+                None,
+                format!("{key}.name"),
+                format!("duplicate cluster name `{}`", cluster.name),
+            );
         }
         for (j, endpoint) in cluster.endpoints.iter().enumerate() {
             if let Err(why) = check_endpoint(endpoint) {
-                err(None, format!("{key}.endpoints[{j}]"), format!("bad endpoint `{endpoint}`: {why}"));
+                err(
+                    None,
+                    format!("{key}.endpoints[{j}]"),
+                    format!("bad endpoint `{endpoint}`: {why}"),
+                );
             }
         }
     }
@@ -30,20 +38,40 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
     for (i, listener) in config.listeners.iter().enumerate() {
         let key = format!("listener[{i}]");
         if !names.insert(listener.name.as_str()) {
-            err(None, format!("{key}.name"), format!("duplicate listener name `{}`", listener.name));
+            err(
+                None,
+                format!("{key}.name"),
+                format!("duplicate listener name `{}`", listener.name),
+            );
         }
         if listener.address.port() != 0 && !addresses.insert(listener.address) {
-            err(None, format!("{key}.address"), format!("address {} is used twice", listener.address));
+            err(
+                None,
+                format!("{key}.address"),
+                format!("address {} is used twice", listener.address),
+            );
         }
         if listener.max_connections == 0 {
-            err(None, format!("{key}.max_connections"), "must be at least 1".into());
+            err(
+                None,
+                format!("{key}.max_connections"),
+                "must be at least 1".into(),
+            );
         }
         if listener.http.max_header_bytes < 8192 {
-            err(None, format!("{key}.http.max_header_bytes"), "must be at least 8192".into());
+            err(
+                None,
+                format!("{key}.http.max_header_bytes"),
+                "must be at least 8192".into(),
+            );
         }
         match listener.protocol {
             Protocol::Tcp => match &listener.cluster {
-                None => err(None, format!("{key}.cluster"), "a tcp listener needs a cluster".into()),
+                None => err(
+                    None,
+                    format!("{key}.cluster"),
+                    "a tcp listener needs a cluster".into(),
+                ),
                 Some(name) if !clusters.contains(name.get_ref().as_str()) => err(
                     Some(name.span()),
                     format!("{key}.cluster"),
@@ -53,8 +81,26 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
             },
             Protocol::Http | Protocol::Https => {
                 if let Some(name) = &listener.cluster {
-                    err(Some(name.span()), format!("{key}.cluster"), "only tcp listeners take a cluster; use routes".into());
+                    err(
+                        Some(name.span()),
+                        format!("{key}.cluster"),
+                        "only tcp listeners take a cluster; use routes".into(),
+                    );
                 }
+            }
+        }
+        if let Some(dir) = &listener.filters_dir {
+            let resolved = if dir.is_relative() {
+                file.parent().unwrap_or(Path::new(".")).join(dir)
+            } else {
+                dir.clone()
+            };
+            if !resolved.is_dir() {
+                err(
+                    None,
+                    format!("{key}.filters_dir"),
+                    format!("{} is not a directory", resolved.display()),
+                );
             }
         }
         for (j, filter) in listener.filters.iter().enumerate() {
@@ -70,7 +116,11 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
                 }
             }
             if route.path.is_some() == route.path_prefix.is_some() {
-                err(None, key.clone(), "a route needs exactly one of `path` and `path_prefix`".into());
+                err(
+                    None,
+                    key.clone(),
+                    "a route needs exactly one of `path` and `path_prefix`".into(),
+                );
             }
             for p in route.path.iter().chain(route.path_prefix.iter()) {
                 if !p.starts_with('/') {
@@ -79,21 +129,37 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
             }
             if let Some(method) = &route.method {
                 if http::Method::from_bytes(method.as_bytes()).is_err() {
-                    err(None, format!("{key}.method"), format!("`{method}` is not a method"));
+                    err(
+                        None,
+                        format!("{key}.method"),
+                        format!("`{method}` is not a method"),
+                    );
                 }
             }
             match (&route.cluster, &route.direct) {
                 (Some(name), None) => {
                     if !clusters.contains(name.get_ref().as_str()) {
-                        err(Some(name.span()), format!("{key}.cluster"), format!("unknown cluster `{}`", name.get_ref()));
+                        err(
+                            Some(name.span()),
+                            format!("{key}.cluster"),
+                            format!("unknown cluster `{}`", name.get_ref()),
+                        );
                     }
                 }
                 (None, Some(direct)) => {
                     if !(100..=599).contains(&direct.status) {
-                        err(None, format!("{key}.direct.status"), format!("{} is not an HTTP status", direct.status));
+                        err(
+                            None,
+                            format!("{key}.direct.status"),
+                            format!("{} is not an HTTP status", direct.status),
+                        );
                     }
                 }
-                _ => err(None, key.clone(), "a route needs exactly one of `cluster` and `direct`".into()),
+                _ => err(
+                    None,
+                    key.clone(),
+                    "a route needs exactly one of `cluster` and `direct`".into(),
+                ),
             }
         }
     }

@@ -65,6 +65,13 @@ impl FilterChain {
         }
     }
 
+    /// A chain of filters loaded elsewhere (the filter folder).
+    pub(crate) fn from_loaded(filters: Vec<Arc<LoadedFilter>>) -> FilterChain {
+        FilterChain {
+            filters: Arc::from(filters),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.filters.is_empty()
     }

@@ -12,6 +12,7 @@ mod chain;
 mod convert;
 mod core;
 mod engine;
+mod folder;
 mod instance;
 mod metrics;
 mod pool;
@@ -25,6 +26,7 @@ mod tests;
 
 pub use chain::{ChainRun, FilterChain};
 pub use engine::FilterHost;
+pub use folder::FilterFolder;
 pub use instance::GuestFault;
 pub use metrics::{MetricKind, MetricSnapshot};
 pub use pool::FilterStatus;

@@ -275,6 +275,17 @@ impl LoadedFilter {
         &self.host
     }
 
+    /// Whether the module compiled and its VM started.
+    pub fn is_loaded(&self) -> bool {
+        self.code.is_some()
+    }
+
+    /// The sha256 of the module bytes it was loaded from (empty if it
+    /// could not be read).
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
     /// A filter that could not even be attempted (its load task died).
     pub fn unavailable(
         host: &Arc<FilterHost>,

@@ -72,7 +72,12 @@ pub struct LoggedBody {
 }
 
 impl LoggedBody {
-    pub fn new(inner: Body, record: AccessRecord, runs: Vec<ChainRun>, activity: Arc<ConnActivity>) -> Self {
+    pub fn new(
+        inner: Body,
+        record: AccessRecord,
+        runs: Vec<ChainRun>,
+        activity: Arc<ConnActivity>,
+    ) -> Self {
         Self {
             inner,
             record: Some(record),
@@ -104,7 +109,10 @@ impl http_body::Body for LoggedBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
@@ -148,7 +156,10 @@ impl http_body::Body for CountedBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {

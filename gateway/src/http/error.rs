@@ -47,10 +47,12 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::UnknownCluster(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Upstream(UpstreamError::NoHealthyEndpoint { .. }) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Upstream(UpstreamError::Connect { .. } | UpstreamError::Protocol { .. }) => {
-                StatusCode::BAD_GATEWAY
+            ProxyError::Upstream(UpstreamError::NoHealthyEndpoint { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
+            ProxyError::Upstream(
+                UpstreamError::Connect { .. } | UpstreamError::Protocol { .. },
+            ) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -118,8 +120,19 @@ mod tests {
             (ProxyError::HeadersTooLarge, 431),
             (ProxyError::NoRoute, 404),
             (ProxyError::UnknownCluster("c".into()), 503),
-            (ProxyError::UpstreamTimeout { cluster: "c".into(), endpoint: "e".into() }, 504),
-            (ProxyError::Upstream(UpstreamError::NoHealthyEndpoint { cluster: "c".into() }), 503),
+            (
+                ProxyError::UpstreamTimeout {
+                    cluster: "c".into(),
+                    endpoint: "e".into(),
+                },
+                504,
+            ),
+            (
+                ProxyError::Upstream(UpstreamError::NoHealthyEndpoint {
+                    cluster: "c".into(),
+                }),
+                503,
+            ),
             (ProxyError::Upstream(connect), 502),
         ];
         for (error, status) in cases {

@@ -54,7 +54,8 @@ pub fn upgrade_protocol(req: &Request<Body>) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    asks.then(|| req.headers().get(header::UPGRADE).cloned()).flatten()
+    asks.then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten()
 }
 
 /// Who the downstream is, for X-Forwarded-*.
@@ -65,7 +66,11 @@ pub struct Forwarded<'a> {
 }
 
 /// Rewrites `req` in place for an HTTP/1.1 upstream.
-pub fn to_upstream(req: &mut Request<Body>, forwarded: &Forwarded<'_>, upgrade: Option<HeaderValue>) {
+pub fn to_upstream(
+    req: &mut Request<Body>,
+    forwarded: &Forwarded<'_>,
+    upgrade: Option<HeaderValue>,
+) {
     let authority = req.uri().authority().map(|a| a.as_str().to_owned());
     let path = req
         .uri()
@@ -86,7 +91,11 @@ pub fn to_upstream(req: &mut Request<Body>, forwarded: &Forwarded<'_>, upgrade: 
             headers.insert(header::HOST, value);
         }
     }
-    append(headers, "x-forwarded-for", &forwarded.client.ip().to_string());
+    append(
+        headers,
+        "x-forwarded-for",
+        &forwarded.client.ip().to_string(),
+    );
     append(headers, "x-forwarded-proto", forwarded.scheme);
     if let Some(host) = forwarded.host {
         append(headers, "x-forwarded-host", host);
@@ -99,7 +108,9 @@ pub fn to_upstream(req: &mut Request<Body>, forwarded: &Forwarded<'_>, upgrade: 
 
 /// Cleans an upstream response for the downstream.
 pub fn from_upstream<B>(resp: &mut Response<B>, upgraded: bool) {
-    let upgrade = upgraded.then(|| resp.headers().get(header::UPGRADE).cloned()).flatten();
+    let upgrade = upgraded
+        .then(|| resp.headers().get(header::UPGRADE).cloned())
+        .flatten();
     strip_hop_by_hop(resp.headers_mut());
     if let Some(protocol) = upgrade {
         let headers = resp.headers_mut();
@@ -143,7 +154,10 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_listed_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("proxy-authorization", HeaderValue::from_static("x"));
@@ -165,7 +179,15 @@ mod tests {
             .body(body::empty())
             .expect("request");
         let client: SocketAddr = "127.0.0.7:5000".parse().expect("addr");
-        to_upstream(&mut req, &Forwarded { client, scheme: "http", host: Some("example.com:8000") }, None);
+        to_upstream(
+            &mut req,
+            &Forwarded {
+                client,
+                scheme: "http",
+                host: Some("example.com:8000"),
+            },
+            None,
+        );
         assert_eq!(req.version(), Version::HTTP_11);
         assert_eq!(req.uri(), "/a?b=1");
         let h = req.headers();

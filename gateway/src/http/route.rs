@@ -12,8 +12,14 @@ use crate::filter::FilterChain;
 /// What a matched route does.
 #[derive(Debug, Clone)]
 pub enum RouteAction {
-    Forward { cluster: String },
-    Direct { status: StatusCode, body: Bytes, content_type: HeaderValue },
+    Forward {
+        cluster: String,
+    },
+    Direct {
+        status: StatusCode,
+        body: Bytes,
+        content_type: HeaderValue,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -50,7 +56,9 @@ impl Route {
             (None, None) => PathMatch::Prefix("/".into()),
         };
         let action = match (&config.cluster, &config.direct) {
-            (Some(cluster), _) => RouteAction::Forward { cluster: cluster.get_ref().clone() },
+            (Some(cluster), _) => RouteAction::Forward {
+                cluster: cluster.get_ref().clone(),
+            },
             (None, Some(direct)) => RouteAction::Direct {
                 status: StatusCode::from_u16(direct.status).unwrap_or(StatusCode::OK),
                 body: Bytes::from(direct.body.clone()),
@@ -67,7 +75,10 @@ impl Route {
             name: config.display_name(),
             path,
             host: config.host.as_ref().map(|h| h.to_ascii_lowercase()),
-            method: config.method.as_ref().and_then(|m| Method::from_bytes(m.as_bytes()).ok()),
+            method: config
+                .method
+                .as_ref()
+                .and_then(|m| Method::from_bytes(m.as_bytes()).ok()),
             action,
             timeout: config.timeout,
             filters,
@@ -106,7 +117,9 @@ impl RouteTable {
 /// The host of an authority, without port (`[::1]:80` gives `[::1]`).
 pub fn host_without_port(authority: &str) -> &str {
     if authority.starts_with('[') {
-        return authority.split_once(']').map_or(authority, |(h, _)| &authority[..=h.len()]);
+        return authority
+            .split_once(']')
+            .map_or(authority, |(h, _)| &authority[..=h.len()]);
     }
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
@@ -128,11 +141,24 @@ mod tests {
             route("path_prefix = \"/\"\nhost = \"example.com\"\ncluster = \"c\""),
         ]);
         let get = Method::GET;
-        assert_eq!(table.find(&get, None, "/ping").map(|r| r.name.as_str()), Some("/ping"));
+        assert_eq!(
+            table.find(&get, None, "/ping").map(|r| r.name.as_str()),
+            Some("/ping")
+        );
         assert!(table.find(&get, None, "/ping/x").is_none());
         assert!(table.find(&get, None, "/api/x").is_none());
-        assert_eq!(table.find(&Method::POST, None, "/api/x").map(|r| r.name.as_str()), Some("/api/*"));
-        assert_eq!(table.find(&get, Some("EXAMPLE.com"), "/x").map(|r| r.name.as_str()), Some("/*"));
+        assert_eq!(
+            table
+                .find(&Method::POST, None, "/api/x")
+                .map(|r| r.name.as_str()),
+            Some("/api/*")
+        );
+        assert_eq!(
+            table
+                .find(&get, Some("EXAMPLE.com"), "/x")
+                .map(|r| r.name.as_str()),
+            Some("/*")
+        );
         assert!(table.find(&get, Some("other.com"), "/x").is_none());
     }
 

@@ -53,7 +53,9 @@ struct Target {
 impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Response = Response<LoggedBody>;
     type Error = Infallible;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>,
+    >;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let this = self.clone();
@@ -83,7 +85,10 @@ impl ConnService {
             enabled: snapshot.access_log,
         };
         let mut runs = Vec::new();
-        let response = match self.proxy(req, &snapshot, &mut record, &mut runs, bytes_in).await {
+        let response = match self
+            .proxy(req, &snapshot, &mut record, &mut runs, bytes_in)
+            .await
+        {
             Ok(response) => response,
             Err(error) => {
                 record.error = Some(error.kind());
@@ -93,7 +98,10 @@ impl ConnService {
         };
         record.status = response.status().as_u16();
         let (parts, body) = response.into_parts();
-        Response::from_parts(parts, LoggedBody::new(body, record, runs, self.activity.clone()))
+        Response::from_parts(
+            parts,
+            LoggedBody::new(body, record, runs, self.activity.clone()),
+        )
     }
 
     async fn proxy(
@@ -118,27 +126,37 @@ impl ConnService {
         // Listener filters see the request before any route is chosen, so
         // they can answer it or steer it.
         let mut chosen = None;
-        if let Some(mut run) = listener.filters.start(self.meta(record)) {
-            let result = run.on_request(req).await;
-            chosen = run.upstream_override();
-            runs.push(run);
-            req = match result {
-                Ok(req) => req,
-                Err(local) => return Ok(local),
-            };
+        let folder_chain = listener.folder.as_ref().map(|f| f.chain());
+        for chain in std::iter::once(&listener.filters).chain(folder_chain.as_deref()) {
+            if let Some(mut run) = chain.start(self.meta(record)) {
+                let result = run.on_request(req).await;
+                chosen = run.upstream_override().or(chosen);
+                runs.push(run);
+                req = match result {
+                    Ok(req) => req,
+                    Err(local) => return self.respond(local, runs).await,
+                };
+            }
         }
 
         let target = match chosen {
             Some(cluster) => {
                 record.route = Some("filter".into());
-                Target { cluster, timeout: None }
+                Target {
+                    cluster,
+                    timeout: None,
+                }
             }
             None => {
                 let host = req
                     .uri()
                     .authority()
                     .map(|a| a.host().to_owned())
-                    .or_else(|| authority.as_deref().map(|a| host_without_port(a).to_owned()));
+                    .or_else(|| {
+                        authority
+                            .as_deref()
+                            .map(|a| host_without_port(a).to_owned())
+                    });
                 let route = listener
                     .routes
                     .find(req.method(), host.as_deref(), req.uri().path())
@@ -153,21 +171,42 @@ impl ConnService {
                         Err(local) => return self.respond(local, runs).await,
                     };
                     if let Some(cluster) = steered {
-                        return self.forward(req, snapshot, Target { cluster, timeout: route.timeout }, authority, record, runs).await;
+                        return self
+                            .forward(
+                                req,
+                                snapshot,
+                                Target {
+                                    cluster,
+                                    timeout: route.timeout,
+                                },
+                                authority,
+                                record,
+                                runs,
+                            )
+                            .await;
                     }
                 }
                 match &route.action {
-                    RouteAction::Direct { status, body, content_type } => {
+                    RouteAction::Direct {
+                        status,
+                        body,
+                        content_type,
+                    } => {
                         let mut resp = Response::new(body::full(body.clone()));
                         *resp.status_mut() = *status;
-                        resp.headers_mut().insert(header::CONTENT_TYPE, content_type.clone());
+                        resp.headers_mut()
+                            .insert(header::CONTENT_TYPE, content_type.clone());
                         return self.respond(resp, runs).await;
                     }
-                    RouteAction::Forward { cluster } => Target { cluster: cluster.clone(), timeout: route.timeout },
+                    RouteAction::Forward { cluster } => Target {
+                        cluster: cluster.clone(),
+                        timeout: route.timeout,
+                    },
                 }
             }
         };
-        self.forward(req, snapshot, target, authority, record, runs).await
+        self.forward(req, snapshot, target, authority, record, runs)
+            .await
     }
 
     async fn forward(
@@ -206,7 +245,8 @@ impl ConnService {
                 })
             }
         };
-        let upgraded = resp.status() == StatusCode::SWITCHING_PROTOCOLS && downstream_upgrade.is_some();
+        let upgraded =
+            resp.status() == StatusCode::SWITCHING_PROTOCOLS && downstream_upgrade.is_some();
         if let (true, Some(downstream)) = (upgraded, downstream_upgrade) {
             let upstream = hyper::upgrade::on(&mut resp);
             tokio::spawn(tunnel(downstream, upstream));
@@ -216,7 +256,11 @@ impl ConnService {
     }
 
     /// Runs the response phase of the chains, innermost (route) first.
-    async fn respond(&self, mut resp: Response<Body>, runs: &mut [ChainRun]) -> Result<Response<Body>, ProxyError> {
+    async fn respond(
+        &self,
+        mut resp: Response<Body>,
+        runs: &mut [ChainRun],
+    ) -> Result<Response<Body>, ProxyError> {
         for run in runs.iter_mut().rev() {
             resp = run.on_response(resp).await;
         }
@@ -247,7 +291,9 @@ fn authority(parts: &http::request::Parts) -> Result<Option<String>, ProxyError>
             .to_str()
             .map(|s| Some(s.to_owned()))
             .map_err(|_| ProxyError::BadRequest("invalid Host header")),
-        (None, _) if parts.version == Version::HTTP_11 => Err(ProxyError::BadRequest("missing Host header")),
+        (None, _) if parts.version == Version::HTTP_11 => {
+            Err(ProxyError::BadRequest("missing Host header"))
+        }
         (None, _) => Ok(None),
     }
 }

@@ -31,7 +31,8 @@ impl ConnActivity {
     }
 
     pub fn request_done(&self) {
-        self.last_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -42,7 +43,8 @@ impl ConnActivity {
             return Some(timeout);
         }
         let idle_for = Duration::from_millis(
-            (self.epoch.elapsed().as_millis() as u64).saturating_sub(self.last_ms.load(Ordering::Relaxed)),
+            (self.epoch.elapsed().as_millis() as u64)
+                .saturating_sub(self.last_ms.load(Ordering::Relaxed)),
         );
         timeout.checked_sub(idle_for).filter(|left| !left.is_zero())
     }

@@ -38,10 +38,17 @@ impl CalloutClient for SnapshotCallouts {
         Box::pin(async move {
             let cluster = cluster?;
             let exchange = async {
-                let conn = cluster.connect().await.map_err(|e| CalloutError::Failed(e.to_string()))?;
+                let conn = cluster
+                    .connect()
+                    .await
+                    .map_err(|e| CalloutError::Failed(e.to_string()))?;
                 let mut request = request.map(body::full);
                 // Origin form for the HTTP/1.1 upstream, Host from the authority.
-                let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+                let path = request
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned();
                 if let Some(authority) = request.uri().authority().map(|a| a.as_str().to_owned()) {
                     if let Ok(v) = http::HeaderValue::from_str(&authority) {
                         request.headers_mut().entry(http::header::HOST).or_insert(v);
@@ -49,10 +56,16 @@ impl CalloutClient for SnapshotCallouts {
                 }
                 *request.uri_mut() = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
                 if !request.headers().contains_key(http::header::HOST) {
-                    request.headers_mut().insert(http::header::HOST, http::HeaderValue::from_static("callout"));
+                    request.headers_mut().insert(
+                        http::header::HOST,
+                        http::HeaderValue::from_static("callout"),
+                    );
                 }
                 *request.version_mut() = http::Version::HTTP_11;
-                let response = conn.send(request).await.map_err(|e| CalloutError::Failed(e.to_string()))?;
+                let response = conn
+                    .send(request)
+                    .await
+                    .map_err(|e| CalloutError::Failed(e.to_string()))?;
                 let (parts, incoming) = response.into_parts();
                 let collected = Limited::new(incoming, MAX_CALLOUT_BODY)
                     .collect()
@@ -66,11 +79,15 @@ impl CalloutClient for SnapshotCallouts {
                     trailers,
                 })
             };
-            tokio::time::timeout(timeout, exchange).await.map_err(|_| CalloutError::Timeout)?
+            tokio::time::timeout(timeout, exchange)
+                .await
+                .map_err(|_| CalloutError::Timeout)?
         })
     }
 
     fn has_cluster(&self, cluster: &str) -> bool {
-        self.state.get().is_some_and(|s| s.load().clusters.get(cluster).is_some())
+        self.state
+            .get()
+            .is_some_and(|s| s.load().clusters.get(cluster).is_some())
     }
 }

@@ -33,8 +33,17 @@ impl ListenerSet {
     /// Brings the running listeners in line with `config`. At start-up
     /// (`strict`) a listener that cannot bind is an error; on reload it is
     /// logged and the others carry on.
-    pub async fn apply(&mut self, gateway: &Arc<Gateway>, config: &Config, strict: bool) -> anyhow::Result<()> {
-        let wanted: HashMap<&str, &ListenerConfig> = config.listeners.iter().map(|l| (l.name.as_str(), l)).collect();
+    pub async fn apply(
+        &mut self,
+        gateway: &Arc<Gateway>,
+        config: &Config,
+        strict: bool,
+    ) -> anyhow::Result<()> {
+        let wanted: HashMap<&str, &ListenerConfig> = config
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l))
+            .collect();
         // Stop what was removed or changed first, so a changed listener can
         // re-bind its address.
         let names: Vec<String> = self.running.keys().cloned().collect();
@@ -70,7 +79,10 @@ impl ListenerSet {
     }
 
     pub fn addresses(&self) -> BTreeMap<String, SocketAddr> {
-        self.running.iter().map(|(n, r)| (n.clone(), r.address)).collect()
+        self.running
+            .iter()
+            .map(|(n, r)| (n.clone(), r.address))
+            .collect()
     }
 }
 
@@ -89,9 +101,12 @@ fn fingerprint(listener: &ListenerConfig) -> String {
 
 /// Binds `listener` and spawns its accept loop.
 async fn start(gateway: &Arc<Gateway>, listener: &ListenerConfig) -> anyhow::Result<Running> {
-    let socket = TcpListener::bind(listener.address)
-        .await
-        .with_context(|| format!("listener `{}`: cannot bind {}", listener.name, listener.address))?;
+    let socket = TcpListener::bind(listener.address).await.with_context(|| {
+        format!(
+            "listener `{}`: cannot bind {}",
+            listener.name, listener.address
+        )
+    })?;
     let address = socket.local_addr()?;
     let (shutdown, stop) = gateway.shutdown.child();
     let accept = match listener.protocol {
@@ -100,10 +115,20 @@ async fn start(gateway: &Arc<Gateway>, listener: &ListenerConfig) -> anyhow::Res
                 listener: Arc::from(listener.name.as_str()),
                 state: gateway.state.clone(),
             });
-            tokio::spawn(serve_http(socket, service, listener.http.clone(), listener.max_connections, shutdown))
+            tokio::spawn(serve_http(
+                socket,
+                service,
+                listener.http.clone(),
+                listener.max_connections,
+                shutdown,
+            ))
         }
         Protocol::Https | Protocol::Tcp => {
-            anyhow::bail!("listener `{}`: protocol {:?} is not supported yet", listener.name, listener.protocol);
+            anyhow::bail!(
+                "listener `{}`: protocol {:?} is not supported yet",
+                listener.name,
+                listener.protocol
+            );
         }
     };
     tracing::info!(listener = %listener.name, protocol = ?listener.protocol, %address, "listening");

@@ -15,7 +15,11 @@ use crate::config::Config;
 const DEBOUNCE: Duration = Duration::from_millis(150);
 
 /// Reloads until the task is aborted.
-pub async fn run(gateway: Arc<Gateway>, mut listeners: ListenerSet, mut hangups: tokio::signal::unix::Signal) {
+pub async fn run(
+    gateway: Arc<Gateway>,
+    mut listeners: ListenerSet,
+    mut hangups: tokio::signal::unix::Signal,
+) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
     let _watcher = watch_file(&gateway.config_path, tx.clone());
     let hup_tx = tx;
@@ -41,7 +45,9 @@ async fn reload(gateway: &Arc<Gateway>, listeners: &mut ListenerSet) {
         Ok(Ok(config)) => Arc::new(config),
         Ok(Err(errors)) => {
             for error in &errors.0 {
-                tracing::error!("config reload rejected, the previous config stays in force: {error}");
+                tracing::error!(
+                    "config reload rejected, the previous config stays in force: {error}"
+                );
             }
             crate::admin::metrics::config_reload(false);
             return;
@@ -53,7 +59,7 @@ async fn reload(gateway: &Arc<Gateway>, listeners: &mut ListenerSet) {
         }
     };
     let previous = gateway.state.load_full();
-    let snapshot = build_snapshot(config.clone(), Some(&previous), &gateway.filter_host).await;
+    let snapshot = build_snapshot(config.clone(), Some(&previous), &gateway.loader).await;
     gateway.state.store(Arc::new(snapshot));
     if let Err(e) = listeners.apply(gateway, &config, false).await {
         tracing::error!("config reload: {e:#}");
@@ -64,12 +70,22 @@ async fn reload(gateway: &Arc<Gateway>, listeners: &mut ListenerSet) {
 
 /// Watches the directory holding `path` (so atomic renames and symlink
 /// swaps are seen) and signals `tx` when anything touches the file.
-fn watch_file(path: &Path, tx: tokio::sync::mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+fn watch_file(
+    path: &Path,
+    tx: tokio::sync::mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
     let name = path.file_name()?.to_owned();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            let relevant = event.paths.iter().any(|p| p.file_name() == Some(&name) || p.ends_with("..data"));
+            let relevant = event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(&name) || p.ends_with("..data"));
             if relevant && !event.kind.is_access() {
                 let _ = tx.try_send(());
             }

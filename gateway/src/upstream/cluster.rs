@@ -77,11 +77,11 @@ impl Cluster {
     }
 
     fn pick(&self, exclude: Option<usize>) -> Result<usize, UpstreamError> {
-        self.balancer
-            .pick(&self.endpoints, exclude)
-            .ok_or_else(|| UpstreamError::NoHealthyEndpoint {
+        self.balancer.pick(&self.endpoints, exclude).ok_or_else(|| {
+            UpstreamError::NoHealthyEndpoint {
                 cluster: self.name().to_string(),
-            })
+            }
+        })
     }
 
     async fn connect_to(self: &Arc<Self>, index: usize) -> Result<Connection, UpstreamError> {
@@ -109,7 +109,13 @@ impl Cluster {
         }
     }
 
-    fn connection(self: &Arc<Self>, index: usize, sender: Sender, in_flight: InFlight, reused: bool) -> Connection {
+    fn connection(
+        self: &Arc<Self>,
+        index: usize,
+        sender: Sender,
+        in_flight: InFlight,
+        reused: bool,
+    ) -> Connection {
         Connection {
             cluster: self.clone(),
             index,
@@ -134,8 +140,17 @@ impl Connection {
 
     /// Sends `request` and waits for the response head. Once the exchange
     /// is over (body read to the end), the connection returns to the pool.
-    pub async fn send(self, request: http::Request<Body>) -> Result<http::Response<Incoming>, UpstreamError> {
-        let Connection { cluster, index, sender, in_flight, .. } = self;
+    pub async fn send(
+        self,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<Incoming>, UpstreamError> {
+        let Connection {
+            cluster,
+            index,
+            sender,
+            in_flight,
+            ..
+        } = self;
         match sender {
             Sender::Http1(mut tx) => {
                 let result = tx.send_request(request).await;
@@ -173,7 +188,10 @@ impl ClusterSet {
                     .and_then(|p| p.clusters.get(&c.name))
                     .filter(|old| same_config(&old.config, c))
                     .cloned();
-                (c.name.clone(), kept.unwrap_or_else(|| Arc::new(Cluster::new(c.clone()))))
+                (
+                    c.name.clone(),
+                    kept.unwrap_or_else(|| Arc::new(Cluster::new(c.clone()))),
+                )
             })
             .collect();
         Self { clusters }

@@ -1,0 +1,334 @@
+//! A filter chain taken from a folder: every `*.wasm` in it is a filter,
+//! in file-name order (`10-auth.wasm` before `20-router.wasm`), configured
+//! by an optional sidecar `<stem>.toml`. The folder is watched (inotify via
+//! `notify`, debounced, plus a polling fallback); a changed module is
+//! compiled and started off the request path and replaces the old one only
+//! if all of that succeeds.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use notify::{RecursiveMode, Watcher};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::pool::LoadedFilter;
+use super::{FilterChain, FilterHost};
+use crate::config::filter::FilterConfig;
+
+/// Events closer together than this make one rescan.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// One module of the folder and the version of it that serves.
+struct Entry {
+    /// sha256 of the module serving, and of its sidecar.
+    module_sha: String,
+    sidecar_sha: String,
+    /// What serves now (the last version that loaded, or an unavailable
+    /// placeholder if none ever did).
+    filter: Arc<LoadedFilter>,
+    generation: u64,
+    since: SystemTime,
+    /// Why the newest version on disk is not serving, if it is not.
+    pending_error: Option<String>,
+}
+
+/// What the folder looked like at the last scan, to skip unchanged scans.
+type Listing = Vec<(String, u64, Option<SystemTime>)>;
+
+/// A folder of filters and the chain it currently makes.
+pub struct FilterFolder {
+    pub dir: PathBuf,
+    host: Arc<FilterHost>,
+    chain: ArcSwap<FilterChain>,
+    state: tokio::sync::Mutex<FolderState>,
+}
+
+#[derive(Default)]
+struct FolderState {
+    entries: BTreeMap<String, Entry>,
+    listing: Listing,
+    generation: u64,
+}
+
+impl FilterFolder {
+    /// Loads every module of `dir` and starts watching it; polling every
+    /// `poll` too (zero: events only).
+    pub async fn open(host: &Arc<FilterHost>, dir: PathBuf, poll: Duration) -> Arc<FilterFolder> {
+        let folder = Arc::new(FilterFolder {
+            dir,
+            host: host.clone(),
+            chain: ArcSwap::from_pointee(FilterChain::empty()),
+            state: Default::default(),
+        });
+        folder.rescan().await;
+        tokio::spawn(watch(Arc::downgrade(&folder), poll));
+        folder
+    }
+
+    /// The chain as it is now; a request keeps the one it started with.
+    pub fn chain(&self) -> Arc<FilterChain> {
+        self.chain.load_full()
+    }
+
+    /// Reads the folder and brings the chain in line with it.
+    pub async fn rescan(&self) {
+        let mut state = self.state.lock().await;
+        let listing = listing(&self.dir);
+        if listing == state.listing {
+            return;
+        }
+        state.listing = listing.clone();
+        let mut changed = false;
+        let present: Vec<String> = listing
+            .iter()
+            .map(|(n, _, _)| n.clone())
+            .filter(|n| is_module(n))
+            .collect();
+        let before = state.entries.len();
+        state.entries.retain(|name, _| present.contains(name));
+        if state.entries.len() != before {
+            changed = true;
+            tracing::info!(dir = %self.dir.display(), "filter removed from the folder");
+        }
+        for name in present {
+            if self.refresh(&mut state, &name).await {
+                changed = true;
+            }
+        }
+        if changed {
+            let filters = state.entries.values().map(|e| e.filter.clone()).collect();
+            self.chain
+                .store(Arc::new(FilterChain::from_loaded(filters)));
+            let order: Vec<&String> = state.entries.keys().collect();
+            tracing::info!(dir = %self.dir.display(), chain = ?order, "filter chain updated");
+        }
+    }
+
+    /// Reloads `name` if its module or sidecar changed. True when what
+    /// serves changed.
+    async fn refresh(&self, state: &mut FolderState, name: &str) -> bool {
+        let path = self.dir.join(name);
+        let sidecar_path = path.with_extension("toml");
+        let sidecar = std::fs::read(&sidecar_path).unwrap_or_default();
+        let sidecar_sha = hex(&Sha256::digest(&sidecar));
+        let module_sha = match std::fs::read(&path) {
+            Ok(bytes) => hex(&Sha256::digest(&bytes)),
+            Err(_) => return false,
+        };
+        if let Some(entry) = state.entries.get(name) {
+            if entry.module_sha == module_sha && entry.sidecar_sha == sidecar_sha {
+                return false;
+            }
+        }
+        let stem = name.trim_end_matches(".wasm").to_string();
+        let loaded = match filter_config(&stem, &path, &sidecar, &sidecar_path) {
+            Ok(config) => {
+                let host = self.host.clone();
+                match tokio::task::spawn_blocking(move || LoadedFilter::load(&host, &config)).await
+                {
+                    Ok(filter) => Ok(filter),
+                    Err(e) => Err((
+                        FilterConfig::new(stem.clone(), path.clone()),
+                        format!("load task failed: {e}"),
+                    )),
+                }
+            }
+            Err(why) => Err((FilterConfig::new(stem.clone(), path.clone()), why)),
+        };
+        let (ok, filter, error) = match loaded {
+            Ok(filter) if filter.is_loaded() => (true, filter, None),
+            Ok(filter) => {
+                let error = filter
+                    .status()
+                    .last_error
+                    .unwrap_or_else(|| "failed to load".into());
+                (false, filter, Some(error))
+            }
+            Err((config, why)) => (
+                false,
+                LoadedFilter::unavailable(&self.host, &config, why.clone()),
+                Some(why),
+            ),
+        };
+        crate::admin::metrics::filter_reload(&stem, ok);
+        state.generation += 1;
+        let generation = state.generation;
+        if ok {
+            let sha = filter.sha256().to_string();
+            tracing::info!(filter = %stem, sha256 = %sha, generation, "filter version now serving");
+            state.entries.insert(
+                name.to_string(),
+                Entry {
+                    module_sha: sha,
+                    sidecar_sha,
+                    filter: Arc::new(filter),
+                    generation,
+                    since: SystemTime::now(),
+                    pending_error: None,
+                },
+            );
+            return true;
+        }
+        let error = error.unwrap_or_default();
+        match state.entries.get_mut(name) {
+            // Only a version that loaded is worth keeping; a failed
+            // placeholder gives way to the new one (its policy may differ).
+            Some(entry) if entry.filter.is_loaded() => {
+                tracing::error!(filter = %stem, "new version rejected, the previous version keeps serving: {error}");
+                entry.pending_error = Some(error);
+                // Remember what was rejected so it is not retried until it changes.
+                entry.module_sha = module_sha;
+                entry.sidecar_sha = sidecar_sha;
+                false
+            }
+            _ => {
+                tracing::error!(filter = %stem, policy = ?filter.config.failure,
+                    "filter failed to load and has no previous version: {error}");
+                state.entries.insert(
+                    name.to_string(),
+                    Entry {
+                        module_sha,
+                        sidecar_sha,
+                        filter: Arc::new(filter),
+                        generation,
+                        since: SystemTime::now(),
+                        pending_error: Some(error),
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    /// Each module's status with its generation, for the admin endpoint.
+    pub async fn status(&self) -> serde_json::Value {
+        let state = self.state.lock().await;
+        let filters: Vec<serde_json::Value> = state
+            .entries
+            .iter()
+            .map(|(file, e)| {
+                let mut status = serde_json::to_value(e.filter.status()).unwrap_or_default();
+                if let Some(map) = status.as_object_mut() {
+                    map.insert("file_name".into(), file.clone().into());
+                    map.insert("generation".into(), e.generation.into());
+                    map.insert(
+                        "serving_since".into(),
+                        humantime::format_rfc3339_seconds(e.since)
+                            .to_string()
+                            .into(),
+                    );
+                    map.insert("pending_error".into(), e.pending_error.clone().into());
+                }
+                status
+            })
+            .collect();
+        serde_json::json!({ "dir": self.dir.display().to_string(), "filters": filters })
+    }
+}
+
+/// The filter config of module `stem`: defaults, overridden by the sidecar.
+fn filter_config(
+    stem: &str,
+    path: &Path,
+    sidecar: &[u8],
+    sidecar_path: &Path,
+) -> Result<FilterConfig, String> {
+    let text = std::str::from_utf8(sidecar)
+        .map_err(|_| format!("{}: not UTF-8", sidecar_path.display()))?;
+    // Sidecar settings: everything of a filter's config but its file.
+    let mut rest: toml::Table = toml::from_str(text).map_err(|e| {
+        let err = crate::config::ConfigError::from_toml(sidecar_path, text, &e);
+        err.to_string()
+    })?;
+    if rest.contains_key("path") {
+        return Err(format!(
+            "{}: `path` is the module's own file and cannot be set",
+            sidecar_path.display()
+        ));
+    }
+    rest.entry("name")
+        .or_insert_with(|| toml::Value::String(stem.to_string()));
+    rest.insert(
+        "path".into(),
+        toml::Value::String(path.display().to_string()),
+    );
+    FilterConfig::deserialize(toml::Value::Table(rest))
+        .map_err(|e| format!("{}: {e}", sidecar_path.display()))
+}
+
+fn is_module(name: &str) -> bool {
+    name.ends_with(".wasm") && !name.starts_with('.')
+}
+
+/// Names, sizes and modification times of the folder's modules and
+/// sidecars (following symlinks, as Kubernetes volumes need).
+fn listing(dir: &Path) -> Listing {
+    let mut out: Listing = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let relevant =
+                        is_module(&name) || (name.ends_with(".toml") && !name.starts_with('.'));
+                    let meta = std::fs::metadata(e.path()).ok().filter(|m| m.is_file())?;
+                    relevant.then(|| (name, meta.len(), meta.modified().ok()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Rescans on folder events (debounced) and every `poll`, until the
+/// folder is dropped.
+async fn watch(folder: Weak<FilterFolder>, poll: Duration) {
+    let Some(dir) = folder.upgrade().map(|f| f.dir.clone()) else {
+        return;
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(64);
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.try_send(());
+        }
+    })
+    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
+    let _watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), "no folder events ({e}); polling only");
+            None
+        }
+    };
+    let poll = if poll.is_zero() {
+        Duration::from_secs(3600)
+    } else {
+        poll
+    };
+    loop {
+        tokio::select! {
+            event = rx.recv() => {
+                if event.is_none() {
+                    return;
+                }
+                // Let a burst (write, rename, symlink swap) settle.
+                tokio::time::sleep(DEBOUNCE).await;
+                while rx.try_recv().is_ok() {}
+            }
+            () = tokio::time::sleep(poll) => {}
+        }
+        match folder.upgrade() {
+            Some(folder) => folder.rescan().await,
+            None => return,
+        }
+    }
+}
