@@ -129,7 +129,20 @@ check_decisions() {
         expect "$p" "$h2" /ping 401 || ok=1
         expect "$p" "$h2" /other 404 -H "$AUTH_HEADER" || ok=1
     done
+    check_alternates "$port" || ok=1
     return $ok
+}
+
+# check_alternates PORT: two /ping on one keep-alive connection reach both
+# upstreams (balancing per request, as the scenario wants).
+check_alternates() {
+    local ports
+    ports=$(curl -s --max-time 3 -H "$AUTH_HEADER" "http://127.0.0.1:$1/ping" "http://127.0.0.1:$1/ping" |
+        grep -o 'pong from [0-9]*' | awk '{print $3}' | sort -u | wc -l)
+    if [[ $ports != 2 ]]; then
+        log "  check failed: two /ping on one connection reached $ports upstream(s), want 2"
+        return 1
+    fi
 }
 
 # --- load drivers -------------------------------------------------------------
