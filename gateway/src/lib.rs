@@ -1,6 +1,15 @@
 //! The gateway library: everything the `gateway` binary runs.
+//!
+//! The binary is a thin shell over [`cli::main`]; the pieces are organised
+//! by concern: [`config`], [`listener`], [`http`], [`upstream`],
+//! [`filter`] and [`admin`].
 
+pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod filter;
 pub mod http;
+pub mod listener;
+pub mod server;
+pub mod state;
 pub mod upstream;

@@ -1,1 +1,36 @@
-//! harness
+//! The integration-test harness: start the real gateway binary on port 0
+//! with a generated config, real upstream servers that record what they
+//! received, and small HTTP/1.1 and HTTP/2 clients.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use gateway_tests::{Gateway, Upstream};
+//! let upstream = Upstream::start("a").await;
+//! let gateway = Gateway::start(&format!(r#"
+//!     [[listener]]
+//!     name = "web"
+//!     protocol = "http"
+//!     address = "127.0.0.1:0"
+//!     [[listener.route]]
+//!     path_prefix = "/"
+//!     cluster = "c"
+//!     [[cluster]]
+//!     name = "c"
+//!     endpoints = ["{}"]
+//! "#, upstream.addr)).await;
+//! let mut client = gateway.http1("web").await;
+//! assert_eq!(client.get("/").await.text(), "a");
+//! # }
+//! ```
+
+mod client;
+mod gateway;
+mod upstream;
+pub mod wasm;
+
+pub use client::{Http1Client, Http2Client, Reply};
+pub use gateway::{check_config, Gateway};
+pub use upstream::{Received, Upstream};
+
+/// How long any single wait in a test may take before it fails.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);

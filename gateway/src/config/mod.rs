@@ -1,4 +1,130 @@
 //! Configuration: one TOML file, typed serde structs, validated whole
-//! before anything starts.
+//! before anything starts. Every error names the file, line, column and key.
 
+mod cluster;
+mod error;
 pub mod filter;
+mod listener;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use cluster::{BalancePolicy, ClusterConfig};
+pub use error::{ConfigError, ConfigErrors};
+pub use filter::{FilterConfig, FilterHostConfig};
+pub use listener::{
+    DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig,
+};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    #[serde(default)]
+    pub access_log: AccessLogConfig,
+    #[serde(default)]
+    pub wasm: FilterHostConfig,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    #[serde(default, rename = "cluster")]
+    pub clusters: Vec<ClusterConfig>,
+    /// Where the file was read from; relative paths in it resolve against
+    /// its directory.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// `[runtime]`: the process itself.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Tokio worker threads; 0 means one per core.
+    pub workers: usize,
+    /// How long requests in flight may take to finish after SIGTERM/Ctrl-C.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            shutdown_grace: Duration::from_secs(15),
+        }
+    }
+}
+
+/// `[admin]`: the admin listener (health, readiness, config, metrics).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub address: SocketAddr,
+}
+
+/// `[access_log]`: one line per request.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogConfig {
+    pub enabled: bool,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`. All problems found
+    /// are returned together.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors::single(ConfigError::io(path, &e))
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let mut config: Config = toml::from_str(text)
+            .map_err(|e| ConfigErrors::single(ConfigError::from_toml(path, text, &e)))?;
+        config.source = path.to_path_buf();
+        let errors = validate::validate(&config, path, text);
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        config.resolve_paths();
+        Ok(config)
+    }
+
+    /// Makes filter paths relative to the config file's directory absolute.
+    fn resolve_paths(&mut self) {
+        let base = self.source.parent().map(Path::to_path_buf).unwrap_or_default();
+        for listener in &mut self.listeners {
+            for filter in &mut listener.filters {
+                if filter.path.is_relative() {
+                    filter.path = base.join(&filter.path);
+                }
+            }
+            for route in &mut listener.routes {
+                for filter in &mut route.filters {
+                    if filter.path.is_relative() {
+                        filter.path = base.join(&filter.path);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+}

@@ -1,4 +1,9 @@
 //! HTTP termination: the service, routing, forwarding and the one place
 //! errors become statuses.
 
+pub mod access_log;
 pub mod body;
+pub mod error;
+pub mod forward;
+pub mod route;
+pub mod service;

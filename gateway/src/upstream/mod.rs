@@ -1,3 +1,30 @@
-//! Upstream clusters: endpoints, balancing, health and the client pool.
+//! Upstream clusters: endpoints, balancing, passive health and the
+//! keep-alive connection pool.
 
+mod balancer;
 pub mod callout;
+mod cluster;
+mod endpoint;
+mod pool;
+
+pub use cluster::{Cluster, ClusterSet, Connection};
+
+/// What went wrong reaching an upstream; `http::error` turns it into a
+/// status.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("no healthy endpoint in cluster `{cluster}`")]
+    NoHealthyEndpoint { cluster: String },
+    #[error("cannot connect to {endpoint} (cluster `{cluster}`): {source}")]
+    Connect {
+        cluster: String,
+        endpoint: String,
+        source: std::io::Error,
+    },
+    #[error("upstream {endpoint} (cluster `{cluster}`) failed: {source}")]
+    Protocol {
+        cluster: String,
+        endpoint: String,
+        source: hyper::Error,
+    },
+}

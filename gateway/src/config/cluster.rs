@@ -1,0 +1,64 @@
+//! `[[cluster]]`: a named set of upstream endpoints and how to reach them.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How a cluster picks an endpoint for each request (or connection, on L4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BalancePolicy {
+    #[default]
+    RoundRobin,
+    /// Power of two choices on requests in flight.
+    LeastRequest,
+    Random,
+}
+
+/// One cluster.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub name: String,
+    /// `host:port` of each endpoint.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    #[serde(default)]
+    pub balance: BalancePolicy,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time until the upstream's response headers arrive; then 504.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Pooled keep-alive connections unused this long are closed.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Idle pooled connections kept per endpoint.
+    #[serde(default = "default_max_idle")]
+    pub max_idle_per_endpoint: usize,
+    /// Passive health: consecutive connect failures that eject an endpoint.
+    #[serde(default = "default_eject_after")]
+    pub eject_after_failures: u32,
+    /// How long an ejected endpoint stays out of rotation.
+    #[serde(default = "default_ejection_time", with = "humantime_serde")]
+    pub ejection_time: Duration,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_idle() -> usize {
+    64
+}
+fn default_eject_after() -> u32 {
+    3
+}
+fn default_ejection_time() -> Duration {
+    Duration::from_secs(5)
+}

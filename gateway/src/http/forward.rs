@@ -1,0 +1,178 @@
+//! Turning a downstream request into an upstream one and back: hop-by-hop
+//! headers, X-Forwarded-*, HTTP/2 to HTTP/1.1 translation, upgrades.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+
+use crate::http::body::Body;
+
+/// Headers that describe one hop and never cross the gateway.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including those `Connection` names and any
+/// `Proxy-*` header.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    let proxy: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy {
+        headers.remove(name);
+    }
+}
+
+/// The protocol a request asks to switch to (`Upgrade`), HTTP/1.1 only.
+pub fn upgrade_protocol(req: &Request<Body>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let asks = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| req.headers().get(header::UPGRADE).cloned()).flatten()
+}
+
+/// Who the downstream is, for X-Forwarded-*.
+pub struct Forwarded<'a> {
+    pub client: SocketAddr,
+    pub scheme: &'static str,
+    pub host: Option<&'a str>,
+}
+
+/// Rewrites `req` in place for an HTTP/1.1 upstream.
+pub fn to_upstream(req: &mut Request<Body>, forwarded: &Forwarded<'_>, upgrade: Option<HeaderValue>) {
+    let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    *req.uri_mut() = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+    let from_h2 = req.version() == Version::HTTP_2;
+    *req.version_mut() = Version::HTTP_11;
+
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    if from_h2 {
+        join_cookies(headers);
+    }
+    if !headers.contains_key(header::HOST) {
+        if let Some(value) = authority.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            headers.insert(header::HOST, value);
+        }
+    }
+    append(headers, "x-forwarded-for", &forwarded.client.ip().to_string());
+    append(headers, "x-forwarded-proto", forwarded.scheme);
+    if let Some(host) = forwarded.host {
+        append(headers, "x-forwarded-host", host);
+    }
+    if let Some(protocol) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+}
+
+/// Cleans an upstream response for the downstream.
+pub fn from_upstream<B>(resp: &mut Response<B>, upgraded: bool) {
+    let upgrade = upgraded.then(|| resp.headers().get(header::UPGRADE).cloned()).flatten();
+    strip_hop_by_hop(resp.headers_mut());
+    if let Some(protocol) = upgrade {
+        let headers = resp.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+}
+
+/// Appends `value` to a comma-separated list header.
+fn append(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    let name = HeaderName::from_static(name);
+    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
+        Some(existing) => format!("{existing}, {value}"),
+        None => value.to_owned(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(name, v);
+    }
+}
+
+/// HTTP/2 may split `cookie` into several fields; HTTP/1.1 wants one
+/// (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    let cookies: Vec<&str> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if cookies.len() > 1 {
+        if let Ok(v) = HeaderValue::from_str(&cookies.join("; ")) {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::body;
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("proxy-authorization", HeaderValue::from_static("x"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn h2_request_becomes_origin_form_h11_with_host_and_forwarded_headers() {
+        let mut req = Request::builder()
+            .version(Version::HTTP_2)
+            .uri("http://example.com:8000/a?b=1")
+            .header("x-forwarded-for", "10.0.0.1")
+            .header(header::COOKIE, "a=1")
+            .header(header::COOKIE, "b=2")
+            .body(body::empty())
+            .expect("request");
+        let client: SocketAddr = "127.0.0.7:5000".parse().expect("addr");
+        to_upstream(&mut req, &Forwarded { client, scheme: "http", host: Some("example.com:8000") }, None);
+        assert_eq!(req.version(), Version::HTTP_11);
+        assert_eq!(req.uri(), "/a?b=1");
+        let h = req.headers();
+        assert_eq!(h["host"], "example.com:8000");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "example.com:8000");
+        assert_eq!(h["cookie"], "a=1; b=2");
+    }
+}

@@ -1,0 +1,111 @@
+//! Accepting connections: bind, the accept loop with its connection limit,
+//! per-connection idle tracking and graceful shutdown.
+
+mod http;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub use self::http::serve_http;
+
+/// Requests in flight on one connection and when it was last busy, for
+/// the idle timeout.
+#[derive(Debug)]
+pub struct ConnActivity {
+    in_flight: AtomicUsize,
+    last_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl ConnActivity {
+    pub fn new() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    pub fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn request_done(&self) {
+        self.last_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// `None` when the connection has been idle for `timeout`; otherwise
+    /// how long until it might be.
+    pub fn idle_check(&self, timeout: Duration) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Some(timeout);
+        }
+        let idle_for = Duration::from_millis(
+            (self.epoch.elapsed().as_millis() as u64).saturating_sub(self.last_ms.load(Ordering::Relaxed)),
+        );
+        timeout.checked_sub(idle_for).filter(|left| !left.is_zero())
+    }
+}
+
+impl Default for ConnActivity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Tells listeners to stop accepting and connections to wind down.
+#[derive(Clone)]
+pub struct Shutdown {
+    rx: tokio::sync::watch::Receiver<bool>,
+    /// Held by every connection task; the drain completes when all are
+    /// dropped.
+    _drain: tokio::sync::mpsc::Sender<()>,
+}
+
+/// The owner's side of [`Shutdown`].
+pub struct ShutdownTrigger {
+    tx: tokio::sync::watch::Sender<bool>,
+    drain_rx: tokio::sync::mpsc::Receiver<()>,
+}
+
+impl Shutdown {
+    pub fn new() -> (Shutdown, ShutdownTrigger) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let (drain_tx, drain_rx) = tokio::sync::mpsc::channel(1);
+        (Shutdown { rx, _drain: drain_tx }, ShutdownTrigger { tx, drain_rx })
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn started(&mut self) {
+        let _ = self.rx.wait_for(|stop| *stop).await;
+    }
+}
+
+impl ShutdownTrigger {
+    /// Signals shutdown and waits until every connection holding a
+    /// [`Shutdown`] has ended, or `grace` has passed. True when all ended.
+    pub async fn shutdown(mut self, grace: Duration) -> bool {
+        let _ = self.tx.send(true);
+        tokio::time::timeout(grace, async {
+            while self.drain_rx.recv().await.is_some() {}
+        })
+        .await
+        .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_only_without_requests_in_flight() {
+        let a = ConnActivity::new();
+        a.request_started();
+        assert_eq!(a.idle_check(Duration::ZERO), Some(Duration::ZERO));
+        a.request_done();
+        assert_eq!(a.idle_check(Duration::ZERO), None);
+        assert!(a.idle_check(Duration::from_secs(60)).is_some());
+    }
+}

@@ -1,0 +1,191 @@
+//! A cluster: its endpoints, the balancer that picks among them and a pool
+//! of keep-alive connections per endpoint.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+
+use super::balancer::Balancer;
+use super::endpoint::{Endpoint, InFlight};
+use super::pool::{self, EndpointPool, Sender};
+use super::UpstreamError;
+use crate::config::ClusterConfig;
+use crate::http::body::Body;
+
+/// One upstream cluster.
+pub struct Cluster {
+    pub config: ClusterConfig,
+    endpoints: Vec<Endpoint>,
+    pools: Vec<EndpointPool>,
+    balancer: Balancer,
+}
+
+/// All clusters of a configuration, by name.
+#[derive(Default)]
+pub struct ClusterSet {
+    clusters: HashMap<String, Arc<Cluster>>,
+}
+
+/// A connection checked out of a cluster, bound to one endpoint.
+pub struct Connection {
+    cluster: Arc<Cluster>,
+    index: usize,
+    sender: Sender,
+    in_flight: InFlight,
+    /// Whether the connection came from the pool (for logs and tests).
+    pub reused: bool,
+}
+
+impl Cluster {
+    pub fn new(config: ClusterConfig) -> Self {
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|a| Endpoint::new(a.clone(), config.eject_after_failures, config.ejection_time))
+            .collect();
+        let pools = config
+            .endpoints
+            .iter()
+            .map(|_| EndpointPool::new(config.max_idle_per_endpoint, config.idle_timeout))
+            .collect();
+        Self {
+            balancer: Balancer::new(config.balance),
+            endpoints,
+            pools,
+            config,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// A connection to a healthy endpoint: pooled if one is idle, new
+    /// otherwise. A failed connect is retried once on another endpoint;
+    /// nothing was sent, so that is always safe.
+    pub async fn connect(self: &Arc<Self>) -> Result<Connection, UpstreamError> {
+        let first = self.pick(None)?;
+        match self.connect_to(first).await {
+            Ok(conn) => Ok(conn),
+            Err(first_err) => match self.balancer.pick(&self.endpoints, Some(first)) {
+                Some(second) => self.connect_to(second).await,
+                None => Err(first_err),
+            },
+        }
+    }
+
+    fn pick(&self, exclude: Option<usize>) -> Result<usize, UpstreamError> {
+        self.balancer
+            .pick(&self.endpoints, exclude)
+            .ok_or_else(|| UpstreamError::NoHealthyEndpoint {
+                cluster: self.name().to_string(),
+            })
+    }
+
+    async fn connect_to(self: &Arc<Self>, index: usize) -> Result<Connection, UpstreamError> {
+        let endpoint = &self.endpoints[index];
+        let in_flight = endpoint.start_request();
+        if let Some(sender) = self.pools[index].checkout() {
+            return Ok(self.connection(index, sender, in_flight, true));
+        }
+        match pool::connect(&endpoint.address, self.config.connect_timeout).await {
+            Ok(sender) => {
+                endpoint.record_success();
+                Ok(self.connection(index, sender, in_flight, false))
+            }
+            Err(source) => {
+                if endpoint.record_connect_failure() {
+                    tracing::warn!(cluster = self.name(), endpoint = %endpoint.address,
+                        ejection = ?self.config.ejection_time, "endpoint ejected after consecutive connect failures");
+                }
+                Err(UpstreamError::Connect {
+                    cluster: self.name().to_string(),
+                    endpoint: endpoint.address.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    fn connection(self: &Arc<Self>, index: usize, sender: Sender, in_flight: InFlight, reused: bool) -> Connection {
+        Connection {
+            cluster: self.clone(),
+            index,
+            sender,
+            in_flight,
+            reused,
+        }
+    }
+
+    /// Closes pooled connections that sat idle too long.
+    pub fn reap_idle(&self) {
+        for pool in &self.pools {
+            pool.reap();
+        }
+    }
+}
+
+impl Connection {
+    pub fn endpoint(&self) -> &str {
+        &self.cluster.endpoints[self.index].address
+    }
+
+    /// Sends `request` and waits for the response head. Once the exchange
+    /// is over (body read to the end), the connection returns to the pool.
+    pub async fn send(self, request: http::Request<Body>) -> Result<http::Response<Incoming>, UpstreamError> {
+        let Connection { cluster, index, sender, in_flight, .. } = self;
+        match sender {
+            Sender::Http1(mut tx) => {
+                let result = tx.send_request(request).await;
+                match result {
+                    Ok(response) => {
+                        // Wait off the request path for the exchange to end,
+                        // then hand the connection back.
+                        tokio::spawn(async move {
+                            if tx.ready().await.is_ok() {
+                                cluster.pools[index].checkin(Sender::Http1(tx));
+                            }
+                            drop(in_flight);
+                        });
+                        Ok(response)
+                    }
+                    Err(source) => Err(UpstreamError::Protocol {
+                        cluster: cluster.name().to_string(),
+                        endpoint: cluster.endpoints[index].address.clone(),
+                        source,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+impl ClusterSet {
+    pub fn new(configs: &[ClusterConfig]) -> Self {
+        let clusters = configs
+            .iter()
+            .map(|c| (c.name.clone(), Arc::new(Cluster::new(c.clone()))))
+            .collect();
+        Self { clusters }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.clusters.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Cluster>> {
+        self.clusters.values()
+    }
+
+    /// Smallest idle timeout, to pace the reaper.
+    pub fn reap_interval(&self) -> Duration {
+        self.clusters
+            .values()
+            .map(|c| c.config.idle_timeout / 2)
+            .min()
+            .unwrap_or(Duration::from_secs(30))
+            .max(Duration::from_millis(100))
+    }
+}

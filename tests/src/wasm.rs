@@ -1,0 +1,2 @@
+//! Building the filters under test to WebAssembly (filled in with the
+//! filter host).

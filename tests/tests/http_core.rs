@@ -1,0 +1,234 @@
+//! Routing, the error-to-status mapping, forwarding headers, upgrades and
+//! request limits, through the real binary.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_tests::{Gateway, Upstream};
+use http::Request;
+use http_body_util::Full;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A listener `web` with `routes` and clusters `up` (the given upstreams)
+/// and `empty` (no endpoints).
+fn config(upstreams: &[&Upstream], routes: &str, cluster_extra: &str) -> String {
+    let endpoints: Vec<String> = upstreams.iter().map(|u| format!("\"{}\"", u.addr)).collect();
+    format!(
+        r#"
+        [[listener]]
+        name = "web"
+        protocol = "http"
+        address = "127.0.0.1:0"
+        [listener.http]
+        max_header_bytes = 8192
+        {routes}
+
+        [[cluster]]
+        name = "up"
+        endpoints = [{}]
+        {cluster_extra}
+
+        [[cluster]]
+        name = "empty"
+        endpoints = []
+        "#,
+        endpoints.join(", ")
+    )
+}
+
+const ROUTES: &str = r#"
+    [[listener.route]]
+    path = "/direct"
+    [listener.route.direct]
+    status = 418
+    body = "short and stout"
+
+    [[listener.route]]
+    path_prefix = "/nothing"
+    cluster = "empty"
+
+    [[listener.route]]
+    path_prefix = "/app/"
+    method = "GET"
+    cluster = "up"
+
+    [[listener.route]]
+    path_prefix = "/"
+    host = "only.example"
+    cluster = "up"
+"#;
+
+/// A port with nothing listening on it.
+async fn dead_port() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    l.local_addr().expect("addr")
+}
+
+#[tokio::test]
+async fn routes_match_on_path_method_and_host_and_unmatched_is_404() {
+    let up = Upstream::start("up").await;
+    let gateway = Gateway::start(&config(&[&up], ROUTES, "")).await;
+    let mut client = gateway.http1("web").await;
+
+    assert_eq!(client.get("/app/x").await.text(), "up");
+    let reply = client.get("/elsewhere").await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.text(), "no route\n");
+    let post = Request::post("/app/x").body(Full::new(Bytes::new())).expect("req");
+    assert_eq!(client.send(post).await.status, 404);
+    let by_host = Request::get("/anything").header("host", "only.example:80").body(Full::new(Bytes::new())).expect("req");
+    assert_eq!(client.send(by_host).await.text(), "up");
+
+    let direct = client.get("/direct").await;
+    assert_eq!(direct.status, 418);
+    assert_eq!(direct.text(), "short and stout");
+    assert_eq!(up.received().len(), 2, "only the two routed requests reach the upstream");
+}
+
+#[tokio::test]
+async fn no_endpoint_is_503_and_dead_upstream_is_502() {
+    let dead = dead_port().await;
+    let text = config(&[], ROUTES, "").replace("endpoints = [],\n", "");
+    let text = text.replacen("endpoints = []", &format!("endpoints = [\"{dead}\"]"), 1);
+    let gateway = Gateway::start(&text).await;
+    let mut client = gateway.http1("web").await;
+    let reply = client.get("/nothing").await;
+    assert_eq!(reply.status, 503);
+    assert!(reply.text().contains("no healthy upstream"), "{}", reply.text());
+    let reply = client.get("/app/x").await;
+    assert_eq!(reply.status, 502);
+    assert!(gateway.wait_for_log("upstream_connect_failure", Duration::from_secs(5)), "the access log names the failure");
+}
+
+#[tokio::test]
+async fn slow_upstream_is_504() {
+    let up = Upstream::start("up").await;
+    let gateway = Gateway::start(&config(&[&up], ROUTES, "request_timeout = \"200ms\"")).await;
+    let mut client = gateway.http1("web").await;
+    let started = std::time::Instant::now();
+    let reply = client.get("/app/slow/5000").await;
+    assert_eq!(reply.status, 504);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The connection stays usable.
+    assert_eq!(client.get("/app/ok").await.status, 200);
+}
+
+#[tokio::test]
+async fn failed_connect_is_retried_on_the_other_endpoint() {
+    let up = Upstream::start("up").await;
+    let dead = dead_port().await;
+    let text = config(&[&up], ROUTES, "").replacen(
+        &format!("endpoints = [\"{}\"]", up.addr),
+        &format!("endpoints = [\"{dead}\", \"{}\"]", up.addr),
+        1,
+    );
+    let gateway = Gateway::start(&text).await;
+    let mut client = gateway.http1("web").await;
+    for _ in 0..4 {
+        let reply = client.get("/app/x").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.text(), "up");
+    }
+    assert_eq!(up.received().len(), 4);
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_stripped_and_forwarded_headers_appended() {
+    let up = Upstream::start("up").await;
+    let gateway = Gateway::start(&config(&[&up], ROUTES, "")).await;
+    let mut client = gateway.http1("web").await;
+    let req = Request::get("/app/headers")
+        .header("host", "front.example:8000")
+        .header("connection", "keep-alive, x-private")
+        .header("x-private", "secret")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-authorization", "Basic Zm9v")
+        .header("te", "trailers")
+        .header("x-forwarded-for", "192.0.2.1")
+        .header("x-end-to-end", "kept")
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    let reply = client.send(req).await;
+    assert_eq!(reply.status, 200);
+    // Hop-by-hop response headers from the upstream are stripped too.
+    assert!(reply.header("x-upstream-hop").is_none());
+
+    let seen = up.received().pop().expect("upstream saw the request");
+    let h = &seen.headers;
+    for gone in ["x-private", "keep-alive", "proxy-authorization", "te"] {
+        assert!(!h.contains_key(gone), "{gone} must not be forwarded");
+    }
+    assert_eq!(h["x-end-to-end"], "kept");
+    assert_eq!(h["host"], "front.example:8000");
+    assert_eq!(h["x-forwarded-for"], "192.0.2.1, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "front.example:8000");
+    assert!(h.contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn h2_request_reaches_h11_upstream_with_authority_as_host() {
+    let up = Upstream::start("up").await;
+    let gateway = Gateway::start(&config(&[&up], ROUTES, "")).await;
+    let mut client = gateway.http2("web").await;
+    let reply = client.get("/app/h2?q=1").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "up");
+    let seen = up.received().pop().expect("request");
+    assert_eq!(seen.version, http::Version::HTTP_11);
+    assert_eq!(seen.path, "/app/h2?q=1");
+    assert_eq!(seen.headers["host"], gateway.addr("web").to_string());
+}
+
+#[tokio::test]
+async fn websocket_style_upgrade_is_tunnelled() {
+    let up = Upstream::start("up").await;
+    let gateway = Gateway::start(&config(&[&up], ROUTES, "")).await;
+    let mut stream = TcpStream::connect(gateway.addr("web")).await.expect("connect");
+    stream
+        .write_all(b"GET /app/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 4096 {
+        stream.read_exact(&mut byte).await.expect("read head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    stream.write_all(b"hello through the tunnel").await.expect("write");
+    let mut echoed = [0u8; 24];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echoed))
+        .await
+        .expect("echo in time")
+        .expect("read echo");
+    assert_eq!(&echoed, b"hello through the tunnel");
+}
+
+/// Sends raw bytes and returns the response head.
+async fn raw(gateway: &Gateway, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(gateway.addr("web")).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn oversized_headers_are_431_and_malformed_requests_400() {
+    let up = Upstream::start("up").await;
+    let gateway = Gateway::start(&config(&[&up], ROUTES, "")).await;
+    let big = format!("GET /app/x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    assert!(raw(&gateway, big.as_bytes()).await.starts_with("HTTP/1.1 431"));
+    let no_host = raw(&gateway, b"GET /app/x HTTP/1.1\r\n\r\n").await;
+    assert!(no_host.starts_with("HTTP/1.1 400"), "{no_host}");
+    let garbage = raw(&gateway, b"NOT HTTP AT ALL\r\n\r\n").await;
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    assert!(up.received().is_empty());
+}

@@ -1,0 +1,41 @@
+//! Graceful shutdown: SIGTERM stops accepting, requests in flight finish,
+//! the process exits 0.
+
+use std::time::Duration;
+
+use gateway_tests::{Gateway, Upstream};
+
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_finish() {
+    let up = Upstream::start("up").await;
+    let mut gateway = Gateway::start(&format!(
+        r#"
+        [runtime]
+        shutdown_grace = "10s"
+        [[listener]]
+        name = "web"
+        protocol = "http"
+        address = "127.0.0.1:0"
+        [[listener.route]]
+        path_prefix = "/"
+        cluster = "up"
+        [[cluster]]
+        name = "up"
+        endpoints = ["{}"]
+        "#,
+        up.addr
+    ))
+    .await;
+    let addr = gateway.addr("web");
+    let mut client = gateway.http1("web").await;
+    let in_flight = tokio::spawn(async move { client.get("/slow/700").await });
+    // Signal once the upstream has the request, so it is truly in flight.
+    assert!(up.wait_for_requests(1).await, "request never reached the upstream");
+    gateway.terminate();
+    assert!(gateway.wait_for_log("shutting down", Duration::from_secs(5)));
+    let reply = in_flight.await.expect("task");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "up");
+    assert_eq!(gateway.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
+}
