@@ -2,7 +2,7 @@
 # Reads $TMP/raw/TARGET.PROTO.CASE ("rps p50_ms p99_ms bad") and prints
 # markdown: one row per target, protocol and path, then ours/peer ratios.
 
-declare -A LABEL=([ours]="ours (auth+router wasm)" [nginx]="nginx + Lua" [haproxy]="HAProxy" [direct]="direct (no proxy)")
+declare -A LABEL=([ours]="ours (auth+router wasm)" [core]="ours, no filters (route table)" [nginx]="nginx + Lua" [haproxy]="HAProxy" [direct]="direct (no proxy)")
 declare -A PROTO_LABEL=([h1]="HTTP/1.1 (wrk -c$CONNS)" [h2]="h2c (h2load -c$H2_CONNS -m$H2_STREAMS)")
 declare -A CASE_LABEL=([ping]="/ping + auth -> proxied 200" [401]="/ping no auth -> 401")
 
@@ -37,30 +37,36 @@ print_report() {
     echo "|---|---|---|---:|---:|---:|---:|"
     for p in h1 h2; do
         for c in ping 401; do
-            for t in ours nginx haproxy direct; do
+            for t in ours core nginx haproxy direct; do
                 [[ -e $TMP/raw/$t.$p.$c ]] || continue
                 echo "| ${LABEL[$t]} | ${PROTO_LABEL[$p]} | ${CASE_LABEL[$c]} | $(field $t $p $c 1) | $(field $t $p $c 2) | $(field $t $p $c 3) | $(field $t $p $c 4) |"
             done
         done
     done
-    echo
-    echo "Ratios, ours / peer (req/s: higher is better for us; p99: lower is better for us)."
-    echo
-    echo "| protocol | request | req/s ours/nginx+Lua | req/s ours/HAProxy | req/s ours/direct | p99 ours/nginx+Lua | p99 ours/HAProxy | p99 ours/direct |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|"
-    for p in h1 h2; do
-        for c in ping 401; do
-            local row="| ${PROTO_LABEL[$p]} | ${CASE_LABEL[$c]} |" n
-            for n in 1 3; do
-                for t in nginx haproxy direct; do
-                    row+=" $(ratio "$(field ours $p $c $n)" "$(field $t $p $c $n)") |"
+    local us
+    for us in ours core; do
+        [[ -e $TMP/raw/$us.h1.ping ]] || continue
+        echo
+        echo "Ratios, ${LABEL[$us]} / peer (req/s: higher is better for us; p99: lower is better for us)."
+        echo
+        echo "| protocol | request | req/s vs nginx+Lua | req/s vs HAProxy | req/s vs direct | p99 vs nginx+Lua | p99 vs HAProxy | p99 vs direct |"
+        echo "|---|---|---:|---:|---:|---:|---:|---:|"
+        for p in h1 h2; do
+            for c in ping 401; do
+                [[ -e $TMP/raw/$us.$p.$c ]] || continue
+                local row="| ${PROTO_LABEL[$p]} | ${CASE_LABEL[$c]} |" n
+                for n in 1 3; do
+                    for t in nginx haproxy direct; do
+                        row+=" $(ratio "$(field $us $p $c $n)" "$(field $t $p $c $n)") |"
+                    done
                 done
+                echo "$row"
             done
-            echo "$row"
         done
     done
     if [[ ! -e $TMP/raw/ours.h1.ping ]]; then
         echo
-        echo "**Our gateway was not measured in this run** (not built or not serving; see the run's log)."
+        echo "**Our gateway with its filters was not measured in this run** (not built, not serving,"
+        echo "or not making the scenario's decisions; the run's log says which)."
     fi
 }

@@ -20,7 +20,8 @@
 #   BENCH_CONNS=64         HTTP/1.1 connections (wrk -c)
 #   BENCH_H2_CONNS=16      HTTP/2 connections (h2load -c)
 #   BENCH_H2_STREAMS=4     concurrent streams per HTTP/2 connection (h2load -m)
-#   BENCH_TARGETS="ours nginx haproxy direct"   which targets to run
+#   BENCH_TARGETS="ours core nginx haproxy direct"   which targets to run
+#                          (core: our gateway without filters, route table only)
 #   BENCH_SKIP_BUILD=1     do not run cargo; use what is already built
 #   GATEWAY_BIN=path       gateway binary (default: $CARGO_TARGET_DIR/release/gateway)
 #   FILTER_DIR=path        folder with filter_auth.wasm and filter_router.wasm
@@ -41,7 +42,7 @@ THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNS:-64}
 H2_CONNS=${BENCH_H2_CONNS:-16}
 H2_STREAMS=${BENCH_H2_STREAMS:-4}
-TARGETS=${BENCH_TARGETS:-ours nginx haproxy direct}
+TARGETS=${BENCH_TARGETS:-ours core nginx haproxy direct}
 GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/release/gateway}
 FILTER_DIR=${FILTER_DIR:-$TARGET_DIR/wasm32-unknown-unknown/release}
 AUTH_HEADER='Authorization: Basic x'
@@ -65,6 +66,7 @@ log "upstream pair (nginx, 1 worker) on 127.0.0.1:$UP1 and :$UP2, h2c on :$UP_H2
 for target in $TARGETS; do
     case $target in
     ours) bench_ours ;;
+    core) bench_core ;;
     nginx) bench_nginx ;;
     haproxy) bench_haproxy ;;
     direct) bench_direct ;;

@@ -170,6 +170,8 @@ bench_direct() {
 # documents it. The route table below makes the same decision on its own.
 ROUTER_CONFIG=${BENCH_ROUTER_CONFIG:-'{"routes":[{"path":"/ping","cluster":"ping_pong"}]}'}
 
+# render_gateway WITH_FILTERS(0|1): our config; without filters only the
+# route table decides (no 401: that takes the auth filter).
 render_gateway() {
     cat <<EOF
 [runtime]
@@ -186,6 +188,9 @@ enabled = false
 name = "web"
 protocol = "http"
 address = "127.0.0.1:$FRONT_H1"
+EOF
+    if [[ $1 == 1 ]]; then
+        cat <<EOF
 
 [[listener.filter]]
 name = "auth"
@@ -196,6 +201,9 @@ config = '{}'
 name = "router"
 path = "$TMP/seed/20-router.wasm"
 config = '$ROUTER_CONFIG'
+EOF
+    fi
+    cat <<EOF
 
 [[listener.route]]
 path = "/ping"
@@ -215,21 +223,35 @@ connect_timeout = "1s"
 EOF
 }
 
-# Builds (unless BENCH_SKIP_BUILD=1) and finds the gateway and the filters;
-# returns non-zero with a message when something is missing.
-prepare_ours() {
-    if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]] && command -v cargo >/dev/null; then
-        log "  building the gateway and the filters (cargo, release)"
-        (cd "$ROOT" && cargo build --release -p gateway) >"$TMP/build-gateway.log" 2>&1 ||
-            log "  cargo build -p gateway failed (see below)"
-        (cd "$ROOT" && cargo build --release --target wasm32-unknown-unknown -p filter-auth -p filter-router) \
-            >"$TMP/build-filters.log" 2>&1 || log "  cargo build of filter-auth/filter-router failed"
+# Builds the gateway once per run (unless BENCH_SKIP_BUILD=1); non-zero
+# with a message when there is no binary to run.
+GATEWAY_BUILT=0
+prepare_gateway() {
+    if ((!GATEWAY_BUILT)) && [[ ${BENCH_SKIP_BUILD:-0} != 1 ]] && command -v cargo >/dev/null; then
+        GATEWAY_BUILT=1
+        log "  building the gateway: cargo build --release -p gateway (log: build-gateway.log)"
+        (cd "$ROOT" && cargo build --release -p gateway) >"$TMP/build-gateway.log" 2>&1 || {
+            log "  cargo build -p gateway failed:"
+            tail -n 15 "$TMP/build-gateway.log" | sed 's/^/    /' >&2
+        }
     fi
-    local f
     [[ -x $GATEWAY_BIN ]] || {
         log "  no gateway binary at $GATEWAY_BIN"
         return 1
     }
+}
+
+# Builds the filters (unless BENCH_SKIP_BUILD=1) and copies them to $TMP/seed.
+prepare_filters() {
+    if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]] && command -v cargo >/dev/null; then
+        log "  building the filters: cargo build --release --target wasm32-unknown-unknown -p filter-auth -p filter-router"
+        (cd "$ROOT" && cargo build --release --target wasm32-unknown-unknown -p filter-auth -p filter-router) \
+            >"$TMP/build-filters.log" 2>&1 || {
+            log "  the filter build failed:"
+            tail -n 5 "$TMP/build-filters.log" | sed 's/^/    /' >&2
+        }
+    fi
+    local f
     mkdir -p "$TMP/seed"
     for f in auth router; do
         [[ -f $FILTER_DIR/filter_$f.wasm ]] || {
@@ -241,32 +263,66 @@ prepare_ours() {
     cp "$FILTER_DIR/filter_router.wasm" "$TMP/seed/20-router.wasm"
 }
 
-bench_ours() {
-    log "ours: gateway with the auth + router filters (workers = 2)"
-    if ! prepare_ours; then
-        log "  SKIPPED ours: the gateway or its filters are not built (see messages above)"
-        return 0
-    fi
+# start_gateway WITH_FILTERS: writes the config, checks it, starts the
+# gateway and waits for it; non-zero with a message on any failure.
+start_gateway() {
     FRONT_H1=$(free_port)
     ADMIN=$(free_port)
-    render_gateway >"$TMP/gateway.toml"
+    render_gateway "$1" >"$TMP/gateway.toml"
     if ! "$GATEWAY_BIN" check --config "$TMP/gateway.toml" >"$TMP/gateway-check.log" 2>&1; then
-        log "  SKIPPED ours: 'gateway check' rejected the config:"
+        log "  'gateway check' rejected the config:"
         sed 's/^/    /' "$TMP/gateway-check.log" >&2
-        return 0
+        return 1
     fi
     RUST_LOG=${RUST_LOG:-warn} start gateway "$GATEWAY_BIN" --config "$TMP/gateway.toml" \
         --address-file "$TMP/gateway.addr"
     if ! wait_http "$FRONT_H1"; then
-        log "  SKIPPED ours: the gateway did not answer on :$FRONT_H1 within 15 s. Its log:"
+        log "  the gateway did not answer on :$FRONT_H1 within 15 s. Its log:"
         tail -n 30 "$TMP/gateway.log" | sed 's/^/    /' >&2
+        stop gateway
+        return 1
+    fi
+}
+
+bench_ours() {
+    log "ours: gateway with the auth + router filters (workers = 2)"
+    if ! prepare_gateway || ! prepare_filters || ! start_gateway 1; then
+        log "  SKIPPED ours: no gateway with filters to measure (see above)"
+        return 0
+    fi
+    # One port for both protocols: hyper-util's auto builder tells h2c prior
+    # knowledge from HTTP/1.1 by the connection preface.
+    if ! check_decisions "$FRONT_H1" "$FRONT_H1"; then
+        # Numbers for other decisions than the peers' would compare nothing.
+        log "  SKIPPED ours: its answers differ from the scenario (see the failed checks above)"
         stop gateway
         return 0
     fi
-    # One port for both: hyper-util's auto builder tells h2c prior knowledge
-    # from HTTP/1.1 by the connection preface.
-    check_decisions "$FRONT_H1" "$FRONT_H1" && log "  checked: 200/401/404 on HTTP/1.1 and h2c, per-request round robin" ||
-        log "  our answers differ from the scenario (measured anyway)"
+    log "  checked: 200/401/404 on HTTP/1.1 and h2c, per-request round robin"
     measure ours "$FRONT_H1" "$FRONT_H1"
+    stop gateway
+}
+
+# Our gateway without any filter: the route table alone decides (/ping
+# proxied, rest 404; no 401). The cost of the core, to tell the filters' apart.
+bench_core() {
+    log "core: our gateway without filters, route table only (workers = 2; /ping only)"
+    if ! prepare_gateway || ! start_gateway 0; then
+        log "  SKIPPED core: no gateway to measure (see above)"
+        return 0
+    fi
+    local ok=0 h2
+    for h2 in 0 1; do
+        expect "$FRONT_H1" "$h2" /ping 200 -H "$AUTH_HEADER" || ok=1
+        expect "$FRONT_H1" "$h2" /other 404 -H "$AUTH_HEADER" || ok=1
+    done
+    check_alternates "$FRONT_H1" || ok=1
+    if ((ok)); then
+        log "  SKIPPED core: its answers differ from the scenario (see the failed checks above)"
+        stop gateway
+        return 0
+    fi
+    log "  checked: 200/404 on HTTP/1.1 and h2c, per-request round robin"
+    measure core "$FRONT_H1" "$FRONT_H1" ping
     stop gateway
 }
