@@ -30,7 +30,8 @@ print_report() {
     echo "Upstream: nginx, 1 worker, two ports, fixed \"pong\". Proxies: 2 workers/threads each."
     echo "Versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'),"
     echo "$(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}'), $(h2load --version | head -1),"
-    echo "gateway $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)."
+    echo "gateway: $GATEWAY_BIN ($("$GATEWAY_BIN" --version 2>/dev/null || echo 'not built')), tree at $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)."
+    echo "Load average when the run started: $LOAD_AT_START (other work on the machine skews every number)."
     echo "\`bad\` counts responses of the wrong class plus socket errors (should be 0)."
     echo
     echo "| target | protocol | request | req/s | p50 ms | p99 ms | bad |"

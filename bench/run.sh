@@ -50,6 +50,7 @@ AUTH_HEADER='Authorization: Basic x'
 source "$ROOT/bench/lib.sh"
 
 need_tools
+LOAD_AT_START=$(cut -d" " -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 TMP=$(mktemp -d -t gateway-bench.XXXXXX)
 chmod 755 "$TMP" # nginx workers may run as another user and read from here
 mkdir -p "$TMP/raw"
