@@ -48,7 +48,7 @@ done
 
 # --- build ---------------------------------------------------------------------
 if [[ ${DEMO_SKIP_BUILD:-0} != 1 ]]; then
-    say "building the gateway, the filters (wasm32) and pingpong (release)"
+    say "building the gateway, the filters (wasm32) and pingpong (release; the first build takes several minutes)"
     cargo build --release -p gateway
     cargo build --release --target wasm32-unknown-unknown -p filter-auth -p filter-router
     cargo build --release -p gateway-examples --bin pingpong
