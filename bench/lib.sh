@@ -37,19 +37,26 @@ find_nginx_module() {
     return 1
 }
 
-# A random high port that nothing on 127.0.0.1 accepts on and that this run
-# has not handed out yet. Bounded: 200 tries.
+# A random port below the kernel's ephemeral range (so no outgoing
+# connection can be holding it) that no socket uses and that this run has
+# not handed out yet. Bounded: 200 tries.
 USED_PORTS=" "
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+((EPHEMERAL_LOW > 20000)) || EPHEMERAL_LOW=61000 # odd setup: use the top of the range
 free_port() {
-    local i port
+    local i port lo=10000 hi=$EPHEMERAL_LOW
+    ((hi == 61000)) && lo=61000 hi=65535
     for ((i = 0; i < 200; i++)); do
-        port=$((20000 + RANDOM % 40000))
+        port=$((lo + RANDOM % (hi - lo)))
         [[ $USED_PORTS == *" $port "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            USED_PORTS+="$port "
-            echo "$port"
-            return 0
+        if command -v ss >/dev/null; then
+            [[ -n $(ss -Htan "( sport = :$port )" 2>/dev/null) ]] && continue
+        elif (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            continue
         fi
+        USED_PORTS+="$port "
+        echo "$port"
+        return 0
     done
     die "no free port found"
 }
@@ -146,12 +153,13 @@ check_alternates() {
 }
 
 # --- load drivers -------------------------------------------------------------
-# Each writes one line "rps p50_ms p99_ms bad" to $TMP/raw/TARGET.PROTO.CASE.
+# Each writes one line "rps p50_ms p99_ms bad" to $TMP/raw/TARGET.PROTO.CASE.rROUND;
+# combine_rounds then keeps the median run of each in $TMP/raw/TARGET.PROTO.CASE.
 # bad counts responses with an unexpected class plus socket errors.
 
 # run_wrk TARGET CASE PORT [header]
 run_wrk() {
-    local target=$1 case=$2 port=$3 out="$TMP/raw/$1.h1.$2"
+    local target=$1 case=$2 port=$3 out="$TMP/raw/$1.h1.$2.r$ROUND"
     local args=(-t"$THREADS" -c"$CONNS" -d"$DURATION" --latency)
     [[ $case == ping ]] && args+=(-H "$AUTH_HEADER")
     log "  wrk    $target $case: ${args[*]} http://127.0.0.1:$port/ping"
@@ -180,7 +188,7 @@ run_wrk() {
 
 # run_h2load TARGET CASE PORT
 run_h2load() {
-    local target=$1 case=$2 port=$3 out="$TMP/raw/$1.h2.$2"
+    local target=$1 case=$2 port=$3 out="$TMP/raw/$1.h2.$2.r$ROUND"
     local args=(-t"$THREADS" -c"$H2_CONNS" -m"$H2_STREAMS" -D "$DURATION" --log-file="$out.log")
     [[ $case == ping ]] && args+=(-H "$AUTH_HEADER")
     log "  h2load $target $case: ${args[*]/--log-file=*/} http://127.0.0.1:$port/ping"
@@ -229,6 +237,26 @@ measure() {
     if [[ -n $h2port ]]; then
         for c in $cases; do run_h2load "$target" "$c" "$h2port"; done
     fi
+}
+
+# combine_rounds: for every TARGET.PROTO.CASE, the round with the median
+# req/s (its own p50 and p99 with it, so a row is one real run), and the sum
+# of bad responses over all rounds. Rounds that produced nothing are ignored.
+combine_rounds() {
+    local key f
+    for key in $(find "$TMP/raw" -name '*.r[0-9]*' ! -name '*.txt' ! -name '*.log' |
+        sed 's/\.r[0-9]*$//' | sort -u); do
+        for f in "$key".r[0-9]*; do
+            [[ $f == *.txt || $f == *.log ]] && continue
+            awk '$1 != "n/a"' "$f"
+        done | sort -n -k1,1 | awk -v all="$key" '
+            { row[NR] = $0; bad += $4 }
+            END {
+                if (NR == 0) { print "n/a n/a n/a n/a"; exit }
+                split(row[int((NR + 1) / 2)], m, " ")
+                printf "%s %s %s %d\n", m[1], m[2], m[3], bad
+            }' >"$key"
+    done
 }
 
 source "$ROOT/bench/targets.sh"

@@ -26,12 +26,15 @@ print_report() {
     echo "# Gateway benchmark: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "Loopback, $(nproc) CPUs shared by clients, proxies and upstream ($(uname -sr))."
-    echo "Each run $DURATION after a $WARMUP warm-up; client threads $THREADS."
+    echo "Each run $DURATION after a $WARMUP warm-up; client threads $THREADS; $ROUNDS round(s), targets interleaved,"
+    echo "each row the round with the median req/s."
     echo "Upstream: nginx, 1 worker, two ports, fixed \"pong\". Proxies: 2 workers/threads each."
     echo "Versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'),"
     echo "$(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}'), $(h2load --version | head -1),"
     echo "gateway: $GATEWAY_BIN ($("$GATEWAY_BIN" --version 2>/dev/null || echo 'not built')), tree at $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)."
-    echo "Load average when the run started: $LOAD_AT_START (other work on the machine skews every number)."
+    echo "Load average (1/5/15 min) at the start: $LOAD_AT_START; at the end: $LOAD_AT_END"
+    echo "(anything else running on the machine skews every number)."
+    [[ -n ${BENCH_NOTE:-} ]] && echo "Note: $BENCH_NOTE"
     echo "\`bad\` counts responses of the wrong class plus socket errors (should be 0)."
     echo
     echo "| target | protocol | request | req/s | p50 ms | p99 ms | bad |"

@@ -15,6 +15,9 @@
 #
 # Environment (all optional):
 #   BENCH_DURATION=10s     length of each measured run (wrk -d, h2load -D)
+#   BENCH_ROUNDS=1         rounds over all targets (order rotated); the table
+#                          shows each row's median-throughput round
+#   BENCH_NOTE=text        a line for the report (e.g. which build was measured)
 #   BENCH_WARMUP=2s        unmeasured wrk run before each target's measurements
 #   BENCH_THREADS=2        client threads (wrk -t, h2load -t)
 #   BENCH_CONNS=64         HTTP/1.1 connections (wrk -c)
@@ -43,6 +46,7 @@ CONNS=${BENCH_CONNS:-64}
 H2_CONNS=${BENCH_H2_CONNS:-16}
 H2_STREAMS=${BENCH_H2_STREAMS:-4}
 TARGETS=${BENCH_TARGETS:-ours core nginx haproxy direct}
+ROUNDS=${BENCH_ROUNDS:-1}
 GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/release/gateway}
 FILTER_DIR=${FILTER_DIR:-$TARGET_DIR/wasm32-unknown-unknown/release}
 AUTH_HEADER='Authorization: Basic x'
@@ -64,16 +68,25 @@ start upstream nginx -e "$TMP/upstream.err" -p "$TMP" -c "$TMP/upstream.conf"
 wait_http "$UP1" && wait_http "$UP2" || die "upstream nginx did not start (see $TMP/upstream.err)"
 log "upstream pair (nginx, 1 worker) on 127.0.0.1:$UP1 and :$UP2, h2c on :$UP_H2"
 
-for target in $TARGETS; do
-    case $target in
-    ours) bench_ours ;;
-    core) bench_core ;;
-    nginx) bench_nginx ;;
-    haproxy) bench_haproxy ;;
-    direct) bench_direct ;;
-    *) die "unknown target '$target' in BENCH_TARGETS" ;;
-    esac
+# Rounds interleave the targets (rotating their order) so that a burst of
+# other work on the machine spreads over all of them instead of one.
+targets=($TARGETS)
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    ((ROUNDS > 1)) && log "round $ROUND of $ROUNDS"
+    for ((i = 0; i < ${#targets[@]}; i++)); do
+        target=${targets[$(((i + ROUND - 1) % ${#targets[@]}))]}
+        case $target in
+        ours) bench_ours ;;
+        core) bench_core ;;
+        nginx) bench_nginx ;;
+        haproxy) bench_haproxy ;;
+        direct) bench_direct ;;
+        *) die "unknown target '$target' in BENCH_TARGETS" ;;
+        esac
+    done
 done
+combine_rounds
+LOAD_AT_END=$(cut -d" " -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 
 print_report | tee "$TMP/report.md"
 mkdir -p "$ROOT/bench/results"

@@ -242,8 +242,10 @@ prepare_gateway() {
 }
 
 # Builds the filters (unless BENCH_SKIP_BUILD=1) and copies them to $TMP/seed.
+FILTERS_BUILT=0
 prepare_filters() {
-    if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]] && command -v cargo >/dev/null; then
+    if ((!FILTERS_BUILT)) && [[ ${BENCH_SKIP_BUILD:-0} != 1 ]] && command -v cargo >/dev/null; then
+        FILTERS_BUILT=1
         log "  building the filters: cargo build --release --target wasm32-unknown-unknown -p filter-auth -p filter-router"
         (cd "$ROOT" && cargo build --release --target wasm32-unknown-unknown -p filter-auth -p filter-router) \
             >"$TMP/build-filters.log" 2>&1 || {
