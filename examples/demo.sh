@@ -50,7 +50,8 @@ done
 if [[ ${DEMO_SKIP_BUILD:-0} != 1 ]]; then
     say "building the gateway, the filters (wasm32) and pingpong (release; the first build takes several minutes)"
     cargo build --release -p gateway
-    cargo build --release --target wasm32-unknown-unknown -p filter-auth -p filter-router
+    CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
+        cargo build --release --target wasm32-unknown-unknown -p filter-auth -p filter-router
     cargo build --release -p gateway-examples --bin pingpong
 fi
 WASM_DIR=$TARGET_DIR/wasm32-unknown-unknown/release
