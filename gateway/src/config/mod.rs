@@ -5,6 +5,8 @@ mod cluster;
 mod error;
 pub mod filter;
 mod listener;
+pub mod pem;
+mod tls;
 mod validate;
 
 use std::net::SocketAddr;
@@ -18,6 +20,10 @@ pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
 pub use listener::{
     DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig,
+};
+pub use tls::{
+    name_matches, CertificateConfig, ClientAuth, ListenerTlsConfig, SniRouteConfig, TcpProxyConfig,
+    UpstreamTlsConfig,
 };
 
 /// The whole configuration file.
@@ -105,9 +111,11 @@ impl Config {
         Ok(config)
     }
 
-    /// Makes filter paths relative to the config file's directory absolute.
+    /// Makes filter and TLS file paths relative to the config file's
+    /// directory absolute.
     fn resolve_paths(&mut self) {
         let base = self.source.parent().map(Path::to_path_buf).unwrap_or_default();
+        tls::resolve_paths(self, &base);
         for listener in &mut self.listeners {
             for filter in &mut listener.filters {
                 if filter.path.is_relative() {
