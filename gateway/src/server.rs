@@ -81,8 +81,21 @@ async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<
                 });
                 tokio::spawn(serve_http(socket, service, listener.http.clone(), listener.max_connections, shutdown.clone()));
             }
-            Protocol::Https | Protocol::Tcp => {
-                anyhow::bail!("listener `{}`: protocol {:?} is not supported yet", listener.name, listener.protocol);
+            Protocol::Https => {
+                let service = Arc::new(HttpService {
+                    listener: Arc::from(listener.name.as_str()),
+                    state: state.clone(),
+                });
+                crate::listener::tls::start(socket, &listener, service, shutdown.clone())
+                    .with_context(|| format!("listener `{}`", listener.name))?;
+            }
+            Protocol::Tcp => {
+                let proxy = Arc::new(crate::l4::TcpProxy {
+                    listener: Arc::from(listener.name.as_str()),
+                    config: listener.clone(),
+                    state: state.clone(),
+                });
+                tokio::spawn(crate::l4::serve_tcp(socket, proxy, shutdown.clone()));
             }
         }
     }

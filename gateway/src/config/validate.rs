@@ -50,7 +50,8 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
         }
         match listener.protocol {
             Protocol::Tcp => match &listener.cluster {
-                None => err(None, format!("{key}.cluster"), "a tcp listener needs a cluster".into()),
+                None if listener.sni.is_empty() => err(None, format!("{key}.cluster"), "a tcp listener needs a cluster (or [[listener.sni]] routes)".into()),
+                None => {}
                 Some(name) if !clusters.contains(name.get_ref().as_str()) => err(
                     Some(name.span()),
                     format!("{key}.cluster"),
