@@ -13,7 +13,9 @@ use bytes::Bytes;
 use http::{Request, Response, Version};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -35,7 +37,10 @@ impl Issued {
     /// Writes `<stem>.crt` and `<stem>.key` into `dir` atomically (write
     /// then rename), returning their paths.
     pub fn write(&self, dir: &Path, stem: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-        let (cert, key) = (dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")));
+        let (cert, key) = (
+            dir.join(format!("{stem}.crt")),
+            dir.join(format!("{stem}.key")),
+        );
         write_atomic(&key, self.key_pem.as_bytes());
         write_atomic(&cert, self.cert_pem.as_bytes());
         (cert, key)
@@ -68,12 +73,17 @@ impl Pki {
             der: cert.der().to_vec(),
             key_der: key.serialize_der(),
         };
-        Pki { issuer: Issuer::new(params, key), ca }
+        Pki {
+            issuer: Issuer::new(params, key),
+            ca,
+        }
     }
 
     /// A server certificate for `names` (DNS names or IP addresses).
     pub fn server(&self, names: &[&str]) -> Issued {
-        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("params");
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("params");
         self.sign(params)
     }
 
@@ -99,7 +109,9 @@ impl Pki {
     /// A root store trusting this CA.
     pub fn roots(&self) -> rustls::RootCertStore {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from(self.ca.der.clone())).expect("add CA");
+        roots
+            .add(CertificateDer::from(self.ca.der.clone()))
+            .expect("add CA");
         roots
     }
 }
@@ -123,7 +135,11 @@ pub struct ClientOptions {
 }
 
 /// Connects to `addr` and runs a TLS handshake trusting `roots`.
-pub async fn connect(addr: SocketAddr, roots: rustls::RootCertStore, options: &ClientOptions) -> std::io::Result<TlsStream<Chopped>> {
+pub async fn connect(
+    addr: SocketAddr,
+    roots: rustls::RootCertStore,
+    options: &ClientOptions,
+) -> std::io::Result<TlsStream<Chopped>> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("versions")
@@ -137,39 +153,65 @@ pub async fn connect(addr: SocketAddr, roots: rustls::RootCertStore, options: &C
     config.alpn_protocols = options.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    let stream = Chopped { inner: stream, chop: options.chop, yielded: false };
+    let stream = Chopped {
+        inner: stream,
+        chop: options.chop,
+        yielded: false,
+    };
     let name = ServerName::try_from(options.server_name.clone()).expect("server name");
-    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await
 }
 
 /// The leaf certificate the server presented.
 pub fn peer_leaf<S>(stream: &TlsStream<S>) -> Vec<u8> {
-    stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default()
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .unwrap_or_default()
 }
 
 /// Sends one GET over `stream` with HTTP/2 if ALPN chose `h2`, else
 /// HTTP/1.1; the reply and the version used.
-pub async fn get<S>(stream: TlsStream<S>, host: &str, path: &str) -> Result<(Reply, Version), hyper::Error>
+pub async fn get<S>(
+    stream: TlsStream<S>,
+    host: &str,
+    path: &str,
+) -> Result<(Reply, Version), hyper::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let io = TokioIo::new(stream);
     let response = if h2 {
-        let (mut tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+        let (mut tx, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
         tokio::spawn(conn);
         let req = Request::get(format!("https://{host}{path}")).version(Version::HTTP_2);
-        tx.send_request(req.body(Full::new(Bytes::new())).expect("request")).await?
+        tx.send_request(req.body(Full::new(Bytes::new())).expect("request"))
+            .await?
     } else {
         let (mut tx, conn) = hyper::client::conn::http1::handshake(io).await?;
         tokio::spawn(conn);
         let req = Request::get(path).header("host", host);
-        tx.send_request(req.body(Full::new(Bytes::new())).expect("request")).await?
+        tx.send_request(req.body(Full::new(Bytes::new())).expect("request"))
+            .await?
     };
     let version = response.version();
     let (parts, body) = response.into_parts();
     let body = body.collect().await?.to_bytes();
-    Ok((Reply { status: parts.status, headers: parts.headers, body }, version))
+    Ok((
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        },
+        version,
+    ))
 }
 
 /// A TCP stream that can write its first bytes in small pieces, yielding
@@ -181,13 +223,21 @@ pub struct Chopped {
 }
 
 impl AsyncRead for Chopped {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Chopped {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let Some(chop) = self.chop else {
             return Pin::new(&mut self.inner).poll_write(cx, buf);
         };
@@ -208,11 +258,14 @@ impl AsyncWrite for Chopped {
     }
 }
 
+/// What a [`TlsUpstream`] saw of one request: HTTP version and SNI.
+pub type Seen = (Version, Option<String>);
+
 /// An HTTPS upstream: answers every request with its name and records
 /// the HTTP version and SNI of each.
 pub struct TlsUpstream {
     pub addr: SocketAddr,
-    pub seen: Arc<Mutex<Vec<(Version, Option<String>)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -234,13 +287,16 @@ impl TlsUpstream {
             while let Ok((stream, _)) = listener.accept().await {
                 let (acceptor, name, log) = (acceptor.clone(), name.clone(), log.clone());
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else { return };
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
                     let sni = tls.get_ref().1.server_name().map(str::to_owned);
-                    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        log.lock().expect("lock").push((req.version(), sni.clone()));
-                        let body = Full::new(Bytes::from(name.to_string()));
-                        async move { Ok::<_, Infallible>(Response::new(body)) }
-                    });
+                    let service =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            log.lock().expect("lock").push((req.version(), sni.clone()));
+                            let body = Full::new(Bytes::from(name.to_string()));
+                            async move { Ok::<_, Infallible>(Response::new(body)) }
+                        });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), service)
                         .await;
@@ -250,7 +306,7 @@ impl TlsUpstream {
         TlsUpstream { addr, seen, task }
     }
 
-    pub fn seen(&self) -> Vec<(Version, Option<String>)> {
+    pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().expect("lock").clone()
     }
 }

@@ -71,15 +71,24 @@ async fn one_connection_stays_on_one_upstream_successive_connections_alternate()
             assert_eq!(reply.status, 200);
             answers.push(reply.text());
         }
-        assert!(answers.iter().all(|x| *x == answers[0]), "one connection, one upstream: {answers:?}");
+        assert!(
+            answers.iter().all(|x| *x == answers[0]),
+            "one connection, one upstream: {answers:?}"
+        );
         per_connection.push(answers[0].clone());
     }
     for pair in per_connection.windows(2) {
-        assert_ne!(pair[0], pair[1], "connections must alternate: {per_connection:?}");
+        assert_ne!(
+            pair[0], pair[1],
+            "connections must alternate: {per_connection:?}"
+        );
     }
     assert_eq!((a.received().len(), b.received().len()), (6, 6));
     assert_eq!((a.connections(), b.connections()), (2, 2));
-    assert!(gateway.wait_for_log_count("bytes_out", 3, WAIT), "an access line per connection");
+    assert!(
+        gateway.wait_for_log_count("bytes_out", 3, WAIT),
+        "an access line per connection"
+    );
 }
 
 #[tokio::test]
@@ -91,21 +100,38 @@ async fn half_close_reaches_the_upstream_and_its_reply_still_arrives() {
         let (mut s, _) = upstream.accept().await.expect("accept");
         let mut got = Vec::new();
         s.read_to_end(&mut got).await.expect("read to EOF");
-        s.write_all(format!("got {} bytes: {}", got.len(), String::from_utf8_lossy(&got)).as_bytes())
-            .await
-            .expect("reply");
+        s.write_all(
+            format!("got {} bytes: {}", got.len(), String::from_utf8_lossy(&got)).as_bytes(),
+        )
+        .await
+        .expect("reply");
         s.shutdown().await.expect("shutdown");
     });
     let gateway = Gateway::start(&tcp_config(&[addr], "")).await;
-    let mut client = TcpStream::connect(gateway.addr("l4")).await.expect("connect");
+    let mut client = TcpStream::connect(gateway.addr("l4"))
+        .await
+        .expect("connect");
     client.write_all(b"hello").await.expect("write");
     client.shutdown().await.expect("half-close");
-    let reply = read_to_end(&mut client).await.expect("reply after half-close");
+    let reply = read_to_end(&mut client)
+        .await
+        .expect("reply after half-close");
     assert_eq!(String::from_utf8_lossy(&reply), "got 5 bytes: hello");
-    tokio::time::timeout(WAIT, server).await.expect("upstream done").expect("upstream task");
+    tokio::time::timeout(WAIT, server)
+        .await
+        .expect("upstream done")
+        .expect("upstream task");
     assert!(gateway.wait_for_log("bytes_out", WAIT));
-    let line = gateway.logs().into_iter().map(|l| plain(&l)).find(|l| l.contains("bytes_out")).expect("access line");
-    assert!(line.contains("bytes_in=5 bytes_out=18"), "access line counts bytes: {line}");
+    let line = gateway
+        .logs()
+        .into_iter()
+        .map(|l| plain(&l))
+        .find(|l| l.contains("bytes_out"))
+        .expect("access line");
+    assert!(
+        line.contains("bytes_in=5 bytes_out=18"),
+        "access line counts bytes: {line}"
+    );
 }
 
 #[tokio::test]
@@ -120,22 +146,40 @@ async fn a_refused_connect_fails_over_and_no_answer_closes_the_client() {
     drop(gateway);
 
     let gateway = Gateway::start(&tcp_config(&[dead_address().await], "")).await;
-    let mut client = TcpStream::connect(gateway.addr("l4")).await.expect("connect");
+    let mut client = TcpStream::connect(gateway.addr("l4"))
+        .await
+        .expect("connect");
     let _ = client.write_all(b"GET / HTTP/1.1\r\n\r\n").await;
     let got = read_to_end(&mut client).await.unwrap_or_default();
     assert!(got.is_empty(), "nothing to read from a dead cluster");
-    assert!(gateway.wait_for_log("no endpoint of cluster `ping_pong` answered", WAIT), "{:?}", gateway.logs());
+    assert!(
+        gateway.wait_for_log("no endpoint of cluster `ping_pong` answered", WAIT),
+        "{:?}",
+        gateway.logs()
+    );
 }
 
 #[tokio::test]
 async fn idle_connections_are_closed() {
     let upstream = Upstream::start("a").await;
-    let gateway = Gateway::start(&tcp_config(&[upstream.addr], "tcp.idle_timeout = \"200ms\"")).await;
-    let mut client = TcpStream::connect(gateway.addr("l4")).await.expect("connect");
+    let gateway = Gateway::start(&tcp_config(
+        &[upstream.addr],
+        "tcp.idle_timeout = \"200ms\"",
+    ))
+    .await;
+    let mut client = TcpStream::connect(gateway.addr("l4"))
+        .await
+        .expect("connect");
     let started = std::time::Instant::now();
-    let got = read_to_end(&mut client).await.expect("closed by the gateway");
+    let got = read_to_end(&mut client)
+        .await
+        .expect("closed by the gateway");
     assert!(got.is_empty());
-    assert!(started.elapsed() >= Duration::from_millis(150), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(gateway.wait_for_log("idle for", WAIT));
 }
 
@@ -149,7 +193,12 @@ struct Passthrough {
 
 async fn passthrough() -> Passthrough {
     let pki = Pki::new("passthrough CA");
-    let a = TlsUpstream::start("a", &pki.server(&["a.example", "other.example"]), &["http/1.1"]).await;
+    let a = TlsUpstream::start(
+        "a",
+        &pki.server(&["a.example", "other.example"]),
+        &["http/1.1"],
+    )
+    .await;
     let b = TlsUpstream::start("b", &pki.server(&["*.b.example"]), &["http/1.1"]).await;
     let gateway = Gateway::start(&format!(
         r#"
@@ -183,8 +232,14 @@ async fn passthrough() -> Passthrough {
 }
 
 async fn ask(p: &Passthrough, name: &str, chop: Option<usize>) -> String {
-    let options = ClientOptions { server_name: name.into(), chop, ..Default::default() };
-    let stream = tls::connect(p.gateway.addr("l4"), p.pki.roots(), &options).await.expect("TLS through the gateway");
+    let options = ClientOptions {
+        server_name: name.into(),
+        chop,
+        ..Default::default()
+    };
+    let stream = tls::connect(p.gateway.addr("l4"), p.pki.roots(), &options)
+        .await
+        .expect("TLS through the gateway");
     let (reply, _) = tls::get(stream, name, "/").await.expect("request");
     reply.text()
 }
@@ -213,11 +268,20 @@ async fn a_client_hello_split_across_writes_is_read_whole() {
 #[tokio::test]
 async fn a_non_tls_first_flight_is_closed_without_reaching_an_upstream() {
     let p = passthrough().await;
-    let mut client = TcpStream::connect(p.gateway.addr("l4")).await.expect("connect");
-    client.write_all(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n").await.expect("write");
+    let mut client = TcpStream::connect(p.gateway.addr("l4"))
+        .await
+        .expect("connect");
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        .await
+        .expect("write");
     let got = read_to_end(&mut client).await.unwrap_or_default();
     assert!(got.is_empty(), "no answer to plaintext: {got:?}");
-    assert!(p.gateway.wait_for_log("not TLS", WAIT), "{:?}", p.gateway.logs());
+    assert!(
+        p.gateway.wait_for_log("not TLS", WAIT),
+        "{:?}",
+        p.gateway.logs()
+    );
     assert!(p.a.seen().is_empty() && p.b.seen().is_empty());
     // The listener still serves TLS afterwards.
     assert_eq!(ask(&p, "a.example", None).await, "a");

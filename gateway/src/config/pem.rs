@@ -28,7 +28,10 @@ pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemErro
     certificates_from(path, &bytes)
 }
 
-pub fn certificates_from(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemError> {
+pub fn certificates_from(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let certs = rustls_pemfile::certs(&mut &bytes[..])
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| error(path, format!("not a PEM certificate file: {e}")))?;
@@ -62,9 +65,13 @@ pub fn certified_key_from(
     let key = private_key_from(key_path, key)?;
     let provider = rustls::crypto::ring::default_provider();
     let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => {
-            error(key_path, format!("key does not match the certificate in {}", cert_path.display()))
-        }
+        rustls::Error::InconsistentKeys(_) => error(
+            key_path,
+            format!(
+                "key does not match the certificate in {}",
+                cert_path.display()
+            ),
+        ),
         e => error(key_path, format!("unusable private key: {e}")),
     })?;
     Ok(Arc::new(certified))
@@ -74,7 +81,9 @@ pub fn certified_key_from(
 pub fn root_store(path: &Path) -> Result<rustls::RootCertStore, PemError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in certificates(path)? {
-        roots.add(cert).map_err(|e| error(path, format!("unusable CA certificate: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| error(path, format!("unusable CA certificate: {e}")))?;
     }
     Ok(roots)
 }

@@ -50,7 +50,9 @@ pub async fn serve_tcp(socket: TcpListener, proxy: Arc<TcpProxy>, mut shutdown: 
         let _ = stream.set_nodelay(true);
         let (proxy, drain) = (proxy.clone(), shutdown.clone());
         tokio::spawn(async move {
+            crate::admin::metrics::connection_opened();
             proxy.forward(stream, peer).await;
+            crate::admin::metrics::connection_closed();
             drop((permit, drain));
         });
     }
@@ -68,7 +70,12 @@ impl TcpProxy {
     async fn forward(&self, client: TcpStream, peer: SocketAddr) {
         let started = Instant::now();
         let transfer = Transfer::default();
-        let mut record = Record { sni: None, cluster: None, endpoint: None, error: None };
+        let mut record = Record {
+            sni: None,
+            cluster: None,
+            endpoint: None,
+            error: None,
+        };
         let end = self.run(client, &transfer, &mut record).await;
         if let Err(why) = end {
             tracing::warn!(listener = &*self.listener, client = %peer, cluster = record.cluster.as_deref().unwrap_or("-"),
@@ -94,19 +101,26 @@ impl TcpProxy {
 
     /// Picks the cluster, connects (failing over) and splices. `Err`
     /// says why the connection ended early; the client is closed by then.
-    async fn run(&self, mut client: TcpStream, transfer: &Transfer, record: &mut Record) -> Result<(), String> {
+    async fn run(
+        &self,
+        mut client: TcpStream,
+        transfer: &Transfer,
+        record: &mut Record,
+    ) -> Result<(), String> {
         let mut peeked = Vec::new();
         let cluster_name = if self.config.sni.is_empty() {
             self.config.cluster.as_ref().map(|c| c.get_ref().clone())
         } else {
-            let (name, bytes) = sni::peek_server_name(&mut client, self.config.tcp.sni_read_timeout)
-                .await
-                .map_err(|e| format!("no TLS server name: {e}"))?;
+            let (name, bytes) =
+                sni::peek_server_name(&mut client, self.config.tcp.sni_read_timeout)
+                    .await
+                    .map_err(|e| format!("no TLS server name: {e}"))?;
             peeked = bytes;
             record.sni = name.clone();
             self.cluster_for(name.as_deref())
         };
-        let cluster_name = cluster_name.ok_or_else(|| format!("no cluster for server name {:?}", record.sni))?;
+        let cluster_name =
+            cluster_name.ok_or_else(|| format!("no cluster for server name {:?}", record.sni))?;
         record.cluster = Some(cluster_name.clone());
         let cluster = self
             .state
@@ -118,8 +132,13 @@ impl TcpProxy {
         let (mut upstream, lease) = self.connect(&cluster).await?;
         record.endpoint = Some(lease.address.clone());
         if !peeked.is_empty() {
-            upstream.write_all(&peeked).await.map_err(|e| format!("upstream write failed: {e}"))?;
-            transfer.bytes_in.fetch_add(peeked.len() as u64, Ordering::Relaxed);
+            upstream
+                .write_all(&peeked)
+                .await
+                .map_err(|e| format!("upstream write failed: {e}"))?;
+            transfer
+                .bytes_in
+                .fetch_add(peeked.len() as u64, Ordering::Relaxed);
         }
         let end = splice(client, upstream, self.config.tcp.idle_timeout, transfer).await;
         drop(lease);
@@ -134,8 +153,18 @@ impl TcpProxy {
     /// matching wildcard, then the listener's default cluster.
     fn cluster_for(&self, server_name: Option<&str>) -> Option<String> {
         if let Some(name) = server_name {
-            let exact = self.config.sni.iter().find(|r| r.names.iter().any(|p| !p.starts_with("*.") && name_matches(p, name)));
-            let wild = || self.config.sni.iter().find(|r| r.names.iter().any(|p| p.starts_with("*.") && name_matches(p, name)));
+            let exact = self.config.sni.iter().find(|r| {
+                r.names
+                    .iter()
+                    .any(|p| !p.starts_with("*.") && name_matches(p, name))
+            });
+            let wild = || {
+                self.config.sni.iter().find(|r| {
+                    r.names
+                        .iter()
+                        .any(|p| p.starts_with("*.") && name_matches(p, name))
+                })
+            };
             if let Some(route) = exact.or_else(wild) {
                 return Some(route.cluster.get_ref().clone());
             }
@@ -145,8 +174,15 @@ impl TcpProxy {
 
     /// Connects to the cluster's endpoints in balancing order until one
     /// answers.
-    async fn connect(&self, cluster: &Arc<Cluster>) -> Result<(TcpStream, crate::upstream::EndpointLease), String> {
-        let timeout = self.config.tcp.connect_timeout.unwrap_or(cluster.config.connect_timeout);
+    async fn connect(
+        &self,
+        cluster: &Arc<Cluster>,
+    ) -> Result<(TcpStream, crate::upstream::EndpointLease), String> {
+        let timeout = self
+            .config
+            .tcp
+            .connect_timeout
+            .unwrap_or(cluster.config.connect_timeout);
         let mut tried = Vec::new();
         let mut last_error = None;
         while let Some(lease) = cluster.lease_endpoint(&tried) {
@@ -159,13 +195,25 @@ impl TcpProxy {
                     return Ok((stream, lease));
                 }
                 Ok(Err(e)) => last_error = Some(format!("{}: {e}", lease.address)),
-                Err(_) => last_error = Some(format!("{}: connect timed out after {timeout:?}", lease.address)),
+                Err(_) => {
+                    last_error = Some(format!(
+                        "{}: connect timed out after {timeout:?}",
+                        lease.address
+                    ))
+                }
             }
             cluster.record_connect(&lease, false);
-            tracing::debug!(cluster = cluster.name(), error = last_error.as_deref().unwrap_or("-"), "connect failed, trying the next endpoint");
+            tracing::debug!(
+                cluster = cluster.name(),
+                error = last_error.as_deref().unwrap_or("-"),
+                "connect failed, trying the next endpoint"
+            );
         }
         Err(match last_error {
-            Some(e) => format!("no endpoint of cluster `{}` answered (last: {e})", cluster.name()),
+            Some(e) => format!(
+                "no endpoint of cluster `{}` answered (last: {e})",
+                cluster.name()
+            ),
             None => format!("no healthy endpoint in cluster `{}`", cluster.name()),
         })
     }

@@ -51,9 +51,16 @@ pub async fn peek_server_name(
             if room == 0 {
                 return Err(PeekError::TooLarge);
             }
-            let n = stream.read(&mut chunk[..room]).await.map_err(|e| PeekError::Io(e.to_string()))?;
+            let n = stream
+                .read(&mut chunk[..room])
+                .await
+                .map_err(|e| PeekError::Io(e.to_string()))?;
             if n == 0 {
-                return Err(if buf.is_empty() { PeekError::NotTls } else { PeekError::Closed });
+                return Err(if buf.is_empty() {
+                    PeekError::NotTls
+                } else {
+                    PeekError::Closed
+                });
             }
             buf.extend_from_slice(&chunk[..n]);
             if let Progress::Done(name) = parse(&buf)? {
@@ -75,7 +82,11 @@ pub fn parse(buf: &[u8]) -> Result<Progress, PeekError> {
     let mut rest = buf;
     while rest.len() >= 5 {
         if rest[0] != 22 || rest[1] != 3 {
-            return Err(if handshake.is_empty() { PeekError::NotTls } else { PeekError::Malformed("non-handshake record") });
+            return Err(if handshake.is_empty() {
+                PeekError::NotTls
+            } else {
+                PeekError::Malformed("non-handshake record")
+            });
         }
         let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
         if len == 0 || len > 16384 + 2048 {
@@ -89,16 +100,23 @@ pub fn parse(buf: &[u8]) -> Result<Progress, PeekError> {
         handshake.extend_from_slice(fragment);
         rest = &rest[5 + len..];
     }
-    if handshake.is_empty() && !rest.is_empty() && (rest[0] != 22 || rest.get(1).is_some_and(|v| *v != 3)) {
+    if handshake.is_empty()
+        && !rest.is_empty()
+        && (rest[0] != 22 || rest.get(1).is_some_and(|v| *v != 3))
+    {
         return Err(PeekError::NotTls);
     }
     if handshake.len() < 4 {
         return Ok(Progress::NeedMore);
     }
     if handshake[0] != 1 {
-        return Err(PeekError::Malformed("first handshake message is not a ClientHello"));
+        return Err(PeekError::Malformed(
+            "first handshake message is not a ClientHello",
+        ));
     }
-    let len = (usize::from(handshake[1]) << 16) | (usize::from(handshake[2]) << 8) | usize::from(handshake[3]);
+    let len = (usize::from(handshake[1]) << 16)
+        | (usize::from(handshake[2]) << 8)
+        | usize::from(handshake[3]);
     if len > MAX_HELLO {
         return Err(PeekError::TooLarge);
     }
@@ -158,8 +176,13 @@ fn client_hello_server_name(body: &[u8]) -> Result<Option<String>, PeekError> {
             let name_type = list.u8()?;
             let name = list.vec16()?;
             if name_type == 0 {
-                let name = std::str::from_utf8(name).map_err(|_| PeekError::Malformed("server name is not text"))?;
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_') {
+                let name = std::str::from_utf8(name)
+                    .map_err(|_| PeekError::Malformed("server name is not text"))?;
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+                {
                     return Err(PeekError::Malformed("bad server name"));
                 }
                 return Ok(Some(name.trim_end_matches('.').to_ascii_lowercase()));
@@ -213,18 +236,32 @@ mod tests {
         let msg = hello(Some("A.Example"));
         for split in [msg.len(), 10, 1] {
             let wire = records(&msg, split);
-            assert_eq!(parse(&wire), Ok(Progress::Done(Some("a.example".into()))), "split {split}");
+            assert_eq!(
+                parse(&wire),
+                Ok(Progress::Done(Some("a.example".into()))),
+                "split {split}"
+            );
             for cut in 0..wire.len() {
-                assert_eq!(parse(&wire[..cut]), Ok(Progress::NeedMore), "split {split} cut {cut}");
+                assert_eq!(
+                    parse(&wire[..cut]),
+                    Ok(Progress::NeedMore),
+                    "split {split} cut {cut}"
+                );
             }
         }
     }
 
     #[test]
     fn no_sni_is_none_and_garbage_is_refused() {
-        assert_eq!(parse(&records(&hello(None), 1000)), Ok(Progress::Done(None)));
+        assert_eq!(
+            parse(&records(&hello(None), 1000)),
+            Ok(Progress::Done(None))
+        );
         assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Err(PeekError::NotTls));
-        assert_eq!(parse(&[22, 3, 1, 0, 0]), Err(PeekError::Malformed("bad record length")));
+        assert_eq!(
+            parse(&[22, 3, 1, 0, 0]),
+            Err(PeekError::Malformed("bad record length"))
+        );
         let mut wire = records(&hello(Some("a")), 1000);
         wire[5] = 2; // ServerHello
         assert!(matches!(parse(&wire), Err(PeekError::Malformed(_))));

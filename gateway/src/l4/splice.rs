@@ -31,23 +31,45 @@ pub enum SpliceEnd {
 
 /// Splices `client` and `upstream` until both directions end, one fails,
 /// or nothing moves for `idle_timeout`.
-pub async fn splice(client: TcpStream, upstream: TcpStream, idle_timeout: Duration, transfer: &Transfer) -> SpliceEnd {
+pub async fn splice(
+    client: TcpStream,
+    upstream: TcpStream,
+    idle_timeout: Duration,
+    transfer: &Transfer,
+) -> SpliceEnd {
     let epoch = Instant::now();
     let last = AtomicU64::new(0);
     let (client_read, client_write) = client.into_split();
     let (upstream_read, upstream_write) = upstream.into_split();
     let both = async {
         tokio::try_join!(
-            pump(client_read, upstream_write, &transfer.bytes_in, &last, epoch),
-            pump(upstream_read, client_write, &transfer.bytes_out, &last, epoch),
+            pump(
+                client_read,
+                upstream_write,
+                &transfer.bytes_in,
+                &last,
+                epoch
+            ),
+            pump(
+                upstream_read,
+                client_write,
+                &transfer.bytes_out,
+                &last,
+                epoch
+            ),
         )
     };
     let idle = async {
         let mut wait = idle_timeout;
         loop {
             tokio::time::sleep(wait).await;
-            let since = epoch.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
-            match idle_timeout.checked_sub(since).filter(|left| !left.is_zero()) {
+            let since = epoch
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+            match idle_timeout
+                .checked_sub(since)
+                .filter(|left| !left.is_zero())
+            {
                 Some(left) => wait = left,
                 None => return,
             }

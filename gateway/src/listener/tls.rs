@@ -16,7 +16,9 @@ use tokio_rustls::TlsAcceptor;
 
 use super::http::{builder, serve_connection};
 use super::{ConnActivity, Shutdown};
-use crate::config::{name_matches, pem, CertificateConfig, ClientAuth, HttpLimitsConfig, ListenerTlsConfig};
+use crate::config::{
+    name_matches, pem, CertificateConfig, ClientAuth, HttpLimitsConfig, ListenerTlsConfig,
+};
 use crate::http::service::{ConnInfo, ConnService, HttpService};
 
 /// One certificate as loaded, with the file contents it came from (to
@@ -30,15 +32,15 @@ struct Loaded {
 /// The certificates of one listener, swapped whole on reload.
 #[derive(Debug)]
 pub struct CertStore {
-    certs: ArcSwap<Vec<Arc<LoadedDebug>>>,
+    certs: ArcSwap<Vec<Arc<Loaded>>>,
 }
 
-/// `Loaded` behind a `Debug` impl rustls requires of resolvers.
-pub struct LoadedDebug(Loaded);
-
-impl std::fmt::Debug for LoadedDebug {
+// rustls wants resolvers to be `Debug`; the key material stays out of it.
+impl std::fmt::Debug for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Certificate").field("names", &self.0.names).finish()
+        f.debug_struct("Certificate")
+            .field("names", &self.names)
+            .finish()
     }
 }
 
@@ -47,42 +49,55 @@ impl CertStore {
     pub fn load(configs: &[CertificateConfig]) -> anyhow::Result<CertStore> {
         let certs = configs
             .iter()
-            .map(|c| load_one(c, None).map(|l| Arc::new(LoadedDebug(l))))
+            .map(|c| load_one(c, None).map(Arc::new))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(CertStore { certs: ArcSwap::from_pointee(certs) })
+        Ok(CertStore {
+            certs: ArcSwap::from_pointee(certs),
+        })
     }
 
     fn choose(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
         let certs = self.certs.load();
         if let Some(name) = server_name.map(str::to_ascii_lowercase) {
-            let exact = certs.iter().find(|c| c.0.names.iter().any(|p| !p.starts_with("*.") && name_matches(p, &name)));
-            let wild = || certs.iter().find(|c| c.0.names.iter().any(|p| p.starts_with("*.") && name_matches(p, &name)));
+            let exact = certs.iter().find(|c| {
+                c.names
+                    .iter()
+                    .any(|p| !p.starts_with("*.") && name_matches(p, &name))
+            });
+            let wild = || {
+                certs.iter().find(|c| {
+                    c.names
+                        .iter()
+                        .any(|p| p.starts_with("*.") && name_matches(p, &name))
+                })
+            };
             if let Some(c) = exact.or_else(wild) {
-                return Some(c.0.key.clone());
+                return Some(c.key.clone());
             }
         }
-        certs.first().map(|c| c.0.key.clone())
+        certs.first().map(|c| c.key.clone())
     }
 
     /// Re-reads the files of `configs`; a changed pair that loads replaces
     /// the old one, a changed pair that fails is logged and skipped.
     /// `failed` remembers bad contents so each is reported once.
-    fn reload(&self, configs: &[CertificateConfig], failed: &mut Vec<Option<(Vec<u8>, Vec<u8>)>>) {
+    fn reload(&self, configs: &[CertificateConfig], failed: &mut [Option<(Vec<u8>, Vec<u8>)>]) {
         let current = self.certs.load_full();
-        let mut next: Vec<Arc<LoadedDebug>> = current.iter().cloned().collect();
+        let mut next: Vec<Arc<Loaded>> = current.iter().cloned().collect();
         let mut changed = false;
         for (i, config) in configs.iter().enumerate() {
-            let (Ok(cert), Ok(key)) = (std::fs::read(&config.cert), std::fs::read(&config.key)) else {
+            let (Ok(cert), Ok(key)) = (std::fs::read(&config.cert), std::fs::read(&config.key))
+            else {
                 continue; // mid-rotation or removed: keep serving the old one
             };
             let files = (cert, key);
-            if files == current[i].0.files || failed[i].as_ref() == Some(&files) {
+            if files == current[i].files || failed[i].as_ref() == Some(&files) {
                 continue;
             }
             match load_one(config, Some(files.clone())) {
                 Ok(loaded) => {
                     tracing::info!(cert = %config.cert.display(), names = ?loaded.names, "certificate reloaded");
-                    next[i] = Arc::new(LoadedDebug(loaded));
+                    next[i] = Arc::new(loaded);
                     failed[i] = None;
                     changed = true;
                 }
@@ -104,7 +119,10 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
-fn load_one(config: &CertificateConfig, files: Option<(Vec<u8>, Vec<u8>)>) -> anyhow::Result<Loaded> {
+fn load_one(
+    config: &CertificateConfig,
+    files: Option<(Vec<u8>, Vec<u8>)>,
+) -> anyhow::Result<Loaded> {
     let files = match files {
         Some(f) => f,
         None => (read(&config.cert)?, read(&config.key)?),
@@ -113,7 +131,11 @@ fn load_one(config: &CertificateConfig, files: Option<(Vec<u8>, Vec<u8>)>) -> an
     let names = if config.names.is_empty() {
         dns_names(key.cert.first().map(|c| c.as_ref()).unwrap_or_default())
     } else {
-        config.names.iter().map(|n| n.to_ascii_lowercase()).collect()
+        config
+            .names
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect()
     };
     Ok(Loaded { names, key, files })
 }
@@ -125,8 +147,12 @@ fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 /// The DNS names in a certificate's subject alternative names.
 fn dns_names(der: &[u8]) -> Vec<String> {
     use x509_parser::extensions::GeneralName;
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return Vec::new() };
-    let Ok(Some(san)) = cert.subject_alternative_name() else { return Vec::new() };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
     san.value
         .general_names
         .iter()
@@ -139,12 +165,17 @@ fn dns_names(der: &[u8]) -> Vec<String> {
 
 /// The subject of a certificate, RFC 4514 style (`CN=client,O=Example`).
 fn subject(der: &[u8]) -> Option<String> {
-    x509_parser::parse_x509_certificate(der).ok().map(|(_, c)| c.subject().to_string())
+    x509_parser::parse_x509_certificate(der)
+        .ok()
+        .map(|(_, c)| c.subject().to_string())
 }
 
 /// The rustls server configuration of a listener, resolving certificates
 /// from `store`.
-pub fn server_config(tls: &ListenerTlsConfig, store: Arc<CertStore>) -> anyhow::Result<rustls::ServerConfig> {
+pub fn server_config(
+    tls: &ListenerTlsConfig,
+    store: Arc<CertStore>,
+) -> anyhow::Result<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
@@ -166,7 +197,12 @@ pub fn server_config(tls: &ListenerTlsConfig, store: Arc<CertStore>) -> anyhow::
 }
 
 /// Checks the certificate files every `interval` and reloads what changed.
-pub async fn watch_certificates(store: Arc<CertStore>, configs: Vec<CertificateConfig>, interval: Duration, mut shutdown: Shutdown) {
+pub async fn watch_certificates(
+    store: Arc<CertStore>,
+    configs: Vec<CertificateConfig>,
+    interval: Duration,
+    mut shutdown: Shutdown,
+) {
     let mut failed = vec![None; configs.len()];
     loop {
         tokio::select! {
@@ -219,7 +255,12 @@ pub async fn serve_https(
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
-        let (acceptor, service, builder, shutdown) = (acceptor.clone(), service.clone(), builder.clone(), shutdown.clone());
+        let (acceptor, service, builder, shutdown) = (
+            acceptor.clone(),
+            service.clone(),
+            builder.clone(),
+            shutdown.clone(),
+        );
         let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
@@ -234,14 +275,20 @@ pub async fn serve_https(
                 }
             };
             let session = tls.get_ref().1;
-            let peer_subject = session.peer_certificates().and_then(|c| c.first()).and_then(|c| subject(c));
+            let peer_subject = session
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| subject(c));
             let conn = ConnService {
                 service,
                 conn: Arc::new(ConnInfo {
                     peer,
                     local,
                     scheme: "https",
-                    tls_version: session.protocol_version().and_then(|v| v.as_str()).map(str::to_owned),
+                    tls_version: session
+                        .protocol_version()
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned),
                     mtls: peer_subject.is_some(),
                     peer_subject,
                     sni: session.server_name().map(str::to_owned),
@@ -262,10 +309,18 @@ pub fn start(
     service: Arc<HttpService>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let tls = config.tls.as_ref().ok_or_else(|| anyhow::anyhow!("an https listener needs [listener.tls]"))?;
+    let tls = config
+        .tls
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("an https listener needs [listener.tls]"))?;
     let store = Arc::new(CertStore::load(&tls.certificates)?);
     let acceptor = TlsAcceptor::from(Arc::new(server_config(tls, store.clone())?));
-    tokio::spawn(watch_certificates(store, tls.certificates.clone(), tls.reload_interval, shutdown.clone()));
+    tokio::spawn(watch_certificates(
+        store,
+        tls.certificates.clone(),
+        tls.reload_interval,
+        shutdown.clone(),
+    ));
     tokio::spawn(serve_https(
         socket,
         service,
@@ -276,4 +331,30 @@ pub fn start(
         shutdown,
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_and_dns_names_are_read_from_the_certificate() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["a.example".to_string(), "*.b.example".to_string()])
+                .expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "alice");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example");
+        let cert = params.self_signed(&key).expect("cert");
+        assert_eq!(dns_names(cert.der()), ["a.example", "*.b.example"]);
+        let subject = subject(cert.der()).expect("subject");
+        assert!(
+            subject.contains("CN=alice") && subject.contains("O=Example"),
+            "{subject}"
+        );
+    }
 }

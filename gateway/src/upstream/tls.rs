@@ -19,10 +19,12 @@ pub struct UpstreamTls {
 impl UpstreamTls {
     pub fn new(config: &UpstreamTlsConfig) -> anyhow::Result<UpstreamTls> {
         let roots = pem::root_store(&config.ca)?;
-        let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         client.alpn_protocols = config.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         let sni = match &config.sni {
             Some(name) => Some(ServerName::try_from(name.clone())?),
@@ -36,7 +38,11 @@ impl UpstreamTls {
 
     /// Runs the handshake on `stream` to the endpoint `address`
     /// (`host:port`); the name verified is the SNI override or the host.
-    pub async fn handshake(&self, stream: TcpStream, address: &str) -> std::io::Result<TlsStream<TcpStream>> {
+    pub async fn handshake(
+        &self,
+        stream: TcpStream,
+        address: &str,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
         let name = match &self.sni {
             Some(name) => name.clone(),
             None => {
