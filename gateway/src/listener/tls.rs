@@ -84,7 +84,7 @@ impl CertStore {
     fn reload(&self, configs: &[CertificateConfig], failed: &mut [Option<(Vec<u8>, Vec<u8>)>]) {
         let current = self.certs.load_full();
         let mut next: Vec<Arc<Loaded>> = current.iter().cloned().collect();
-        let mut changed = false;
+        let mut reloaded = Vec::new();
         for (i, config) in configs.iter().enumerate() {
             let (Ok(cert), Ok(key)) = (std::fs::read(&config.cert), std::fs::read(&config.key))
             else {
@@ -96,10 +96,9 @@ impl CertStore {
             }
             match load_one(config, Some(files.clone())) {
                 Ok(loaded) => {
-                    tracing::info!(cert = %config.cert.display(), names = ?loaded.names, "certificate reloaded");
+                    reloaded.push((config.cert.display().to_string(), loaded.names.clone()));
                     next[i] = Arc::new(loaded);
                     failed[i] = None;
-                    changed = true;
                 }
                 Err(e) => {
                     tracing::warn!(cert = %config.cert.display(), error = %e, "certificate reload failed; keeping the previous one");
@@ -107,8 +106,12 @@ impl CertStore {
                 }
             }
         }
-        if changed {
+        if !reloaded.is_empty() {
             self.certs.store(Arc::new(next));
+        }
+        // Logged once in force, so whoever waits for the line gets the new one.
+        for (cert, names) in reloaded {
+            tracing::info!(cert, ?names, "certificate reloaded");
         }
     }
 }
