@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use gateway_tests::tls::{self, ClientOptions, Pki, TlsUpstream};
-use gateway_tests::{Gateway, Http1Client, Upstream, WAIT};
+use gateway_tests::{check_config, Gateway, Http1Client, Upstream, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -285,4 +285,31 @@ async fn a_non_tls_first_flight_is_closed_without_reaching_an_upstream() {
     assert!(p.a.seen().is_empty() && p.b.seen().is_empty());
     // The listener still serves TLS afterwards.
     assert_eq!(ask(&p, "a.example", None).await, "a");
+}
+
+#[test]
+fn tls_and_sni_keys_are_checked() {
+    let cases = [
+        (
+            "[[listener]]\nname = \"l\"\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n[[listener.sni]]\nnames = [\"a\"]\ncluster = \"nope\"\n",
+            "unknown cluster `nope` (key `listener[0].sni[0].cluster`) at",
+        ),
+        (
+            "[[listener]]\nname = \"l\"\nprotocol = \"https\"\naddress = \"127.0.0.1:0\"\n",
+            "an https listener needs [listener.tls]",
+        ),
+        (
+            "[[listener]]\nname = \"l\"\nprotocol = \"http\"\naddress = \"127.0.0.1:0\"\n[[listener.sni]]\nnames = [\"a\"]\ncluster = \"c\"\n[[cluster]]\nname = \"c\"\n",
+            "only tcp listeners route by SNI",
+        ),
+        (
+            "[[listener]]\nname = \"l\"\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n",
+            "a tcp listener needs a cluster",
+        ),
+    ];
+    for (text, expected) in cases {
+        let (output, _, _dir) = check_config(text);
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && err.contains(expected), "{expected}: {err}");
+    }
 }

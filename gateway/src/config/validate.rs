@@ -65,8 +65,8 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
                 }
             }
         }
-        for (k, message) in tls_problems(listener, &clusters, base) {
-            err(None, format!("{key}.{k}"), message);
+        for (span, k, message) in tls_problems(listener, &clusters, base) {
+            err(span, format!("{key}.{k}"), message);
         }
         for (j, route) in listener.routes.iter().enumerate() {
             let key = format!("{key}.route[{j}]");
@@ -110,40 +110,41 @@ fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Problems with a listener's `tls` and `sni` settings, as (key, message).
+/// Problems with a listener's `tls` and `sni` settings, as (span, key,
+/// message).
 /// Certificate and key files are read here, so a missing or mismatched
 /// file is a config error naming it.
-fn tls_problems(listener: &ListenerConfig, clusters: &HashSet<&str>, base: &Path) -> Vec<(String, String)> {
+fn tls_problems(listener: &ListenerConfig, clusters: &HashSet<&str>, base: &Path) -> Vec<(Option<std::ops::Range<usize>>, String, String)> {
     let mut problems = Vec::new();
     match (listener.protocol, &listener.tls) {
-        (Protocol::Https, None) => problems.push(("tls".into(), "an https listener needs [listener.tls]".into())),
+        (Protocol::Https, None) => problems.push((None, "tls".into(), "an https listener needs [listener.tls]".into())),
         (Protocol::Https, Some(tls)) => {
             if tls.certificates.is_empty() {
-                problems.push(("tls.certificate".into(), "at least one certificate is needed".into()));
+                problems.push((None, "tls.certificate".into(), "at least one certificate is needed".into()));
             }
             for (j, c) in tls.certificates.iter().enumerate() {
                 if let Err(e) = pem::certified_key(&base.join(&c.cert), &base.join(&c.key)) {
-                    problems.push((format!("tls.certificate[{j}]"), e.to_string()));
+                    problems.push((None, format!("tls.certificate[{j}]"), e.to_string()));
                 }
             }
             if let Some(ca) = &tls.client_ca {
                 if let Err(e) = pem::root_store(&base.join(ca)) {
-                    problems.push(("tls.client_ca".into(), e.to_string()));
+                    problems.push((None, "tls.client_ca".into(), e.to_string()));
                 }
             }
         }
-        (_, Some(_)) => problems.push(("tls".into(), "only https listeners take [listener.tls]".into())),
+        (_, Some(_)) => problems.push((None, "tls".into(), "only https listeners take [listener.tls]".into())),
         (_, None) => {}
     }
     if !listener.sni.is_empty() && listener.protocol != Protocol::Tcp {
-        problems.push(("sni".into(), "only tcp listeners route by SNI".into()));
+        problems.push((None, "sni".into(), "only tcp listeners route by SNI".into()));
     }
     for (j, route) in listener.sni.iter().enumerate() {
         if route.names.is_empty() {
-            problems.push((format!("sni[{j}].names"), "at least one name is needed".into()));
+            problems.push((None, format!("sni[{j}].names"), "at least one name is needed".into()));
         }
         if !clusters.contains(route.cluster.get_ref().as_str()) {
-            problems.push((format!("sni[{j}].cluster"), format!("unknown cluster `{}`", route.cluster.get_ref())));
+            problems.push((Some(route.cluster.span()), format!("sni[{j}].cluster"), format!("unknown cluster `{}`", route.cluster.get_ref())));
         }
     }
     problems

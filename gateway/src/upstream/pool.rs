@@ -57,7 +57,7 @@ impl EndpointPool {
                 // An HTTP/2 connection stays in the pool for other requests.
                 if let Sender::Http2(tx) = &entry.sender {
                     let shared = Sender::Http2(tx.clone());
-                    idle.push(entry);
+                    idle.push(Idle { since: Instant::now(), ..entry });
                     return Some(shared);
                 }
                 return Some(entry.sender);
