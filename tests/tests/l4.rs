@@ -91,6 +91,30 @@ async fn one_connection_stays_on_one_upstream_successive_connections_alternate()
     );
 }
 
+// Multi-threaded: the test blocks on the gateway's log while the runtime
+// closes the client connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_request_sends_new_connections_to_the_less_busy_upstream() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let config = tcp_config(&[a.addr, b.addr], "").replace(
+        "connect_timeout",
+        "balance = \"least_request\"\nconnect_timeout",
+    );
+    let gateway = Gateway::start(&config).await;
+    // One connection stays open on its upstream...
+    let mut held = Http1Client::connect(gateway.addr("l4")).await;
+    let busy = held.get("/").await.text();
+    // ...so every new connection goes to the other one, once the
+    // previous one is over (its access line written).
+    for closed in 1..=4 {
+        let mut client = Http1Client::connect(gateway.addr("l4")).await;
+        assert_ne!(client.get("/").await.text(), busy);
+        drop(client);
+        assert!(gateway.wait_for_log_count("bytes_out", closed, WAIT));
+    }
+    assert_eq!(held.get("/").await.text(), busy);
+}
+
 #[tokio::test]
 async fn half_close_reaches_the_upstream_and_its_reply_still_arrives() {
     // The upstream answers only once it has read to EOF.
@@ -310,6 +334,9 @@ fn tls_and_sni_keys_are_checked() {
     for (text, expected) in cases {
         let (output, _, _dir) = check_config(text);
         let err = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success() && err.contains(expected), "{expected}: {err}");
+        assert!(
+            !output.status.success() && err.contains(expected),
+            "{expected}: {err}"
+        );
     }
 }

@@ -282,6 +282,9 @@ pub async fn serve_https(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|c| subject(c));
+            tracing::debug!(listener = &*service.listener, client = %peer, version = ?session.protocol_version(),
+                sni = ?session.server_name(), alpn = ?session.alpn_protocol().map(String::from_utf8_lossy),
+                client_subject = ?peer_subject, "TLS handshake done");
             let conn = ConnService {
                 service,
                 conn: Arc::new(ConnInfo {
