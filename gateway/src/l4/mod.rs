@@ -78,8 +78,14 @@ impl TcpProxy {
         };
         let end = self.run(client, &transfer, &mut record).await;
         if let Err(why) = end {
-            tracing::warn!(listener = &*self.listener, client = %peer, cluster = record.cluster.as_deref().unwrap_or("-"),
-                reason = %why, "tcp connection closed");
+            let cluster = record.cluster.as_deref().unwrap_or("-");
+            // Never forwarded is the gateway's or the upstreams' problem;
+            // idle or reset after forwarding is ordinary life.
+            if record.endpoint.is_none() {
+                tracing::warn!(listener = &*self.listener, client = %peer, cluster, reason = %why, "tcp connection closed");
+            } else {
+                tracing::info!(listener = &*self.listener, client = %peer, cluster, reason = %why, "tcp connection closed");
+            }
             record.error = Some(why);
         }
         if self.state.load().access_log {
