@@ -468,3 +468,18 @@ async fn an_upstream_certificate_from_another_ca_is_a_502() {
     assert_eq!(client.get("/").await.status, 502);
     assert!(upstream.seen().is_empty());
 }
+
+#[tokio::test]
+async fn upstream_tls_verifies_the_endpoint_address_without_an_sni_override() {
+    let pki = Pki::new("internal ca");
+    let upstream = TlsUpstream::start("by-ip", &pki.server(&["127.0.0.1"]), &["http/1.1"]).await;
+    let gateway = upstream_tls_gateway(&upstream, &pki.ca, "").await;
+    let mut client = gateway.http1("web").await;
+    assert_eq!(client.get("/").await.text(), "by-ip");
+    // The name checked is the endpoint's host: a certificate for another
+    // name is refused.
+    let other = TlsUpstream::start("other", &pki.server(&["svc.internal"]), &["http/1.1"]).await;
+    let gateway = upstream_tls_gateway(&other, &pki.ca, "").await;
+    let mut client = gateway.http1("web").await;
+    assert_eq!(client.get("/").await.status, 502);
+}
