@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod filter;
 pub mod http;
+pub mod l4;
 pub mod listener;
 pub mod server;
 pub mod state;

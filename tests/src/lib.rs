@@ -26,6 +26,7 @@
 mod client;
 mod gateway;
 mod upstream;
+pub mod tls;
 pub mod wasm;
 
 pub use client::{Http1Client, Http2Client, Reply};

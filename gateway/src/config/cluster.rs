@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::tls::UpstreamTlsConfig;
+
 /// How a cluster picks an endpoint for each request (or connection, on L4).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,6 +44,9 @@ pub struct ClusterConfig {
     /// How long an ejected endpoint stays out of rotation.
     #[serde(default = "default_ejection_time", with = "humantime_serde")]
     pub ejection_time: Duration,
+    /// Speak TLS to the endpoints.
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsConfig>,
 }
 
 fn default_connect_timeout() -> Duration {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::filter::FilterConfig;
+use super::tls::{ListenerTlsConfig, SniRouteConfig, TcpProxyConfig};
 
 /// What a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -54,6 +55,16 @@ pub struct ListenerConfig {
     /// For `tcp` listeners: the cluster connections are forwarded to.
     #[serde(default)]
     pub cluster: Option<Spanned<String>>,
+    /// L4 forwarding settings (`tcp` listeners).
+    #[serde(default)]
+    pub tcp: TcpProxyConfig,
+    /// TLS passthrough by server name (`tcp` listeners); `cluster` is the
+    /// default.
+    #[serde(default)]
+    pub sni: Vec<SniRouteConfig>,
+    /// TLS termination (`https` listeners).
+    #[serde(default)]
+    pub tls: Option<ListenerTlsConfig>,
 }
 
 fn default_filters_poll() -> Duration {

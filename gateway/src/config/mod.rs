@@ -5,6 +5,8 @@ mod cluster;
 mod error;
 pub mod filter;
 mod listener;
+pub mod pem;
+mod tls;
 mod validate;
 
 use std::net::SocketAddr;
@@ -16,7 +18,13 @@ use serde::{Deserialize, Serialize};
 pub use cluster::{BalancePolicy, ClusterConfig};
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
-pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};
+pub use listener::{
+    DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig,
+};
+pub use tls::{
+    name_matches, CertificateConfig, ClientAuth, ListenerTlsConfig, SniRouteConfig, TcpProxyConfig,
+    UpstreamTlsConfig,
+};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -102,13 +110,11 @@ impl Config {
         Ok(config)
     }
 
-    /// Makes filter paths relative to the config file's directory absolute.
+    /// Makes filter and TLS file paths relative to the config file's
+    /// directory absolute.
     fn resolve_paths(&mut self) {
-        let base = self
-            .source
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let base = self.source.parent().map(Path::to_path_buf).unwrap_or_default();
+        tls::resolve_paths(self, &base);
         for listener in &mut self.listeners {
             if let Some(dir) = &mut listener.filters_dir {
                 if dir.is_relative() {

@@ -3,11 +3,12 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use super::{Config, ConfigError, Protocol};
+use super::{pem, Config, ConfigError, ListenerConfig, Protocol};
 
 /// Every semantic problem in `config`, read from `text` at `file`.
 pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigError> {
     let mut errors = Vec::new();
+    let base = file.parent().unwrap_or(Path::new("."));
     let mut err = |span: Option<std::ops::Range<usize>>, key: String, message: String| {
         errors.push(ConfigError::at(file, text, span, key, message));
     };
@@ -21,6 +22,12 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
                 format!("{key}.name"),
                 format!("duplicate cluster name `{}`", cluster.name),
             );
+        }
+        if let Some(tls) = &cluster.tls {
+            let ca = base.join(&tls.ca);
+            if let Err(e) = super::pem::root_store(&ca) {
+                err(None, format!("{key}.tls.ca"), e.to_string());
+            }
         }
         for (j, endpoint) in cluster.endpoints.iter().enumerate() {
             if let Err(why) = check_endpoint(endpoint) {
@@ -67,11 +74,8 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
         }
         match listener.protocol {
             Protocol::Tcp => match &listener.cluster {
-                None => err(
-                    None,
-                    format!("{key}.cluster"),
-                    "a tcp listener needs a cluster".into(),
-                ),
+                None if listener.sni.is_empty() => err(None, format!("{key}.cluster"), "a tcp listener needs a cluster (or [[listener.sni]] routes)".into()),
+                None => {}
                 Some(name) if !clusters.contains(name.get_ref().as_str()) => err(
                     Some(name.span()),
                     format!("{key}.cluster"),
@@ -107,6 +111,9 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
             for problem in filter.check() {
                 err(None, format!("{key}.filter[{j}]"), problem);
             }
+        }
+        for (span, k, message) in tls_problems(listener, &clusters, base) {
+            err(span, format!("{key}.{k}"), message);
         }
         for (j, route) in listener.routes.iter().enumerate() {
             let key = format!("{key}.route[{j}]");
@@ -173,4 +180,44 @@ fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
     }
     port.parse::<u16>().map_err(|_| "bad port")?;
     Ok(())
+}
+
+/// Problems with a listener's `tls` and `sni` settings, as (span, key,
+/// message).
+/// Certificate and key files are read here, so a missing or mismatched
+/// file is a config error naming it.
+fn tls_problems(listener: &ListenerConfig, clusters: &HashSet<&str>, base: &Path) -> Vec<(Option<std::ops::Range<usize>>, String, String)> {
+    let mut problems = Vec::new();
+    match (listener.protocol, &listener.tls) {
+        (Protocol::Https, None) => problems.push((None, "tls".into(), "an https listener needs [listener.tls]".into())),
+        (Protocol::Https, Some(tls)) => {
+            if tls.certificates.is_empty() {
+                problems.push((None, "tls.certificate".into(), "at least one certificate is needed".into()));
+            }
+            for (j, c) in tls.certificates.iter().enumerate() {
+                if let Err(e) = pem::certified_key(&base.join(&c.cert), &base.join(&c.key)) {
+                    problems.push((None, format!("tls.certificate[{j}]"), e.to_string()));
+                }
+            }
+            if let Some(ca) = &tls.client_ca {
+                if let Err(e) = pem::root_store(&base.join(ca)) {
+                    problems.push((None, "tls.client_ca".into(), e.to_string()));
+                }
+            }
+        }
+        (_, Some(_)) => problems.push((None, "tls".into(), "only https listeners take [listener.tls]".into())),
+        (_, None) => {}
+    }
+    if !listener.sni.is_empty() && listener.protocol != Protocol::Tcp {
+        problems.push((None, "sni".into(), "only tcp listeners route by SNI".into()));
+    }
+    for (j, route) in listener.sni.iter().enumerate() {
+        if route.names.is_empty() {
+            problems.push((None, format!("sni[{j}].names"), "at least one name is needed".into()));
+        }
+        if !clusters.contains(route.cluster.get_ref().as_str()) {
+            problems.push((Some(route.cluster.span()), format!("sni[{j}].cluster"), format!("unknown cluster `{}`", route.cluster.get_ref())));
+        }
+    }
+    problems
 }

@@ -28,6 +28,12 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     pub scheme: &'static str,
     pub tls_version: Option<String>,
+    /// A client certificate was presented and verified (mTLS).
+    pub mtls: bool,
+    /// The verified client certificate's subject, RFC 4514 style.
+    pub peer_subject: Option<String>,
+    /// The server name the client asked for (SNI).
+    pub sni: Option<String>,
 }
 
 /// The HTTP service of one listener, shared by its connections.

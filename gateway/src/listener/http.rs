@@ -12,7 +12,7 @@ use crate::config::HttpLimitsConfig;
 use crate::http::service::{ConnInfo, ConnService, HttpService};
 
 /// Builds the connection builder with the listener's limits.
-fn builder(limits: &HttpLimitsConfig) -> auto::Builder<TokioExecutor> {
+pub(super) fn builder(limits: &HttpLimitsConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -68,6 +68,9 @@ pub async fn serve_http(
                 local: stream.local_addr().ok().or(local).unwrap_or(peer),
                 scheme: "http",
                 tls_version: None,
+                mtls: false,
+                peer_subject: None,
+                sni: None,
             }),
             activity: Arc::new(ConnActivity::new()),
         };

@@ -1,12 +1,15 @@
 //! Accepting connections: bind, the accept loop with its connection limit,
 //! per-connection idle tracking and graceful shutdown.
 
+mod certs;
 mod http;
+pub mod tls;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use self::http::serve_http;
+pub use self::tls::serve_https;
 
 /// Requests in flight on one connection and when it was last busy, for
 /// the idle timeout.

@@ -95,6 +95,9 @@ fn fingerprint(listener: &ListenerConfig) -> String {
         "max_connections": listener.max_connections,
         "http": listener.http,
         "cluster": listener.cluster.as_ref().map(|c| c.get_ref()),
+        "tls": listener.tls,
+        "tcp": listener.tcp,
+        "sni": listener.sni,
     })
     .to_string()
 }
@@ -109,26 +112,29 @@ async fn start(gateway: &Arc<Gateway>, listener: &ListenerConfig) -> anyhow::Res
     })?;
     let address = socket.local_addr()?;
     let (shutdown, stop) = gateway.shutdown.child();
+    let service = || {
+        Arc::new(HttpService {
+            listener: Arc::from(listener.name.as_str()),
+            state: gateway.state.clone(),
+        })
+    };
     let accept = match listener.protocol {
-        Protocol::Http => {
-            let service = Arc::new(HttpService {
+        Protocol::Http => tokio::spawn(serve_http(
+            socket,
+            service(),
+            listener.http.clone(),
+            listener.max_connections,
+            shutdown,
+        )),
+        Protocol::Https => crate::listener::tls::start(socket, listener, service(), shutdown)
+            .with_context(|| format!("listener `{}`", listener.name))?,
+        Protocol::Tcp => {
+            let proxy = Arc::new(crate::l4::TcpProxy {
                 listener: Arc::from(listener.name.as_str()),
+                config: listener.clone(),
                 state: gateway.state.clone(),
             });
-            tokio::spawn(serve_http(
-                socket,
-                service,
-                listener.http.clone(),
-                listener.max_connections,
-                shutdown,
-            ))
-        }
-        Protocol::Https | Protocol::Tcp => {
-            anyhow::bail!(
-                "listener `{}`: protocol {:?} is not supported yet",
-                listener.name,
-                listener.protocol
-            );
+            tokio::spawn(crate::l4::serve_tcp(socket, proxy, shutdown))
         }
     };
     tracing::info!(listener = %listener.name, protocol = ?listener.protocol, %address, "listening");

@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use super::balancer::Balancer;
 use super::endpoint::{Endpoint, InFlight};
 use super::pool::{self, EndpointPool, Sender};
+use super::tls::UpstreamTls;
 use super::UpstreamError;
 use crate::config::ClusterConfig;
 use crate::http::body::Body;
@@ -20,6 +21,9 @@ pub struct Cluster {
     endpoints: Vec<Endpoint>,
     pools: Vec<EndpointPool>,
     balancer: Balancer,
+    /// TLS to the endpoints, from `[cluster.tls]`.
+    tls: Option<UpstreamTls>,
+    tls_broken: bool,
 }
 
 /// All clusters of a configuration, by name.
@@ -38,6 +42,13 @@ pub struct Connection {
     pub reused: bool,
 }
 
+/// An endpoint chosen for one L4 connection; see [`Cluster::lease_endpoint`].
+pub struct EndpointLease {
+    pub index: usize,
+    pub address: String,
+    _in_flight: InFlight,
+}
+
 impl Cluster {
     pub fn new(config: ClusterConfig) -> Self {
         let endpoints = config
@@ -50,7 +61,19 @@ impl Cluster {
             .iter()
             .map(|_| EndpointPool::new(config.max_idle_per_endpoint, config.idle_timeout))
             .collect();
+        // The CA file was checked by config validation; if it has gone bad
+        // since, connects fail with this reason rather than the start.
+        let tls = config.tls.as_ref().and_then(|t| match UpstreamTls::new(t) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                tracing::error!(cluster = %config.name, error = %e, "upstream TLS is unusable");
+                None
+            }
+        });
+        let tls_broken = config.tls.is_some() && tls.is_none();
         Self {
+            tls_broken,
+            tls,
             balancer: Balancer::new(config.balance),
             endpoints,
             pools,
@@ -90,7 +113,14 @@ impl Cluster {
         if let Some(sender) = self.pools[index].checkout() {
             return Ok(self.connection(index, sender, in_flight, true));
         }
-        match pool::connect(&endpoint.address, self.config.connect_timeout).await {
+        if self.tls_broken {
+            return Err(UpstreamError::Connect {
+                cluster: self.name().to_string(),
+                endpoint: endpoint.address.clone(),
+                source: std::io::Error::other("upstream TLS configuration is unusable"),
+            });
+        }
+        match pool::connect(&endpoint.address, self.config.connect_timeout, self.tls.as_ref()).await {
             Ok(sender) => {
                 endpoint.record_success();
                 Ok(self.connection(index, sender, in_flight, false))
@@ -122,6 +152,34 @@ impl Cluster {
             sender,
             in_flight,
             reused,
+        }
+    }
+
+    /// L4: an endpoint for a new downstream connection, skipping those
+    /// already `tried`. The lease counts as a request in flight (for least
+    /// request balancing) for as long as it is held.
+    pub fn lease_endpoint(&self, tried: &[usize]) -> Option<EndpointLease> {
+        let usable = |i: &usize| !tried.contains(i) && self.endpoints[*i].is_available();
+        let index = self
+            .balancer
+            .pick(&self.endpoints, tried.last().copied())
+            .filter(usable)
+            .or_else(|| (0..self.endpoints.len()).find(usable))?;
+        Some(EndpointLease {
+            index,
+            address: self.endpoints[index].address.clone(),
+            _in_flight: self.endpoints[index].start_request(),
+        })
+    }
+
+    /// L4: how connecting to a leased endpoint went (passive health).
+    pub fn record_connect(&self, lease: &EndpointLease, ok: bool) {
+        let endpoint = &self.endpoints[lease.index];
+        if ok {
+            endpoint.record_success();
+        } else if endpoint.record_connect_failure() {
+            tracing::warn!(cluster = self.name(), endpoint = %endpoint.address,
+                ejection = ?self.config.ejection_time, "endpoint ejected after consecutive connect failures");
         }
     }
 
@@ -173,8 +231,33 @@ impl Connection {
                     }),
                 }
             }
+            Sender::Http2(mut tx) => {
+                let request = to_http2(request);
+                let result = tx.send_request(request).await;
+                // The connection stays in the pool, shared; the request
+                // counts as in flight until its response head is in.
+                drop(in_flight);
+                result.map_err(|source| UpstreamError::Protocol {
+                    cluster: cluster.name().to_string(),
+                    endpoint: cluster.endpoints[index].address.clone(),
+                    source,
+                })
+            }
         }
     }
+}
+
+/// An HTTP/1.1-shaped upstream request (origin-form URI, `Host`) made
+/// into HTTP/2: the authority moves into the URI.
+fn to_http2(mut request: http::Request<Body>) -> http::Request<Body> {
+    let host = request.headers_mut().remove(http::header::HOST);
+    let authority = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    if let Ok(uri) = http::Uri::try_from(format!("https://{authority}{path}")) {
+        *request.uri_mut() = uri;
+    }
+    *request.version_mut() = http::Version::HTTP_2;
+    request
 }
 
 impl ClusterSet {

@@ -6,8 +6,9 @@ pub mod callout;
 mod cluster;
 mod endpoint;
 mod pool;
+mod tls;
 
-pub use cluster::{Cluster, ClusterSet, Connection};
+pub use cluster::{Cluster, ClusterSet, Connection, EndpointLease};
 
 /// What went wrong reaching an upstream; `http::error` turns it into a
 /// status.

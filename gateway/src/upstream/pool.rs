@@ -5,22 +5,25 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::tls::UpstreamTls;
 use crate::http::body::Body;
 
-/// A connection ready to carry one request. HTTP/1.1 only for now; an
-/// HTTP/2 sender (shared by many requests) slots in as another variant.
+/// A connection ready to carry a request: HTTP/1.1 carries one at a
+/// time; HTTP/2 (negotiated by ALPN over TLS) is shared by many.
 pub enum Sender {
     Http1(http1::SendRequest<Body>),
+    Http2(http2::SendRequest<Body>),
 }
 
 impl Sender {
     fn is_usable(&self) -> bool {
         match self {
             Sender::Http1(s) => s.is_ready() && !s.is_closed(),
+            Sender::Http2(s) => s.is_ready() && !s.is_closed(),
         }
     }
 }
@@ -51,6 +54,12 @@ impl EndpointPool {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(entry) = idle.pop() {
             if entry.since.elapsed() < self.idle_timeout && entry.sender.is_usable() {
+                // An HTTP/2 connection stays in the pool for other requests.
+                if let Sender::Http2(tx) = &entry.sender {
+                    let shared = Sender::Http2(tx.clone());
+                    idle.push(Idle { since: Instant::now(), ..entry });
+                    return Some(shared);
+                }
                 return Some(entry.sender);
             }
         }
@@ -78,12 +87,39 @@ impl EndpointPool {
     }
 }
 
-/// Opens a new HTTP/1.1 connection to `address` within `timeout`.
-pub async fn connect(address: &str, timeout: Duration) -> std::io::Result<Sender> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+/// Opens a new connection to `address` within `timeout` (TCP connect and
+/// TLS handshake): HTTP/1.1, or HTTP/2 when TLS negotiated `h2`.
+pub async fn connect(address: &str, timeout: Duration, tls: Option<&UpstreamTls>) -> std::io::Result<Sender> {
+    let timed_out = |_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+    let started = tokio::time::Instant::now();
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(address)).await.map_err(timed_out)??;
     stream.set_nodelay(true)?;
+    let Some(tls) = tls else {
+        return handshake_http1(stream).await;
+    };
+    let stream = tokio::time::timeout_at(started + timeout, tls.handshake(stream, address))
+        .await
+        .map_err(timed_out)??;
+    if super::tls::negotiated_h2(&stream) {
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream h2 connection ended with an error");
+            }
+        });
+        return Ok(Sender::Http2(sender));
+    }
+    handshake_http1(stream).await
+}
+
+async fn handshake_http1<S>(stream: S) -> std::io::Result<Sender>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await

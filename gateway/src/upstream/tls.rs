@@ -1,0 +1,62 @@
+//! TLS from the gateway to a cluster's endpoints: a private CA, an SNI
+//! override and ALPN (HTTP/2 when the endpoint picks `h2`).
+
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::config::{pem, UpstreamTlsConfig};
+
+/// The client side of TLS for one cluster.
+pub struct UpstreamTls {
+    connector: TlsConnector,
+    sni: Option<ServerName<'static>>,
+}
+
+impl UpstreamTls {
+    pub fn new(config: &UpstreamTlsConfig) -> anyhow::Result<UpstreamTls> {
+        let roots = pem::root_store(&config.ca)?;
+        let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        client.alpn_protocols = config.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let sni = match &config.sni {
+            Some(name) => Some(ServerName::try_from(name.clone())?),
+            None => None,
+        };
+        Ok(UpstreamTls {
+            connector: TlsConnector::from(Arc::new(client)),
+            sni,
+        })
+    }
+
+    /// Runs the handshake on `stream` to the endpoint `address`
+    /// (`host:port`); the name verified is the SNI override or the host.
+    pub async fn handshake(
+        &self,
+        stream: TcpStream,
+        address: &str,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
+        let name = match &self.sni {
+            Some(name) => name.clone(),
+            None => {
+                let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                ServerName::try_from(host.to_string())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?
+            }
+        };
+        self.connector.connect(name, stream).await
+    }
+}
+
+/// Whether the endpoint chose HTTP/2 by ALPN.
+pub fn negotiated_h2(stream: &TlsStream<TcpStream>) -> bool {
+    stream.get_ref().1.alpn_protocol() == Some(b"h2")
+}
