@@ -23,11 +23,14 @@ pub const MAX_VALUE: usize = 1 << 20;
 /// Most bytes of shared data in the process, all filters together.
 const MAX_TOTAL: usize = 64 << 20;
 
+/// Values and CAS tokens by (VM id, key).
+type Entries = HashMap<(String, String), (Bytes, u32)>;
+
 /// Key-value data shared by every instance of a VM id.
 #[derive(Default)]
 pub struct SharedData {
     /// Entries, and the bytes of keys and values they hold.
-    entries: Mutex<(HashMap<(String, String), (Bytes, u32)>, usize)>,
+    entries: Mutex<(Entries, usize)>,
 }
 
 impl SharedData {
