@@ -236,3 +236,29 @@ async fn a_pause_at_the_end_of_the_body_waits_for_the_callout() {
         .expect("forwarded");
     assert_eq!(body_text(req.into_body()).await, "authorized");
 }
+
+#[tokio::test]
+async fn pseudo_headers_rewrite_method_and_authority() {
+    let host = test_host();
+    let d = Data::new(&[":method", "POST", ":authority", "backend.internal:81"]);
+    let body = format!(
+        r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+             (drop (call $replace_header (i32.const 0) {m} {post}))
+             (drop (call $replace_header (i32.const 0) {a} {backend}))
+             (i32.const 0))"#,
+        m = d.at(":method"),
+        post = d.at("POST"),
+        a = d.at(":authority"),
+        backend = d.at("backend.internal:81"),
+    );
+    let chain = chain_with(&host, &abi(&d, &body), |_| {}).await;
+    let mut run = chain.start(meta()).expect("run");
+    let req = run.on_request(request(&[])).await.expect("forwarded");
+    assert_eq!(req.method(), http::Method::POST);
+    // HTTP/1 origin-form: the authority travels in Host, the path is kept.
+    assert_eq!(
+        req.headers().get("host").map(|v| v.as_bytes()),
+        Some(&b"backend.internal:81"[..])
+    );
+    assert_eq!(req.uri().to_string(), "/ping?x=1");
+}
