@@ -111,10 +111,9 @@ async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<
     tokio::spawn(reap_idle_connections(state.clone()));
 
     // Installed before "ready": from then on SIGHUP means reload, never
-    // the default (terminate).
-    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("cannot install the SIGHUP handler")?;
-    let reloads = tokio::spawn(reload::run(gateway.clone(), listeners, hangups));
+    // the default (terminate), and no change to the file is missed.
+    let triggers = reload::Triggers::new(&gateway.config_path).context("cannot install the reload triggers")?;
+    let reloads = tokio::spawn(reload::run(gateway.clone(), listeners, triggers));
     admin.ready.store(true, Ordering::Release);
     tracing::info!("gateway ready");
     wait_for_signal().await;

@@ -175,7 +175,7 @@ impl ChainRun {
                     tracing::warn!(filter = %name, "filter paused the stream for longer than {limit:?}");
                     let core = self.core();
                     return match core.filters[i].config.failure {
-                        crate::config::filter::FailurePolicy::Closed => Err(super::core::failure_response(&name)),
+                        crate::config::filter::FailurePolicy::Closed => Err(super::answers::failure_response(&name)),
                         crate::config::filter::FailurePolicy::Open => Ok(()),
                     };
                 }

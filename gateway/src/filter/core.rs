@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::answers::{failure_response, local_response, status_response};
 use super::instance::{FilterInstance, GuestFault, InstanceCell};
 use super::pool::LoadedFilter;
 use super::state::{Effects, LocalResponse, PendingCall, StreamSignal, StreamState, ROOT_CONTEXT};
 use crate::config::filter::FailurePolicy;
-use crate::http::body::{full, Body};
+use crate::http::body::Body;
 
 /// A filter's binding for this request.
 pub(crate) enum Bound {
@@ -67,39 +68,6 @@ pub(crate) struct RunCore {
     pub stream: Option<Box<StreamState>>,
     pub bound: Vec<Bound>,
     pub calls: Vec<OwnCall>,
-}
-
-/// The answer when a filter cannot run and fails closed.
-pub(crate) fn failure_response(name: &str) -> http::Response<Body> {
-    let mut r = http::Response::new(full(format!("filter `{name}` failed\n")));
-    *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain"),
-    );
-    r
-}
-
-fn local_response(lr: LocalResponse) -> http::Response<Body> {
-    tracing::debug!(status = lr.status, details = %lr.details, "filter answered locally");
-    let mut r = http::Response::new(full(lr.body));
-    *r.status_mut() =
-        http::StatusCode::from_u16(lr.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    for (k, v) in lr.headers {
-        if let (Ok(k), Ok(v)) = (
-            http::HeaderName::from_bytes(k.as_bytes()),
-            http::HeaderValue::from_bytes(&v),
-        ) {
-            r.headers_mut().append(k, v);
-        }
-    }
-    r
-}
-
-fn status_response(status: http::StatusCode, body: &'static str) -> http::Response<Body> {
-    let mut r = http::Response::new(full(body));
-    *r.status_mut() = status;
-    r
 }
 
 fn run_phase(
@@ -316,90 +284,6 @@ impl RunCore {
             Dir::Request => (0..n).collect(),
             Dir::Response => (0..n).rev().collect(),
         }
-    }
-
-    pub fn wants_body(&self, dir: Dir) -> bool {
-        self.bound.iter().zip(self.filters.iter()).any(|(b, f)| {
-            matches!(b, Bound::Active { .. })
-                && f.code.as_ref().is_some_and(|c| {
-                    if dir == Dir::Request {
-                        c.has_request_body
-                    } else {
-                        c.has_response_body
-                    }
-                })
-        })
-    }
-
-    /// Runs the body callbacks over the buffered body plus `chunk`.
-    /// Starts at position `from` of the direction's order; `can_wait` says
-    /// whether the caller can wait out a pause at the end of the body
-    /// (otherwise such a pause counts as CONTINUE).
-    pub fn body_step(
-        &mut self,
-        dir: Dir,
-        chunk: &[u8],
-        eos: bool,
-        from: usize,
-        can_wait: bool,
-    ) -> BodyStep {
-        let Some(stream) = self.stream.as_deref_mut() else {
-            return BodyStep::Emit(Bytes::copy_from_slice(chunk));
-        };
-        let buf = if dir == Dir::Request {
-            &mut stream.request_body
-        } else {
-            &mut stream.response_body
-        };
-        buf.extend_from_slice(chunk);
-        for (pos, i) in self.order(dir).into_iter().enumerate().skip(from) {
-            let len = self.body_len(dir);
-            match self.call(i, dir, Phase::Body(len, eos)) {
-                Step::Respond(r) => return BodyStep::Fail(r),
-                Step::Pause if eos && can_wait => {
-                    return BodyStep::PausedAtEnd {
-                        filter: i,
-                        next: pos + 1,
-                    }
-                }
-                Step::Pause if !eos => {
-                    let limit = self.filters[i].config.body_buffer_limit.as_u64() as usize;
-                    if self.body_len(dir) > limit {
-                        return BodyStep::Fail(match dir {
-                            Dir::Request => status_response(
-                                http::StatusCode::PAYLOAD_TOO_LARGE,
-                                "request body over the filter buffer limit\n",
-                            ),
-                            Dir::Response => status_response(
-                                http::StatusCode::BAD_GATEWAY,
-                                "response body over the filter buffer limit\n",
-                            ),
-                        });
-                    }
-                    return BodyStep::Hold;
-                }
-                _ => {}
-            }
-        }
-        let Some(stream) = self.stream.as_deref_mut() else {
-            return BodyStep::Emit(Bytes::new());
-        };
-        let buf = if dir == Dir::Request {
-            &mut stream.request_body
-        } else {
-            &mut stream.response_body
-        };
-        BodyStep::Emit(buf.split().freeze())
-    }
-
-    fn body_len(&self, dir: Dir) -> usize {
-        self.stream.as_deref().map_or(0, |s| {
-            if dir == Dir::Request {
-                s.request_body.len()
-            } else {
-                s.response_body.len()
-            }
-        })
     }
 
     /// Sends callouts made while the body streams (no task of the request

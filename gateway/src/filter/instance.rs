@@ -5,9 +5,10 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use anyhow::{Context, Result};
 
-use wasmtime::{Instance, ModuleExport, Store, Trap, TypedFunc, WasmParams, WasmResults};
+use wasmtime::{Store, Trap, TypedFunc};
 
-use super::engine::{wt, FilterHost};
+use super::engine::FilterHost;
+use super::exports::typed;
 use super::pool::FilterCode;
 use super::state::{CallAnswer, Effects, Headers, HostState, StreamState, ROOT_CONTEXT};
 use crate::upstream::callout::{CalloutError, CalloutResponse};
@@ -66,72 +67,6 @@ impl Drop for InstanceCell {
         if let Some(t) = self.ticker.get_mut().ok().and_then(Option::take) {
             t.abort();
         }
-    }
-}
-
-/// The callbacks' export indexes, resolved once per module.
-pub(crate) struct ExportIndex(Vec<(&'static str, Option<ModuleExport>)>);
-
-const CALLBACKS: &[&str] = &[
-    "proxy_on_memory_allocate",
-    "malloc",
-    "proxy_on_context_create",
-    "proxy_on_vm_start",
-    "proxy_on_configure",
-    "proxy_on_done",
-    "proxy_on_log",
-    "proxy_on_delete",
-    "proxy_on_tick",
-    "proxy_on_queue_ready",
-    "proxy_on_request_headers",
-    "proxy_on_request_body",
-    "proxy_on_request_trailers",
-    "proxy_on_response_headers",
-    "proxy_on_response_body",
-    "proxy_on_response_trailers",
-    "proxy_on_http_call_response",
-    "_initialize",
-    "main",
-    "_start",
-    "memory",
-];
-
-impl ExportIndex {
-    pub fn new(module: &wasmtime::Module) -> Self {
-        ExportIndex(
-            CALLBACKS
-                .iter()
-                .map(|n| (*n, module.get_export_index(n)))
-                .collect(),
-        )
-    }
-    fn get(&self, name: &str) -> Option<&ModuleExport> {
-        self.0
-            .iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, e)| e.as_ref())
-    }
-}
-
-fn typed<P: WasmParams, R: WasmResults>(
-    inst: &Instance,
-    store: &mut Store<HostState>,
-    idx: &ExportIndex,
-    name: &str,
-) -> Result<F<P, R>> {
-    let Some(export) = idx.get(name) else {
-        return Ok(None);
-    };
-    match inst
-        .get_module_export(&mut *store, export)
-        .and_then(|e| e.into_func())
-    {
-        None => Ok(None),
-        Some(f) => wt(
-            f.typed(&*store),
-            &format!("export `{name}` has the wrong signature"),
-        )
-        .map(Some),
     }
 }
 

@@ -7,11 +7,14 @@
 //! do is documented in `docs/abi.md`.
 
 mod abi;
+mod answers;
 mod body;
+mod body_walk;
 mod chain;
 mod convert;
 mod core;
 mod engine;
+mod exports;
 mod folder;
 mod instance;
 mod metrics;

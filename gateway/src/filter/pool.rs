@@ -22,7 +22,7 @@ use crate::config::filter::{FilterConfig, Isolation};
 pub(crate) struct FilterCode {
     pub meta: Arc<FilterMeta>,
     pub pre: InstancePre<HostState>,
-    pub exports: super::instance::ExportIndex,
+    pub exports: super::exports::ExportIndex,
     pub has_request_body: bool,
     pub has_response_body: bool,
 }
@@ -111,7 +111,7 @@ impl LoadedFilter {
                 plugin_config: Bytes::from(self.config.config.clone().unwrap_or_default()),
                 config: self.config.clone(),
             }),
-            exports: super::instance::ExportIndex::new(pre.module()),
+            exports: super::exports::ExportIndex::new(pre.module()),
             pre,
         });
         // Start the instances now: a filter whose VM does not start is

@@ -14,33 +14,56 @@ pub type QueueWaker = Arc<dyn Fn(u32) + Send + Sync>;
 #[derive(Debug, PartialEq, Eq)]
 pub enum CasError {
     Mismatch,
+    /// Over the size limits below.
+    TooLarge,
 }
+
+/// Largest value (shared data or queue message) a guest may store.
+pub const MAX_VALUE: usize = 1 << 20;
+/// Most bytes of shared data in the process, all filters together.
+const MAX_TOTAL: usize = 64 << 20;
+
+/// Values and CAS tokens by (VM id, key).
+type Entries = HashMap<(String, String), (Bytes, u32)>;
 
 /// Key-value data shared by every instance of a VM id.
 #[derive(Default)]
 pub struct SharedData {
-    entries: Mutex<HashMap<(String, String), (Bytes, u32)>>,
+    /// Entries, and the bytes of keys and values they hold.
+    entries: Mutex<(Entries, usize)>,
 }
 
 impl SharedData {
     /// The value and its CAS token.
     pub fn get(&self, vm_id: &str, key: &str) -> Option<(Bytes, u32)> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.get(&(vm_id.to_string(), key.to_string())).cloned()
+        entries
+            .0
+            .get(&(vm_id.to_string(), key.to_string()))
+            .cloned()
     }
 
     /// Sets `key`; a non-zero `cas` must match the current token.
     pub fn set(&self, vm_id: &str, key: &str, value: Bytes, cas: u32) -> Result<(), CasError> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = entries
-            .entry((vm_id.to_string(), key.to_string()))
-            .or_insert((Bytes::new(), 0));
-        if cas != 0 && cas != slot.1 {
+        if value.len() > MAX_VALUE {
+            return Err(CasError::TooLarge);
+        }
+        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (entries, total) = &mut *guard;
+        let id = (vm_id.to_string(), key.to_string());
+        let (old_len, old_cas) = entries
+            .get(&id)
+            .map_or((0, 0), |(v, c)| (v.len() + key.len(), *c));
+        if cas != 0 && cas != old_cas {
             return Err(CasError::Mismatch);
         }
+        let new_total = *total - old_len + value.len() + key.len();
+        if new_total > MAX_TOTAL {
+            return Err(CasError::TooLarge);
+        }
+        *total = new_total;
         // Tokens start at 1 so that 0 keeps meaning "no check".
-        slot.1 = slot.1.wrapping_add(1).max(1);
-        slot.0 = value;
+        entries.insert(id, (value, old_cas.wrapping_add(1).max(1)));
         Ok(())
     }
 }
@@ -91,6 +114,9 @@ impl Queues {
 
     /// `Ok(false)` when the queue is full, `Err` when it does not exist.
     pub fn enqueue(&self, id: u32, item: Bytes) -> Result<bool, ()> {
+        if item.len() > MAX_VALUE {
+            return Ok(false);
+        }
         let waker = {
             let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
             let q = queues.get_mut((id as usize).wrapping_sub(1)).ok_or(())?;
@@ -132,6 +158,19 @@ mod tests {
             Err(CasError::Mismatch)
         );
         assert!(d.get("other", "k").is_none());
+        let big = Bytes::from(vec![0u8; MAX_VALUE + 1]);
+        assert_eq!(d.set("vm", "big", big, 0), Err(CasError::TooLarge));
+        let mb = Bytes::from(vec![0u8; MAX_VALUE]);
+        let stored = (0..100)
+            .take_while(|i| d.set("vm", &format!("k{i}"), mb.clone(), 0).is_ok())
+            .count();
+        assert!(
+            (60..=64).contains(&stored),
+            "total capped at 64 MiB: {stored}"
+        );
+        // Overwriting frees the old value's bytes.
+        assert!(d.set("vm", "k0", Bytes::new(), 0).is_ok());
+        assert!(d.set("vm", "again", mb.clone(), 0).is_ok());
 
         let q = Queues::default();
         let id = q.register("vm", "q", None);

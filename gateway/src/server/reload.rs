@@ -14,14 +14,36 @@ use crate::config::Config;
 /// Changes to the file within this window make one reload.
 const DEBOUNCE: Duration = Duration::from_millis(150);
 
+/// What triggers reloads; set up before the gateway says it is ready, so
+/// no change after that is missed.
+pub struct Triggers {
+    rx: tokio::sync::mpsc::Receiver<()>,
+    tx: tokio::sync::mpsc::Sender<()>,
+    watcher: Option<notify::RecommendedWatcher>,
+    hangups: tokio::signal::unix::Signal,
+}
+
+impl Triggers {
+    pub fn new(config_path: &Path) -> std::io::Result<Triggers> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<()>(16);
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        Ok(Triggers {
+            watcher: watch_file(config_path, tx.clone()),
+            rx,
+            tx,
+            hangups,
+        })
+    }
+}
+
 /// Reloads until the task is aborted.
-pub async fn run(
-    gateway: Arc<Gateway>,
-    mut listeners: ListenerSet,
-    mut hangups: tokio::signal::unix::Signal,
-) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
-    let _watcher = watch_file(&gateway.config_path, tx.clone());
+pub async fn run(gateway: Arc<Gateway>, mut listeners: ListenerSet, triggers: Triggers) {
+    let Triggers {
+        mut rx,
+        tx,
+        watcher: _watcher,
+        mut hangups,
+    } = triggers;
     let hup_tx = tx;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {

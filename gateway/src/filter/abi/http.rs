@@ -11,6 +11,9 @@ use super::{
 };
 use crate::filter::state::{Effects, HostState, LocalResponse, PendingCall};
 
+/// Most callouts one guest callback may start.
+const MAX_CALLS_PER_CALLBACK: usize = 64;
+
 /// Applies `f` to the effects of the effective context: this call's own, or
 /// those of another live HTTP context of the instance (woken afterwards).
 fn with_effects(state: &mut HostState, f: impl FnOnce(&mut Effects)) -> i32 {
@@ -184,6 +187,10 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
                     Err(s) => return s,
                 };
                 let st = c.data_mut();
+                // A guest cannot flood the clusters from one callback.
+                if st.effects.calls.len() >= MAX_CALLS_PER_CALLBACK {
+                    return status::INTERNAL_FAILURE;
+                }
                 st.next_token = st.next_token.wrapping_add(1).max(1);
                 call.token = st.next_token;
                 let token = call.token;

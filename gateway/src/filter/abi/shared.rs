@@ -51,6 +51,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
             {
                 Ok(()) => status::OK,
                 Err(CasError::Mismatch) => status::CAS_MISMATCH,
+                Err(CasError::TooLarge) => status::INTERNAL_FAILURE,
             }
         },
     )?;

@@ -1,0 +1,74 @@
+//! The guest's callbacks, found once per module by export index and
+//! checked against their ABI signatures.
+
+use anyhow::Result;
+use wasmtime::{Instance, ModuleExport, Store, TypedFunc, WasmParams, WasmResults};
+
+use super::engine::wt;
+use super::state::HostState;
+
+/// The callbacks' export indexes, resolved once per module.
+pub(crate) struct ExportIndex(Vec<(&'static str, Option<ModuleExport>)>);
+
+const CALLBACKS: &[&str] = &[
+    "proxy_on_memory_allocate",
+    "malloc",
+    "proxy_on_context_create",
+    "proxy_on_vm_start",
+    "proxy_on_configure",
+    "proxy_on_done",
+    "proxy_on_log",
+    "proxy_on_delete",
+    "proxy_on_tick",
+    "proxy_on_queue_ready",
+    "proxy_on_request_headers",
+    "proxy_on_request_body",
+    "proxy_on_request_trailers",
+    "proxy_on_response_headers",
+    "proxy_on_response_body",
+    "proxy_on_response_trailers",
+    "proxy_on_http_call_response",
+    "_initialize",
+    "main",
+    "_start",
+    "memory",
+];
+
+impl ExportIndex {
+    pub fn new(module: &wasmtime::Module) -> Self {
+        ExportIndex(
+            CALLBACKS
+                .iter()
+                .map(|n| (*n, module.get_export_index(n)))
+                .collect(),
+        )
+    }
+    pub fn get(&self, name: &str) -> Option<&ModuleExport> {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, e)| e.as_ref())
+    }
+}
+
+pub(crate) fn typed<P: WasmParams, R: WasmResults>(
+    inst: &Instance,
+    store: &mut Store<HostState>,
+    idx: &ExportIndex,
+    name: &str,
+) -> Result<Option<TypedFunc<P, R>>> {
+    let Some(export) = idx.get(name) else {
+        return Ok(None);
+    };
+    match inst
+        .get_module_export(&mut *store, export)
+        .and_then(|e| e.into_func())
+    {
+        None => Ok(None),
+        Some(f) => wt(
+            f.typed(&*store),
+            &format!("export `{name}` has the wrong signature"),
+        )
+        .map(Some),
+    }
+}
