@@ -79,12 +79,13 @@ async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<
     let bare = Snapshot::build(config.clone(), None, &ChainLoader::default()).await;
     let state = Arc::new(ArcSwap::from_pointee(bare));
     let _ = callouts.state.set(state.clone());
-    let loader = ChainLoader::new(filter_host);
+    let loader = ChainLoader::new(filter_host.clone());
     let snapshot = build_snapshot(config.clone(), Some(&state.load_full()), &loader).await;
     state.store(Arc::new(snapshot));
     let admin = Arc::new(AdminState {
         state: state.clone(),
         ready: Default::default(),
+        filter_host: std::sync::OnceLock::from(filter_host.clone()),
     });
     let admin_address = match admin_socket {
         Some(socket) => {

@@ -67,3 +67,36 @@ async fn the_articles_scenario() {
         assert_ne!(pair[0], pair[1], "{answers:?}");
     }
 }
+
+#[tokio::test]
+async fn the_admin_listener_reports_health_filters_config_and_metrics() {
+    let (gateway, _a, _b) = demo().await;
+    let mut web = gateway.http1("web").await;
+    assert_eq!(web.get("/ping").await.status, 401);
+    assert_eq!(web.send(authorized("/ping")).await.status, 200);
+
+    let mut admin = gateway_tests::Http1Client::connect(gateway.admin.expect("admin address")).await;
+    assert_eq!(admin.get("/healthz").await.status, 200);
+    assert_eq!(admin.get("/ready").await.status, 200);
+
+    let filters: serde_json::Value = serde_json::from_slice(&admin.get("/filters").await.body).expect("json");
+    let listed = &filters["chains"][0]["folder"]["filters"];
+    let names: Vec<&str> = listed.as_array().expect("filters").iter().filter_map(|f| f["name"].as_str()).collect();
+    assert_eq!(names, ["10-auth", "20-router"]);
+    assert!(listed.as_array().expect("filters").iter().all(|f| f["state"] == "loaded" && f["generation"].as_u64().is_some()));
+
+    let config = admin.get("/config").await.text();
+    assert!(config.contains("\"filters_dir\""), "{config}");
+
+    let metrics = admin.get("/metrics").await.text();
+    for needle in [
+        "gateway_requests_total{listener=\"web\"",
+        "status=\"401\"",
+        "gateway_request_duration_seconds_bucket",
+        "gateway_filter_calls_total{filter=\"10-auth\",result=\"ok\"}",
+        "gateway_filter_counter_total{filter=\"10-auth\",name=\"auth_denied\"} 1",
+        "gateway_active_connections",
+    ] {
+        assert!(metrics.contains(needle), "metrics lack {needle}:\n{metrics}");
+    }
+}

@@ -39,6 +39,7 @@ struct Metrics {
     active_connections: Gauge,
     config_reloads: Family<ResultLabel, Counter>,
     filter_reloads: Family<FilterResult, Counter>,
+    filter_calls: Family<FilterResult, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,7 +75,14 @@ fn metrics() -> &'static Metrics {
         registry.register("config_reloads", "Configuration reloads by result (ok, rejected)", config_reloads.clone());
         let filter_reloads = Family::<FilterResult, Counter>::default();
         registry.register("filter_reloads", "Filter loads from a folder by filter and result (ok, rejected)", filter_reloads.clone());
+        let filter_calls = Family::<FilterResult, Counter>::default();
+        registry.register(
+            "filter_calls",
+            "Calls into filters by filter and result (ok, trap, deadline_exceeded, memory_limit)",
+            filter_calls.clone(),
+        );
         Metrics {
+            filter_calls,
             filter_reloads,
             config_reloads,
             registry,
@@ -112,6 +120,45 @@ pub fn record_request(record: &AccessRecord) {
         .observe(record.started.elapsed().as_secs_f64());
 }
 
+/// The counters of one filter's guest calls, resolved once at load so the
+/// request path only does atomic increments.
+#[derive(Clone, Debug)]
+pub struct FilterCounters {
+    pub ok: Counter,
+    pub deadline: Counter,
+    pub memory: Counter,
+    pub trap: Counter,
+}
+
+impl FilterCounters {
+    /// Counts a failed call by what its message says went wrong.
+    pub fn fault(&self, message: &str) {
+        if message.contains("deadline") {
+            self.deadline.inc();
+        } else if message.contains("memory") {
+            self.memory.inc();
+        } else {
+            self.trap.inc();
+        }
+    }
+}
+
+/// The call counters of filter `name`.
+pub fn filter_counters(name: &str) -> FilterCounters {
+    let m = metrics();
+    let get = |outcome: &str| {
+        m.filter_calls
+            .get_or_create(&FilterResult { filter: name.into(), result: outcome.into() })
+            .clone()
+    };
+    FilterCounters {
+        ok: get("ok"),
+        deadline: get("deadline_exceeded"),
+        memory: get("memory_limit"),
+        trap: get("trap"),
+    }
+}
+
 /// Counts a filter (re)load from a folder.
 pub fn filter_reload(filter: &str, ok: bool) {
     let result = if ok { "ok" } else { "rejected" };
@@ -143,11 +190,52 @@ pub fn connection_closed() {
     metrics().active_connections.dec();
 }
 
-/// The registry in Prometheus text format.
-pub fn encode() -> String {
+/// The registry in Prometheus text format, followed by the metrics the
+/// filters defined through the ABI (`proxy_define_metric`).
+pub fn encode(filters: &[crate::filter::MetricSnapshot]) -> String {
     let mut out = String::new();
-    if prometheus_client::encoding::text::encode(&mut out, &metrics().registry).is_err() {
+    if prometheus_client::encoding::text::encode_registry(&mut out, &metrics().registry).is_err() {
         out.clear();
     }
+    encode_filter_metrics(&mut out, filters);
+    let _ = prometheus_client::encoding::text::encode_eof(&mut out);
     out
+}
+
+fn encode_filter_metrics(out: &mut String, filters: &[crate::filter::MetricSnapshot]) {
+    use crate::filter::MetricKind;
+    use std::fmt::Write as _;
+    let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    for (kind, family, help) in [
+        (MetricKind::Counter, "gateway_filter_counter", "Counters filters defined (proxy_define_metric)"),
+        (MetricKind::Gauge, "gateway_filter_gauge", "Gauges filters defined (proxy_define_metric)"),
+        (MetricKind::Histogram, "gateway_filter_histogram", "Histograms filters defined, as sum and count"),
+    ] {
+        let of_kind: Vec<_> = filters.iter().filter(|m| m.kind == kind).collect();
+        if of_kind.is_empty() {
+            continue;
+        }
+        let type_name = match kind {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "summary",
+        };
+        let _ = writeln!(out, "# HELP {family} {help}.");
+        let _ = writeln!(out, "# TYPE {family} {type_name}");
+        for m in of_kind {
+            let labels = format!("filter=\"{}\",name=\"{}\"", escape(&m.filter), escape(&m.name));
+            match kind {
+                MetricKind::Counter => {
+                    let _ = writeln!(out, "{family}_total{{{labels}}} {}", m.value);
+                }
+                MetricKind::Gauge => {
+                    let _ = writeln!(out, "{family}{{{labels}}} {}", m.value);
+                }
+                MetricKind::Histogram => {
+                    let _ = writeln!(out, "{family}_sum{{{labels}}} {}", m.value);
+                    let _ = writeln!(out, "{family}_count{{{labels}}} {}", m.count);
+                }
+            }
+        }
+    }
 }

@@ -22,6 +22,8 @@ pub struct AdminState {
     pub state: Arc<ArcSwap<Snapshot>>,
     /// Set once every listener is bound and every filter chain loaded.
     pub ready: AtomicBool,
+    /// For the filters' own metrics.
+    pub filter_host: std::sync::OnceLock<Arc<crate::filter::FilterHost>>,
 }
 
 /// Serves the admin endpoints until shutdown.
@@ -56,14 +58,17 @@ async fn handle(admin: &AdminState, req: Request<Incoming>) -> Response<Body> {
         }
         "/config" => {
             let snapshot = admin.state.load();
-            json(serde_json::to_string_pretty(&*snapshot.config).unwrap_or_default())
+            let mut config = serde_json::to_value(&*snapshot.config).unwrap_or_default();
+            redact(&mut config);
+            json(serde_json::to_string_pretty(&config).unwrap_or_default())
         }
         "/filters" => {
             let snapshot = admin.state.load_full();
             json(serde_json::to_string_pretty(&snapshot.filter_status().await).unwrap_or_default())
         }
         "/metrics" => {
-            let mut resp = Response::new(body::full(metrics::encode()));
+            let filter_metrics = admin.filter_host.get().map(|h| h.metrics()).unwrap_or_default();
+            let mut resp = Response::new(body::full(metrics::encode(&filter_metrics)));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static(
@@ -73,6 +78,27 @@ async fn handle(admin: &AdminState, req: Request<Incoming>) -> Response<Body> {
             resp
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}
+
+/// Filter configurations may hold secrets (API keys, tokens): shown as
+/// their size only.
+fn redact(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let is_filter = map.contains_key("path") && map.contains_key("isolation");
+            for (key, v) in map.iter_mut() {
+                if is_filter && (key == "config" || key == "vm_config") {
+                    if let Some(s) = v.as_str() {
+                        *v = format!("<redacted, {} bytes>", s.len()).into();
+                    }
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
     }
 }
 
@@ -87,4 +113,25 @@ fn json(s: String) -> Response<Body> {
         header::HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_configurations_are_redacted_and_the_rest_kept() {
+        let mut config = serde_json::json!({
+            "listener": [{
+                "name": "web",
+                "filter": [{"name": "auth", "path": "a.wasm", "isolation": "shared", "config": "{\"tokens\":[\"s3cret\"]}"}],
+                "route": [{"cluster": "c", "config": "not a filter"}],
+            }]
+        });
+        redact(&mut config);
+        let text = config.to_string();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("<redacted, 20 bytes>"), "{text}");
+        assert!(text.contains("not a filter"));
+    }
 }

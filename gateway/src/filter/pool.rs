@@ -57,6 +57,7 @@ pub(crate) struct LoadedFilter {
     failures: AtomicU32,
     backing_off: AtomicBool,
     backoff: Mutex<(Option<Instant>, u32, Option<String>)>,
+    counters: crate::admin::metrics::FilterCounters,
 }
 
 impl LoadedFilter {
@@ -75,6 +76,7 @@ impl LoadedFilter {
             failures: AtomicU32::new(0),
             backing_off: AtomicBool::new(false),
             backoff: Mutex::new((None, 0, None)),
+            counters: crate::admin::metrics::filter_counters(&config.name),
         };
         if let Err(e) = me.try_load() {
             let reason = format!("{e:#}");
@@ -221,11 +223,13 @@ impl LoadedFilter {
                 slot.store(None);
             }
         }
+        self.counters.fault(&fault.0);
         self.failed(fault.0.clone());
     }
 
     /// A request went through this filter without fault.
     pub fn succeeded(&self) {
+        self.counters.ok.inc();
         if self.failures.load(Ordering::Relaxed) != 0 {
             self.failures.store(0, Ordering::Relaxed);
             self.backoff.lock().unwrap_or_else(|p| p.into_inner()).1 = 0;
@@ -306,6 +310,7 @@ impl LoadedFilter {
             failures: AtomicU32::new(0),
             backing_off: AtomicBool::new(false),
             backoff: Mutex::new((None, 0, None)),
+            counters: crate::admin::metrics::filter_counters(&config.name),
         }
     }
 }

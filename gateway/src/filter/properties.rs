@@ -92,6 +92,13 @@ fn stream_property(s: &StreamState, segs: &[&[u8]]) -> Option<Vec<u8>> {
         [b"connection", b"tls_version"] => {
             s.meta.tls_version.clone().unwrap_or_default().into_bytes()
         }
+        [b"connection", b"mtls"] => vec![u8::from(s.meta.mtls)],
+        [b"connection", b"subject_peer_certificate"] => {
+            s.meta.peer_subject.clone().unwrap_or_default().into_bytes()
+        }
+        [b"connection", b"requested_server_name"] => {
+            s.meta.sni.clone().unwrap_or_default().into_bytes()
+        }
         [b"response", b"code"] => {
             let code = s.response_code.or_else(|| {
                 std::str::from_utf8(s.response_headers.get(":status")?)

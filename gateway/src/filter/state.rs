@@ -67,6 +67,12 @@ pub struct RequestMeta {
     /// `"http"` or `"https"`.
     pub scheme: &'static str,
     pub tls_version: Option<String>,
+    /// A verified client certificate was presented (mTLS).
+    pub mtls: bool,
+    /// That certificate's subject.
+    pub peer_subject: Option<String>,
+    /// The server name the client asked for (SNI).
+    pub sni: Option<String>,
 }
 
 /// One request's state, shared by every filter of its chain.

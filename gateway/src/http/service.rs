@@ -280,6 +280,9 @@ impl ConnService {
             destination: self.conn.local,
             scheme: self.conn.scheme,
             tls_version: self.conn.tls_version.clone(),
+            mtls: self.conn.mtls,
+            peer_subject: self.conn.peer_subject.clone(),
+            sni: self.conn.sni.clone(),
         }
     }
 }

@@ -88,6 +88,9 @@ fn meta() -> RequestMeta {
         destination: "10.0.0.2:8080".parse().expect("addr"),
         scheme: "http",
         tls_version: None,
+        mtls: false,
+        peer_subject: None,
+        sni: None,
     }
 }
 
