@@ -131,7 +131,7 @@ mod tests {
         redact(&mut config);
         let text = config.to_string();
         assert!(!text.contains("s3cret"), "{text}");
-        assert!(text.contains("<redacted, 20 bytes>"), "{text}");
+        assert!(text.contains("<redacted, 21 bytes>"), "{text}");
         assert!(text.contains("not a filter"));
     }
 }
