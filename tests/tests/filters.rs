@@ -315,3 +315,22 @@ async fn a_chain_of_three_serves_a_thousand_requests_in_flight_in_both_isolation
         assert_eq!(up.received().len(), 2000);
     }
 }
+
+#[tokio::test]
+async fn a_restart_takes_compiled_code_from_the_cache() {
+    let up = Upstream::start("up").await;
+    let cache = tempfile::tempdir().expect("cache dir");
+    let text = format!(
+        "[wasm]\ncache_dir = \"{}\"\n{}",
+        cache.path().display(),
+        config(&up, None, &filter("local", "tw-local-response", None))
+    );
+    let cold = Gateway::start(&text).await;
+    assert!(cold.logs().iter().any(|l| l.contains("module compiled")));
+    drop(cold);
+    let warm = Gateway::start(&text).await;
+    let logs = warm.logs();
+    assert!(logs.iter().any(|l| l.contains("taken from the compile cache")), "{logs:?}");
+    assert!(!logs.iter().any(|l| l.contains("module compiled")), "a warm start must not recompile");
+    assert_eq!(warm.http1("web").await.get("/local").await.text(), "hello from wasm");
+}

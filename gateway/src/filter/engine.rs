@@ -148,13 +148,18 @@ impl FilterHost {
             // by `Module::serialize` of an engine with this very configuration
             // (the key is in the name); never a file from the filter folder.
             match unsafe { Module::deserialize_file(&self.engine, &path) } {
-                Ok(m) => return Ok(m),
+                Ok(m) => {
+                    tracing::info!(sha256, "module code taken from the compile cache");
+                    return Ok(m);
+                }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), "ignoring unreadable cache entry: {e:#}")
                 }
             }
         }
+        let started = std::time::Instant::now();
         let module = wt(Module::new(&self.engine, wasm), "compiling")?;
+        tracing::info!(sha256, took_ms = started.elapsed().as_millis() as u64, "module compiled");
         if let Err(e) = write_cache(dir, &path, &module) {
             tracing::warn!(dir = %dir.display(), "cannot cache compiled filter: {e:#}");
         }
