@@ -113,7 +113,8 @@ async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<
 
     // Installed before "ready": from then on SIGHUP means reload, never
     // the default (terminate), and no change to the file is missed.
-    let triggers = reload::Triggers::new(&gateway.config_path).context("cannot install the reload triggers")?;
+    let triggers = reload::Triggers::new(&gateway.config_path)
+        .context("cannot install the reload triggers")?;
     let reloads = tokio::spawn(reload::run(gateway.clone(), listeners, triggers));
     admin.ready.store(true, Ordering::Release);
     tracing::info!("gateway ready");

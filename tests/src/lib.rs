@@ -25,8 +25,8 @@
 
 mod client;
 mod gateway;
-mod upstream;
 pub mod tls;
+mod upstream;
 pub mod wasm;
 
 pub use client::{Http1Client, Http2Client, Reply};

@@ -10,11 +10,17 @@ use http::Request;
 use http_body_util::Full;
 
 fn authorized(path: &str) -> Request<Full<Bytes>> {
-    Request::get(path).header("authorization", "Basic x").body(Full::new(Bytes::new())).expect("request")
+    Request::get(path)
+        .header("authorization", "Basic x")
+        .body(Full::new(Bytes::new()))
+        .expect("request")
 }
 
 async fn demo() -> (Gateway, Upstream, Upstream) {
-    let (a, b) = (Upstream::start("pong from a").await, Upstream::start("pong from b").await);
+    let (a, b) = (
+        Upstream::start("pong from a").await,
+        Upstream::start("pong from b").await,
+    );
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let text = std::fs::read_to_string(examples.join("demo.toml")).expect("demo.toml");
     let text = text
@@ -75,15 +81,26 @@ async fn the_admin_listener_reports_health_filters_config_and_metrics() {
     assert_eq!(web.get("/ping").await.status, 401);
     assert_eq!(web.send(authorized("/ping")).await.status, 200);
 
-    let mut admin = gateway_tests::Http1Client::connect(gateway.admin.expect("admin address")).await;
+    let mut admin =
+        gateway_tests::Http1Client::connect(gateway.admin.expect("admin address")).await;
     assert_eq!(admin.get("/healthz").await.status, 200);
     assert_eq!(admin.get("/ready").await.status, 200);
 
-    let filters: serde_json::Value = serde_json::from_slice(&admin.get("/filters").await.body).expect("json");
+    let filters: serde_json::Value =
+        serde_json::from_slice(&admin.get("/filters").await.body).expect("json");
     let listed = &filters["chains"][0]["folder"]["filters"];
-    let names: Vec<&str> = listed.as_array().expect("filters").iter().filter_map(|f| f["name"].as_str()).collect();
+    let names: Vec<&str> = listed
+        .as_array()
+        .expect("filters")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
     assert_eq!(names, ["10-auth", "20-router"]);
-    assert!(listed.as_array().expect("filters").iter().all(|f| f["state"] == "loaded" && f["generation"].as_u64().is_some()));
+    assert!(listed
+        .as_array()
+        .expect("filters")
+        .iter()
+        .all(|f| f["state"] == "loaded" && f["generation"].as_u64().is_some()));
 
     let config = admin.get("/config").await.text();
     assert!(config.contains("\"filters_dir\""), "{config}");
@@ -97,6 +114,9 @@ async fn the_admin_listener_reports_health_filters_config_and_metrics() {
         "gateway_filter_counter_total{filter=\"10-auth\",name=\"auth_denied\"} 1",
         "gateway_active_connections",
     ] {
-        assert!(metrics.contains(needle), "metrics lack {needle}:\n{metrics}");
+        assert!(
+            metrics.contains(needle),
+            "metrics lack {needle}:\n{metrics}"
+        );
     }
 }

@@ -330,7 +330,17 @@ async fn a_restart_takes_compiled_code_from_the_cache() {
     drop(cold);
     let warm = Gateway::start(&text).await;
     let logs = warm.logs();
-    assert!(logs.iter().any(|l| l.contains("taken from the compile cache")), "{logs:?}");
-    assert!(!logs.iter().any(|l| l.contains("module compiled")), "a warm start must not recompile");
-    assert_eq!(warm.http1("web").await.get("/local").await.text(), "hello from wasm");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("taken from the compile cache")),
+        "{logs:?}"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains("module compiled")),
+        "a warm start must not recompile"
+    );
+    assert_eq!(
+        warm.http1("web").await.get("/local").await.text(),
+        "hello from wasm"
+    );
 }

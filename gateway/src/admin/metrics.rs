@@ -148,7 +148,10 @@ pub fn filter_counters(name: &str) -> FilterCounters {
     let m = metrics();
     let get = |outcome: &str| {
         m.filter_calls
-            .get_or_create(&FilterResult { filter: name.into(), result: outcome.into() })
+            .get_or_create(&FilterResult {
+                filter: name.into(),
+                result: outcome.into(),
+            })
             .clone()
     };
     FilterCounters {
@@ -205,11 +208,27 @@ pub fn encode(filters: &[crate::filter::MetricSnapshot]) -> String {
 fn encode_filter_metrics(out: &mut String, filters: &[crate::filter::MetricSnapshot]) {
     use crate::filter::MetricKind;
     use std::fmt::Write as _;
-    let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let escape = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
     for (kind, family, help) in [
-        (MetricKind::Counter, "gateway_filter_counter", "Counters filters defined (proxy_define_metric)"),
-        (MetricKind::Gauge, "gateway_filter_gauge", "Gauges filters defined (proxy_define_metric)"),
-        (MetricKind::Histogram, "gateway_filter_histogram", "Histograms filters defined, as sum and count"),
+        (
+            MetricKind::Counter,
+            "gateway_filter_counter",
+            "Counters filters defined (proxy_define_metric)",
+        ),
+        (
+            MetricKind::Gauge,
+            "gateway_filter_gauge",
+            "Gauges filters defined (proxy_define_metric)",
+        ),
+        (
+            MetricKind::Histogram,
+            "gateway_filter_histogram",
+            "Histograms filters defined, as sum and count",
+        ),
     ] {
         let of_kind: Vec<_> = filters.iter().filter(|m| m.kind == kind).collect();
         if of_kind.is_empty() {
@@ -223,7 +242,11 @@ fn encode_filter_metrics(out: &mut String, filters: &[crate::filter::MetricSnaps
         let _ = writeln!(out, "# HELP {family} {help}.");
         let _ = writeln!(out, "# TYPE {family} {type_name}");
         for m in of_kind {
-            let labels = format!("filter=\"{}\",name=\"{}\"", escape(&m.filter), escape(&m.name));
+            let labels = format!(
+                "filter=\"{}\",name=\"{}\"",
+                escape(&m.filter),
+                escape(&m.name)
+            );
             match kind {
                 MetricKind::Counter => {
                     let _ = writeln!(out, "{family}_total{{{labels}}} {}", m.value);

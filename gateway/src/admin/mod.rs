@@ -67,7 +67,11 @@ async fn handle(admin: &AdminState, req: Request<Incoming>) -> Response<Body> {
             json(serde_json::to_string_pretty(&snapshot.filter_status().await).unwrap_or_default())
         }
         "/metrics" => {
-            let filter_metrics = admin.filter_host.get().map(|h| h.metrics()).unwrap_or_default();
+            let filter_metrics = admin
+                .filter_host
+                .get()
+                .map(|h| h.metrics())
+                .unwrap_or_default();
             let mut resp = Response::new(body::full(metrics::encode(&filter_metrics)));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,

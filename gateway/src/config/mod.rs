@@ -18,9 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use cluster::{BalancePolicy, ClusterConfig};
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
-pub use listener::{
-    DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig,
-};
+pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};
 pub use tls::{
     name_matches, CertificateConfig, ClientAuth, ListenerTlsConfig, SniRouteConfig, TcpProxyConfig,
     UpstreamTlsConfig,
@@ -113,7 +111,11 @@ impl Config {
     /// Makes filter and TLS file paths relative to the config file's
     /// directory absolute.
     fn resolve_paths(&mut self) {
-        let base = self.source.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = self
+            .source
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         tls::resolve_paths(self, &base);
         for listener in &mut self.listeners {
             if let Some(dir) = &mut listener.filters_dir {

@@ -74,7 +74,11 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
         }
         match listener.protocol {
             Protocol::Tcp => match &listener.cluster {
-                None if listener.sni.is_empty() => err(None, format!("{key}.cluster"), "a tcp listener needs a cluster (or [[listener.sni]] routes)".into()),
+                None if listener.sni.is_empty() => err(
+                    None,
+                    format!("{key}.cluster"),
+                    "a tcp listener needs a cluster (or [[listener.sni]] routes)".into(),
+                ),
                 None => {}
                 Some(name) if !clusters.contains(name.get_ref().as_str()) => err(
                     Some(name.span()),
@@ -186,13 +190,25 @@ fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
 /// message).
 /// Certificate and key files are read here, so a missing or mismatched
 /// file is a config error naming it.
-fn tls_problems(listener: &ListenerConfig, clusters: &HashSet<&str>, base: &Path) -> Vec<(Option<std::ops::Range<usize>>, String, String)> {
+fn tls_problems(
+    listener: &ListenerConfig,
+    clusters: &HashSet<&str>,
+    base: &Path,
+) -> Vec<(Option<std::ops::Range<usize>>, String, String)> {
     let mut problems = Vec::new();
     match (listener.protocol, &listener.tls) {
-        (Protocol::Https, None) => problems.push((None, "tls".into(), "an https listener needs [listener.tls]".into())),
+        (Protocol::Https, None) => problems.push((
+            None,
+            "tls".into(),
+            "an https listener needs [listener.tls]".into(),
+        )),
         (Protocol::Https, Some(tls)) => {
             if tls.certificates.is_empty() {
-                problems.push((None, "tls.certificate".into(), "at least one certificate is needed".into()));
+                problems.push((
+                    None,
+                    "tls.certificate".into(),
+                    "at least one certificate is needed".into(),
+                ));
             }
             for (j, c) in tls.certificates.iter().enumerate() {
                 if let Err(e) = pem::certified_key(&base.join(&c.cert), &base.join(&c.key)) {
@@ -205,7 +221,11 @@ fn tls_problems(listener: &ListenerConfig, clusters: &HashSet<&str>, base: &Path
                 }
             }
         }
-        (_, Some(_)) => problems.push((None, "tls".into(), "only https listeners take [listener.tls]".into())),
+        (_, Some(_)) => problems.push((
+            None,
+            "tls".into(),
+            "only https listeners take [listener.tls]".into(),
+        )),
         (_, None) => {}
     }
     if !listener.sni.is_empty() && listener.protocol != Protocol::Tcp {
@@ -213,10 +233,18 @@ fn tls_problems(listener: &ListenerConfig, clusters: &HashSet<&str>, base: &Path
     }
     for (j, route) in listener.sni.iter().enumerate() {
         if route.names.is_empty() {
-            problems.push((None, format!("sni[{j}].names"), "at least one name is needed".into()));
+            problems.push((
+                None,
+                format!("sni[{j}].names"),
+                "at least one name is needed".into(),
+            ));
         }
         if !clusters.contains(route.cluster.get_ref().as_str()) {
-            problems.push((Some(route.cluster.span()), format!("sni[{j}].cluster"), format!("unknown cluster `{}`", route.cluster.get_ref())));
+            problems.push((
+                Some(route.cluster.span()),
+                format!("sni[{j}].cluster"),
+                format!("unknown cluster `{}`", route.cluster.get_ref()),
+            ));
         }
     }
     problems

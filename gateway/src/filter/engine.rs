@@ -159,7 +159,11 @@ impl FilterHost {
         }
         let started = std::time::Instant::now();
         let module = wt(Module::new(&self.engine, wasm), "compiling")?;
-        tracing::info!(sha256, took_ms = started.elapsed().as_millis() as u64, "module compiled");
+        tracing::info!(
+            sha256,
+            took_ms = started.elapsed().as_millis() as u64,
+            "module compiled"
+        );
         if let Err(e) = write_cache(dir, &path, &module) {
             tracing::warn!(dir = %dir.display(), "cannot cache compiled filter: {e:#}");
         }

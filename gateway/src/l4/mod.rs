@@ -8,7 +8,7 @@ mod splice;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio::io::AsyncWriteExt;
@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub use self::sni::{parse as parse_client_hello, PeekError, Progress};
 use self::splice::{splice, SpliceEnd, Transfer};
 use crate::config::{name_matches, ListenerConfig};
+use crate::listener::accept::accept_loop;
 use crate::listener::Shutdown;
 use crate::state::Snapshot;
 use crate::upstream::Cluster;
@@ -29,33 +30,24 @@ pub struct TcpProxy {
 }
 
 /// Accepts connections on `socket` until shutdown and forwards each.
-pub async fn serve_tcp(socket: TcpListener, proxy: Arc<TcpProxy>, mut shutdown: Shutdown) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(proxy.config.max_connections));
-    loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
-            () = shutdown.started() => return,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = socket.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(listener = &*proxy.listener, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.started() => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let (proxy, drain) = (proxy.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            crate::admin::metrics::connection_opened();
-            proxy.forward(stream, peer).await;
-            crate::admin::metrics::connection_closed();
-            drop((permit, drain));
-        });
-    }
+pub async fn serve_tcp(socket: TcpListener, proxy: Arc<TcpProxy>, shutdown: Shutdown) {
+    let (name, max) = (proxy.listener.clone(), proxy.config.max_connections);
+    accept_loop(
+        socket,
+        &name,
+        max,
+        shutdown,
+        |stream, peer, permit, drain| {
+            let proxy = proxy.clone();
+            tokio::spawn(async move {
+                crate::admin::metrics::connection_opened();
+                proxy.forward(stream, peer).await;
+                crate::admin::metrics::connection_closed();
+                drop((permit, drain));
+            });
+        },
+    )
+    .await;
 }
 
 /// The access-log facts of one connection.

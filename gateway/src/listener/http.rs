@@ -7,6 +7,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
+use super::accept::accept_loop;
 use super::{ConnActivity, Shutdown};
 use crate::config::HttpLimitsConfig;
 use crate::http::service::{ConnInfo, ConnService, HttpService};
@@ -38,50 +39,40 @@ pub async fn serve_http(
     service: Arc<HttpService>,
     limits: HttpLimitsConfig,
     max_connections: usize,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
     let builder = Arc::new(builder(&limits));
-    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let local = listener.local_addr().ok();
-    loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
-            () = shutdown.started() => return,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off briefly.
-                    tracing::warn!(listener = &*service.listener, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.started() => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let conn = ConnService {
-            service: service.clone(),
-            conn: Arc::new(ConnInfo {
-                peer,
-                local: stream.local_addr().ok().or(local).unwrap_or(peer),
-                scheme: "http",
-                tls_version: None,
-                mtls: false,
-                peer_subject: None,
-                sni: None,
-            }),
-            activity: Arc::new(ConnActivity::new()),
-        };
-        let builder = builder.clone();
-        let shutdown = shutdown.clone();
-        let idle_timeout = limits.idle_timeout;
-        tokio::spawn(async move {
-            serve_connection(&builder, TokioIo::new(stream), conn, idle_timeout, shutdown).await;
-            drop(permit);
-        });
-    }
+    let name = service.listener.clone();
+    accept_loop(
+        listener,
+        &name,
+        max_connections,
+        shutdown,
+        |stream, peer, permit, shutdown| {
+            let conn = ConnService {
+                service: service.clone(),
+                conn: Arc::new(ConnInfo {
+                    peer,
+                    local: stream.local_addr().ok().or(local).unwrap_or(peer),
+                    scheme: "http",
+                    tls_version: None,
+                    mtls: false,
+                    peer_subject: None,
+                    sni: None,
+                }),
+                activity: Arc::new(ConnActivity::new()),
+            };
+            let builder = builder.clone();
+            let idle_timeout = limits.idle_timeout;
+            tokio::spawn(async move {
+                serve_connection(&builder, TokioIo::new(stream), conn, idle_timeout, shutdown)
+                    .await;
+                drop(permit);
+            });
+        },
+    )
+    .await;
 }
 
 /// Serves one connection until it closes, is idle too long or the gateway

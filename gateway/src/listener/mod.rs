@@ -1,6 +1,7 @@
 //! Accepting connections: bind, the accept loop with its connection limit,
 //! per-connection idle tracking and graceful shutdown.
 
+pub(crate) mod accept;
 mod certs;
 mod http;
 pub mod tls;

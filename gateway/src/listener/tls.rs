@@ -3,6 +3,7 @@
 //! disk when they change, optional client certificates (mTLS). The HTTP
 //! inside is served exactly as on the `http` listener.
 
+use crate::listener::accept::accept_loop;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,34 +52,13 @@ pub async fn serve_https(
     handshake_timeout: Duration,
     limits: HttpLimitsConfig,
     max_connections: usize,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
     let builder = Arc::new(builder(&limits));
-    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
-    loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
-            () = shutdown.started() => return,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(listener = &*service.listener, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.started() => return,
-        };
-        let _ = stream.set_nodelay(true);
+    let name = service.listener.clone();
+    accept_loop(listener, &name, max_connections, shutdown, |stream, peer, permit, shutdown| {
         let local = stream.local_addr().unwrap_or(peer);
-        let (acceptor, service, builder, shutdown) = (
-            acceptor.clone(),
-            service.clone(),
-            builder.clone(),
-            shutdown.clone(),
-        );
+        let (acceptor, service, builder) = (acceptor.clone(), service.clone(), builder.clone());
         let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
@@ -119,7 +99,8 @@ pub async fn serve_https(
             serve_connection(&builder, TokioIo::new(tls), conn, idle_timeout, shutdown).await;
             drop(permit);
         });
-    }
+    })
+    .await;
 }
 
 /// Loads the certificates of the `https` listener `config`, starts

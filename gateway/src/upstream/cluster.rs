@@ -120,7 +120,13 @@ impl Cluster {
                 source: std::io::Error::other("upstream TLS configuration is unusable"),
             });
         }
-        match pool::connect(&endpoint.address, self.config.connect_timeout, self.tls.as_ref()).await {
+        match pool::connect(
+            &endpoint.address,
+            self.config.connect_timeout,
+            self.tls.as_ref(),
+        )
+        .await
+        {
             Ok(sender) => {
                 endpoint.record_success();
                 Ok(self.connection(index, sender, in_flight, false))
@@ -251,8 +257,16 @@ impl Connection {
 /// into HTTP/2: the authority moves into the URI.
 fn to_http2(mut request: http::Request<Body>) -> http::Request<Body> {
     let host = request.headers_mut().remove(http::header::HOST);
-    let authority = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let authority = host
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_owned();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
     if let Ok(uri) = http::Uri::try_from(format!("https://{authority}{path}")) {
         *request.uri_mut() = uri;
     }

@@ -57,7 +57,10 @@ impl EndpointPool {
                 // An HTTP/2 connection stays in the pool for other requests.
                 if let Sender::Http2(tx) = &entry.sender {
                     let shared = Sender::Http2(tx.clone());
-                    idle.push(Idle { since: Instant::now(), ..entry });
+                    idle.push(Idle {
+                        since: Instant::now(),
+                        ..entry
+                    });
                     return Some(shared);
                 }
                 return Some(entry.sender);
@@ -89,10 +92,16 @@ impl EndpointPool {
 
 /// Opens a new connection to `address` within `timeout` (TCP connect and
 /// TLS handshake): HTTP/1.1, or HTTP/2 when TLS negotiated `h2`.
-pub async fn connect(address: &str, timeout: Duration, tls: Option<&UpstreamTls>) -> std::io::Result<Sender> {
+pub async fn connect(
+    address: &str,
+    timeout: Duration,
+    tls: Option<&UpstreamTls>,
+) -> std::io::Result<Sender> {
     let timed_out = |_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
     let started = tokio::time::Instant::now();
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(address)).await.map_err(timed_out)??;
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
+        .await
+        .map_err(timed_out)??;
     stream.set_nodelay(true)?;
     let Some(tls) = tls else {
         return handshake_http1(stream).await;
