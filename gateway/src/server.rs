@@ -113,12 +113,13 @@ async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<
 
     // Installed before "ready": from then on SIGHUP means reload, never
     // the default (terminate), and no change to the file is missed.
+    let stop = stop_signal()?;
     let triggers = reload::Triggers::new(&gateway.config_path)
         .context("cannot install the reload triggers")?;
     let reloads = tokio::spawn(reload::run(gateway.clone(), listeners, triggers));
     admin.ready.store(true, Ordering::Release);
     tracing::info!("gateway ready");
-    wait_for_signal().await;
+    stop.await;
     reloads.abort();
     tracing::info!(grace = ?grace, "shutting down: no new connections, finishing requests in flight");
     drop(shutdown);
@@ -131,19 +132,19 @@ async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGTERM or Ctrl-C (SIGINT). The handlers are installed
+/// when this is called, not when it is first polled, so a signal right
+/// after start-up is never the default "terminate now".
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
 
 /// Closes pooled upstream connections past their idle timeout.
