@@ -50,6 +50,9 @@ pub struct FilterFolder {
 #[derive(Default)]
 struct FolderState {
     entries: BTreeMap<String, Entry>,
+    /// Versions that start serving with the next chain swap, logged once
+    /// the swap is done (so the log never runs ahead of requests).
+    serving: Vec<(String, String, u64)>,
     listing: Listing,
     generation: u64,
 }
@@ -159,7 +162,7 @@ impl FilterFolder {
         let generation = state.generation;
         if ok {
             let sha = filter.sha256().to_string();
-            tracing::info!(filter = %stem, sha256 = %sha, generation, "filter version now serving");
+            state.serving.push((stem.clone(), sha.clone(), generation));
             state.entries.insert(
                 name.to_string(),
                 Entry {
