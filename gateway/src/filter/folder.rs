@@ -108,6 +108,9 @@ impl FilterFolder {
                 .store(Arc::new(FilterChain::from_loaded(filters)));
             let order: Vec<&String> = state.entries.keys().collect();
             tracing::info!(dir = %self.dir.display(), chain = ?order, "filter chain updated");
+            for (filter, sha256, generation) in std::mem::take(&mut state.serving) {
+                tracing::info!(%filter, %sha256, generation, "filter version now serving");
+            }
         }
     }
 
