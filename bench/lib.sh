@@ -157,13 +157,19 @@ check_alternates() {
 # combine_rounds then keeps the median run of each in $TMP/raw/TARGET.PROTO.CASE.
 # bad counts responses with an unexpected class plus socket errors.
 
-# run_wrk TARGET CASE PORT [header]
+# SCHEME (http or https) is the scheme of the drivers' URLs; bench/tls.sh sets https.
+SCHEME=${SCHEME:-http}
+
+# run_wrk TARGET CASE PORT
+# WRK_PROTO (default h1) names the result; WRK_HEADER, when set, is one more
+# request header (bench/tls.sh: "Connection: close", a new connection per request).
 run_wrk() {
-    local target=$1 case=$2 port=$3 out="$TMP/raw/$1.h1.$2.r$ROUND"
+    local target=$1 case=$2 port=$3 out="$TMP/raw/$1.${WRK_PROTO:-h1}.$2.r$ROUND"
     local args=(-t"$THREADS" -c"$CONNS" -d"$DURATION" --latency)
     [[ $case == ping ]] && args+=(-H "$AUTH_HEADER")
-    log "  wrk    $target $case: ${args[*]} http://127.0.0.1:$port/ping"
-    timeout $(($(secs "$DURATION") + 30)) wrk "${args[@]}" "http://127.0.0.1:$port/ping" >"$out.txt" 2>&1 || true
+    [[ -n ${WRK_HEADER:-} ]] && args+=(-H "$WRK_HEADER")
+    log "  wrk    $target $case: ${args[*]} $SCHEME://127.0.0.1:$port/ping"
+    timeout $(($(secs "$DURATION") + 30)) wrk "${args[@]}" "$SCHEME://127.0.0.1:$port/ping" >"$out.txt" 2>&1 || true
     awk -v case="$case" '
         function ms(v) {
             if (v ~ /us$/) return v / 1000
@@ -191,8 +197,8 @@ run_h2load() {
     local target=$1 case=$2 port=$3 out="$TMP/raw/$1.h2.$2.r$ROUND"
     local args=(-t"$THREADS" -c"$H2_CONNS" -m"$H2_STREAMS" -D "$DURATION" --log-file="$out.log")
     [[ $case == ping ]] && args+=(-H "$AUTH_HEADER")
-    log "  h2load $target $case: ${args[*]/--log-file=*/} http://127.0.0.1:$port/ping"
-    timeout $(($(secs "$DURATION") + 30)) h2load "${args[@]}" "http://127.0.0.1:$port/ping" >"$out.txt" 2>&1 || true
+    log "  h2load $target $case: ${args[*]/--log-file=*/} $SCHEME://127.0.0.1:$port/ping"
+    timeout $(($(secs "$DURATION") + 30)) h2load "${args[@]}" "$SCHEME://127.0.0.1:$port/ping" >"$out.txt" 2>&1 || true
     local rps bad
     rps=$(awk '/^finished in/ { gsub(",", ""); print $4 }' "$out.txt")
     # status codes: A 2xx, B 3xx, C 4xx, D 5xx ; requests: ... F failed, E errored
