@@ -54,6 +54,9 @@ fn meta() -> RequestMeta {
         destination: "127.0.0.1:8080".parse().expect("addr"),
         scheme: "http",
         tls_version: None,
+        mtls: false,
+        peer_subject: None,
+        sni: None,
     }
 }
 

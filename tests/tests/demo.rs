@@ -72,6 +72,27 @@ async fn the_articles_scenario() {
     for pair in answers.windows(2) {
         assert_ne!(pair[0], pair[1], "{answers:?}");
     }
+
+    // The same through the L4 listener: one connection stays on one
+    // upstream (L4 balances per connection), and the next connection goes
+    // to the other one. L4 does not run the filters: no 401 there.
+    let mut firsts = Vec::new();
+    for _ in 0..2 {
+        let mut l4 = gateway.http1("l4").await;
+        let answers: Vec<String> = {
+            let mut v = Vec::new();
+            for _ in 0..4 {
+                v.push(l4.get("/ping").await.text());
+            }
+            v
+        };
+        assert!(
+            answers.iter().all(|a| *a == answers[0]),
+            "one L4 connection, one upstream: {answers:?}"
+        );
+        firsts.push(answers[0].clone());
+    }
+    assert_ne!(firsts[0], firsts[1], "successive L4 connections alternate");
 }
 
 #[tokio::test]

@@ -12,6 +12,10 @@ use http_body_util::Full;
 const DEADLINE_MS: u64 = 100;
 
 async fn gateway_with(name: &str, failure: &str, up: &Upstream) -> Gateway {
+    gateway_isolated(name, failure, "shared", up).await
+}
+
+async fn gateway_isolated(name: &str, failure: &str, isolation: &str, up: &Upstream) -> Gateway {
     let dir = tempfile::tempdir().expect("dir");
     let module = wasm::hostile(name, dir.path());
     let text = format!(
@@ -24,6 +28,7 @@ async fn gateway_with(name: &str, failure: &str, up: &Upstream) -> Gateway {
         name = "{name}"
         path = "{}"
         failure = "{failure}"
+        isolation = "{isolation}"
         deadline = "{DEADLINE_MS}ms"
         memory_limit = "4MiB"
         [[listener.route]]
@@ -112,4 +117,30 @@ async fn out_of_range_pointers_get_an_error_status_never_a_host_panic() {
     assert!(received
         .iter()
         .all(|r| r.headers.get("x-bad-pointers").is_some_and(|v| v == "ok")));
+}
+
+#[tokio::test]
+async fn with_request_isolation_a_trap_costs_no_other_request_anything() {
+    let up = Upstream::start("up").await;
+    let gateway = gateway_isolated("unreachable", "closed", "request", &up).await;
+    let client = gateway.http2("web").await;
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let mut client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = if i % 3 == 0 {
+                attack()
+            } else {
+                Request::get("/slow/20")
+                    .body(Full::new(Bytes::new()))
+                    .expect("request")
+            };
+            (i % 3 == 0, client.send(req).await.status)
+        }));
+    }
+    for task in tasks {
+        let (attacked, status) = task.await.expect("task");
+        assert_eq!(status, if attacked { 503 } else { 200 });
+    }
+    assert_eq!(up.received().len(), 40);
 }

@@ -94,8 +94,10 @@ pub struct SniRouteConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTlsConfig {
-    /// PEM file of the CAs trusted for the endpoints' certificates.
-    pub ca: PathBuf,
+    /// PEM file of the CAs trusted for the endpoints' certificates;
+    /// without it, the system's trusted roots.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
     /// The server name sent and verified; default: the endpoint's host.
     #[serde(default)]
     pub sni: Option<String>,
@@ -148,7 +150,9 @@ pub(super) fn resolve_paths(config: &mut super::Config, base: &Path) {
     }
     for cluster in &mut config.clusters {
         if let Some(tls) = &mut cluster.tls {
-            resolve(base, &mut tls.ca);
+            if let Some(ca) = &mut tls.ca {
+                resolve(base, ca);
+            }
         }
     }
 }

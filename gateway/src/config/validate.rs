@@ -24,9 +24,10 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
             );
         }
         if let Some(tls) = &cluster.tls {
-            let ca = base.join(&tls.ca);
-            if let Err(e) = super::pem::root_store(&ca) {
-                err(None, format!("{key}.tls.ca"), e.to_string());
+            if let Some(ca) = &tls.ca {
+                if let Err(e) = super::pem::root_store(&base.join(ca)) {
+                    err(None, format!("{key}.tls.ca"), e.to_string());
+                }
             }
         }
         for (j, endpoint) in cluster.endpoints.iter().enumerate() {

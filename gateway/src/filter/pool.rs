@@ -224,6 +224,15 @@ impl LoadedFilter {
             }
         }
         self.counters.fault(&fault.0);
+        if self.config.isolation == Isolation::Request {
+            // The instance was this request's alone: the fault is the
+            // request's (often its input's), not the filter's. Backing the
+            // filter off would let a few bad requests take it away from
+            // everyone, so only the counter and the last error record it.
+            self.backoff.lock().unwrap_or_else(|p| p.into_inner()).2 = Some(fault.0.clone());
+            tracing::debug!(filter = %self.config.name, "request instance failed: {}", fault.0);
+            return;
+        }
         self.failed(fault.0.clone());
     }
 

@@ -18,7 +18,10 @@ pub struct UpstreamTls {
 
 impl UpstreamTls {
     pub fn new(config: &UpstreamTlsConfig) -> anyhow::Result<UpstreamTls> {
-        let roots = pem::root_store(&config.ca)?;
+        let roots = match &config.ca {
+            Some(ca) => pem::root_store(ca)?,
+            None => system_roots()?,
+        };
         let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -59,4 +62,16 @@ impl UpstreamTls {
 /// Whether the endpoint chose HTTP/2 by ALPN.
 pub fn negotiated_h2(stream: &TlsStream<TcpStream>) -> bool {
     stream.get_ref().1.alpn_protocol() == Some(b"h2")
+}
+
+/// The roots the operating system trusts (`/etc/ssl/certs` and the like).
+fn system_roots() -> anyhow::Result<rustls::RootCertStore> {
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        tracing::warn!("reading the system's trusted certificates: {error}");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    anyhow::ensure!(added > 0, "no usable trusted certificate in the system store ({ignored} ignored); set [cluster.tls] ca");
+    Ok(roots)
 }
