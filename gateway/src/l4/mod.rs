@@ -20,6 +20,7 @@ use crate::config::{name_matches, ListenerConfig};
 use crate::listener::accept::accept_loop;
 use crate::listener::Shutdown;
 use crate::state::Snapshot;
+use crate::upstream::connect_tcp;
 use crate::upstream::Cluster;
 
 /// What a `tcp` listener needs, fixed at start.
@@ -185,20 +186,12 @@ impl TcpProxy {
         let mut last_error = None;
         while let Some(lease) = cluster.lease_endpoint(&tried) {
             tried.push(lease.index);
-            let result = tokio::time::timeout(timeout, TcpStream::connect(&lease.address)).await;
-            match result {
-                Ok(Ok(stream)) => {
+            match connect_tcp(&lease.address, timeout).await {
+                Ok(stream) => {
                     cluster.record_connect(&lease, true);
-                    let _ = stream.set_nodelay(true);
                     return Ok((stream, lease));
                 }
-                Ok(Err(e)) => last_error = Some(format!("{}: {e}", lease.address)),
-                Err(_) => {
-                    last_error = Some(format!(
-                        "{}: connect timed out after {timeout:?}",
-                        lease.address
-                    ))
-                }
+                Err(e) => last_error = Some(format!("{}: {e}", lease.address)),
             }
             cluster.record_connect(&lease, false);
             tracing::debug!(

@@ -23,7 +23,6 @@ pub struct Cluster {
     balancer: Balancer,
     /// TLS to the endpoints, from `[cluster.tls]`.
     tls: Option<UpstreamTls>,
-    tls_broken: bool,
 }
 
 /// All clusters of a configuration, by name.
@@ -38,8 +37,6 @@ pub struct Connection {
     index: usize,
     sender: Sender,
     in_flight: InFlight,
-    /// Whether the connection came from the pool (for logs and tests).
-    pub reused: bool,
 }
 
 /// An endpoint chosen for one L4 connection; see [`Cluster::lease_endpoint`].
@@ -70,9 +67,7 @@ impl Cluster {
                 None
             }
         });
-        let tls_broken = config.tls.is_some() && tls.is_none();
         Self {
-            tls_broken,
             tls,
             balancer: Balancer::new(config.balance),
             endpoints,
@@ -111,9 +106,10 @@ impl Cluster {
         let endpoint = &self.endpoints[index];
         let in_flight = endpoint.start_request();
         if let Some(sender) = self.pools[index].checkout() {
-            return Ok(self.connection(index, sender, in_flight, true));
+            return Ok(self.connection(index, sender, in_flight));
         }
-        if self.tls_broken {
+        // `[cluster.tls]` is set but could not be built (see `new`).
+        if self.config.tls.is_some() && self.tls.is_none() {
             return Err(UpstreamError::Connect {
                 cluster: self.name().to_string(),
                 endpoint: endpoint.address.clone(),
@@ -129,13 +125,10 @@ impl Cluster {
         {
             Ok(sender) => {
                 endpoint.record_success();
-                Ok(self.connection(index, sender, in_flight, false))
+                Ok(self.connection(index, sender, in_flight))
             }
             Err(source) => {
-                if endpoint.record_connect_failure() {
-                    tracing::warn!(cluster = self.name(), endpoint = %endpoint.address,
-                        ejection = ?self.config.ejection_time, "endpoint ejected after consecutive connect failures");
-                }
+                self.connect_failed(index);
                 Err(UpstreamError::Connect {
                     cluster: self.name().to_string(),
                     endpoint: endpoint.address.clone(),
@@ -150,14 +143,22 @@ impl Cluster {
         index: usize,
         sender: Sender,
         in_flight: InFlight,
-        reused: bool,
     ) -> Connection {
         Connection {
             cluster: self.clone(),
             index,
             sender,
             in_flight,
-            reused,
+        }
+    }
+
+    /// Passive health: counts a failed connect to endpoint `index` and says
+    /// so when that ejects it.
+    fn connect_failed(&self, index: usize) {
+        let endpoint = &self.endpoints[index];
+        if endpoint.record_connect_failure() {
+            tracing::warn!(cluster = self.name(), endpoint = %endpoint.address,
+                ejection = ?self.config.ejection_time, "endpoint ejected after consecutive connect failures");
         }
     }
 
@@ -180,12 +181,10 @@ impl Cluster {
 
     /// L4: how connecting to a leased endpoint went (passive health).
     pub fn record_connect(&self, lease: &EndpointLease, ok: bool) {
-        let endpoint = &self.endpoints[lease.index];
         if ok {
-            endpoint.record_success();
-        } else if endpoint.record_connect_failure() {
-            tracing::warn!(cluster = self.name(), endpoint = %endpoint.address,
-                ejection = ?self.config.ejection_time, "endpoint ejected after consecutive connect failures");
+            self.endpoints[lease.index].record_success();
+        } else {
+            self.connect_failed(lease.index);
         }
     }
 

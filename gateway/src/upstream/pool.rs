@@ -99,10 +99,7 @@ pub async fn connect(
 ) -> std::io::Result<Sender> {
     let timed_out = |_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
     let started = tokio::time::Instant::now();
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
-        .await
-        .map_err(timed_out)??;
-    stream.set_nodelay(true)?;
+    let stream = connect_tcp(address, timeout).await?;
     let Some(tls) = tls else {
         return handshake_http1(stream).await;
     };
@@ -123,6 +120,21 @@ pub async fn connect(
         return Ok(Sender::Http2(sender));
     }
     handshake_http1(stream).await
+}
+
+/// A TCP connection to `address` within `timeout`, with Nagle off (HTTP
+/// and L4 forwarding both write small messages they want sent now).
+pub async fn connect_tcp(address: &str, timeout: Duration) -> std::io::Result<TcpStream> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connect timed out after {timeout:?}"),
+            )
+        })??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 async fn handshake_http1<S>(stream: S) -> std::io::Result<Sender>
