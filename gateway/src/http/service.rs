@@ -17,7 +17,7 @@ use super::body::{self, Body};
 use super::error::ProxyError;
 use super::forward::{self, Forwarded};
 use super::route::{host_without_port, RouteAction};
-use crate::filter::{ChainRun, RequestMeta};
+use crate::filter::{ChainRun, FilterChain, RequestMeta};
 use crate::listener::ConnActivity;
 use crate::state::Snapshot;
 
@@ -134,15 +134,12 @@ impl ConnService {
         let mut chosen = None;
         let folder_chain = listener.folder.as_ref().map(|f| f.chain());
         for chain in std::iter::once(&listener.filters).chain(folder_chain.as_deref()) {
-            if let Some(mut run) = chain.start(self.meta(record)) {
-                let result = run.on_request(req).await;
-                chosen = run.upstream_override().or(chosen);
-                runs.push(run);
-                req = match result {
-                    Ok(req) => req,
-                    Err(local) => return self.respond(local, runs).await,
-                };
-            }
+            let (filtered, steered) = match self.request_filters(chain, req, record, runs).await {
+                Ok(passed) => passed,
+                Err(local) => return self.respond(local, runs).await,
+            };
+            req = filtered;
+            chosen = steered.or(chosen);
         }
 
         let target = match chosen {
@@ -168,43 +165,34 @@ impl ConnService {
                     .find(req.method(), host.as_deref(), req.uri().path())
                     .ok_or(ProxyError::NoRoute)?;
                 record.route = Some(route.name.clone());
-                if let Some(mut run) = route.filters.start(self.meta(record)) {
-                    let result = run.on_request(req).await;
-                    let steered = run.upstream_override();
-                    runs.push(run);
-                    req = match result {
-                        Ok(req) => req,
-                        Err(local) => return self.respond(local, runs).await,
-                    };
-                    if let Some(cluster) = steered {
-                        return self
-                            .forward(
-                                req,
-                                snapshot,
-                                Target {
-                                    cluster,
-                                    timeout: route.timeout,
-                                },
-                                authority,
-                                record,
-                                runs,
-                            )
-                            .await;
-                    }
-                }
-                match &route.action {
-                    RouteAction::Direct {
-                        status,
-                        body,
-                        content_type,
-                    } => {
+                let (filtered, steered) = match self
+                    .request_filters(&route.filters, req, record, runs)
+                    .await
+                {
+                    Ok(passed) => passed,
+                    Err(local) => return self.respond(local, runs).await,
+                };
+                req = filtered;
+                match (steered, &route.action) {
+                    (Some(cluster), _) => Target {
+                        cluster,
+                        timeout: route.timeout,
+                    },
+                    (
+                        None,
+                        RouteAction::Direct {
+                            status,
+                            body,
+                            content_type,
+                        },
+                    ) => {
                         let mut resp = Response::new(body::full(body.clone()));
                         *resp.status_mut() = *status;
                         resp.headers_mut()
                             .insert(header::CONTENT_TYPE, content_type.clone());
                         return self.respond(resp, runs).await;
                     }
-                    RouteAction::Forward { cluster } => Target {
+                    (None, RouteAction::Forward { cluster }) => Target {
                         cluster: cluster.clone(),
                         timeout: route.timeout,
                     },
@@ -213,6 +201,25 @@ impl ConnService {
         };
         self.forward(req, snapshot, target, authority, record, runs)
             .await
+    }
+
+    /// Runs the request phase of `chain` (if it has filters): the request
+    /// to go on with and the cluster a filter chose, or the filter's own
+    /// answer. The run is kept in `runs` for the response phase.
+    async fn request_filters(
+        &self,
+        chain: &FilterChain,
+        req: Request<Body>,
+        record: &AccessRecord,
+        runs: &mut Vec<ChainRun>,
+    ) -> Result<(Request<Body>, Option<String>), Response<Body>> {
+        let Some(mut run) = chain.start(self.meta(record)) else {
+            return Ok((req, None));
+        };
+        let result = run.on_request(req).await;
+        let steered = run.upstream_override();
+        runs.push(run);
+        result.map(|req| (req, steered))
     }
 
     async fn forward(
