@@ -54,7 +54,9 @@ pub struct FilterConfig {
     /// Wall-clock budget of every single call into the guest.
     #[serde(default = "default_deadline", with = "humantime_serde")]
     pub deadline: Duration,
-    /// Number of instances in `shared` mode.
+    /// Instances per worker in `shared` mode. A worker runs one guest call
+    /// at a time, so one instance per worker (as Envoy runs one VM per
+    /// worker thread) serves every request of that worker interleaved.
     #[serde(default = "default_instances")]
     pub instances: usize,
     /// Most bytes of a body held while a filter pauses on it
@@ -73,7 +75,7 @@ fn default_deadline() -> Duration {
     Duration::from_millis(100)
 }
 fn default_instances() -> usize {
-    2
+    1
 }
 fn default_body_buffer_limit() -> ByteSize {
     ByteSize::mib(1)

@@ -52,7 +52,10 @@ impl AccessRecord {
         if !log {
             return;
         }
-        let bytes_in = self.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed));
+        let bytes_in = self
+            .bytes_in
+            .as_ref()
+            .map_or(0, |b| b.load(Ordering::Relaxed));
         let line = Line {
             record: self,
             labels: &labels,

@@ -98,9 +98,7 @@ impl Exchange {
             .ok_or(ProxyError::NoRoute)?;
         let (mut parts, incoming) = req.into_parts();
         let authority = authority(&parts)?;
-        parts
-            .headers
-            .insert("x-request-id", self.record.id.clone());
+        parts.headers.insert("x-request-id", self.record.id.clone());
         let body = if incoming.is_end_stream() {
             body::empty()
         } else {

@@ -170,8 +170,8 @@ fn join_cookies(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::SocketAddr;
     use crate::http::body;
+    use std::net::SocketAddr;
 
     #[test]
     fn hop_by_hop_and_connection_listed_headers_are_removed() {
