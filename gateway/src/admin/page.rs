@@ -1,0 +1,354 @@
+//! The admin HTML page: server-rendered, readable without JavaScript, refreshed in place when it runs.
+//!
+//! Every piece of text goes through [`escape`]: filter errors, file
+//! names and route names can come from people who should not be able
+//! to put markup on an operator's screen.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::overview::Overview;
+
+/// How often the page refreshes itself when JavaScript runs.
+const REFRESH_SECONDS: u32 = 5;
+
+/// `<`, `>`, `&`, `"` and `'` as entities: safe in text and in quoted
+/// attributes.
+pub(super) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A table: header cells, then rows of already escaped cells.
+fn table(out: &mut String, id: &str, headers: &[&str], rows: &[Vec<String>]) {
+    let _ = write!(out, "<table id=\"{id}\"><thead><tr>");
+    for h in headers {
+        let _ = write!(out, "<th>{}</th>", escape(h));
+    }
+    out.push_str("</tr></thead><tbody>");
+    if rows.is_empty() {
+        let _ = write!(
+            out,
+            "<tr><td colspan=\"{}\" class=\"none\">none</td></tr>",
+            headers.len()
+        );
+    }
+    for row in rows {
+        out.push_str("<tr>");
+        for cell in row {
+            let _ = write!(out, "<td>{cell}</td>");
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
+}
+
+fn text(value: &Value, key: &str) -> String {
+    match &value[key] {
+        Value::String(s) => escape(s),
+        Value::Null => String::new(),
+        other => escape(&other.to_string()),
+    }
+}
+
+fn rate(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".into(), |v| format!("{v:.2}"))
+}
+
+/// The whole page.
+pub(super) fn render(view: &Overview) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let _ = write!(
+        out,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <title>gateway admin</title><style>{STYLE}</style></head><body>\
+         <header><h1>gateway admin</h1>\
+         <p id=\"live\" data-state=\"static\">static view: reload the page to update</p></header>\
+         <main id=\"content\">"
+    );
+    let _ = write!(
+        out,
+        "<p class=\"summary\"><span id=\"readiness\" class=\"{0}\">{0}</span> · up {1} s since {2} · \
+         log filter <code>{3}</code> · config <code>{4}</code> · as of {5}</p>",
+        view.readiness,
+        view.uptime_seconds,
+        escape(&view.started_at),
+        escape(view.log_filter.as_deref().unwrap_or("-")),
+        escape(&view.config_file),
+        escape(&view.generated_at),
+    );
+
+    out.push_str("<h2>Listeners and routes</h2>");
+    let mut rows = Vec::new();
+    for l in &view.listeners {
+        let chain = l
+            .filters_dir
+            .as_deref()
+            .map(|d| format!("folder {d}"))
+            .unwrap_or_default();
+        rows.push(vec![
+            format!("<b>{}</b>", escape(&l.name)),
+            escape(l.protocol),
+            escape(&l.address),
+            escape(&chain),
+            String::new(),
+            String::new(),
+        ]);
+        for r in &l.routes {
+            rows.push(vec![
+                String::new(),
+                String::new(),
+                format!("↳ {}", escape(&r.name)),
+                escape(&r.matches),
+                escape(&r.target),
+                escape(&r.filters.join(", ")),
+            ]);
+        }
+    }
+    table(
+        &mut out,
+        "listeners",
+        &[
+            "listener",
+            "protocol",
+            "address / route",
+            "match",
+            "target",
+            "route filters",
+        ],
+        &rows,
+    );
+
+    out.push_str("<h2>Traffic per route</h2><p class=\"note\">Rates are per second over the last minute; errors are 5xx responses.</p>");
+    let rows: Vec<Vec<String>> = view
+        .traffic
+        .iter()
+        .map(|t| {
+            let share = if t.requests > 0 {
+                100.0 * t.errors as f64 / t.requests as f64
+            } else {
+                0.0
+            };
+            vec![
+                escape(&t.listener),
+                if t.route.is_empty() {
+                    "<i>no route</i>".into()
+                } else {
+                    escape(&t.route)
+                },
+                t.requests.to_string(),
+                rate(t.requests_per_second),
+                t.errors.to_string(),
+                rate(t.errors_per_second),
+                format!("{share:.1} %"),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        "traffic",
+        &[
+            "listener",
+            "route",
+            "requests",
+            "req/s",
+            "5xx",
+            "5xx/s",
+            "5xx share",
+        ],
+        &rows,
+    );
+
+    out.push_str("<h2>Clusters</h2>");
+    let mut rows = Vec::new();
+    for c in &view.clusters {
+        for (i, e) in c.endpoints.iter().enumerate() {
+            let health = if e.healthy {
+                "<span class=\"healthy\">healthy</span>".to_string()
+            } else {
+                format!(
+                    "<span class=\"ejected\">ejected</span> ({} s left)",
+                    e.ejected_for_ms.div_ceil(1000)
+                )
+            };
+            let (name, balance) = if i == 0 {
+                (format!("<b>{}</b>", escape(&c.name)), escape(&c.balance))
+            } else {
+                Default::default()
+            };
+            rows.push(vec![
+                name,
+                balance,
+                escape(&e.address),
+                health,
+                e.in_flight.to_string(),
+                e.consecutive_failures.to_string(),
+            ]);
+        }
+    }
+    table(
+        &mut out,
+        "clusters",
+        &[
+            "cluster",
+            "balance",
+            "endpoint",
+            "health",
+            "in flight",
+            "failed connects",
+        ],
+        &rows,
+    );
+
+    out.push_str("<h2>Filter chains</h2>");
+    let mut rows = Vec::new();
+    for chain in view.chains["chains"].as_array().into_iter().flatten() {
+        let place = match chain["route"].as_str() {
+            Some(route) => format!("{} ↳ {}", text(chain, "listener"), escape(route)),
+            None => text(chain, "listener"),
+        };
+        let (source, filters) = match chain.get("folder") {
+            Some(folder) => (
+                format!("folder {}", text(folder, "dir")),
+                &folder["filters"],
+            ),
+            None => ("config".to_string(), &chain["filters"]),
+        };
+        for f in filters.as_array().into_iter().flatten() {
+            let version = match f["generation"].as_u64() {
+                Some(g) => format!("v{g} since {}", text(f, "serving_since")),
+                None => "config".into(),
+            };
+            let errors: Vec<String> = ["last_error", "pending_error"]
+                .iter()
+                .filter_map(|k| f[*k].as_str())
+                .map(|e| format!("<span class=\"error\">{}</span>", escape(e)))
+                .collect();
+            let state = text(f, "state");
+            rows.push(vec![
+                place.clone(),
+                escape(&source),
+                format!("<b>{}</b>", text(f, "name")),
+                format!("<span class=\"{state}\">{state}</span>"),
+                version,
+                format!(
+                    "<code class=\"digest\" title=\"{0}\">{0}</code>",
+                    text(f, "sha256")
+                ),
+                text(f, "size"),
+                text(f, "loaded_at"),
+                errors.join("<br>"),
+            ]);
+        }
+    }
+    table(
+        &mut out,
+        "filters",
+        &[
+            "chain",
+            "source",
+            "filter",
+            "state",
+            "version",
+            "sha256",
+            "bytes",
+            "loaded at",
+            "last error",
+        ],
+        &rows,
+    );
+
+    let _ = write!(
+        out,
+        "<p class=\"note\">JSON: <a href=\"/overview\">/overview</a> · <a href=\"/filters\">/filters</a> · \
+         <a href=\"/config\">/config</a> · <a href=\"/metrics\">/metrics</a></p></main>\
+         <script>{}</script></body></html>",
+        SCRIPT.replace("{REFRESH}", &REFRESH_SECONDS.to_string())
+    );
+    out
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1em 2em;color:#222}\
+h1{font-size:1.4em;margin:0}h2{font-size:1.1em;margin:1.4em 0 .4em}\
+header{display:flex;gap:2em;align-items:baseline}#live{color:#666;margin:0}\
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.2em .6em;border-bottom:1px solid #ddd;vertical-align:top}\
+th{background:#f3f3f3}code{font-size:.9em}.digest{display:inline-block;max-width:12em;overflow:hidden;text-overflow:ellipsis;vertical-align:bottom}\
+.healthy,.loaded,.ready{color:#176f2c;font-weight:600}.ejected,.failed,.error,.draining{color:#b00020;font-weight:600}\
+.backed-off,.starting{color:#a05a00;font-weight:600}.none,.note{color:#777}";
+
+/// Re-fetches the page and swaps its content in place; says when it last
+/// did, or why it could not.
+const SCRIPT: &str = "(function(){var live=document.getElementById('live');\
+function refresh(){fetch(location.pathname,{cache:'no-store',credentials:'same-origin'})\
+.then(function(r){if(!r.ok){throw new Error('HTTP '+r.status);}return r.text();})\
+.then(function(html){var fresh=new DOMParser().parseFromString(html,'text/html').getElementById('content');\
+if(!fresh){throw new Error('unexpected page');}document.getElementById('content').replaceWith(fresh);\
+live.textContent='live: refreshed '+new Date().toLocaleTimeString()+', every {REFRESH} s';live.dataset.state='on';})\
+.catch(function(e){live.textContent='live refresh failed ('+e.message+'); retrying';live.dataset.state='error';});}\
+refresh();setInterval(refresh,{REFRESH}000);})();";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::overview::{ClusterView, ListenerView, RouteView};
+    use crate::upstream::EndpointHealth;
+
+    const HOSTILE: &str = "<script>alert('x')</script>\"&";
+
+    #[test]
+    fn every_text_is_escaped() {
+        let view = Overview {
+            generated_at: "2026-01-01T00:00:00Z".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            uptime_seconds: 3,
+            readiness: "ready",
+            log_filter: Some(HOSTILE.into()),
+            config_file: HOSTILE.into(),
+            listeners: vec![ListenerView {
+                name: HOSTILE.into(),
+                protocol: "http",
+                address: "127.0.0.1:0".into(),
+                filters_dir: Some(HOSTILE.into()),
+                routes: vec![RouteView {
+                    name: HOSTILE.into(),
+                    matches: HOSTILE.into(),
+                    target: HOSTILE.into(),
+                    filters: vec![HOSTILE.into()],
+                }],
+            }],
+            clusters: vec![ClusterView {
+                name: HOSTILE.into(),
+                balance: HOSTILE.into(),
+                endpoints: vec![EndpointHealth {
+                    address: HOSTILE.into(),
+                    healthy: false,
+                    ejected_for_ms: 1500,
+                    in_flight: 0,
+                    consecutive_failures: 0,
+                }],
+            }],
+            chains: serde_json::json!({"chains": [{"listener": HOSTILE, "route": HOSTILE,
+                "filters": [{"name": HOSTILE, "sha256": HOSTILE, "state": "failed", "last_error": HOSTILE}]}]}),
+            traffic: Vec::new(),
+        };
+        let page = render(&view);
+        // The only script is the page's own.
+        assert_eq!(page.matches("<script>").count(), 1, "{page}");
+        assert!(!page.contains("alert('x')"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&quot;&amp;"));
+        assert!(page.contains("<span class=\"ejected\">ejected</span> (2 s left)"));
+        assert!(page.contains("<span class=\"failed\">failed</span>"));
+    }
+}
