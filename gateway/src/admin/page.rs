@@ -231,9 +231,13 @@ pub(super) fn render(view: &Overview) -> String {
                 Some(g) => format!("v{g} since {}", text(f, "serving_since")),
                 None => "config".into(),
             };
-            let errors: Vec<String> = ["last_error", "pending_error"]
+            let mut errors: Vec<&str> = ["last_error", "pending_error"]
                 .iter()
                 .filter_map(|k| f[*k].as_str())
+                .collect();
+            errors.dedup();
+            let errors: Vec<String> = errors
+                .into_iter()
                 .map(|e| format!("<span class=\"error\">{}</span>", escape(e)))
                 .collect();
             let state = text(f, "state");
@@ -286,7 +290,7 @@ header{display:flex;gap:2em;align-items:baseline}#live{color:#666;margin:0}\
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.2em .6em;border-bottom:1px solid #ddd;vertical-align:top}\
 th{background:#f3f3f3}code{font-size:.9em}.digest{display:inline-block;max-width:12em;overflow:hidden;text-overflow:ellipsis;vertical-align:bottom}\
 .healthy,.loaded,.ready{color:#176f2c;font-weight:600}.ejected,.failed,.error,.draining{color:#b00020;font-weight:600}\
-.backed-off,.starting{color:#a05a00;font-weight:600}.none,.note{color:#777}";
+.backed-off,.starting{color:#a05a00;font-weight:600}.none,.note{color:#777}.error{white-space:pre-wrap;font:12px monospace}";
 
 /// Re-fetches the page and swaps its content in place; says when it last
 /// did, or why it could not.
