@@ -147,8 +147,10 @@ async fn the_admin_page_shows_listeners_filters_and_endpoint_health_in_a_browser
     // The script ran and refreshed the content in place.
     assert!(dom.contains(r#"id="live" data-state="on""#), "{dom}");
     assert!(dom.contains("live: refreshed"), "{dom}");
+    let bound = gateway.addr("edge-web").to_string();
     for needle in [
         "<b>edge-web</b>",
+        &format!("<td>http</td><td>{bound}</td>"),
         "↳ ping",
         "cluster pair",
         &digest,

@@ -12,7 +12,9 @@ mod page;
 mod rates;
 mod router;
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -45,6 +47,8 @@ pub struct AdminState {
     token: Option<String>,
     rates: rates::RateWindow,
     started: (Instant, SystemTime),
+    /// Each running listener's bound address (port 0 resolved).
+    bound: ArcSwap<BTreeMap<String, SocketAddr>>,
 }
 
 impl AdminState {
@@ -66,7 +70,13 @@ impl AdminState {
             token,
             rates: rates::RateWindow::default(),
             started: (Instant::now(), SystemTime::now()),
+            bound: ArcSwap::default(),
         })
+    }
+
+    /// Records where the listeners are bound, after start and each reload.
+    pub fn listeners_bound(&self, addresses: BTreeMap<String, SocketAddr>) {
+        self.bound.store(Arc::new(addresses));
     }
 }
 

@@ -1,5 +1,6 @@
 //! What the admin page shows, gathered in one serializable value (also served as `/overview`).
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
@@ -31,7 +32,7 @@ pub(super) struct Overview {
 pub(super) struct ListenerView {
     pub name: String,
     pub protocol: &'static str,
-    /// As configured (port 0 means "any free port").
+    /// Where it is bound (as configured until it is).
     pub address: String,
     pub filters_dir: Option<String>,
     pub routes: Vec<RouteView>,
@@ -83,7 +84,11 @@ impl Overview {
             readiness,
             log_filter: super::logging::current(),
             config_file: config.source.display().to_string(),
-            listeners: config.listeners.iter().map(listener_view).collect(),
+            listeners: {
+                let bound = admin.bound.load();
+                let view = |l| listener_view(l, bound.get(&l.name));
+                config.listeners.iter().map(view).collect()
+            },
             clusters,
             chains: snapshot.filter_status().await,
             traffic: admin.rates.traffic(),
@@ -91,7 +96,7 @@ impl Overview {
     }
 }
 
-fn listener_view(listener: &ListenerConfig) -> ListenerView {
+fn listener_view(listener: &ListenerConfig, bound: Option<&SocketAddr>) -> ListenerView {
     let routes = match listener.protocol {
         Protocol::Tcp => {
             let sni = listener.sni.iter().map(|s| RouteView {
@@ -117,7 +122,7 @@ fn listener_view(listener: &ListenerConfig) -> ListenerView {
             Protocol::Https => "https",
             Protocol::Tcp => "tcp",
         },
-        address: listener.address.to_string(),
+        address: bound.unwrap_or(&listener.address).to_string(),
         filters_dir: listener
             .filters_dir
             .as_ref()

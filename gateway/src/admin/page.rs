@@ -80,10 +80,10 @@ pub(super) fn render(view: &Overview) -> String {
     );
     let _ = write!(
         out,
-        "<p class=\"summary\"><span id=\"readiness\" class=\"{0}\">{0}</span> · up {1} s since {2} · \
+        "<p class=\"summary\"><span id=\"readiness\" class=\"{0}\">{0}</span> · up {1} since {2} · \
          log filter <code>{3}</code> · config <code>{4}</code> · as of {5}</p>",
         view.readiness,
-        view.uptime_seconds,
+        humantime::format_duration(std::time::Duration::from_secs(view.uptime_seconds)),
         escape(&view.started_at),
         escape(view.log_filter.as_deref().unwrap_or("-")),
         escape(&view.config_file),
