@@ -14,3 +14,4 @@ pub mod listener;
 pub mod server;
 pub mod state;
 pub mod upstream;
+pub mod worker;

@@ -26,7 +26,7 @@ pub struct AccessRecord {
     pub status: u16,
     pub route: Option<String>,
     pub cluster: Option<String>,
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Arc<str>>,
     pub error: Option<&'static str>,
     pub bytes_in: Arc<AtomicU64>,
     pub enabled: bool,

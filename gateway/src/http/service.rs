@@ -244,28 +244,35 @@ impl ConnService {
             host: authority.as_deref(),
         };
         forward::to_upstream(&mut req, &forwarded, upgrade);
+        let timeout = target.timeout.unwrap_or(cluster.config.request_timeout);
+        let timed_out = |endpoint: Option<&Arc<str>>| ProxyError::UpstreamTimeout {
+            cluster: target.cluster.clone(),
+            endpoint: endpoint.map_or_else(String::new, |e| e.to_string()),
+        };
+
+        if let Some(downstream) = downstream_upgrade {
+            let (endpoint, mut resp) = tokio::time::timeout(timeout, cluster.upgrade(req))
+                .await
+                .map_err(|_| timed_out(None))??;
+            record.endpoint = Some(endpoint);
+            let upgraded = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+            if upgraded {
+                let upstream = hyper::upgrade::on(&mut resp);
+                tokio::spawn(tunnel(downstream, upstream));
+            }
+            forward::from_upstream(&mut resp, upgraded);
+            return self.respond(resp.map(body::boxed), runs).await;
+        }
 
         let conn = cluster.connect().await?;
-        let endpoint = conn.endpoint().to_owned();
-        record.endpoint = Some(endpoint.clone());
-        let timeout = target.timeout.unwrap_or(cluster.config.request_timeout);
+        let endpoint = conn.endpoint().clone();
         let mut resp = match tokio::time::timeout(timeout, conn.send(req)).await {
             Ok(result) => result?,
-            Err(_) => {
-                return Err(ProxyError::UpstreamTimeout {
-                    cluster: target.cluster,
-                    endpoint,
-                })
-            }
+            Err(_) => return Err(timed_out(Some(&endpoint))),
         };
-        let upgraded =
-            resp.status() == StatusCode::SWITCHING_PROTOCOLS && downstream_upgrade.is_some();
-        if let (true, Some(downstream)) = (upgraded, downstream_upgrade) {
-            let upstream = hyper::upgrade::on(&mut resp);
-            tokio::spawn(tunnel(downstream, upstream));
-        }
-        forward::from_upstream(&mut resp, upgraded);
-        self.respond(resp.map(body::boxed), runs).await
+        record.endpoint = Some(endpoint);
+        forward::from_upstream(&mut resp, false);
+        self.respond(resp, runs).await
     }
 
     /// Runs the response phase of the chains, innermost (route) first.

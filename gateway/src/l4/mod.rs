@@ -31,12 +31,17 @@ pub struct TcpProxy {
 }
 
 /// Accepts connections on `socket` until shutdown and forwards each.
-pub async fn serve_tcp(socket: TcpListener, proxy: Arc<TcpProxy>, shutdown: Shutdown) {
-    let (name, max) = (proxy.listener.clone(), proxy.config.max_connections);
+pub async fn serve_tcp(
+    socket: TcpListener,
+    proxy: Arc<TcpProxy>,
+    permits: Arc<tokio::sync::Semaphore>,
+    shutdown: Shutdown,
+) {
+    let name = proxy.listener.clone();
     accept_loop(
         socket,
         &name,
-        max,
+        permits,
         shutdown,
         |stream, peer, permit, drain| {
             let proxy = proxy.clone();
@@ -55,7 +60,7 @@ pub async fn serve_tcp(socket: TcpListener, proxy: Arc<TcpProxy>, shutdown: Shut
 struct Record {
     sni: Option<String>,
     cluster: Option<String>,
-    endpoint: Option<String>,
+    endpoint: Option<Arc<str>>,
     error: Option<String>,
 }
 

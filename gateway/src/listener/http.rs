@@ -6,6 +6,7 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::accept::accept_loop;
 use super::{ConnActivity, Shutdown};
@@ -38,7 +39,7 @@ pub async fn serve_http(
     listener: TcpListener,
     service: Arc<HttpService>,
     limits: HttpLimitsConfig,
-    max_connections: usize,
+    permits: Arc<Semaphore>,
     shutdown: Shutdown,
 ) {
     let builder = Arc::new(builder(&limits));
@@ -47,7 +48,7 @@ pub async fn serve_http(
     accept_loop(
         listener,
         &name,
-        max_connections,
+        permits,
         shutdown,
         |stream, peer, permit, shutdown| {
             let conn = ConnService {
