@@ -90,7 +90,7 @@ impl Endpoint {
         let now = self.now_ms();
         let until = self.state.ejected_until.load(Ordering::Relaxed);
         EndpointHealth {
-            address: self.address.clone(),
+            address: self.address.to_string(),
             healthy: until <= now,
             ejected_for_ms: until.saturating_sub(now),
             in_flight: self.in_flight(),
