@@ -50,7 +50,9 @@ pub fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> 
         .enable_all()
         .build()
         .context("cannot start the control runtime")?;
-    let handles = (0..workers.len()).map(|i| workers.handle(i).clone()).collect();
+    let handles = (0..workers.len())
+        .map(|i| workers.handle(i).clone())
+        .collect();
     let result = control.block_on(serve(config, address_file, handles));
     workers.stop();
     result

@@ -5,6 +5,7 @@
 //! flags that the request path does not wait on.
 
 mod auth;
+mod html;
 pub mod logging;
 pub mod metrics;
 mod overview;

@@ -69,7 +69,13 @@ mod tests {
 
     fn endpoints(n: usize) -> Vec<Endpoint> {
         (0..n)
-            .map(|i| Endpoint::new(format!("127.0.0.1:{}", 1000 + i).into(), 3, Duration::from_secs(5)))
+            .map(|i| {
+                Endpoint::new(
+                    format!("127.0.0.1:{}", 1000 + i).into(),
+                    3,
+                    Duration::from_secs(5),
+                )
+            })
             .collect()
     }
 
