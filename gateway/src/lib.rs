@@ -4,6 +4,7 @@
 //! by concern: [`config`], [`listener`], [`http`], [`upstream`],
 //! [`filter`] and [`admin`].
 
+pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod filter;
 pub mod http;
 pub mod l4;
 pub mod listener;
+pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod upstream;

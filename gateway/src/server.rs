@@ -53,8 +53,10 @@ pub fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> 
     let handles = (0..workers.len())
         .map(|i| workers.handle(i).clone())
         .collect();
+    crate::access_log::configure(&config.access_log);
     let result = control.block_on(serve(config, address_file, handles));
     workers.stop();
+    crate::access_log::drain(std::time::Duration::from_secs(2));
     result
 }
 
@@ -127,6 +129,15 @@ async fn serve(
     // Installed before "ready": from then on SIGHUP means reload, never
     // the default (terminate), and no change to the file is missed.
     let stop = stop_signal()?;
+    let mut rotations =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+            .context("cannot install the SIGUSR1 handler")?;
+    tokio::spawn(async move {
+        // logrotate moved the access log: reopen it.
+        while rotations.recv().await.is_some() {
+            crate::access_log::reopen();
+        }
+    });
     let triggers = reload::Triggers::new(&gateway.config_path)
         .context("cannot install the reload triggers")?;
     let reloads = tokio::spawn(reload::run(gateway.clone(), listeners, triggers));

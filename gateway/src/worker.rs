@@ -113,8 +113,11 @@ impl Workers {
                     };
                     let _ = ready_tx.send(Ok(runtime.handle().clone()));
                     runtime.block_on(async {
+                        let flush = tokio::spawn(crate::access_log::flush_periodically());
                         let _ = stop_rx.await;
+                        flush.abort();
                     });
+                    crate::access_log::flush();
                     // Connections still open after the grace period end here.
                     runtime.shutdown_background();
                 })

@@ -7,7 +7,6 @@
 mod auth;
 mod html;
 pub mod logging;
-pub mod metrics;
 mod overview;
 mod page;
 mod rates;

@@ -105,7 +105,7 @@ pub(super) async fn sample(admin: Arc<AdminState>, mut shutdown: Shutdown) {
 }
 
 fn read_counters() -> Counts {
-    parse(&super::metrics::encode(&[]))
+    parse(&crate::metrics::encode(&[]))
 }
 
 /// Sums `gateway_requests_total` samples by listener and route.

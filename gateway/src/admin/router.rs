@@ -6,7 +6,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::overview::Overview;
-use super::{auth, logging, metrics, page, AdminState};
+use super::{auth, logging, page, AdminState};
 use crate::http::body::{self, Body};
 
 /// The admin's paths and the methods each takes.
@@ -60,7 +60,7 @@ pub(super) async fn handle(admin: &AdminState, req: Request<Incoming>) -> Respon
                 .map(|h| h.metrics())
                 .unwrap_or_default();
             with_type(
-                body::full(metrics::encode(&filters)),
+                body::full(crate::metrics::encode(&filters)),
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
         }

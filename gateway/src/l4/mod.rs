@@ -46,9 +46,9 @@ pub async fn serve_tcp(
         |stream, peer, permit, drain| {
             let proxy = proxy.clone();
             tokio::spawn(async move {
-                crate::admin::metrics::connection_opened();
+                crate::metrics::connection_opened();
                 proxy.forward(stream, peer).await;
-                crate::admin::metrics::connection_closed();
+                crate::metrics::connection_closed();
                 drop((permit, drain));
             });
         },

@@ -53,15 +53,10 @@ pub async fn serve_http(
         |stream, peer, permit, shutdown| {
             let conn = ConnService {
                 service: service.clone(),
-                conn: Arc::new(ConnInfo {
+                conn: Arc::new(ConnInfo::plain(
                     peer,
-                    local: stream.local_addr().ok().or(local).unwrap_or(peer),
-                    scheme: "http",
-                    tls_version: None,
-                    mtls: false,
-                    peer_subject: None,
-                    sni: None,
-                }),
+                    stream.local_addr().ok().or(local).unwrap_or(peer),
+                )),
                 activity: Arc::new(ConnActivity::new()),
             };
             let builder = builder.clone();
@@ -87,7 +82,7 @@ pub async fn serve_connection<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    crate::admin::metrics::connection_opened();
+    crate::metrics::connection_opened();
     let activity = service.activity.clone();
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
@@ -115,5 +110,5 @@ pub async fn serve_connection<I>(
             }
         }
     }
-    crate::admin::metrics::connection_closed();
+    crate::metrics::connection_closed();
 }

@@ -103,6 +103,7 @@ pub async fn serve_https(
                     mtls: peer_subject.is_some(),
                     peer_subject,
                     sni: session.server_name().map(str::to_owned),
+                    forwarded_for: crate::http::service::forwarded_for(peer),
                 }),
                 activity: Arc::new(ConnActivity::new()),
             };

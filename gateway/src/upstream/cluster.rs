@@ -17,6 +17,7 @@ use crate::http::body::Body;
 /// One upstream cluster.
 pub struct Cluster {
     pub config: ClusterConfig,
+    name: Arc<str>,
     endpoints: Vec<Endpoint>,
     pools: Vec<EndpointPool>,
     balancer: Balancer,
@@ -74,6 +75,7 @@ impl Cluster {
         });
         Self {
             tls,
+            name: Arc::from(config.name.as_str()),
             balancer: Balancer::new(config.balance),
             endpoints,
             pools,
@@ -83,6 +85,11 @@ impl Cluster {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The name, shared (for logs and metrics labels).
+    pub fn name_arc(&self) -> &Arc<str> {
+        &self.name
     }
 
     /// A connection to a healthy endpoint: pooled if one is idle, new
@@ -242,7 +249,7 @@ impl Cluster {
         let usable = |i: &usize| !tried.contains(i) && self.endpoints[*i].is_available();
         let index = self
             .balancer
-            .pick(&self.endpoints, tried.last().copied())
+            .pick_connection(&self.endpoints, tried.last().copied())
             .filter(usable)
             .or_else(|| (0..self.endpoints.len()).find(usable))?;
         Some(EndpointLease {
