@@ -65,9 +65,9 @@ pub fn main() -> ExitCode {
 /// filter can be swapped at runtime from the admin
 /// (`POST /logging?level=debug`) through a reload handle. It sits on the
 /// output layer (a per-layer filter) rather than on the whole stack: that
-/// way enabled and disabled callsites stay cached as such, and an event
-/// on the request path (the access log line) takes no lock shared with
-/// other workers; only spans and a level change do.
+/// way enabled and disabled callsites stay cached as such, and logging an
+/// event takes no lock shared between threads (the reload handle's lock is
+/// taken by spans and by a level change only).
 fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
