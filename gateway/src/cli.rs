@@ -61,13 +61,29 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` filters them (default `info`).
+/// Logs go to stderr; `RUST_LOG` filters them (default `info`). The
+/// filter can be swapped at runtime from the admin
+/// (`POST /logging?level=debug`) through a reload handle. It sits on the
+/// output layer (a per-layer filter) rather than on the whole stack: that
+/// way enabled and disabled callsites stay cached as such, and logging an
+/// event takes no lock shared between threads (the reload handle's lock is
+/// taken by spans and by a level change only).
 fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_filter(filter);
+    if tracing_subscriber::registry()
+        .with(output)
+        .try_init()
+        .is_ok()
+    {
+        crate::admin::logging::install(handle);
+    }
 }

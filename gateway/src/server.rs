@@ -100,11 +100,7 @@ async fn serve(
     let loader = ChainLoader::new(filter_host.clone());
     let snapshot = build_snapshot(config.clone(), Some(&state.load_full()), &loader).await;
     state.store(Arc::new(snapshot));
-    let admin = Arc::new(AdminState {
-        state: state.clone(),
-        ready: Default::default(),
-        filter_host: std::sync::OnceLock::from(filter_host.clone()),
-    });
+    let admin = Arc::new(AdminState::new(state.clone(), Some(filter_host.clone()))?);
     let admin_address = match admin_socket {
         Some(socket) => {
             let address = socket.local_addr()?;

@@ -75,6 +75,7 @@ impl ListenerSet {
                 Err(e) => return Err(e),
             }
         }
+        gateway.admin.listeners_bound(self.addresses());
         if let Some(path) = &gateway.address_file {
             super::write_address_file(path, &self.addresses(), gateway.admin_address)?;
         }

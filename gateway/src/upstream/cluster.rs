@@ -268,6 +268,11 @@ impl Cluster {
         }
     }
 
+    /// Each endpoint's passive health, for the admin (read-only).
+    pub fn endpoint_health(&self) -> Vec<super::endpoint::EndpointHealth> {
+        self.endpoints.iter().map(Endpoint::health).collect()
+    }
+
     /// Closes pooled connections that sat idle too long.
     pub fn reap_idle(&self) {
         for pool in &self.pools {
