@@ -11,7 +11,6 @@
 //!    connection's in-flight count released. `Drop` runs it too, so a
 //!    reset or abandoned request is always accounted for.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +18,8 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
-use super::access_log::{AccessRecord, CountedBody};
+use super::access_log::AccessRecord;
+use super::request_body::{BodyProgress, RequestBody};
 use super::body::{self, Body};
 use super::error::ProxyError;
 use super::forward::{self, Forwarded};
@@ -80,6 +80,12 @@ impl Exchange {
     /// Phases 2 to 6. Every failure becomes a response.
     pub(crate) async fn run(&mut self, req: Request<Incoming>) -> Response<Body> {
         let response = match self.proxy(req).await {
+            // A body the client stopped sending fails whatever read it.
+            Ok(_) | Err(_) if self.body_timed_out() => {
+                let error = ProxyError::RequestTimeout;
+                self.record.error = Some(error.kind());
+                error.to_response()
+            }
             Ok(response) => response,
             Err(error) => {
                 self.record.error = Some(error.kind());
@@ -89,6 +95,13 @@ impl Exchange {
         };
         self.record.status = response.status().as_u16();
         response
+    }
+
+    fn body_timed_out(&self) -> bool {
+        self.record
+            .bytes_in
+            .as_ref()
+            .is_some_and(|p| p.timed_out.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     async fn proxy(&mut self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
@@ -102,9 +115,17 @@ impl Exchange {
         let body = if incoming.is_end_stream() {
             body::empty()
         } else {
-            let count = Arc::new(AtomicU64::new(0));
-            self.record.bytes_in = Some(count.clone());
-            body::boxed(CountedBody::new(body::boxed(incoming), count))
+            let progress = Arc::new(BodyProgress::default());
+            self.record.bytes_in = Some(progress.clone());
+            let limits = &self.conn.service.limits;
+            let deadline = tokio::time::Instant::from_std(self.record.started)
+                + limits.request_read_timeout;
+            body::boxed(RequestBody::new(
+                body::boxed(incoming),
+                progress,
+                limits.body_read_timeout,
+                deadline,
+            ))
         };
         let mut req = Request::from_parts(parts, body);
 

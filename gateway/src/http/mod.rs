@@ -6,5 +6,6 @@ pub mod body;
 pub mod error;
 mod exchange;
 pub mod forward;
+pub mod request_body;
 pub mod route;
 pub mod service;
