@@ -77,7 +77,7 @@ impl Machine {
     fn installs(&self) -> Vec<String> {
         self.read("calls")
             .lines()
-            .filter(|c| c.contains("install") || c.starts_with("target add"))
+            .filter(|c| c.starts_with("toolchain install") || c.starts_with("target add"))
             .map(str::to_string)
             .collect()
     }
