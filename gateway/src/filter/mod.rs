@@ -19,6 +19,7 @@ mod folder;
 mod instance;
 mod metrics;
 mod pool;
+mod probe;
 mod properties;
 mod shared_data;
 mod state;
@@ -33,6 +34,14 @@ pub use folder::FilterFolder;
 pub use instance::GuestFault;
 pub use metrics::{MetricKind, MetricSnapshot};
 pub use pool::FilterStatus;
+pub use probe::{inspect, FilterReport, ImportReport, LogLine, MemoryReport};
+
+/// The modules of a filter folder with their sidecar configurations.
+pub fn folder_modules(
+    dir: &std::path::Path,
+) -> Vec<(std::path::PathBuf, Result<crate::config::FilterConfig, String>)> {
+    folder::modules(dir)
+}
 pub use state::RequestMeta;
 
 /// A callout's outcome as the filter host sees it.

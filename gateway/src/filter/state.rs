@@ -151,6 +151,48 @@ pub struct HostState {
     pub status: (u32, Vec<u8>),
     /// Schedules `proxy_on_queue_ready` on this instance.
     pub queue_waker: Option<super::shared_data::QueueWaker>,
+    /// What the guest logs while the VM starts (`Some` only then), so a
+    /// rejected configuration is reported with the filter's own reason.
+    pub start_log: Option<StartLog>,
+}
+
+/// The guest's log lines during start-up, bounded.
+#[derive(Debug, Default, Clone)]
+pub struct StartLog {
+    /// (proxy-wasm level 0 trace .. 5 critical, message).
+    pub lines: Vec<(i32, String)>,
+}
+
+impl StartLog {
+    const MAX_LINES: usize = 32;
+    const MAX_LINE: usize = 1024;
+
+    pub fn push(&mut self, level: i32, message: &str) {
+        if self.lines.len() < Self::MAX_LINES {
+            let mut end = message.len().min(Self::MAX_LINE);
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.lines.push((level, message[..end].to_string()));
+        }
+    }
+
+    /// The lines that explain a failure: warnings and errors, or every
+    /// line when there are none.
+    pub fn reason(&self) -> Option<String> {
+        let serious: Vec<&str> = self
+            .lines
+            .iter()
+            .filter(|(level, _)| *level >= 3)
+            .map(|(_, m)| m.as_str())
+            .collect();
+        let lines = if serious.is_empty() {
+            self.lines.iter().map(|(_, m)| m.as_str()).collect()
+        } else {
+            serious
+        };
+        (!lines.is_empty()).then(|| lines.join("; "))
+    }
 }
 
 /// What every instance of a filter shares: its identity and configuration.
@@ -195,6 +237,7 @@ impl HostState {
             call_response: None,
             status: (0, Vec::new()),
             queue_waker: None,
+            start_log: None,
         }
     }
 }
