@@ -8,7 +8,8 @@ use std::process::{Command, Output};
 
 use gateway_tests::{binary, wasm, Gateway, Http1Client, Upstream, WAIT};
 
-const ROUTER_TABLE: &str = "# routes for the router\n[config]\n[[config.routes]]\npath = \"/ping\"\ncluster = \"up\"\n";
+const ROUTER_TABLE: &str =
+    "# routes for the router\n[config]\n[[config.routes]]\npath = \"/ping\"\ncluster = \"up\"\n";
 /// A route without its cluster: the router refuses it.
 const ROUTER_REFUSED: &str = "instances = 1\n\n[config]\nroutes = [{ path = \"/ping\" }]\n";
 
@@ -82,12 +83,18 @@ fn check_fails_when_a_filter_refuses_its_sidecar_configuration() {
 #[test]
 fn check_names_the_sidecar_line_and_key_of_an_invalid_sidecar() {
     let dir = tempfile::tempdir().expect("dir");
-    folder(dir.path(), "instances = 1\nfailure = \"closed\"\nconfg = \"x\"\n");
+    folder(
+        dir.path(),
+        "instances = 1\nfailure = \"closed\"\nconfg = \"x\"\n",
+    );
     let output = check(dir.path(), &config("127.0.0.1:9", ""));
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
     assert!(err.contains("unknown field `confg`"), "{err}");
-    assert!(err.contains("20-router.toml:3:1"), "line 3 of the sidecar itself: {err}");
+    assert!(
+        err.contains("20-router.toml:3:1"),
+        "line 3 of the sidecar itself: {err}"
+    );
 }
 
 #[test]
@@ -102,12 +109,21 @@ fn check_names_the_key_of_a_refused_filter_in_the_main_file() {
     let output = check(dir.path(), &config("127.0.0.1:9", &filter));
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    assert!(err.contains("filter `router` (key `listener[0].filter[0]`)"), "{err}");
+    assert!(
+        err.contains("filter `router` (key `listener[0].filter[0]`)"),
+        "{err}"
+    );
     assert!(err.contains("gateway.toml"), "{err}");
-    assert!(err.contains("invalid type"), "the filter's own reason: {err}");
+    assert!(
+        err.contains("invalid type"),
+        "the filter's own reason: {err}"
+    );
 
     // The same filter with a table it accepts passes.
-    let filter = filter.replace("config = { routes = 3 }", "[listener.filter.config]\n        routes = [{ path = \"/ping\", cluster = \"up\" }]");
+    let filter = filter.replace(
+        "config = { routes = 3 }",
+        "[listener.filter.config]\n        routes = [{ path = \"/ping\", cluster = \"up\" }]",
+    );
     let output = check(dir.path(), &config("127.0.0.1:9", &filter));
     assert!(output.status.success(), "{}", stderr(&output));
 }
@@ -121,7 +137,11 @@ async fn a_sidecar_table_configures_the_serving_filter() {
     let mut client = gateway.http1("web").await;
     let ping = client.get("/ping").await;
     assert_eq!((ping.status.as_u16(), ping.text()), (200, "up".to_string()));
-    assert_eq!(client.get("/other").await.status.as_u16(), 404, "the router's 404");
+    assert_eq!(
+        client.get("/other").await.status.as_u16(),
+        404,
+        "the router's 404"
+    );
 }
 
 #[tokio::test]
@@ -136,7 +156,10 @@ async fn the_filters_reason_is_in_the_admin_last_error() {
     let listed = &filters["chains"][0]["folder"]["filters"][0];
     assert_eq!(listed["state"], "failed", "{filters}");
     let error = listed["last_error"].as_str().unwrap_or("");
-    assert!(error.contains("proxy_on_configure returned false"), "{error}");
+    assert!(
+        error.contains("proxy_on_configure returned false"),
+        "{error}"
+    );
     assert!(error.contains("missing field `cluster`"), "{error}");
     assert!(gateway.wait_for_log("missing field `cluster`", WAIT));
 }

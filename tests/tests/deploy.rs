@@ -39,7 +39,10 @@ fn passes(output: &Output) -> String {
 
 /// The text of the `gateway.toml: |` block of the ConfigMap, unindented.
 fn configmap_config(manifest: &str) -> String {
-    let mut lines = manifest.lines().skip_while(|l| l.trim() != "gateway.toml: |").skip(1);
+    let mut lines = manifest
+        .lines()
+        .skip_while(|l| l.trim() != "gateway.toml: |")
+        .skip(1);
     let mut out = String::new();
     let mut indent = None;
     for line in lines.by_ref() {
@@ -82,11 +85,17 @@ fn localised(text: &str, dir: &Path) -> PathBuf {
     let filters = dir.join("filters");
     std::fs::create_dir_all(&filters).expect("mkdir");
     std::fs::copy(wasm::path("filter-auth"), filters.join("10-auth.wasm")).expect("copy");
-    std::fs::copy(root().join("examples/seed/10-auth.toml"), filters.join("10-auth.toml"))
-        .expect("copy");
+    std::fs::copy(
+        root().join("examples/seed/10-auth.toml"),
+        filters.join("10-auth.toml"),
+    )
+    .expect("copy");
     let text = text
         .replace("/var/lib/gateway/filters", &filters.display().to_string())
-        .replace("/var/cache/gateway", &dir.join("cache").display().to_string());
+        .replace(
+            "/var/cache/gateway",
+            &dir.join("cache").display().to_string(),
+        );
     let path = dir.join("gateway.toml");
     std::fs::write(&path, text).expect("write");
     path
@@ -96,7 +105,10 @@ fn localised(text: &str, dir: &Path) -> PathBuf {
 fn the_manifests_config_is_the_deploy_config_and_passes_check() {
     let config = read("examples/deploy/gateway.toml");
     let embedded = configmap_config(&read("examples/deploy/kubernetes.yaml"));
-    assert_eq!(embedded, config, "kubernetes.yaml embeds examples/deploy/gateway.toml");
+    assert_eq!(
+        embedded, config,
+        "kubernetes.yaml embeds examples/deploy/gateway.toml"
+    );
     let dir = tempfile::tempdir().expect("dir");
     let stdout = passes(&check(&localised(&embedded, dir.path())));
     assert!(stdout.contains("1 filter(s) start"), "{stdout}");
@@ -117,13 +129,21 @@ fn grace_periods_cover_the_drain_and_probes_use_the_admin_port() {
         pre_stop + grace,
         "the pod's grace is the preStop sleep plus the gateway's drain"
     );
-    assert!(config.contains("address = \"0.0.0.0:9901\""), "admin reachable by the kubelet");
+    assert!(
+        config.contains("address = \"0.0.0.0:9901\""),
+        "admin reachable by the kubelet"
+    );
     assert!(manifest.contains("containerPort: 9901"));
     let readiness = manifest
         .split("readinessProbe:")
         .nth(1)
         .expect("a readiness probe");
-    assert!(readiness.trim_start().starts_with("httpGet:\n              path: /ready\n              port: admin"), "{readiness}");
+    assert!(
+        readiness
+            .trim_start()
+            .starts_with("httpGet:\n              path: /ready\n              port: admin"),
+        "{readiness}"
+    );
     assert!(manifest.contains("runAsNonRoot: true"));
 
     let unit = read("examples/deploy/gateway.service");
@@ -135,15 +155,25 @@ fn grace_periods_cover_the_drain_and_probes_use_the_admin_port() {
 #[test]
 fn the_image_runs_as_a_user_with_config_and_filters_as_volumes() {
     let dockerfile = read("examples/deploy/Dockerfile");
-    let stages = dockerfile.lines().filter(|l| l.starts_with("FROM ")).count();
+    let stages = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .count();
     assert_eq!(stages, 2, "a build stage and a run stage");
     let run_stage = dockerfile.rsplit("\nFROM ").next().unwrap_or("");
-    assert!(run_stage.contains("\nUSER 10001:10001"), "non-root at run time");
+    assert!(
+        run_stage.contains("\nUSER 10001:10001"),
+        "non-root at run time"
+    );
     let volumes = run_stage
         .lines()
         .find(|l| l.starts_with("VOLUME "))
         .expect("VOLUME");
-    for path in ["/etc/gateway", "/var/lib/gateway/filters", "/var/cache/gateway"] {
+    for path in [
+        "/etc/gateway",
+        "/var/lib/gateway/filters",
+        "/var/cache/gateway",
+    ] {
         assert!(volumes.contains(path), "{path} not a volume: {volumes}");
     }
     assert!(dockerfile.contains("COPY examples/deploy/gateway.toml /etc/gateway/gateway.toml"));

@@ -28,8 +28,17 @@ fn json(output: &Output) -> serde_json::Value {
 fn a_module_that_accepts_its_configuration_is_reported_whole() {
     let router = wasm::path("filter-router");
     let file = router.to_str().expect("utf-8 path");
-    let output = inspect(&[file, "--config", "[[routes]]\npath = \"/ping\"\ncluster = \"c\"\n", "--json"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = inspect(&[
+        file,
+        "--config",
+        "[[routes]]\npath = \"/ping\"\ncluster = \"c\"\n",
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report = json(&output);
     assert_eq!(report["abi_version"], "0.2.1");
     assert_eq!(report["vm_start"], "ok");
@@ -42,16 +51,28 @@ fn a_module_that_accepts_its_configuration_is_reported_whole() {
         .iter()
         .filter_map(|c| c.as_str())
         .collect();
-    for callback in ["proxy_on_configure", "proxy_on_request_headers", "proxy_on_context_create"] {
-        assert!(callbacks.contains(&callback), "{callback} missing from {callbacks:?}");
+    for callback in [
+        "proxy_on_configure",
+        "proxy_on_request_headers",
+        "proxy_on_context_create",
+    ] {
+        assert!(
+            callbacks.contains(&callback),
+            "{callback} missing from {callbacks:?}"
+        );
     }
     let imports = report["imports"].as_array().expect("imports");
     assert!(imports
         .iter()
         .any(|i| i["name"] == "proxy_log" && i["implemented"] == true));
-    let pages = report["memory"]["initial_pages"].as_u64().expect("initial pages");
+    let pages = report["memory"]["initial_pages"]
+        .as_u64()
+        .expect("initial pages");
     assert!(pages >= 1, "{report}");
-    assert_eq!(report["memory"]["limit_pages"], 1024, "64 MiB default memory_limit");
+    assert_eq!(
+        report["memory"]["limit_pages"], 1024,
+        "64 MiB default memory_limit"
+    );
 
     // The text report says the same for a reader.
     let text = inspect(&[file, "--config", "{\"routes\": []}"]);
@@ -67,14 +88,25 @@ fn a_refused_configuration_fails_with_the_filters_own_reason() {
     let router = wasm::path("filter-router");
     let file = router.to_str().expect("utf-8 path");
     // A route without its cluster: the router's config type refuses it.
-    let output = inspect(&[file, "--config", r#"{"routes": [{"path": "/ping"}]}"#, "--json"]);
+    let output = inspect(&[
+        file,
+        "--config",
+        r#"{"routes": [{"path": "/ping"}]}"#,
+        "--json",
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let report = json(&output);
     assert_eq!(report["vm_start"], "ok");
     assert_eq!(report["configure"], "failed");
     let error = report["error"].as_str().expect("an error");
-    assert!(error.contains("proxy_on_configure returned false"), "{error}");
-    assert!(error.contains("missing field `cluster`"), "the filter's reason: {error}");
+    assert!(
+        error.contains("proxy_on_configure returned false"),
+        "{error}"
+    );
+    assert!(
+        error.contains("missing field `cluster`"),
+        "the filter's reason: {error}"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("missing field `cluster`"), "{stderr}");
 
@@ -102,7 +134,11 @@ fn unimplemented_imports_and_foreign_modules_are_named() {
         &dir.path().join("old.wasm"),
     );
     let output = inspect(&[module.to_str().expect("utf-8"), "--json"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report = json(&output);
     assert_eq!(report["abi_version"], "0.2.0");
     assert_eq!(report["memory"]["initial_pages"], 2);
@@ -127,7 +163,10 @@ fn unimplemented_imports_and_foreign_modules_are_named() {
     let report = json(&output);
     assert!(report["abi_version"].is_null());
     assert_eq!(report["exports"], serde_json::json!(["memory", "add"]));
-    assert!(report["error"].as_str().unwrap_or("").contains("not a proxy-wasm 0.2.x module"));
+    assert!(report["error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("not a proxy-wasm 0.2.x module"));
 
     // Not a file at all.
     let output = inspect(&[dir.path().join("missing.wasm").to_str().expect("utf-8")]);

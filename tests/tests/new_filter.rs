@@ -54,11 +54,24 @@ async fn a_new_filter_goes_from_scaffold_to_serving() {
         .arg(work.path())
         .output()
         .expect("run gateway new-filter");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let crate_dir = work.path().join("hello-header");
     let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).expect("Cargo.toml");
-    assert!(manifest.contains("gateway-sdk = { path = \"../../"), "a relative path: {manifest}");
-    for setting in ["opt-level = \"s\"", "lto = true", "strip = true", "codegen-units = 1", "panic = \"abort\""] {
+    assert!(
+        manifest.contains("gateway-sdk = { path = \"../../"),
+        "a relative path: {manifest}"
+    );
+    for setting in [
+        "opt-level = \"s\"",
+        "lto = true",
+        "strip = true",
+        "codegen-units = 1",
+        "panic = \"abort\"",
+    ] {
         assert!(manifest.contains(setting), "{setting} missing: {manifest}");
     }
     let readme = std::fs::read_to_string(crate_dir.join("README.md")).expect("README");
@@ -75,10 +88,17 @@ async fn a_new_filter_goes_from_scaffold_to_serving() {
     // Its native tests (gateway_sdk::testing) pass.
     let tested = cargo(&crate_dir, &["test"]).await;
     let report = String::from_utf8_lossy(&tested.stdout);
-    assert!(report.contains("sets_the_header_both_ways ... ok"), "{report}");
+    assert!(
+        report.contains("sets_the_header_both_ways ... ok"),
+        "{report}"
+    );
 
     // The module builds for wasm32, small.
-    cargo(&crate_dir, &["build", "--release", "--target", "wasm32-unknown-unknown"]).await;
+    cargo(
+        &crate_dir,
+        &["build", "--release", "--target", "wasm32-unknown-unknown"],
+    )
+    .await;
     let module = scaffold_target_dir().join("wasm32-unknown-unknown/release/hello_header.wasm");
     let size = std::fs::metadata(&module).expect("the module").len();
     assert!(size < 1024 * 1024, "{size} bytes");
@@ -110,18 +130,31 @@ async fn a_new_filter_goes_from_scaffold_to_serving() {
     .await;
     let before = gateway.http1("web").await.get("/").await;
     assert_eq!(before.header("x-hello-header"), None);
-    std::fs::write(folder.join("50-hello-header.toml"), "[config]\nvalue = \"from the scaffold\"\n")
-        .expect("sidecar");
+    std::fs::write(
+        folder.join("50-hello-header.toml"),
+        "[config]\nvalue = \"from the scaffold\"\n",
+    )
+    .expect("sidecar");
     std::fs::copy(&module, folder.join(".hello.tmp")).expect("copy");
-    std::fs::rename(folder.join(".hello.tmp"), folder.join("50-hello-header.wasm")).expect("rename");
-    assert!(gateway.wait_for_log("filter version now serving", WAIT), "{:?}", gateway.logs());
+    std::fs::rename(
+        folder.join(".hello.tmp"),
+        folder.join("50-hello-header.wasm"),
+    )
+    .expect("rename");
+    assert!(
+        gateway.wait_for_log("filter version now serving", WAIT),
+        "{:?}",
+        gateway.logs()
+    );
     let after = gateway.http1("web").await.get("/").await;
     assert_eq!(after.status.as_u16(), 200);
     assert_eq!(after.header("x-hello-header"), Some("from the scaffold"));
     let seen = up.received();
     let last = seen.last().expect("the upstream got the request");
     assert_eq!(
-        last.headers.get("x-hello-header").and_then(|v| v.to_str().ok()),
+        last.headers
+            .get("x-hello-header")
+            .and_then(|v| v.to_str().ok()),
         Some("from the scaffold")
     );
 }

@@ -94,15 +94,23 @@ fn ok(output: &Output) -> bool {
 fn a_machine_with_only_rustup_gets_the_toolchain_and_the_target() {
     let channel = pinned_channel();
     let machine = Machine::new(&[], &[]);
-    assert!(!machine.setup(&["--check"]).status.success(), "--check must fail");
+    assert!(
+        !machine.setup(&["--check"]).status.success(),
+        "--check must fail"
+    );
     assert!(machine.installs().is_empty(), "--check installs nothing");
     assert!(ok(&machine.setup(&[])));
     assert_eq!(
         machine.installs(),
-        vec![format!("toolchain install {channel} --profile minimal --target {TARGET}")]
+        vec![format!(
+            "toolchain install {channel} --profile minimal --target {TARGET}"
+        )]
     );
     assert_eq!(machine.read("targets").trim(), TARGET);
-    assert!(ok(&machine.setup(&["--check"])), "after setup, --check passes");
+    assert!(
+        ok(&machine.setup(&["--check"])),
+        "after setup, --check passes"
+    );
 }
 
 #[test]
@@ -111,7 +119,10 @@ fn a_toolchain_without_the_wasm_target_gets_the_target_added() {
     let installed = format!("{channel}-x86_64-unknown-linux-gnu");
     let machine = Machine::new(&[&installed], &["x86_64-unknown-linux-gnu"]);
     let check = machine.setup(&["--check"]);
-    assert!(!check.status.success(), "--check must fail without the target");
+    assert!(
+        !check.status.success(),
+        "--check must fail without the target"
+    );
     assert!(String::from_utf8_lossy(&check.stderr).contains(&format!("target {TARGET}: missing")));
     assert!(ok(&machine.setup(&[])));
     assert_eq!(

@@ -74,7 +74,7 @@ impl Check {
                 }
             }
             if let Some(dir) = &listener.filters_dir {
-                self.folder(&listener.name, dir);
+                self.folder(dir);
             }
         }
     }
@@ -94,14 +94,7 @@ impl Check {
 
     /// Every module of a listener's folder: errors name the module, and
     /// the sidecar with the line of its `config` when the filter rejected it.
-    fn folder(&mut self, listener: &str, dir: &Path) {
-        if !dir.is_dir() {
-            println!(
-                "note: listener `{listener}`: filters_dir {} does not exist (yet): no filters from it",
-                dir.display()
-            );
-            return;
-        }
+    fn folder(&mut self, dir: &Path) {
         for (module, config) in crate::filter::folder_modules(dir) {
             let config = match config {
                 Ok(config) => config,
@@ -138,13 +131,14 @@ impl Check {
 /// The line of a sidecar's `config` key (or `[config]` table), 1-based.
 fn config_line(sidecar: &Path) -> Option<usize> {
     let text = std::fs::read_to_string(sidecar).ok()?;
-    text.lines().position(|line| {
-        let line = line.trim_start();
-        line.starts_with("[config]")
-            || line.starts_with("[config.")
-            || line
-                .strip_prefix("config")
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start();
+            line.starts_with("[config]")
+                || line.starts_with("[config.")
+                || line
+                    .strip_prefix("config")
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
 }

@@ -79,13 +79,22 @@ fn file_or_text(arg: &str) -> String {
 fn text(r: &FilterReport) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(out, "module     {} ({} bytes, sha256 {})", r.file, r.size, r.sha256);
-    let abi = r.abi_version.as_deref().map_or("none (not a proxy-wasm module)".into(), |v| {
-        format!("proxy-wasm {v}")
-    });
+    let _ = writeln!(
+        out,
+        "module     {} ({} bytes, sha256 {})",
+        r.file, r.size, r.sha256
+    );
+    let abi = r
+        .abi_version
+        .as_deref()
+        .map_or("none (not a proxy-wasm module)".into(), |v| {
+            format!("proxy-wasm {v}")
+        });
     let _ = writeln!(out, "abi        {abi}");
     if let Some(m) = &r.memory {
-        let max = m.max_pages.map_or("no maximum".into(), |p| format!("at most {p} pages"));
+        let max = m
+            .max_pages
+            .map_or("no maximum".into(), |p| format!("at most {p} pages"));
         let _ = writeln!(
             out,
             "memory     {} pages initially ({} KiB), {max}; this gateway allows {} pages (memory_limit)",
@@ -109,14 +118,15 @@ fn text(r: &FilterReport) -> String {
         if missing.is_empty() {
             String::new()
         } else {
-            format!(
-                ": {}; calls to them get UNIMPLEMENTED",
-                missing.join(", ")
-            )
+            format!(": {}; calls to them get UNIMPLEMENTED", missing.join(", "))
         }
     );
     for i in &r.imports {
-        let mark = if i.implemented { "" } else { "  (not implemented)" };
+        let mark = if i.implemented {
+            ""
+        } else {
+            "  (not implemented)"
+        };
         let _ = writeln!(out, "  {}.{}{mark}", i.module, i.name);
     }
     let _ = writeln!(out, "exports    {}", r.exports.join(", "));

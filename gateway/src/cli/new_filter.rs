@@ -29,11 +29,21 @@ const TEMPLATES: &[(&str, &str)] = &[
     (".gitignore", include_str!("template/gitignore.in")),
     // The gateway's own pinned toolchain with the wasm32 target, so rustup
     // installs both on the crate's first build.
-    ("rust-toolchain.toml", include_str!("../../../rust-toolchain.toml")),
+    (
+        "rust-toolchain.toml",
+        include_str!("../../../rust-toolchain.toml"),
+    ),
 ];
 
 /// Names the generated code imports, which the filter type must not take.
-const TAKEN: &[&str] = &["Config", "Decision", "Filter", "Request", "Response", "ResponseDecision"];
+const TAKEN: &[&str] = &[
+    "Config",
+    "Decision",
+    "Filter",
+    "Request",
+    "Response",
+    "ResponseDecision",
+];
 
 pub(super) fn run(args: &Args) -> ExitCode {
     match scaffold(args) {
@@ -91,9 +101,9 @@ fn scaffold(args: &Args) -> anyhow::Result<PathBuf> {
         ),
     ];
     for (file, template) in TEMPLATES {
-        let text = values
-            .iter()
-            .fold(template.to_string(), |t, (key, value)| t.replace(key, value));
+        let text = values.iter().fold(template.to_string(), |t, (key, value)| {
+            t.replace(key, value)
+        });
         let path = dir.join(file);
         std::fs::write(&path, text)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
@@ -159,7 +169,10 @@ mod tests {
     #[test]
     fn relative_paths_climb_then_descend() {
         let rel = |a: &str, b: &str| relative(Path::new(a), Path::new(b)).display().to_string();
-        assert_eq!(rel("/tmp/x/my-filter", "/work/gw/sdk"), "../../../work/gw/sdk");
+        assert_eq!(
+            rel("/tmp/x/my-filter", "/work/gw/sdk"),
+            "../../../work/gw/sdk"
+        );
         assert_eq!(rel("/work/gw/filters/mine", "/work/gw/sdk"), "../../sdk");
         assert_eq!(rel("/work/gw", "/work/gw/sdk"), "sdk");
         assert_eq!(rel("/work/gw/sdk", "/work/gw/sdk"), ".");

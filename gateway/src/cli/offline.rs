@@ -25,7 +25,11 @@ impl CalloutClient for NoCallouts {
         _timeout: Duration,
     ) -> BoxFuture<'static, Result<CalloutResponse, CalloutError>> {
         let _ = cluster;
-        Box::pin(async { Err(CalloutError::Failed("no callouts outside a running gateway".into())) })
+        Box::pin(async {
+            Err(CalloutError::Failed(
+                "no callouts outside a running gateway".into(),
+            ))
+        })
     }
 
     fn has_cluster(&self, cluster: &str) -> bool {

@@ -70,11 +70,16 @@ mod tests {
 
     #[test]
     fn a_table_is_handed_over_as_json() {
-        let inline = parse(r#"config = { limit = 3, names = ["a", "b"], on = true }"#).expect("parses");
-        let section = parse("[config]\nlimit = 3\nnames = [\"a\", \"b\"]\non = true\n").expect("parses");
+        let inline =
+            parse(r#"config = { limit = 3, names = ["a", "b"], on = true }"#).expect("parses");
+        let section =
+            parse("[config]\nlimit = 3\nnames = [\"a\", \"b\"]\non = true\n").expect("parses");
         let json: serde_json::Value =
             serde_json::from_str(inline.config.as_deref().expect("config")).expect("JSON");
-        assert_eq!(json, serde_json::json!({"limit": 3, "names": ["a", "b"], "on": true}));
+        assert_eq!(
+            json,
+            serde_json::json!({"limit": 3, "names": ["a", "b"], "on": true})
+        );
         assert_eq!(inline.config, section.config);
     }
 

@@ -257,9 +257,15 @@ pub(crate) fn filter_config(
     }
     // The module's own keys go first, as whole lines (root keys precede
     // any table), so an error's position maps back to the sidecar's lines.
-    let mut own = format!("path = {}\n", toml::Value::String(path.display().to_string()));
+    let mut own = format!(
+        "path = {}\n",
+        toml::Value::String(path.display().to_string())
+    );
     if !table.contains_key("name") {
-        own.push_str(&format!("name = {}\n", toml::Value::String(stem.to_string())));
+        own.push_str(&format!(
+            "name = {}\n",
+            toml::Value::String(stem.to_string())
+        ));
     }
     let whole = format!("{own}{text}");
     toml::from_str::<FilterConfig>(&whole).map_err(|e| {
@@ -275,7 +281,7 @@ pub(crate) fn filter_config(
 
 /// Every module of folder `dir` in chain order, with its configuration
 /// (from its sidecar) or why that configuration is invalid.
-pub(crate) fn modules(dir: &Path) -> Vec<(PathBuf, Result<FilterConfig, String>)> {
+pub fn modules(dir: &Path) -> Vec<(PathBuf, Result<FilterConfig, String>)> {
     listing(dir)
         .into_iter()
         .filter(|(name, _, _)| is_module(name))

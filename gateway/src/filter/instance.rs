@@ -201,11 +201,7 @@ impl FilterInstance {
 
     /// The outcome of a start-up callback: a trap or a false return fails
     /// the start, with what the filter logged as the reason.
-    fn check_start_step(
-        &mut self,
-        outcome: Result<i32, GuestFault>,
-        callback: &str,
-    ) -> Result<()> {
+    fn check_start_step(&mut self, outcome: Result<i32, GuestFault>, callback: &str) -> Result<()> {
         let said = self
             .store
             .data()
@@ -214,9 +210,13 @@ impl FilterInstance {
             .and_then(super::state::StartLog::reason);
         match (outcome, said) {
             (Ok(0), Some(said)) => anyhow::bail!("{callback} returned false: {said}"),
-            (Ok(0), None) => anyhow::bail!("{callback} returned false (the filter logged no reason)"),
+            (Ok(0), None) => {
+                anyhow::bail!("{callback} returned false (the filter logged no reason)")
+            }
             (Ok(_), _) => Ok(()),
-            (Err(fault), Some(said)) => anyhow::bail!("{callback}: {fault} (the filter logged: {said})"),
+            (Err(fault), Some(said)) => {
+                anyhow::bail!("{callback}: {fault} (the filter logged: {said})")
+            }
             (Err(fault), None) => anyhow::bail!("{callback}: {fault}"),
         }
     }

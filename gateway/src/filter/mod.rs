@@ -30,18 +30,11 @@ mod tests;
 
 pub use chain::{ChainRun, FilterChain};
 pub use engine::FilterHost;
-pub use folder::FilterFolder;
+pub use folder::{modules as folder_modules, FilterFolder};
 pub use instance::GuestFault;
 pub use metrics::{MetricKind, MetricSnapshot};
 pub use pool::FilterStatus;
 pub use probe::{inspect, FilterReport, ImportReport, LogLine, MemoryReport};
-
-/// The modules of a filter folder with their sidecar configurations.
-pub fn folder_modules(
-    dir: &std::path::Path,
-) -> Vec<(std::path::PathBuf, Result<crate::config::FilterConfig, String>)> {
-    folder::modules(dir)
-}
 pub use state::RequestMeta;
 
 /// A callout's outcome as the filter host sees it.

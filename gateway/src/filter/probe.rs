@@ -99,16 +99,26 @@ fn examine(
     report: &mut FilterReport,
 ) -> anyhow::Result<()> {
     let problems = config.check();
-    anyhow::ensure!(problems.is_empty(), "invalid configuration: {}", problems.join("; "));
+    anyhow::ensure!(
+        problems.is_empty(),
+        "invalid configuration: {}",
+        problems.join("; ")
+    );
     let max = host.config.max_module_size.as_u64();
     let size = std::fs::metadata(&config.path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", config.path.display()))?
         .len();
-    anyhow::ensure!(size <= max, "{size} bytes, over [wasm] max_module_size ({max})");
+    anyhow::ensure!(
+        size <= max,
+        "{size} bytes, over [wasm] max_module_size ({max})"
+    );
     let wasm = std::fs::read(&config.path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", config.path.display()))?;
     report.size = wasm.len() as u64;
-    report.sha256 = Sha256::digest(&wasm).iter().map(|b| format!("{b:02x}")).collect();
+    report.sha256 = Sha256::digest(&wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let module = host.compile(&wasm, &report.sha256)?;
     describe(host, config, &module, report);
     let pre = host.link(&module)?;
@@ -127,7 +137,13 @@ fn examine(
         exports: super::exports::ExportIndex::new(&module),
         pre,
     };
-    let implemented = |name| if has(name) { "not run" } else { "not implemented" };
+    let implemented = |name| {
+        if has(name) {
+            "not run"
+        } else {
+            "not implemented"
+        }
+    };
     report.vm_start = implemented("proxy_on_vm_start");
     report.configure = implemented("proxy_on_configure");
     match FilterInstance::start(host, &code, None) {
@@ -166,7 +182,11 @@ fn describe(host: &FilterHost, config: &FilterConfig, module: &Module, report: &
     report.exports = module.exports().map(|e| e.name().to_string()).collect();
     report.abi_version = ["0_2_1", "0_2_0"]
         .into_iter()
-        .find(|v| module.get_export(&format!("proxy_abi_version_{v}")).is_some())
+        .find(|v| {
+            module
+                .get_export(&format!("proxy_abi_version_{v}"))
+                .is_some()
+        })
         .map(|v| v.replace('_', "."));
     report.callbacks = report
         .exports
@@ -182,17 +202,18 @@ fn describe(host: &FilterHost, config: &FilterConfig, module: &Module, report: &
             implemented: host.implements(i.module(), i.name()),
         })
         .collect();
-    let limit = config.memory_limit.as_u64().min(host.config.max_memory.as_u64());
-    report.memory = module
-        .exports()
-        .find_map(|e| match e.ty() {
-            ExternType::Memory(m) => Some(MemoryReport {
-                initial_pages: m.minimum(),
-                max_pages: m.maximum(),
-                limit_pages: limit / PAGE,
-            }),
-            _ => None,
-        });
+    let limit = config
+        .memory_limit
+        .as_u64()
+        .min(host.config.max_memory.as_u64());
+    report.memory = module.exports().find_map(|e| match e.ty() {
+        ExternType::Memory(m) => Some(MemoryReport {
+            initial_pages: m.minimum(),
+            max_pages: m.maximum(),
+            limit_pages: limit / PAGE,
+        }),
+        _ => None,
+    });
 }
 
 fn level_name(level: i32) -> &'static str {
