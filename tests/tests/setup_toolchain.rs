@@ -1,6 +1,7 @@
-//! `scripts/setup-toolchain.sh` on simulated machines: one with only
-//! rustup, one with the pinned toolchain but not the wasm target, one with
-//! both. A stand-in `rustup` records what the script asks of it.
+//! `scripts/setup-toolchain.sh` and the demo's first steps on simulated
+//! machines: one with only rustup, one with the pinned toolchain but not the
+//! wasm target, one with both. Stand-ins for `rustup` (and `cargo`) record
+//! what they are asked; the real toolchain is never touched.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -22,7 +23,9 @@ case "$1 $2" in
         shift
     done ;;
 "target list") cat "$state/targets" 2>/dev/null ;;
-"target add") echo "$3" >>"$state/targets" ;;
+"target add")
+    [ -e "$state/no-network" ] && { echo "error: could not download" >&2; exit 1; }
+    echo "$3" >>"$state/targets" ;;
 *) echo "unexpected: $*" >&2; exit 3 ;;
 esac
 "#;
@@ -68,6 +71,37 @@ impl Machine {
             .env("FAKE_RUSTUP_STATE", self.dir.path())
             .output()
             .expect("run scripts/setup-toolchain.sh")
+    }
+
+    /// Runs `examples/demo.sh --once` with stand-ins for cargo and curl
+    /// that only record their calls (the demo then stops: nothing was built).
+    fn demo(&self) -> Output {
+        let bin = self.dir.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        for tool in ["cargo", "curl"] {
+            let path = bin.join(tool);
+            std::fs::write(
+                &path,
+                format!("#!/bin/sh\necho \"{tool} $*\" >>\"$FAKE_RUSTUP_STATE/calls\"\n"),
+            )
+            .expect("write");
+            let mut perms = std::fs::metadata(&path).expect("meta").permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+            std::fs::set_permissions(&path, perms).expect("chmod");
+        }
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Command::new(root().join("examples/demo.sh"))
+            .arg("--once")
+            .env("PATH", path)
+            .env("RUSTUP", self.dir.path().join("rustup"))
+            .env("FAKE_RUSTUP_STATE", self.dir.path())
+            .env("CARGO_TARGET_DIR", self.dir.path().join("target"))
+            .output()
+            .expect("run examples/demo.sh")
     }
 
     fn read(&self, name: &str) -> String {
@@ -155,4 +189,46 @@ fn another_toolchain_is_not_the_pinned_one() {
         "{:?}",
         machine.installs()
     );
+}
+
+/// The demo installs the missing wasm target before it builds anything, and
+/// builds the (quick) filters before the (long) gateway.
+#[test]
+fn the_demo_adds_the_target_then_builds_the_filters_before_the_gateway() {
+    let channel = pinned_channel();
+    let installed = format!("{channel}-x86_64-unknown-linux-gnu");
+    let machine = Machine::new(&[&installed], &["x86_64-unknown-linux-gnu"]);
+    let output = machine.demo();
+    assert!(!output.status.success(), "nothing was really built");
+    let calls = machine.read("calls");
+    let at = |needle: &str| {
+        calls
+            .lines()
+            .position(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{calls}"))
+    };
+    let target = at(&format!("target add {TARGET}"));
+    let filters = at(&format!("cargo build --release --target {TARGET}"));
+    let gateway = at("cargo build --release -p gateway");
+    assert!(target < filters && filters < gateway, "{calls}");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("checking the Rust toolchain"), "{said}");
+}
+
+/// When the target cannot be installed, the demo stops before any build.
+#[test]
+fn the_demo_stops_before_building_when_the_target_cannot_be_added() {
+    let channel = pinned_channel();
+    let installed = format!("{channel}-x86_64-unknown-linux-gnu");
+    let machine = Machine::new(&[&installed], &["x86_64-unknown-linux-gnu"]);
+    std::fs::write(machine.dir.path().join("no-network"), "").expect("write");
+    let output = machine.demo();
+    assert_eq!(output.status.code(), Some(1));
+    let calls = machine.read("calls");
+    assert!(
+        !calls.contains("cargo "),
+        "no build after a failed setup: {calls}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the toolchain setup failed"), "{stderr}");
 }
