@@ -238,6 +238,12 @@ GATEWAY_BUILT=0
 prepare_gateway() {
     if ((!GATEWAY_BUILT)) && [[ ${BENCH_SKIP_BUILD:-0} != 1 ]] && command -v cargo >/dev/null; then
         GATEWAY_BUILT=1
+        # The pinned toolchain and the wasm32 target, before any build.
+        "$ROOT/scripts/setup-toolchain.sh" >"$TMP/setup-toolchain.log" 2>&1 || {
+            log "  scripts/setup-toolchain.sh failed:"
+            sed 's/^/    /' "$TMP/setup-toolchain.log" >&2
+            return 1
+        }
         log "  building the gateway: cargo build --release -p gateway (log: build-gateway.log)"
         (cd "$ROOT" && cargo build --release -p gateway) >"$TMP/build-gateway.log" 2>&1 || {
             log "  cargo build -p gateway failed:"

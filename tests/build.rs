@@ -21,6 +21,8 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
+    require_wasm_target();
+
     let bundled: Vec<String> = std::fs::read_dir(root.join("filters"))
         .map(|dir| {
             dir.filter_map(Result::ok)
@@ -54,6 +56,27 @@ fn main() {
         "cargo:rustc-env=GATEWAY_TEST_WASM_DIR={}",
         target_dir.join("wasm32-unknown-unknown/release").display()
     );
+}
+
+/// Stops with the fix when the wasm32 target is missing, instead of a
+/// nested build failing with "can't find crate for `std`".
+fn require_wasm_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if let Some(sysroot) = sysroot {
+        let lib = sysroot.join("lib/rustlib/wasm32-unknown-unknown/lib");
+        assert!(
+            lib.is_dir(),
+            "the wasm32-unknown-unknown target is not installed for this toolchain \
+             ({} missing): run ./scripts/setup-toolchain.sh (or ./scripts/test.sh)",
+            lib.display()
+        );
+    }
 }
 
 fn cargo_wasm(target_dir: &Path, args: &[String]) {

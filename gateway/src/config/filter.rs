@@ -36,11 +36,12 @@ pub struct FilterConfig {
     pub name: String,
     /// The `.wasm` file (precompiled artefacts are never loaded from here).
     pub path: PathBuf,
-    /// Plugin configuration bytes, handed to `proxy_on_configure`.
-    #[serde(default)]
+    /// Plugin configuration bytes, handed to `proxy_on_configure`: a
+    /// string as written, or a TOML table handed over as JSON.
+    #[serde(default, deserialize_with = "super::plugin_config::deserialize")]
     pub config: Option<String>,
-    /// VM configuration bytes, handed to `proxy_on_vm_start`.
-    #[serde(default)]
+    /// VM configuration bytes, handed to `proxy_on_vm_start` (string or table, as `config`).
+    #[serde(default, deserialize_with = "super::plugin_config::deserialize")]
     pub vm_config: Option<String>,
     #[serde(default)]
     pub root_id: Option<String>,

@@ -7,6 +7,7 @@ mod error;
 pub mod filter;
 mod listener;
 pub mod pem;
+mod plugin_config;
 mod tls;
 mod validate;
 
