@@ -163,6 +163,11 @@ impl http_body::Body for LoggedBody {
                 if let Some(data) = frame.data_ref() {
                     this.exchange.bytes_out += data.len() as u64;
                 }
+                // HTTP/2 stops polling once the body says it has ended.
+                if this.inner.is_end_stream() {
+                    this.exchange.completed = true;
+                    this.exchange.finish();
+                }
             }
             Poll::Ready(None) => {
                 this.exchange.completed = true;
