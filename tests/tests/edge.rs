@@ -39,7 +39,9 @@ async fn read_until_closed(stream: &mut TcpStream) -> String {
 async fn a_body_that_never_comes_is_408_and_the_connection_closes() {
     let up = Upstream::start("up").await;
     let gateway = Gateway::start(&config(&up, "body_read_timeout = \"300ms\"")).await;
-    let mut stream = TcpStream::connect(gateway.addr("web")).await.expect("connect");
+    let mut stream = TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
     let started = Instant::now();
     stream
         .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
@@ -63,7 +65,9 @@ async fn a_body_that_trickles_is_cut_at_the_request_deadline() {
         "body_read_timeout = \"5s\"\nrequest_read_timeout = \"700ms\"",
     ))
     .await;
-    let mut stream = TcpStream::connect(gateway.addr("web")).await.expect("connect");
+    let mut stream = TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
     stream
         .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
         .await
@@ -99,7 +103,10 @@ async fn a_reset_http2_stream_is_logged_and_releases_its_connection() {
         let mut client = client.clone();
         tokio::spawn(async move { client.get("/slow/3000").await })
     };
-    assert!(up.wait_for_requests(1).await, "the upstream saw the request");
+    assert!(
+        up.wait_for_requests(1).await,
+        "the upstream saw the request"
+    );
     abandoned.abort();
     // Waited for asynchronously: the client's connection task must run to
     // send the reset.

@@ -95,6 +95,10 @@ pub struct HttpLimitsConfig {
     /// (HAProxy's `timeout http-request`); over it: 408.
     #[serde(with = "humantime_serde")]
     pub request_read_timeout: Duration,
+    /// Normalise request paths before routing (dot segments, merged
+    /// slashes, unreserved escapes decoded); routes, filters and the
+    /// upstream all see the normal form. Off: paths are used as received.
+    pub normalize_path: bool,
     /// Largest request head (request line and headers) in bytes; larger
     /// gets 431. Minimum 8192.
     pub max_header_bytes: usize,
@@ -115,6 +119,7 @@ impl Default for HttpLimitsConfig {
             idle_timeout: Duration::from_secs(60),
             body_read_timeout: Duration::from_secs(60),
             request_read_timeout: Duration::from_secs(300),
+            normalize_path: true,
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             h2_max_concurrent_streams: 100,

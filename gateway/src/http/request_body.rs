@@ -76,7 +76,9 @@ impl http_body::Body for RequestBody {
             Poll::Pending => match this.timer.as_mut().poll(cx) {
                 Poll::Ready(()) => {
                     this.progress.timed_out.store(true, Ordering::Relaxed);
-                    Poll::Ready(Some(Err("the client did not send the request body in time".into())))
+                    Poll::Ready(Some(Err(
+                        "the client did not send the request body in time".into(),
+                    )))
                 }
                 Poll::Pending => Poll::Pending,
             },
