@@ -90,7 +90,10 @@ fn localised(text: &str, dir: &Path) -> PathBuf {
         filters.join("10-auth.toml"),
     )
     .expect("copy");
+    let token = dir.join("admin-token");
+    std::fs::write(&token, "a-secret-token\n").expect("token");
     let text = text
+        .replace("/etc/gateway-admin/token", &token.display().to_string())
         .replace("/var/lib/gateway/filters", &filters.display().to_string())
         .replace(
             "/var/cache/gateway",
