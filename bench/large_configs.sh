@@ -113,15 +113,16 @@ EOF
 # the address file (written once every listener is bound and every filter
 # loaded).
 start_case() {
-    local c=$1 t0 t1 i
+    local c=$1 t0 t1
     rm -f "$TMP/$c.addr"
     t0=$(date +%s%N)
     RUST_LOG="warn,gateway::server::reload=info" start "gw_$c" "$GATEWAY_BIN" \
         --config "$TMP/$c.toml" --address-file "$TMP/$c.addr"
-    for ((i = 0; i < 60000; i++)); do
-        [[ -f $TMP/$c.addr ]] && break
-        local var="PID_gw_$c"
+    # Bounded: 10 minutes (a cold start compiles every module).
+    local var="PID_gw_$c" deadline=$((t0 + 600 * 1000000000))
+    while [[ ! -f $TMP/$c.addr ]]; do
         kill -0 "${!var}" 2>/dev/null || die "gateway $c exited: $(tail -n 5 "$TMP/gw_$c.log")"
+        (($(date +%s%N) < deadline)) || die "gateway $c not ready after 10 minutes"
         sleep 0.001
     done
     t1=$(date +%s%N)
