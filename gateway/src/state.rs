@@ -94,11 +94,25 @@ impl Snapshot {
                 Some(dir) => loader.folder(dir, listener.filters_poll).await,
                 None => None,
             };
-            let mut routes = Vec::new();
-            for route in &listener.routes {
-                let chain = loader.chain(&route.filters).await;
-                routes.push(Route::from_config(route, chain));
-            }
+            // Route chains load together (the filter loader bounds how
+            // many compile at once), not one route after the other.
+            let with_filters = listener.routes.iter().filter(|r| !r.filters.is_empty());
+            let mut chains =
+                futures_util::future::join_all(with_filters.map(|r| loader.chain(&r.filters)))
+                    .await
+                    .into_iter();
+            let routes = listener
+                .routes
+                .iter()
+                .map(|route| {
+                    let chain = if route.filters.is_empty() {
+                        FilterChain::empty()
+                    } else {
+                        chains.next().unwrap_or_else(FilterChain::empty)
+                    };
+                    Route::from_config(route, chain)
+                })
+                .collect();
             listeners.insert(
                 listener.name.clone(),
                 Arc::new(ListenerRuntime {

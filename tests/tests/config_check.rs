@@ -102,3 +102,45 @@ fn the_example_configs_are_valid() {
     }
     assert!(checked >= 1);
 }
+
+#[test]
+fn bad_route_hosts_name_line_and_key() {
+    for (host, why) in [
+        ("*", "leave `host` out to match every host"),
+        ("a.*.com", "only allowed as the whole first label"),
+        ("example.*", "only allowed as the whole first label"),
+        ("example.com:8080", "takes no port"),
+        ("*.", "no name after `*.`"),
+        ("a..com", "empty label"),
+        ("ex ample.com", "not allowed in a host name"),
+    ] {
+        let text = GOOD.replace(
+            "path_prefix = \"/\"",
+            &format!("path_prefix = \"/\"\nhost = \"{host}\""),
+        );
+        let (code, err, path) = stderr_of(&text);
+        assert_ne!(code, 0, "{host}");
+        assert!(
+            err.contains(why)
+                && err.contains("listener[0].route[0].host")
+                && err.contains(&format!("{path}:9:8")),
+            "{host}: {err}"
+        );
+    }
+}
+
+#[test]
+fn wildcard_and_address_route_hosts_pass() {
+    for host in ["*.example.com", "API.example.com", "[::1]", "127.0.0.1"] {
+        let text = GOOD.replace(
+            "path_prefix = \"/\"",
+            &format!("path_prefix = \"/\"\nhost = \"{host}\""),
+        );
+        let (output, _, _dir) = check_config(&text);
+        assert!(
+            output.status.success(),
+            "{host}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

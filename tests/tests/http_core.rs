@@ -60,6 +60,11 @@ const ROUTES: &str = r#"
     path_prefix = "/"
     host = "only.example"
     cluster = "up"
+
+    [[listener.route]]
+    path_prefix = "/"
+    host = "*.wild.example"
+    cluster = "up"
 "#;
 
 /// A port with nothing listening on it.
@@ -89,14 +94,26 @@ async fn routes_match_on_path_method_and_host_and_unmatched_is_404() {
         .body(Full::new(Bytes::new()))
         .expect("req");
     assert_eq!(client.send(by_host).await.text(), "up");
+    for (host, status) in [("a.b.WILD.example", 200), ("wild.example", 404)] {
+        let req = Request::get("/anything")
+            .header("host", host)
+            .body(Full::new(Bytes::new()))
+            .expect("req");
+        assert_eq!(client.send(req).await.status, status, "{host}");
+    }
+
+    // Prefixes match whole segments: `/nothing` (its cluster has no
+    // endpoint: 503) takes `/nothing/x` but not `/nothingmore`.
+    assert_eq!(client.get("/nothing/x").await.status, 503);
+    assert_eq!(client.get("/nothingmore").await.status, 404);
 
     let direct = client.get("/direct").await;
     assert_eq!(direct.status, 418);
     assert_eq!(direct.text(), "short and stout");
     assert_eq!(
         up.received().len(),
-        2,
-        "only the two routed requests reach the upstream"
+        3,
+        "only the three routed requests reach the upstream"
     );
 }
 

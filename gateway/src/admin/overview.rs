@@ -140,7 +140,7 @@ fn route_view(route: &RouteConfig) -> RouteView {
         matches.push(format!("prefix {prefix}"));
     }
     if let Some(host) = &route.host {
-        matches.push(format!("host {host}"));
+        matches.push(format!("host {}", host.get_ref()));
     }
     if let Some(method) = &route.method {
         matches.push(format!("method {method}"));

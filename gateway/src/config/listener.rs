@@ -139,12 +139,15 @@ pub struct RouteConfig {
     /// Exact path (without query).
     #[serde(default)]
     pub path: Option<String>,
-    /// Path prefix; `/` matches everything.
+    /// Path prefix, matched on whole segments: `/api` matches `/api` and
+    /// `/api/x`, not `/apix`; a prefix ending in `/` matches every path
+    /// starting with it, so `/` matches everything.
     #[serde(default)]
     pub path_prefix: Option<String>,
-    /// Host (without port), compared case-insensitively.
+    /// Host (without port), compared case-insensitively; `*.example.com`
+    /// matches every host ending in `.example.com`.
     #[serde(default)]
-    pub host: Option<String>,
+    pub host: Option<Spanned<String>>,
     /// HTTP method.
     #[serde(default)]
     pub method: Option<String>,

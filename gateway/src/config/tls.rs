@@ -91,7 +91,7 @@ pub struct SniRouteConfig {
 }
 
 /// `[cluster.tls]`: TLS from the gateway to the cluster's endpoints.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTlsConfig {
     /// PEM file of the CAs trusted for the endpoints' certificates;

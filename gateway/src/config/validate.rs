@@ -145,6 +145,11 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
                     err(None, key.clone(), format!("path `{p}` must start with `/`"));
                 }
             }
+            if let Some(host) = &route.host {
+                if let Err(why) = check_route_host(host.get_ref()) {
+                    err(Some(host.span()), format!("{key}.host"), why);
+                }
+            }
             if let Some(method) = &route.method {
                 if http::Method::from_bytes(method.as_bytes()).is_err() {
                     err(
@@ -191,6 +196,39 @@ fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
     }
     port.parse::<u16>().map_err(|_| "bad port")?;
     Ok(())
+}
+
+/// A route's `host`: a name or address without port, or `*.` and a
+/// suffix (the only wildcard, as for TLS server names).
+fn check_route_host(host: &str) -> Result<(), String> {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    let bracketed = name.starts_with('[') && name.ends_with(']');
+    if host == "*" {
+        Err("`*` is not a host; leave `host` out to match every host".into())
+    } else if name.is_empty() {
+        Err(format!("`{host}` has no name after `*.`"))
+    } else if name.contains('*') {
+        Err(format!(
+            "`{host}`: `*` is only allowed as the whole first label (`*.example.com`)"
+        ))
+    } else if bracketed && name.len() > 2 && !host.starts_with("*.") {
+        let inner = &name[1..name.len() - 1];
+        if inner.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("`{host}` is not an IPv6 address"));
+        }
+        Ok(())
+    } else if name.contains(':') {
+        Err(format!("`{host}`: a route's host takes no port"))
+    } else if name.starts_with('.') || name.ends_with('.') || name.contains("..") {
+        Err(format!("`{host}` has an empty label"))
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+    {
+        Err(format!("`{host}` has `{c}`, not allowed in a host name"))
+    } else {
+        Ok(())
+    }
 }
 
 /// Problems with a listener's `tls` and `sni` settings, as (span, key,

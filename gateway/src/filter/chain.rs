@@ -48,21 +48,14 @@ impl FilterChain {
         }
     }
 
-    /// Compiles (off the async workers), instantiates and starts every
-    /// filter. Never fails as a whole: a filter that fails to load stays in
-    /// the chain as unavailable, and its failure policy applies to requests.
+    /// Compiles (off the async workers, a few at once), instantiates and
+    /// starts every filter. Never fails as a whole: a filter that fails to
+    /// load stays in the chain as unavailable, and its failure policy
+    /// applies to requests.
     pub async fn load(host: &Arc<FilterHost>, filters: &[FilterConfig]) -> FilterChain {
-        let mut loaded = Vec::with_capacity(filters.len());
-        for cfg in filters {
-            let (h, c) = (host.clone(), cfg.clone());
-            let f = match tokio::task::spawn_blocking(move || LoadedFilter::load(&h, &c)).await {
-                Ok(f) => f,
-                Err(e) => LoadedFilter::unavailable(host, cfg, format!("load task failed: {e}")),
-            };
-            loaded.push(Arc::new(f));
-        }
+        let loaded = super::loading::load_all(host, filters.iter().cloned()).await;
         FilterChain {
-            filters: Arc::from(loaded),
+            filters: loaded.into_iter().map(Arc::new).collect(),
         }
     }
 

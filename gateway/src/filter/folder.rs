@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 
+use super::loading;
 use super::pool::LoadedFilter;
 use super::{FilterChain, FilterHost};
 use crate::config::filter::FilterConfig;
@@ -33,6 +34,17 @@ struct Entry {
     since: SystemTime,
     /// Why the newest version on disk is not serving, if it is not.
     pending_error: Option<String>,
+}
+
+/// A module to load: new, or changed since its version in the folder.
+struct Pending {
+    /// File name (`10-auth.wasm`) and stem (`10-auth`).
+    name: String,
+    stem: String,
+    module_sha: String,
+    sidecar_sha: String,
+    /// Its settings, or why its sidecar is unusable.
+    config: Result<FilterConfig, String>,
 }
 
 /// What the folder looked like at the last scan, to skip unchanged scans.
@@ -96,8 +108,23 @@ impl FilterFolder {
             changed = true;
             tracing::info!(dir = %self.dir.display(), "filter removed from the folder");
         }
-        for name in present {
-            if self.refresh(&mut state, &name).await {
+        // Changed modules load a few at once (a cold start of a full
+        // folder is one compile per module), then take their places in
+        // file-name order.
+        let pending: Vec<Pending> = present
+            .iter()
+            .filter_map(|name| self.pending(&state, name))
+            .collect();
+        let loaded = futures_util::future::join_all(pending.into_iter().map(|p| async {
+            let filter = match &p.config {
+                Ok(config) => Ok(loading::load_one(&self.host, config.clone()).await),
+                Err(why) => Err(why.clone()),
+            };
+            (p, filter)
+        }))
+        .await;
+        for (p, filter) in loaded {
+            if self.apply(&mut state, p, filter) {
                 changed = true;
             }
         }
@@ -113,37 +140,47 @@ impl FilterFolder {
         }
     }
 
-    /// Reloads `name` if its module or sidecar changed. True when what
-    /// serves changed.
-    async fn refresh(&self, state: &mut FolderState, name: &str) -> bool {
+    /// What to load for `name`, if its module or sidecar changed since
+    /// the version in `state`.
+    fn pending(&self, state: &FolderState, name: &str) -> Option<Pending> {
         let path = self.dir.join(name);
         let sidecar_path = path.with_extension("toml");
         let sidecar = std::fs::read(&sidecar_path).unwrap_or_default();
         let sidecar_sha = hex(&Sha256::digest(&sidecar));
-        let module_sha = match std::fs::read(&path) {
-            Ok(bytes) => hex(&Sha256::digest(&bytes)),
-            Err(_) => return false,
-        };
+        let module_sha = hex(&Sha256::digest(std::fs::read(&path).ok()?));
         if let Some(entry) = state.entries.get(name) {
             if entry.module_sha == module_sha && entry.sidecar_sha == sidecar_sha {
-                return false;
+                return None;
             }
         }
         let stem = name.trim_end_matches(".wasm").to_string();
-        let loaded = match filter_config(&stem, &path, &sidecar, &sidecar_path) {
-            Ok(config) => {
-                let host = self.host.clone();
-                match tokio::task::spawn_blocking(move || LoadedFilter::load(&host, &config)).await
-                {
-                    Ok(filter) => Ok(filter),
-                    Err(e) => Err((
-                        FilterConfig::new(stem.clone(), path.clone()),
-                        format!("load task failed: {e}"),
-                    )),
-                }
-            }
-            Err(why) => Err((FilterConfig::new(stem.clone(), path.clone()), why)),
-        };
+        Some(Pending {
+            name: name.to_string(),
+            config: filter_config(&stem, &path, &sidecar, &sidecar_path),
+            stem,
+            module_sha,
+            sidecar_sha,
+        })
+    }
+
+    /// Puts what loaded for `p` in the folder's state (or keeps the
+    /// version serving if it failed). True when what serves changed.
+    fn apply(
+        &self,
+        state: &mut FolderState,
+        p: Pending,
+        loaded: Result<LoadedFilter, String>,
+    ) -> bool {
+        let Pending {
+            name,
+            stem,
+            module_sha,
+            sidecar_sha,
+            ..
+        } = p;
+        let name = name.as_str();
+        let path = self.dir.join(name);
+        let loaded = loaded.map_err(|why| (FilterConfig::new(stem.clone(), path.clone()), why));
         let (ok, filter, error) = match loaded {
             Ok(filter) if filter.is_loaded() => (true, filter, None),
             Ok(filter) => {

@@ -17,6 +17,7 @@ mod engine;
 mod exports;
 mod folder;
 mod instance;
+mod loading;
 mod metrics;
 mod pool;
 mod probe;

@@ -1,7 +1,7 @@
 //! TLS from the gateway to a cluster's endpoints: a private CA, an SNI
 //! override and ALPN (HTTP/2 when the endpoint picks `h2`).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -19,7 +19,7 @@ pub struct UpstreamTls {
 impl UpstreamTls {
     pub fn new(config: &UpstreamTlsConfig) -> anyhow::Result<UpstreamTls> {
         let roots = match &config.ca {
-            Some(ca) => pem::root_store(ca)?,
+            Some(ca) => Arc::new(pem::root_store(ca)?),
             None => system_roots()?,
         };
         let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -64,8 +64,23 @@ pub fn negotiated_h2(stream: &TlsStream<TcpStream>) -> bool {
     stream.get_ref().1.alpn_protocol() == Some(b"h2")
 }
 
-/// The roots the operating system trusts (`/etc/ssl/certs` and the like).
-fn system_roots() -> anyhow::Result<rustls::RootCertStore> {
+/// The roots the operating system trusts (`/etc/ssl/certs` and the like),
+/// read once per process and shared by every cluster, as Go's
+/// `SystemCertPool` is: reading and parsing the store takes milliseconds
+/// and a copy of it, so a thousand TLS clusters would otherwise take
+/// seconds to start and a hundred megabytes to hold.
+fn system_roots() -> anyhow::Result<Arc<rustls::RootCertStore>> {
+    // Only a store that was read is kept: after a failure (no
+    // certificates installed yet), the next cluster built tries again.
+    static ROOTS: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
+    if let Some(roots) = ROOTS.get() {
+        return Ok(roots.clone());
+    }
+    let roots = Arc::new(read_system_roots()?);
+    Ok(ROOTS.get_or_init(|| roots).clone())
+}
+
+fn read_system_roots() -> anyhow::Result<rustls::RootCertStore> {
     let found = rustls_native_certs::load_native_certs();
     for error in &found.errors {
         tracing::warn!("reading the system's trusted certificates: {error}");

@@ -1,5 +1,9 @@
-//! The route table: ordered matches on path, host and method; first match
-//! wins.
+//! The route table: matches on path, host and method, first match wins
+//! in the configured order; looked up through an index so the cost does
+//! not grow with the number of routes.
+
+mod index;
+mod matcher;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 
+use self::index::RouteIndex;
+use self::matcher::{method_matches, HostMatch, PathMatch};
 use crate::config::RouteConfig;
 use crate::filter::FilterChain;
 
@@ -23,18 +29,12 @@ pub enum RouteAction {
     },
 }
 
-#[derive(Debug, Clone)]
-enum PathMatch {
-    Exact(String),
-    Prefix(String),
-}
-
 /// One compiled route.
 #[derive(Clone)]
 pub struct Route {
     pub name: Arc<str>,
     path: PathMatch,
-    host: Option<String>,
+    host: HostMatch,
     method: Option<Method>,
     pub action: RouteAction,
     pub timeout: Option<Duration>,
@@ -42,10 +42,11 @@ pub struct Route {
     pub filters: FilterChain,
 }
 
-/// A listener's routes in order.
+/// A listener's routes in order, and their index.
 #[derive(Clone, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    index: RouteIndex,
 }
 
 impl Route {
@@ -75,7 +76,7 @@ impl Route {
         Route {
             name: Arc::from(config.display_name()),
             path,
-            host: config.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            host: HostMatch::from_config(config.host.as_ref().map(|h| h.get_ref().as_str())),
             method: config
                 .method
                 .as_ref()
@@ -86,31 +87,40 @@ impl Route {
         }
     }
 
-    fn matches(&self, method: &Method, host: Option<&str>, path: &str) -> bool {
-        let path_ok = match &self.path {
-            PathMatch::Exact(p) => p == path,
-            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
-        };
-        path_ok
-            && self.method.as_ref().is_none_or(|m| m == method)
-            && self
-                .host
-                .as_deref()
-                .is_none_or(|want| host.is_some_and(|h| h.eq_ignore_ascii_case(want)))
+    /// The matching rule itself, route by route; the index answers as
+    /// a scan with it in table order would.
+    pub fn matches(&self, method: &Method, host: Option<&str>, path: &str) -> bool {
+        self.path.matches(path)
+            && method_matches(self.method.as_ref(), method)
+            && self.host.matches(host)
     }
 }
 
 impl RouteTable {
     pub fn new(routes: Vec<Route>) -> Self {
-        Self { routes }
+        let mut index = RouteIndex::default();
+        for (position, route) in routes.iter().enumerate() {
+            // More than 4 billion routes do not fit in memory anyway.
+            let position = u32::try_from(position).unwrap_or(u32::MAX);
+            index.insert(position, &route.host, &route.path, route.method.as_ref());
+        }
+        Self { routes, index }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Route> {
         self.routes.iter()
     }
 
-    /// The first route matching the request. `host` is without port.
+    /// The first route matching the request, in table order. `host` is
+    /// without port.
     pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Option<&Route> {
+        let position = self.index.find(method, host, path)?;
+        self.routes.get(position as usize)
+    }
+
+    /// [`RouteTable::find`] by trying every route in order: the reference
+    /// the index is tested against.
+    pub fn scan(&self, method: &Method, host: Option<&str>, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.matches(method, host, path))
     }
 }
@@ -126,45 +136,4 @@ pub fn host_without_port(authority: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn route(toml_text: &str) -> Route {
-        let config: RouteConfig = toml::from_str(toml_text).expect("route config");
-        Route::from_config(&config, FilterChain::empty())
-    }
-
-    #[test]
-    fn first_match_wins_and_unmatched_is_none() {
-        let table = RouteTable::new(vec![
-            route("path = \"/ping\"\ncluster = \"a\""),
-            route("path_prefix = \"/api/\"\nmethod = \"POST\"\ncluster = \"b\""),
-            route("path_prefix = \"/\"\nhost = \"example.com\"\ncluster = \"c\""),
-        ]);
-        let get = Method::GET;
-        assert_eq!(
-            table.find(&get, None, "/ping").map(|r| &*r.name),
-            Some("/ping")
-        );
-        assert!(table.find(&get, None, "/ping/x").is_none());
-        assert!(table.find(&get, None, "/api/x").is_none());
-        assert_eq!(
-            table.find(&Method::POST, None, "/api/x").map(|r| &*r.name),
-            Some("/api/*")
-        );
-        assert_eq!(
-            table
-                .find(&get, Some("EXAMPLE.com"), "/x")
-                .map(|r| &*r.name),
-            Some("/*")
-        );
-        assert!(table.find(&get, Some("other.com"), "/x").is_none());
-    }
-
-    #[test]
-    fn host_loses_its_port() {
-        assert_eq!(host_without_port("example.com:8080"), "example.com");
-        assert_eq!(host_without_port("example.com"), "example.com");
-        assert_eq!(host_without_port("[::1]:80"), "[::1]");
-    }
-}
+mod tests;
