@@ -62,6 +62,8 @@ pub(crate) trait Host {
     fn record_metric(&self, id: u32, value: u64) -> Result<(), u32>;
     fn set_effective_context(&self, context_id: u32) -> Result<(), u32>;
     fn set_tick_period(&self, millis: u32) -> Result<(), u32>;
+    /// WASI `random_get`: fills `buf`; `Err` is the WASI errno.
+    fn random(&self, buf: &mut [u8]) -> Result<(), u32>;
 }
 
 thread_local! {

@@ -30,6 +30,7 @@
 //! can be continued (callout answers, the upstream response) and inspected.
 //! Several exchanges may be open at once, as requests interleave in a host.
 
+mod body;
 mod exchange;
 mod host;
 mod message;
@@ -99,6 +100,12 @@ impl<F: Filter> FilterTest<F> {
             .set(self.host.now_nanos.get().saturating_add(nanos));
     }
 
+    /// Restarts the generator behind [`crate::random`] from `seed`: the same
+    /// seed gives the same numbers.
+    pub fn seed_random(&mut self, seed: u64) {
+        self.host.random_state.set(seed);
+    }
+
     /// The timer period the filter asked for at load, if any.
     pub fn tick_period(&self) -> Option<Duration> {
         self.host
@@ -162,7 +169,6 @@ impl<F: Filter> FilterTest<F> {
         headers.extend(request.headers);
         let mut stream = host::StreamState {
             request_headers: headers,
-            request_body: request.body.clone().unwrap_or_default(),
             ..Default::default()
         };
         stream.properties.insert(
@@ -184,8 +190,15 @@ impl<F: Filter> FilterTest<F> {
         exchange.paused.set(action == action::PAUSE);
         if let (Some(body), false) = (request.body, exchange.paused.get()) {
             exchange.enter();
-            let action = self.runtime.on_request_body(context, body.len(), true);
-            exchange.paused.set(action == action::PAUSE);
+            let runtime = &self.runtime;
+            let paused = body::feed(
+                &self.host,
+                body::Side::Request,
+                &body,
+                request.chunk,
+                |size, eos| runtime.on_request_body(context, size, eos),
+            );
+            exchange.paused.set(paused);
         }
         exchange
     }
