@@ -3,6 +3,8 @@
 
 mod cluster;
 mod error;
+#[cfg(test)]
+mod example_keys;
 pub mod filter;
 mod listener;
 pub mod pem;
