@@ -37,7 +37,8 @@
 //!
 //! What the SDK puts on the wire, for hosts and reviewers:
 //! - the module exports `proxy_abi_version_0_2_1`, `proxy_on_memory_allocate`
-//!   and the `proxy_on_*` HTTP callbacks, and imports hostcalls from `env`;
+//!   and the `proxy_on_*` HTTP callbacks, and imports hostcalls from `env`
+//!   (and WASI `random_get` only when [`random`] is used);
 //! - [`Request::set_upstream`] sets the property `gateway.upstream`
 //!   (path `["gateway", "upstream"]`, segments joined by NUL on the wire);
 //! - [`Request::client_address`] reads the standard property `source.address`;

@@ -8,16 +8,24 @@
 //! `wasm32-unknown-unknown`, see "Randomness" in the SDK's README: getrandom's
 //! custom backend, pointed at [`fill`].
 
-use crate::host;
-
 /// Fills `buf` with random bytes from the host. Returns false (and leaves
 /// `buf` zeroed) if the host refused.
 pub fn fill(buf: &mut [u8]) -> bool {
-    if host::with(|h| h.random(buf)).is_ok() {
+    if host_fill(buf).is_ok() {
         return true;
     }
     buf.fill(0);
     false
+}
+
+#[cfg(target_arch = "wasm32")]
+fn host_fill(buf: &mut [u8]) -> Result<(), u32> {
+    crate::wasm::random_fill(buf)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn host_fill(buf: &mut [u8]) -> Result<(), u32> {
+    crate::host::with(|h| h.random(buf))
 }
 
 /// A random `u64` (0 if the host refused).
