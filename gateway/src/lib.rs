@@ -4,13 +4,16 @@
 //! by concern: [`config`], [`listener`], [`http`], [`upstream`],
 //! [`filter`] and [`admin`].
 
+pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod filter;
 pub mod http;
 pub mod l4;
+pub mod metrics;
 pub mod listener;
 pub mod server;
 pub mod state;
 pub mod upstream;
+pub mod worker;

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::filter::FilterHost;
 use crate::listener::Shutdown;
 use crate::state::{ChainLoader, Snapshot};
+use crate::worker::Workers;
 
 pub use listeners::ListenerSet;
 
@@ -31,19 +32,30 @@ pub struct Gateway {
     pub address_file: Option<PathBuf>,
     pub admin_address: Option<SocketAddr>,
     pub loader: ChainLoader,
+    /// The worker runtimes; every listener accepts on each of them.
+    pub workers: Vec<tokio::runtime::Handle>,
 }
 
-/// Runs the gateway with `config` until SIGTERM or Ctrl-C.
+/// Runs the gateway with `config` until SIGTERM or Ctrl-C: one worker
+/// thread per core (or `runtime.workers`) serving connections, and a
+/// control runtime on this thread for reloads, admin and signals.
 pub fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.runtime.workers > 0 {
-        runtime.worker_threads(config.runtime.workers);
-    }
-    let runtime = runtime
+    let workers = match config.runtime.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    crate::worker::set_count(workers);
+    let workers = Workers::start()?;
+    let control = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the runtime")?;
-    runtime.block_on(serve(config, address_file))
+        .context("cannot start the control runtime")?;
+    let handles = (0..workers.len()).map(|i| workers.handle(i).clone()).collect();
+    crate::access_log::configure(&config.access_log);
+    let result = control.block_on(serve(config, address_file, handles));
+    workers.stop();
+    crate::access_log::drain(std::time::Duration::from_secs(2));
+    result
 }
 
 /// Builds the snapshot of `config`: clusters (reusing `previous`' pools
@@ -57,7 +69,11 @@ pub async fn build_snapshot(
     Snapshot::build(config, previous, loader).await
 }
 
-async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    address_file: Option<PathBuf>,
+    workers: Vec<tokio::runtime::Handle>,
+) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let grace = config.runtime.shutdown_grace;
     let (shutdown, trigger) = Shutdown::new();
@@ -104,6 +120,7 @@ async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<
         address_file,
         admin_address,
         loader,
+        workers,
     });
 
     // Bind everything first: a taken port is a start-up error.
@@ -114,6 +131,14 @@ async fn serve(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<
     // Installed before "ready": from then on SIGHUP means reload, never
     // the default (terminate), and no change to the file is missed.
     let stop = stop_signal()?;
+    let mut rotations = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .context("cannot install the SIGUSR1 handler")?;
+    tokio::spawn(async move {
+        // logrotate moved the access log: reopen it.
+        while rotations.recv().await.is_some() {
+            crate::access_log::reopen();
+        }
+    });
     let triggers = reload::Triggers::new(&gateway.config_path)
         .context("cannot install the reload triggers")?;
     let reloads = tokio::spawn(reload::run(gateway.clone(), listeners, triggers));

@@ -142,7 +142,7 @@ impl Snapshot {
                 if !route.filters.is_empty() {
                     chains.push(serde_json::json!({
                         "listener": name,
-                        "route": route.name,
+                        "route": &*route.name,
                         "filters": route.filters.status(),
                     }));
                 }
@@ -176,8 +176,20 @@ impl RequestIds {
         })
     }
 
-    pub fn next(&self) -> String {
+    /// The next id, `{prefix:016x}-{n:x}`, as the header value it travels in.
+    pub fn next(&self) -> http::HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}-{n:x}", self.prefix)
+        let mut buf = [0u8; 33];
+        for (i, b) in buf[..16].iter_mut().enumerate() {
+            *b = HEX[((self.prefix >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        buf[16] = b'-';
+        let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
+        for i in 0..digits {
+            buf[17 + i] = HEX[((n >> (4 * (digits - 1 - i))) & 0xf) as usize];
+        }
+        http::HeaderValue::from_bytes(&buf[..17 + digits])
+            .unwrap_or(http::HeaderValue::from_static("0"))
     }
 }

@@ -1,8 +1,6 @@
 //! The admin listener: health, readiness, the config in force and metrics.
 //! Bind it to loopback; it has no authentication.
 
-pub mod metrics;
-
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -72,7 +70,7 @@ async fn handle(admin: &AdminState, req: Request<Incoming>) -> Response<Body> {
                 .get()
                 .map(|h| h.metrics())
                 .unwrap_or_default();
-            let mut resp = Response::new(body::full(metrics::encode(&filter_metrics)));
+            let mut resp = Response::new(body::full(crate::metrics::encode(&filter_metrics)));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static(

@@ -75,16 +75,32 @@ pub struct AdminConfig {
     pub address: SocketAddr,
 }
 
-/// `[access_log]`: one line per request.
+/// `[access_log]`: one line per request, written off the request path.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessLogConfig {
     pub enabled: bool,
+    /// `text` (key=value) or `json` (one object per line).
+    pub format: AccessLogFormat,
+    /// A file to append to (reopened on SIGUSR1); stderr when absent.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for AccessLogConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            format: AccessLogFormat::Text,
+            path: None,
+        }
     }
 }
 
@@ -119,6 +135,11 @@ impl Config {
             .map(Path::to_path_buf)
             .unwrap_or_default();
         tls::resolve_paths(self, &base);
+        if let Some(path) = &mut self.access_log.path {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
         for listener in &mut self.listeners {
             if let Some(dir) = &mut listener.filters_dir {
                 if dir.is_relative() {

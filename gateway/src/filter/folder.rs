@@ -160,7 +160,7 @@ impl FilterFolder {
                 Some(why),
             ),
         };
-        crate::admin::metrics::filter_reload(&stem, ok);
+        crate::metrics::filter_reload(&stem, ok);
         state.generation += 1;
         let generation = state.generation;
         if ok {

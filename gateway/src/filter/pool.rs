@@ -57,7 +57,7 @@ pub(crate) struct LoadedFilter {
     failures: AtomicU32,
     backing_off: AtomicBool,
     backoff: Mutex<(Option<Instant>, u32, Option<String>)>,
-    counters: crate::admin::metrics::FilterCounters,
+    counters: crate::metrics::FilterCounters,
 }
 
 impl LoadedFilter {
@@ -76,7 +76,7 @@ impl LoadedFilter {
             failures: AtomicU32::new(0),
             backing_off: AtomicBool::new(false),
             backoff: Mutex::new((None, 0, None)),
-            counters: crate::admin::metrics::filter_counters(&config.name),
+            counters: crate::metrics::filter_counters(&config.name),
         };
         if let Err(e) = me.try_load() {
             let reason = format!("{e:#}");
@@ -319,7 +319,7 @@ impl LoadedFilter {
             failures: AtomicU32::new(0),
             backing_off: AtomicBool::new(false),
             backoff: Mutex::new((None, 0, None)),
-            counters: crate::admin::metrics::filter_counters(&config.name),
+            counters: crate::metrics::filter_counters(&config.name),
         }
     }
 }

@@ -1,6 +1,9 @@
-//! One structured line per request, written when the response body has
-//! been sent (or abandoned), so duration and bytes are the real ones.
+//! One line per request, formatted when the response body has been sent
+//! (or abandoned), so duration and bytes are the real ones, and handed to
+//! the access-log writer; the request's metrics are counted at the same
+//! moment.
 
+use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,100 +11,136 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::HeaderValue;
 use http_body::{Frame, SizeHint};
 
-use crate::filter::ChainRun;
+use super::exchange::Exchange;
+use crate::access_log;
 use crate::http::body::{Body, BoxError};
-use crate::listener::ConnActivity;
+use crate::metrics::requests::RequestLabels;
 
 /// What the access log says about one request.
 pub struct AccessRecord {
     pub listener: Arc<str>,
-    pub id: String,
+    pub id: HeaderValue,
     pub method: http::Method,
-    pub path: String,
+    pub uri: http::Uri,
     pub version: http::Version,
     pub client: std::net::SocketAddr,
     pub started: Instant,
     pub status: u16,
-    pub route: Option<String>,
-    pub cluster: Option<String>,
-    pub endpoint: Option<String>,
+    pub route: Option<Arc<str>>,
+    pub cluster: Option<Arc<str>>,
+    pub endpoint: Option<Arc<str>>,
     pub error: Option<&'static str>,
-    pub bytes_in: Arc<AtomicU64>,
-    pub enabled: bool,
+    /// Request body bytes, counted as they stream (none without a body).
+    pub bytes_in: Option<Arc<AtomicU64>>,
 }
 
 impl AccessRecord {
-    fn emit(&self, bytes_out: u64, completed: bool) {
-        crate::admin::metrics::record_request(self);
-        if !self.enabled {
+    /// Counts the request and, when `log` is on, writes its line (through
+    /// the writer's buffer, off the request path).
+    pub fn emit(&mut self, log: bool, bytes_out: u64, completed: bool) {
+        let duration = self.started.elapsed();
+        let labels = RequestLabels {
+            listener: self.listener.clone(),
+            route: self.route.take(),
+            cluster: self.cluster.take(),
+            status: self.status,
+        };
+        crate::metrics::record_request(&labels, duration, self.error);
+        if !log {
             return;
         }
-        tracing::info!(
-            target: "access",
-            listener = &*self.listener,
-            id = %self.id,
-            client = %self.client,
-            method = %self.method,
-            path = %self.path,
-            protocol = ?self.version,
-            status = self.status,
-            route = self.route.as_deref().unwrap_or("-"),
-            cluster = self.cluster.as_deref().unwrap_or("-"),
-            endpoint = self.endpoint.as_deref().unwrap_or("-"),
-            error = self.error.unwrap_or("-"),
-            duration_us = self.started.elapsed().as_micros() as u64,
-            bytes_in = self.bytes_in.load(Ordering::Relaxed),
+        let bytes_in = self.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed));
+        let line = Line {
+            record: self,
+            labels: &labels,
+            duration_us: duration.as_micros() as u64,
+            bytes_in,
             bytes_out,
             completed,
+        };
+        match access_log::format() {
+            access_log::Format::Text => access_log::write(|buf| line.text(buf)),
+            access_log::Format::Json => access_log::write(|buf| line.json(buf)),
+        }
+    }
+}
+
+/// One access line's values.
+struct Line<'a> {
+    record: &'a AccessRecord,
+    labels: &'a RequestLabels,
+    duration_us: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    completed: bool,
+}
+
+impl Line<'_> {
+    fn text(&self, buf: &mut Vec<u8>) {
+        let r = self.record;
+        let l = self.labels;
+        let _ = write!(
+            buf,
+            "{} access listener={} id={} client={} method={} path={} protocol={:?} status={} \
+             route={} cluster={} endpoint={} error={} duration_us={} bytes_in={} bytes_out={} completed={}",
+            humantime::format_rfc3339_micros(std::time::SystemTime::now()),
+            l.listener,
+            r.id.to_str().unwrap_or("-"),
+            r.client,
+            r.method,
+            r.uri.path(),
+            r.version,
+            l.status,
+            l.route.as_deref().unwrap_or("-"),
+            l.cluster.as_deref().unwrap_or("-"),
+            r.endpoint.as_deref().unwrap_or("-"),
+            r.error.unwrap_or("-"),
+            self.duration_us,
+            self.bytes_in,
+            self.bytes_out,
+            self.completed,
         );
+    }
+
+    fn json(&self, buf: &mut Vec<u8>) {
+        let r = self.record;
+        let l = self.labels;
+        let value = serde_json::json!({
+            "time": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+            "listener": &*l.listener,
+            "id": r.id.to_str().unwrap_or("-"),
+            "client": r.client.to_string(),
+            "method": r.method.as_str(),
+            "path": r.uri.path(),
+            "protocol": format!("{:?}", r.version),
+            "status": l.status,
+            "route": l.route.as_deref(),
+            "cluster": l.cluster.as_deref(),
+            "endpoint": r.endpoint.as_deref(),
+            "error": r.error,
+            "duration_us": self.duration_us,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "completed": self.completed,
+        });
+        let _ = serde_json::to_writer(&mut *buf, &value);
     }
 }
 
 /// Wraps a response body: counts bytes, and when it ends or is dropped
-/// writes the access line, ends the filter runs and marks the connection's
-/// request done.
+/// finishes the exchange (access line, metrics, filter runs, the
+/// connection's request count).
 pub struct LoggedBody {
     inner: Body,
-    record: Option<AccessRecord>,
-    runs: Vec<ChainRun>,
-    activity: Arc<ConnActivity>,
-    bytes_out: u64,
-    ended: bool,
+    exchange: Exchange,
 }
 
 impl LoggedBody {
-    pub fn new(
-        inner: Body,
-        record: AccessRecord,
-        runs: Vec<ChainRun>,
-        activity: Arc<ConnActivity>,
-    ) -> Self {
-        Self {
-            inner,
-            record: Some(record),
-            runs,
-            activity,
-            bytes_out: 0,
-            ended: false,
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Some(record) = self.record.take() {
-            record.emit(self.bytes_out, self.ended);
-            for run in self.runs.drain(..) {
-                run.finish();
-            }
-            self.activity.request_done();
-        }
-    }
-}
-
-impl Drop for LoggedBody {
-    fn drop(&mut self) {
-        self.finish();
+    pub(crate) fn new(inner: Body, exchange: Exchange) -> Self {
+        Self { inner, exchange }
     }
 }
 
@@ -118,14 +157,14 @@ impl http_body::Body for LoggedBody {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    this.bytes_out += data.len() as u64;
+                    this.exchange.bytes_out += data.len() as u64;
                 }
             }
             Poll::Ready(None) => {
-                this.ended = true;
-                this.finish();
+                this.exchange.completed = true;
+                this.exchange.finish();
             }
-            Poll::Ready(Some(Err(_))) => this.finish(),
+            Poll::Ready(Some(Err(_))) => this.exchange.finish(),
             Poll::Pending => {}
         }
         polled

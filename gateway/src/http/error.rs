@@ -51,7 +51,9 @@ impl ProxyError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ProxyError::Upstream(
-                UpstreamError::Connect { .. } | UpstreamError::Protocol { .. },
+                UpstreamError::Connect { .. }
+                | UpstreamError::Protocol { .. }
+                | UpstreamError::Http1 { .. },
             ) => StatusCode::BAD_GATEWAY,
         }
     }
@@ -66,7 +68,9 @@ impl ProxyError {
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::Upstream(UpstreamError::NoHealthyEndpoint { .. }) => "no_healthy_endpoint",
             ProxyError::Upstream(UpstreamError::Connect { .. }) => "upstream_connect_failure",
-            ProxyError::Upstream(UpstreamError::Protocol { .. }) => "upstream_failure",
+            ProxyError::Upstream(UpstreamError::Protocol { .. } | UpstreamError::Http1 { .. }) => {
+                "upstream_failure"
+            }
         }
     }
 
@@ -85,9 +89,9 @@ impl ProxyError {
             ProxyError::Upstream(UpstreamError::Connect { cluster, .. }) => {
                 format!("cannot connect to upstream in cluster {cluster}\n")
             }
-            ProxyError::Upstream(UpstreamError::Protocol { cluster, .. }) => {
-                format!("upstream in cluster {cluster} failed\n")
-            }
+            ProxyError::Upstream(
+                UpstreamError::Protocol { cluster, .. } | UpstreamError::Http1 { cluster, .. },
+            ) => format!("upstream in cluster {cluster} failed\n"),
         };
         text_response(self.status(), text)
     }

@@ -1,8 +1,6 @@
 //! Turning a downstream request into an upstream one and back: hop-by-hop
 //! headers, X-Forwarded-*, HTTP/2 to HTTP/1.1 translation, upgrades.
 
-use std::net::SocketAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 
@@ -22,23 +20,31 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// Removes hop-by-hop headers, including those `Connection` names and any
 /// `Proxy-*` header.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP.iter() {
         headers.remove(name);
     }
-    let proxy: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxy {
-        headers.remove(name);
+    // Allocates only when there is a `Proxy-*` header to remove.
+    if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
+        let proxy: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in proxy {
+            headers.remove(name);
+        }
     }
 }
 
@@ -60,7 +66,8 @@ pub fn upgrade_protocol(req: &Request<Body>) -> Option<HeaderValue> {
 
 /// Who the downstream is, for X-Forwarded-*.
 pub struct Forwarded<'a> {
-    pub client: SocketAddr,
+    /// The client's IP, as a header value (built once per connection).
+    pub client: &'a HeaderValue,
     pub scheme: &'static str,
     pub host: Option<&'a str>,
 }
@@ -71,13 +78,16 @@ pub fn to_upstream(
     forwarded: &Forwarded<'_>,
     upgrade: Option<HeaderValue>,
 ) {
-    let authority = req.uri().authority().map(|a| a.as_str().to_owned());
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    *req.uri_mut() = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+    // Origin form for the upstream; a URI already in it is kept as is.
+    let authority = match req.uri().authority() {
+        None => None,
+        Some(a) => {
+            let authority = a.as_str().to_owned();
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            *req.uri_mut() = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+            Some(authority)
+        }
+    };
     let from_h2 = req.version() == Version::HTTP_2;
     *req.version_mut() = Version::HTTP_11;
 
@@ -91,14 +101,14 @@ pub fn to_upstream(
             headers.insert(header::HOST, value);
         }
     }
+    append(headers, X_FORWARDED_FOR, forwarded.client.clone());
     append(
         headers,
-        "x-forwarded-for",
-        &forwarded.client.ip().to_string(),
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(forwarded.scheme),
     );
-    append(headers, "x-forwarded-proto", forwarded.scheme);
-    if let Some(host) = forwarded.host {
-        append(headers, "x-forwarded-host", host);
+    if let Some(host) = forwarded.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        append(headers, X_FORWARDED_HOST, host);
     }
     if let Some(protocol) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -119,16 +129,27 @@ pub fn from_upstream<B>(resp: &mut Response<B>, upgraded: bool) {
     }
 }
 
-/// Appends `value` to a comma-separated list header.
-fn append(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    let name = HeaderName::from_static(name);
-    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, {value}"),
-        None => value.to_owned(),
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Appends `value` to a comma-separated list header (the common case, no
+/// such header yet, costs no formatting).
+fn append(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    let joined = match headers.get(&name) {
+        None => value,
+        Some(existing) => {
+            let mut joined = Vec::with_capacity(existing.len() + 2 + value.len());
+            joined.extend_from_slice(existing.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(value.as_bytes());
+            match HeaderValue::from_bytes(&joined) {
+                Ok(v) => v,
+                Err(_) => return,
+            }
+        }
     };
-    if let Ok(v) = HeaderValue::from_str(&joined) {
-        headers.insert(name, v);
-    }
+    headers.insert(name, joined);
 }
 
 /// HTTP/2 may split `cookie` into several fields; HTTP/1.1 wants one
@@ -149,6 +170,7 @@ fn join_cookies(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
     use crate::http::body;
 
     #[test]
@@ -179,10 +201,11 @@ mod tests {
             .body(body::empty())
             .expect("request");
         let client: SocketAddr = "127.0.0.7:5000".parse().expect("addr");
+        let client = crate::http::service::forwarded_for(client);
         to_upstream(
             &mut req,
             &Forwarded {
-                client,
+                client: &client,
                 scheme: "http",
                 host: Some("example.com:8000"),
             },
@@ -196,5 +219,19 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "example.com:8000");
         assert_eq!(h["cookie"], "a=1; b=2");
+    }
+}
+
+/// Copies bytes both ways between an upgraded downstream and upstream.
+pub async fn tunnel(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    match tokio::try_join!(downstream, upstream) {
+        Ok((down, up)) => {
+            let mut down = hyper_util::rt::TokioIo::new(down);
+            let mut up = hyper_util::rt::TokioIo::new(up);
+            if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+                tracing::debug!(error = %e, "upgraded tunnel ended with an error");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
     }
 }

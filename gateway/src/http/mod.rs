@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod body;
 pub mod error;
+mod exchange;
 pub mod forward;
 pub mod route;
 pub mod service;

@@ -1,6 +1,7 @@
 //! The route table: ordered matches on path, host and method; first match
 //! wins.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,7 +14,7 @@ use crate::filter::FilterChain;
 #[derive(Debug, Clone)]
 pub enum RouteAction {
     Forward {
-        cluster: String,
+        cluster: Arc<str>,
     },
     Direct {
         status: StatusCode,
@@ -31,7 +32,7 @@ enum PathMatch {
 /// One compiled route.
 #[derive(Clone)]
 pub struct Route {
-    pub name: String,
+    pub name: Arc<str>,
     path: PathMatch,
     host: Option<String>,
     method: Option<Method>,
@@ -57,7 +58,7 @@ impl Route {
         };
         let action = match (&config.cluster, &config.direct) {
             (Some(cluster), _) => RouteAction::Forward {
-                cluster: cluster.get_ref().clone(),
+                cluster: Arc::from(cluster.get_ref().as_str()),
             },
             (None, Some(direct)) => RouteAction::Direct {
                 status: StatusCode::from_u16(direct.status).unwrap_or(StatusCode::OK),
@@ -72,7 +73,7 @@ impl Route {
             },
         };
         Route {
-            name: config.display_name(),
+            name: Arc::from(config.display_name()),
             path,
             host: config.host.as_ref().map(|h| h.to_ascii_lowercase()),
             method: config
@@ -142,7 +143,7 @@ mod tests {
         ]);
         let get = Method::GET;
         assert_eq!(
-            table.find(&get, None, "/ping").map(|r| r.name.as_str()),
+            table.find(&get, None, "/ping").map(|r| &*r.name),
             Some("/ping")
         );
         assert!(table.find(&get, None, "/ping/x").is_none());
@@ -150,13 +151,13 @@ mod tests {
         assert_eq!(
             table
                 .find(&Method::POST, None, "/api/x")
-                .map(|r| r.name.as_str()),
+                .map(|r| &*r.name),
             Some("/api/*")
         );
         assert_eq!(
             table
                 .find(&get, Some("EXAMPLE.com"), "/x")
-                .map(|r| r.name.as_str()),
+                .map(|r| &*r.name),
             Some("/*")
         );
         assert!(table.find(&get, Some("other.com"), "/x").is_none());

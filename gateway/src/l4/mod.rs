@@ -31,19 +31,24 @@ pub struct TcpProxy {
 }
 
 /// Accepts connections on `socket` until shutdown and forwards each.
-pub async fn serve_tcp(socket: TcpListener, proxy: Arc<TcpProxy>, shutdown: Shutdown) {
-    let (name, max) = (proxy.listener.clone(), proxy.config.max_connections);
+pub async fn serve_tcp(
+    socket: TcpListener,
+    proxy: Arc<TcpProxy>,
+    permits: Arc<tokio::sync::Semaphore>,
+    shutdown: Shutdown,
+) {
+    let name = proxy.listener.clone();
     accept_loop(
         socket,
         &name,
-        max,
+        permits,
         shutdown,
         |stream, peer, permit, drain| {
             let proxy = proxy.clone();
             tokio::spawn(async move {
-                crate::admin::metrics::connection_opened();
+                crate::metrics::connection_opened();
                 proxy.forward(stream, peer).await;
-                crate::admin::metrics::connection_closed();
+                crate::metrics::connection_closed();
                 drop((permit, drain));
             });
         },
@@ -55,7 +60,7 @@ pub async fn serve_tcp(socket: TcpListener, proxy: Arc<TcpProxy>, shutdown: Shut
 struct Record {
     sni: Option<String>,
     cluster: Option<String>,
-    endpoint: Option<String>,
+    endpoint: Option<Arc<str>>,
     error: Option<String>,
 }
 

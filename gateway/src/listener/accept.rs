@@ -1,26 +1,27 @@
-//! The accept loop every listener kind shares: at most `max_connections`
-//! served at once, stop on shutdown, back off on accept errors.
+//! The accept loop every listener kind shares, and binding one socket per
+//! worker: at most `max_connections` served at once, stop on shutdown,
+//! back off on accept errors.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Shutdown;
 
 /// Accepts until shutdown, handing each connection (with nodelay set) and
 /// the permit that counts it to `serve`, which must hold the permit for
-/// the connection's life.
+/// the connection's life. `permits` is the listener's connection limit,
+/// shared by the accept loops of every worker.
 pub async fn accept_loop(
     socket: TcpListener,
     name: &str,
-    max_connections: usize,
+    permits: Arc<Semaphore>,
     mut shutdown: Shutdown,
     mut serve: impl FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit, Shutdown),
 ) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
@@ -41,4 +42,32 @@ pub async fn accept_loop(
         let _ = stream.set_nodelay(true);
         serve(stream, peer, permit, shutdown.clone());
     }
+}
+
+/// Binds `address` `workers` times with `SO_REUSEPORT`, so each worker
+/// accepts on its own socket. Port 0 is resolved by the first bind and
+/// the others take the same port. A port held by another program (without
+/// `SO_REUSEPORT`) fails the first bind.
+pub fn bind_per_worker(
+    address: SocketAddr,
+    workers: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let first = bind_reuseport(address)?;
+    let address = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers.max(1) {
+        sockets.push(bind_reuseport(address)?);
+    }
+    Ok(sockets)
+}
+
+fn bind_reuseport(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::accept::accept_loop;
 use super::{ConnActivity, Shutdown};
@@ -38,7 +39,7 @@ pub async fn serve_http(
     listener: TcpListener,
     service: Arc<HttpService>,
     limits: HttpLimitsConfig,
-    max_connections: usize,
+    permits: Arc<Semaphore>,
     shutdown: Shutdown,
 ) {
     let builder = Arc::new(builder(&limits));
@@ -47,20 +48,15 @@ pub async fn serve_http(
     accept_loop(
         listener,
         &name,
-        max_connections,
+        permits,
         shutdown,
         |stream, peer, permit, shutdown| {
             let conn = ConnService {
                 service: service.clone(),
-                conn: Arc::new(ConnInfo {
+                conn: Arc::new(ConnInfo::plain(
                     peer,
-                    local: stream.local_addr().ok().or(local).unwrap_or(peer),
-                    scheme: "http",
-                    tls_version: None,
-                    mtls: false,
-                    peer_subject: None,
-                    sni: None,
-                }),
+                    stream.local_addr().ok().or(local).unwrap_or(peer),
+                )),
                 activity: Arc::new(ConnActivity::new()),
             };
             let builder = builder.clone();
@@ -86,7 +82,7 @@ pub async fn serve_connection<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    crate::admin::metrics::connection_opened();
+    crate::metrics::connection_opened();
     let activity = service.activity.clone();
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
@@ -114,5 +110,5 @@ pub async fn serve_connection<I>(
             }
         }
     }
-    crate::admin::metrics::connection_closed();
+    crate::metrics::connection_closed();
 }

@@ -9,6 +9,7 @@ pub mod tls;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub use self::accept::bind_per_worker;
 pub use self::http::serve_http;
 pub use self::tls::serve_https;
 

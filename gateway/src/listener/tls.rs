@@ -10,6 +10,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::certs::{subject, watch_certificates, CertStore};
@@ -43,21 +44,30 @@ pub fn server_config(
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
+/// What every worker's accept loop of one `https` listener shares.
+#[derive(Clone)]
+pub struct TlsListener {
+    acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
+}
+
 /// Accepts TLS connections on `listener` until shutdown, serving the HTTP
 /// inside each with `service`.
 pub async fn serve_https(
     listener: TcpListener,
     service: Arc<HttpService>,
-    acceptor: TlsAcceptor,
-    handshake_timeout: Duration,
+    tls: TlsListener,
     limits: HttpLimitsConfig,
-    max_connections: usize,
+    permits: Arc<Semaphore>,
     shutdown: Shutdown,
 ) {
     let builder = Arc::new(builder(&limits));
     let name = service.listener.clone();
-    accept_loop(listener, &name, max_connections, shutdown, |stream, peer, permit, shutdown| {
-        let local = stream.local_addr().unwrap_or(peer);
+    let TlsListener {
+        acceptor,
+        handshake_timeout,
+    } = tls;
+    accept_loop(listener, &name, permits, shutdown, |stream, peer, permit, shutdown| {        let local = stream.local_addr().unwrap_or(peer);
         let (acceptor, service, builder) = (acceptor.clone(), service.clone(), builder.clone());
         let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {
@@ -93,6 +103,7 @@ pub async fn serve_https(
                     mtls: peer_subject.is_some(),
                     peer_subject,
                     sni: session.server_name().map(str::to_owned),
+                    forwarded_for: crate::http::service::forwarded_for(peer),
                 }),
                 activity: Arc::new(ConnActivity::new()),
             };
@@ -103,14 +114,12 @@ pub async fn serve_https(
     .await;
 }
 
-/// Loads the certificates of the `https` listener `config`, starts
-/// watching them and serves `socket`. Errors name the bad file.
-pub fn start(
-    socket: TcpListener,
+/// Loads the certificates of the `https` listener `config` and starts
+/// watching them (on the calling runtime). Errors name the bad file.
+pub fn prepare(
     config: &crate::config::ListenerConfig,
-    service: Arc<HttpService>,
     shutdown: Shutdown,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<TlsListener> {
     let tls = config
         .tls
         .as_ref()
@@ -121,15 +130,10 @@ pub fn start(
         store,
         tls.certificates.clone(),
         tls.reload_interval,
-        shutdown.clone(),
-    ));
-    Ok(tokio::spawn(serve_https(
-        socket,
-        service,
-        acceptor,
-        tls.handshake_timeout,
-        config.http.clone(),
-        config.max_connections,
         shutdown,
-    )))
+    ));
+    Ok(TlsListener {
+        acceptor,
+        handshake_timeout: tls.handshake_timeout,
+    })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 
 use crate::http::body;
 use crate::state::Snapshot;
@@ -66,16 +66,12 @@ impl CalloutClient for SnapshotCallouts {
                     .send(request)
                     .await
                     .map_err(|e| CalloutError::Failed(e.to_string()))?;
-                let (parts, incoming) = response.into_parts();
-                let collected = Limited::new(incoming, MAX_CALLOUT_BODY)
-                    .collect()
-                    .await
-                    .map_err(|e| CalloutError::Failed(format!("reading the answer: {e}")))?;
-                let trailers = collected.trailers().cloned().unwrap_or_default();
+                let (parts, body) = response.into_parts();
+                let (body, trailers) = read_whole(body).await?;
                 Ok(CalloutResponse {
                     status: parts.status,
                     headers: parts.headers,
-                    body: collected.to_bytes(),
+                    body,
                     trailers,
                 })
             };
@@ -90,4 +86,30 @@ impl CalloutClient for SnapshotCallouts {
             .get()
             .is_some_and(|s| s.load().clusters.get(cluster).is_some())
     }
+}
+
+/// Reads an answer's body and trailers whole, up to `MAX_CALLOUT_BODY`.
+async fn read_whole(mut body: body::Body) -> Result<(Bytes, http::HeaderMap), CalloutError> {
+    let mut data = bytes::BytesMut::new();
+    let mut trailers = http::HeaderMap::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| CalloutError::Failed(format!("reading the answer: {e}")))?;
+        match frame.into_data() {
+            Ok(chunk) => {
+                if data.len() + chunk.len() > MAX_CALLOUT_BODY {
+                    return Err(CalloutError::Failed(format!(
+                        "reading the answer: body over {MAX_CALLOUT_BODY} bytes"
+                    )));
+                }
+                data.extend_from_slice(&chunk);
+            }
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers.extend(t);
+                }
+            }
+        }
+    }
+    Ok((data.freeze(), trailers))
 }

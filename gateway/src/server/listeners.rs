@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use super::Gateway;
 use crate::config::{Config, ListenerConfig, Protocol};
 use crate::http::service::HttpService;
-use crate::listener::serve_http;
+use crate::listener::{serve_http, serve_https};
 
 struct Running {
     /// The config it was started with, serialized, to notice changes.
@@ -19,8 +19,9 @@ struct Running {
     address: SocketAddr,
     /// Dropping or sending `true` stops it; its connections drain.
     stop: tokio::sync::watch::Sender<bool>,
-    /// The accept loop; it ends (closing the socket) soon after `stop`.
-    accept: tokio::task::JoinHandle<()>,
+    /// The accept loops, one per worker; they end (closing the sockets)
+    /// soon after `stop`.
+    accept: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Listeners by name.
@@ -55,7 +56,9 @@ impl ListenerSet {
             if !keep {
                 if let Some(running) = self.running.remove(&name) {
                     let _ = running.stop.send(true);
-                    let _ = running.accept.await;
+                    for accept in running.accept {
+                        let _ = accept.await;
+                    }
                     tracing::info!(listener = %name, address = %running.address, "listener stopped; its connections drain");
                 }
             }
@@ -102,42 +105,66 @@ fn fingerprint(listener: &ListenerConfig) -> String {
     .to_string()
 }
 
-/// Binds `listener` and spawns its accept loop.
+/// Binds `listener` once per worker (`SO_REUSEPORT`: the kernel spreads
+/// connections over the workers' sockets) and starts each worker's
+/// accept loop on that worker.
 async fn start(gateway: &Arc<Gateway>, listener: &ListenerConfig) -> anyhow::Result<Running> {
-    let socket = TcpListener::bind(listener.address).await.with_context(|| {
-        format!(
-            "listener `{}`: cannot bind {}",
-            listener.name, listener.address
-        )
-    })?;
-    let address = socket.local_addr()?;
+    let sockets = crate::listener::bind_per_worker(listener.address, gateway.workers.len())
+        .with_context(|| {
+            format!(
+                "listener `{}`: cannot bind {}",
+                listener.name, listener.address
+            )
+        })?;
+    let address = sockets[0].local_addr()?;
     let (shutdown, stop) = gateway.shutdown.child();
-    let service = || {
-        Arc::new(HttpService {
-            listener: Arc::from(listener.name.as_str()),
-            state: gateway.state.clone(),
-        })
+    let service = Arc::new(HttpService {
+        listener: Arc::from(listener.name.as_str()),
+        state: gateway.state.clone(),
+    });
+    // Shared by every worker: the certificate store and its watcher, the
+    // L4 proxy, the connection limit.
+    let tls = match listener.protocol {
+        Protocol::Https => Some(
+            crate::listener::tls::prepare(listener, shutdown.clone())
+                .with_context(|| format!("listener `{}`", listener.name))?,
+        ),
+        _ => None,
     };
-    let accept = match listener.protocol {
-        Protocol::Http => tokio::spawn(serve_http(
-            socket,
-            service(),
+    let proxy = Arc::new(crate::l4::TcpProxy {
+        listener: Arc::from(listener.name.as_str()),
+        config: listener.clone(),
+        state: gateway.state.clone(),
+    });
+    let limit = Arc::new(tokio::sync::Semaphore::new(listener.max_connections));
+    let mut accept = Vec::with_capacity(sockets.len());
+    for (socket, worker) in sockets.into_iter().zip(&gateway.workers) {
+        let (service, shutdown, limit) = (service.clone(), shutdown.clone(), limit.clone());
+        let (limits, tls, proxy, protocol) = (
             listener.http.clone(),
-            listener.max_connections,
-            shutdown,
-        )),
-        Protocol::Https => crate::listener::tls::start(socket, listener, service(), shutdown)
-            .with_context(|| format!("listener `{}`", listener.name))?,
-        Protocol::Tcp => {
-            let proxy = Arc::new(crate::l4::TcpProxy {
-                listener: Arc::from(listener.name.as_str()),
-                config: listener.clone(),
-                state: gateway.state.clone(),
-            });
-            tokio::spawn(crate::l4::serve_tcp(socket, proxy, shutdown))
-        }
-    };
-    tracing::info!(listener = %listener.name, protocol = ?listener.protocol, %address, "listening");
+            tls.clone(),
+            proxy.clone(),
+            listener.protocol,
+        );
+        accept.push(worker.spawn(async move {
+            let socket = match TcpListener::from_std(socket) {
+                Ok(socket) => socket,
+                Err(e) => {
+                    tracing::error!(listener = &*service.listener, error = %e, "cannot register the listening socket");
+                    return;
+                }
+            };
+            match (protocol, tls) {
+                (Protocol::Https, Some(tls)) => {
+                    serve_https(socket, service, tls, limits, limit, shutdown).await
+                }
+                (Protocol::Tcp, _) => crate::l4::serve_tcp(socket, proxy, limit, shutdown).await,
+                _ => serve_http(socket, service, limits, limit, shutdown).await,
+            }
+        }));
+    }
+    tracing::info!(listener = %listener.name, protocol = ?listener.protocol, %address,
+        workers = accept.len(), "listening");
     Ok(Running {
         fingerprint: fingerprint(listener),
         address,

@@ -71,22 +71,23 @@ async fn reload(gateway: &Arc<Gateway>, listeners: &mut ListenerSet) {
                     "config reload rejected, the previous config stays in force: {error}"
                 );
             }
-            crate::admin::metrics::config_reload(false);
+            crate::metrics::config_reload(false);
             return;
         }
         Err(e) => {
             tracing::error!("config reload failed: {e}");
-            crate::admin::metrics::config_reload(false);
+            crate::metrics::config_reload(false);
             return;
         }
     };
     let previous = gateway.state.load_full();
     let snapshot = build_snapshot(config.clone(), Some(&previous), &gateway.loader).await;
+    crate::access_log::configure(&config.access_log);
     gateway.state.store(Arc::new(snapshot));
     if let Err(e) = listeners.apply(gateway, &config, false).await {
         tracing::error!("config reload: {e:#}");
     }
-    crate::admin::metrics::config_reload(true);
+    crate::metrics::config_reload(true);
     tracing::info!(file = %gateway.config_path.display(), "config reloaded");
 }
 

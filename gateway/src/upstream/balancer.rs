@@ -7,19 +7,27 @@ use rand::Rng;
 
 use super::endpoint::Endpoint;
 use crate::config::BalancePolicy;
+use crate::worker::PerWorker;
 
-/// Chooses endpoints for one cluster. Lock-free: one atomic cursor.
+/// Chooses endpoints for one cluster. Lock-free: requests use a
+/// round-robin cursor per worker (workers never contend for one cache
+/// line); L4 connections, chosen once each, share one cursor so that
+/// successive connections alternate whichever worker accepted them.
 #[derive(Debug)]
 pub struct Balancer {
     policy: BalancePolicy,
-    cursor: AtomicUsize,
+    cursor: PerWorker<AtomicUsize>,
+    shared: AtomicUsize,
 }
 
 impl Balancer {
     pub fn new(policy: BalancePolicy) -> Self {
         Self {
             policy,
-            cursor: AtomicUsize::new(0),
+            // Workers start at different endpoints, so the first requests
+            // of each do not all land on the first endpoint.
+            cursor: PerWorker::new(AtomicUsize::new),
+            shared: AtomicUsize::new(0),
         }
     }
 
@@ -27,11 +35,26 @@ impl Balancer {
     /// that just failed) and ejected endpoints. `None`: no endpoint is
     /// available.
     pub fn pick(&self, endpoints: &[Endpoint], exclude: Option<usize>) -> Option<usize> {
+        self.pick_with(self.cursor.get(), endpoints, exclude)
+    }
+
+    /// [`Balancer::pick`] for a whole L4 connection: round robin over one
+    /// cursor shared by the workers.
+    pub fn pick_connection(&self, endpoints: &[Endpoint], exclude: Option<usize>) -> Option<usize> {
+        self.pick_with(&self.shared, endpoints, exclude)
+    }
+
+    fn pick_with(
+        &self,
+        cursor: &AtomicUsize,
+        endpoints: &[Endpoint],
+        exclude: Option<usize>,
+    ) -> Option<usize> {
         let n = endpoints.len();
         let usable = |i: usize| Some(i) != exclude && endpoints[i].is_available();
         match self.policy {
             BalancePolicy::RoundRobin => {
-                let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+                let start = cursor.fetch_add(1, Ordering::Relaxed);
                 (0..n).map(|k| (start + k) % n).find(|&i| usable(i))
             }
             BalancePolicy::Random => {
@@ -69,7 +92,7 @@ mod tests {
 
     fn endpoints(n: usize) -> Vec<Endpoint> {
         (0..n)
-            .map(|i| Endpoint::new(format!("127.0.0.1:{}", 1000 + i), 3, Duration::from_secs(5)))
+            .map(|i| Endpoint::new(format!("127.0.0.1:{}", 1000 + i).into(), 3, Duration::from_secs(5)))
             .collect()
     }
 
@@ -78,7 +101,10 @@ mod tests {
         let eps = endpoints(2);
         let b = Balancer::new(BalancePolicy::RoundRobin);
         let picks: Vec<_> = (0..6).filter_map(|_| b.pick(&eps, None)).collect();
-        assert_eq!(picks, vec![0, 1, 0, 1, 0, 1]);
+        assert_eq!(picks.len(), 6);
+        assert!(picks.windows(2).all(|w| w[0] != w[1]), "{picks:?}");
+        let shared: Vec<_> = (0..4).filter_map(|_| b.pick_connection(&eps, None)).collect();
+        assert_eq!(shared, vec![0, 1, 0, 1]);
     }
 
     #[test]

@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-
 use super::balancer::Balancer;
 use super::endpoint::{Endpoint, InFlight};
+use super::http1::{self, Framing, Http1Conn, Http1Error};
 use super::pool::{self, EndpointPool, Sender};
 use super::tls::UpstreamTls;
 use super::UpstreamError;
@@ -18,6 +17,7 @@ use crate::http::body::Body;
 /// One upstream cluster.
 pub struct Cluster {
     pub config: ClusterConfig,
+    name: Arc<str>,
     endpoints: Vec<Endpoint>,
     pools: Vec<EndpointPool>,
     balancer: Balancer,
@@ -42,7 +42,7 @@ pub struct Connection {
 /// An endpoint chosen for one L4 connection; see [`Cluster::lease_endpoint`].
 pub struct EndpointLease {
     pub index: usize,
-    pub address: String,
+    pub address: Arc<str>,
     _in_flight: InFlight,
 }
 
@@ -51,7 +51,13 @@ impl Cluster {
         let endpoints = config
             .endpoints
             .iter()
-            .map(|a| Endpoint::new(a.clone(), config.eject_after_failures, config.ejection_time))
+            .map(|a| {
+                Endpoint::new(
+                    Arc::from(a.as_str()),
+                    config.eject_after_failures,
+                    config.ejection_time,
+                )
+            })
             .collect();
         let pools = config
             .endpoints
@@ -69,6 +75,7 @@ impl Cluster {
         });
         Self {
             tls,
+            name: Arc::from(config.name.as_str()),
             balancer: Balancer::new(config.balance),
             endpoints,
             pools,
@@ -78,6 +85,11 @@ impl Cluster {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The name, shared (for logs and metrics labels).
+    pub fn name_arc(&self) -> &Arc<str> {
+        &self.name
     }
 
     /// A connection to a healthy endpoint: pooled if one is idle, new
@@ -112,7 +124,7 @@ impl Cluster {
         if self.config.tls.is_some() && self.tls.is_none() {
             return Err(UpstreamError::Connect {
                 cluster: self.name().to_string(),
-                endpoint: endpoint.address.clone(),
+                endpoint: endpoint.address.to_string(),
                 source: std::io::Error::other("upstream TLS configuration is unusable"),
             });
         }
@@ -131,11 +143,73 @@ impl Cluster {
                 self.connect_failed(index);
                 Err(UpstreamError::Connect {
                     cluster: self.name().to_string(),
-                    endpoint: endpoint.address.clone(),
+                    endpoint: endpoint.address.to_string(),
                     source,
                 })
             }
         }
+    }
+
+    /// A new HTTP/1.1 connection to endpoint `index`, outside the pool (a
+    /// replay after a stale pooled connection).
+    async fn open_http1(&self, index: usize) -> Result<Http1Conn, UpstreamError> {
+        let endpoint = &self.endpoints[index];
+        match pool::connect(&endpoint.address, self.config.connect_timeout, self.tls.as_ref()).await {
+            Ok(Sender::Http1(conn)) => Ok(conn),
+            Ok(Sender::Http2(_)) => Err(UpstreamError::Connect {
+                cluster: self.name().to_string(),
+                endpoint: endpoint.address.to_string(),
+                source: std::io::Error::other("endpoint switched to HTTP/2"),
+            }),
+            Err(source) => {
+                self.connect_failed(index);
+                Err(UpstreamError::Connect {
+                    cluster: self.name().to_string(),
+                    endpoint: endpoint.address.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Sends an upgrade request (WebSocket and the like) on a connection of
+    /// its own, through hyper's client, which hands over the upgraded
+    /// stream. Returns the endpoint used and the response.
+    pub async fn upgrade(
+        self: &Arc<Self>,
+        request: http::Request<Body>,
+    ) -> Result<(Arc<str>, http::Response<hyper::body::Incoming>), UpstreamError> {
+        let index = self.pick(None)?;
+        let endpoint = &self.endpoints[index];
+        let _in_flight = endpoint.start_request();
+        let connect_error = |source| UpstreamError::Connect {
+            cluster: self.name().to_string(),
+            endpoint: endpoint.address.to_string(),
+            source,
+        };
+        let mut tx = match pool::connect_upgrade(
+            &endpoint.address,
+            self.config.connect_timeout,
+            self.tls.as_ref(),
+        )
+        .await
+        {
+            Ok(tx) => tx,
+            Err(source) => {
+                self.connect_failed(index);
+                return Err(connect_error(source));
+            }
+        };
+        endpoint.record_success();
+        let response = tx
+            .send_request(request)
+            .await
+            .map_err(|source| UpstreamError::Protocol {
+                cluster: self.name().to_string(),
+                endpoint: endpoint.address.to_string(),
+                source,
+            })?;
+        Ok((endpoint.address.clone(), response))
     }
 
     fn connection(
@@ -169,7 +243,7 @@ impl Cluster {
         let usable = |i: &usize| !tried.contains(i) && self.endpoints[*i].is_available();
         let index = self
             .balancer
-            .pick(&self.endpoints, tried.last().copied())
+            .pick_connection(&self.endpoints, tried.last().copied())
             .filter(usable)
             .or_else(|| (0..self.endpoints.len()).find(usable))?;
         Some(EndpointLease {
@@ -197,44 +271,31 @@ impl Cluster {
 }
 
 impl Connection {
-    pub fn endpoint(&self) -> &str {
+    pub fn endpoint(&self) -> &Arc<str> {
         &self.cluster.endpoints[self.index].address
     }
 
     /// Sends `request` and waits for the response head. Once the exchange
-    /// is over (body read to the end), the connection returns to the pool.
+    /// is over (body read to the end), the connection returns to the
+    /// worker's pool.
     pub async fn send(
         self,
         request: http::Request<Body>,
-    ) -> Result<http::Response<Incoming>, UpstreamError> {
+    ) -> Result<http::Response<Body>, UpstreamError> {
         let Connection {
             cluster,
             index,
             sender,
             in_flight,
-            ..
         } = self;
         match sender {
-            Sender::Http1(mut tx) => {
-                let result = tx.send_request(request).await;
-                match result {
-                    Ok(response) => {
-                        // Wait off the request path for the exchange to end,
-                        // then hand the connection back.
-                        tokio::spawn(async move {
-                            if tx.ready().await.is_ok() {
-                                cluster.pools[index].checkin(Sender::Http1(tx));
-                            }
-                            drop(in_flight);
-                        });
-                        Ok(response)
-                    }
-                    Err(source) => Err(UpstreamError::Protocol {
-                        cluster: cluster.name().to_string(),
-                        endpoint: cluster.endpoints[index].address.clone(),
-                        source,
-                    }),
-                }
+            Sender::Http1(conn) => {
+                let back = PoolReturn {
+                    cluster,
+                    index,
+                    _in_flight: in_flight,
+                };
+                back.exchange(conn, request).await
             }
             Sender::Http2(mut tx) => {
                 let request = to_http2(request);
@@ -242,12 +303,76 @@ impl Connection {
                 // The connection stays in the pool, shared; the request
                 // counts as in flight until its response head is in.
                 drop(in_flight);
-                result.map_err(|source| UpstreamError::Protocol {
-                    cluster: cluster.name().to_string(),
-                    endpoint: cluster.endpoints[index].address.clone(),
-                    source,
-                })
+                result
+                    .map(|r| r.map(crate::http::body::boxed))
+                    .map_err(|source| UpstreamError::Protocol {
+                        cluster: cluster.name().to_string(),
+                        endpoint: cluster.endpoints[index].address.to_string(),
+                        source,
+                    })
             }
+        }
+    }
+}
+
+/// An HTTP/1.1 exchange's way back to the pool it came from; it counts the
+/// request in flight on the endpoint until the body has been read.
+struct PoolReturn {
+    cluster: Arc<Cluster>,
+    index: usize,
+    _in_flight: InFlight,
+}
+
+impl http1::Checkin for PoolReturn {
+    fn checkin(self, conn: Http1Conn) {
+        self.cluster.pools[self.index].checkin(Sender::Http1(conn));
+    }
+}
+
+impl PoolReturn {
+    async fn exchange(
+        self,
+        mut conn: Http1Conn,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<Body>, UpstreamError> {
+        let head_request = request.method() == http::Method::HEAD;
+        let framing = conn.encode(&request);
+        let sent = async {
+            conn.send(framing, request.into_body()).await?;
+            conn.read_head(head_request).await
+        }
+        .await;
+        let head = match sent {
+            Ok(head) => head,
+            // A pooled connection the upstream closed while it was idle:
+            // nothing was answered, and a request without a body can be
+            // sent again on a new connection.
+            Err(e) if framing == Framing::Empty && e.is_stale(conn.reused()) => {
+                let encoded = conn.encoded().to_vec();
+                conn = self.cluster.open_http1(self.index).await?;
+                conn.set_encoded(&encoded);
+                let replay = async {
+                    conn.send(Framing::Empty, crate::http::body::empty()).await?;
+                    conn.read_head(head_request).await
+                };
+                replay.await.map_err(|e| self.failed(e))?
+            }
+            Err(e) => return Err(self.failed(e)),
+        };
+        let mut response = http::Response::new(crate::http::body::empty());
+        *response.status_mut() = head.status;
+        *response.version_mut() = http::Version::HTTP_11;
+        let body = http1::response_body(conn, &head, self);
+        *response.headers_mut() = head.headers;
+        *response.body_mut() = body;
+        Ok(response)
+    }
+
+    fn failed(&self, source: Http1Error) -> UpstreamError {
+        UpstreamError::Http1 {
+            cluster: self.cluster.name().to_string(),
+            endpoint: self.cluster.endpoints[self.index].address.to_string(),
+            source,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 /// One `host:port` of a cluster.
 #[derive(Debug)]
 pub struct Endpoint {
-    pub address: String,
+    pub address: Arc<str>,
     state: Arc<EndpointState>,
     eject_after: u32,
     ejection: Duration,
@@ -34,7 +34,7 @@ impl Drop for InFlight {
 }
 
 impl Endpoint {
-    pub fn new(address: String, eject_after: u32, ejection: Duration) -> Self {
+    pub fn new(address: Arc<str>, eject_after: u32, ejection: Duration) -> Self {
         Self {
             address,
             state: Arc::new(EndpointState {

@@ -5,6 +5,7 @@ mod balancer;
 pub mod callout;
 mod cluster;
 mod endpoint;
+mod http1;
 mod pool;
 mod tls;
 
@@ -28,5 +29,11 @@ pub enum UpstreamError {
         cluster: String,
         endpoint: String,
         source: hyper::Error,
+    },
+    #[error("upstream {endpoint} (cluster `{cluster}`) failed: {source}")]
+    Http1 {
+        cluster: String,
+        endpoint: String,
+        source: http1::Http1Error,
     },
 }

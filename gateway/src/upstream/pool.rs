@@ -1,6 +1,7 @@
-//! Keep-alive connections to one endpoint. A connection goes back to the
-//! pool once the response on it has been read to the end; a connection the
-//! upstream closed is dropped at checkout.
+//! Keep-alive connections to one endpoint, kept per worker: a connection
+//! is only ever used by the worker that opened it. An HTTP/1.1 connection
+//! goes back to its worker's pool once the response on it has been read
+//! to the end; a connection the upstream closed is dropped at checkout.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -9,20 +10,23 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::http1::{Http1Conn, Stream};
 use super::tls::UpstreamTls;
 use crate::http::body::Body;
+use crate::worker::PerWorker;
 
 /// A connection ready to carry a request: HTTP/1.1 carries one at a
-/// time; HTTP/2 (negotiated by ALPN over TLS) is shared by many.
+/// time, driven by the request's task; HTTP/2 (negotiated by ALPN over
+/// TLS) is shared by many.
 pub enum Sender {
-    Http1(http1::SendRequest<Body>),
+    Http1(Http1Conn),
     Http2(http2::SendRequest<Body>),
 }
 
 impl Sender {
-    fn is_usable(&self) -> bool {
+    fn is_usable(&mut self) -> bool {
         match self {
-            Sender::Http1(s) => s.is_ready() && !s.is_closed(),
+            Sender::Http1(c) => c.is_reusable(),
             Sender::Http2(s) => s.is_ready() && !s.is_closed(),
         }
     }
@@ -33,9 +37,10 @@ struct Idle {
     since: Instant,
 }
 
-/// The idle connections of one endpoint.
+/// The idle connections of one endpoint, one list per worker (the lock is
+/// only ever contended by the reaper).
 pub struct EndpointPool {
-    idle: Mutex<Vec<Idle>>,
+    idle: PerWorker<Mutex<Vec<Idle>>>,
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -43,16 +48,17 @@ pub struct EndpointPool {
 impl EndpointPool {
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
         Self {
-            idle: Mutex::new(Vec::new()),
+            idle: PerWorker::default(),
             max_idle,
             idle_timeout,
         }
     }
 
-    /// The most recently used idle connection that is still open.
+    /// The calling worker's most recently used idle connection that is
+    /// still open.
     pub fn checkout(&self) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(entry) = idle.pop() {
+        let mut idle = self.idle.get().lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(mut entry) = idle.pop() {
             if entry.since.elapsed() < self.idle_timeout && entry.sender.is_usable() {
                 // An HTTP/2 connection stays in the pool for other requests.
                 if let Sender::Http2(tx) = &entry.sender {
@@ -69,12 +75,10 @@ impl EndpointPool {
         None
     }
 
-    /// Returns a connection that finished its exchange.
+    /// Returns a connection that finished its exchange to the calling
+    /// worker's list.
     pub fn checkin(&self, sender: Sender) {
-        if !sender.is_usable() {
-            return;
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle.get().lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < self.max_idle {
             idle.push(Idle {
                 sender,
@@ -83,10 +87,14 @@ impl EndpointPool {
         }
     }
 
-    /// Drops connections idle for longer than the idle timeout.
+    /// Drops connections idle for longer than the idle timeout, on every
+    /// worker. (Whether the upstream closed one is checked at checkout, on
+    /// its own worker.)
     pub fn reap(&self) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|e| e.since.elapsed() < self.idle_timeout && e.sender.is_usable());
+        for idle in self.idle.iter() {
+            let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
+            idle.retain(|e| e.since.elapsed() < self.idle_timeout);
+        }
     }
 }
 
@@ -101,7 +109,7 @@ pub async fn connect(
     let started = tokio::time::Instant::now();
     let stream = connect_tcp(address, timeout).await?;
     let Some(tls) = tls else {
-        return handshake_http1(stream).await;
+        return Ok(Sender::Http1(Http1Conn::new(Stream::Tcp(stream))));
     };
     let stream = tokio::time::timeout_at(started + timeout, tls.handshake(stream, address))
         .await
@@ -119,7 +127,27 @@ pub async fn connect(
         });
         return Ok(Sender::Http2(sender));
     }
-    handshake_http1(stream).await
+    Ok(Sender::Http1(Http1Conn::new(Stream::Tls(Box::new(stream)))))
+}
+
+/// A connection for one upgrade (WebSocket and the like): hyper's client,
+/// which hands over the upgraded stream. Never pooled.
+pub async fn connect_upgrade(
+    address: &str,
+    timeout: Duration,
+    tls: Option<&UpstreamTls>,
+) -> std::io::Result<http1::SendRequest<Body>> {
+    let started = tokio::time::Instant::now();
+    let stream = connect_tcp(address, timeout).await?;
+    match tls {
+        None => handshake_http1(stream).await,
+        Some(tls) => {
+            let stream = tokio::time::timeout_at(started + timeout, tls.handshake(stream, address))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+            handshake_http1(stream).await
+        }
+    }
 }
 
 /// A TCP connection to `address` within `timeout`, with Nagle off (HTTP
@@ -137,7 +165,7 @@ pub async fn connect_tcp(address: &str, timeout: Duration) -> std::io::Result<Tc
     Ok(stream)
 }
 
-async fn handshake_http1<S>(stream: S) -> std::io::Result<Sender>
+async fn handshake_http1<S>(stream: S) -> std::io::Result<http1::SendRequest<Body>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -150,5 +178,5 @@ where
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
     });
-    Ok(Sender::Http1(sender))
+    Ok(sender)
 }

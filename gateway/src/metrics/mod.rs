@@ -1,5 +1,8 @@
-//! The gateway's own Prometheus metrics. One process-wide registry; the
-//! request path only touches atomics and a label lookup.
+//! The gateway's own Prometheus metrics, below every module that records
+//! them (the admin listener only reads them). Request series are kept per
+//! worker ([`requests`]); the rest are in one registry of atomics.
+
+pub mod requests;
 
 use std::sync::OnceLock;
 
@@ -7,23 +10,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-
-use crate::http::access_log::AccessRecord;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    listener: String,
-    route: String,
-    cluster: String,
-    status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ListenerLabel {
-    listener: String,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
@@ -33,9 +20,7 @@ struct ErrorLabels {
 
 struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
-    duration: Family<ListenerLabel, Histogram>,
     active_connections: Gauge,
     config_reloads: Family<ResultLabel, Counter>,
     filter_reloads: Family<FilterResult, Counter>,
@@ -57,18 +42,12 @@ fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(|| {
         let mut registry = Registry::with_prefix("gateway");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Requests by listener, route, cluster and status", requests.clone());
         let errors = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "request_errors",
             "Requests that failed in the gateway, by kind (upstream_connect_failure, upstream_timeout, no_route, ...)",
             errors.clone(),
         );
-        let duration = Family::<ListenerLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
-        });
-        registry.register("request_duration_seconds", "Request duration until the response body ended", duration.clone());
         let active_connections = Gauge::default();
         registry.register("active_connections", "Downstream connections open", active_connections.clone());
         let config_reloads = Family::<ResultLabel, Counter>::default();
@@ -86,38 +65,29 @@ fn metrics() -> &'static Metrics {
             filter_reloads,
             config_reloads,
             registry,
-            requests,
             errors,
-            duration,
             active_connections,
         }
     })
 }
 
-/// Counts a finished request.
-pub fn record_request(record: &AccessRecord) {
-    let m = metrics();
-    m.requests
-        .get_or_create(&RequestLabels {
-            listener: record.listener.to_string(),
-            route: record.route.clone().unwrap_or_default(),
-            cluster: record.cluster.clone().unwrap_or_default(),
-            status: record.status,
-        })
-        .inc();
-    if let Some(error) = record.error {
-        m.errors
+/// Counts a finished request: its series on the calling worker, and its
+/// error kind (rare) in the registry.
+pub fn record_request(
+    labels: &requests::RequestLabels,
+    duration: std::time::Duration,
+    error: Option<&'static str>,
+) {
+    requests::record(labels, duration);
+    if let Some(error) = error {
+        metrics()
+            .errors
             .get_or_create(&ErrorLabels {
-                listener: record.listener.to_string(),
+                listener: labels.listener.to_string(),
                 error: error.to_string(),
             })
             .inc();
     }
-    m.duration
-        .get_or_create(&ListenerLabel {
-            listener: record.listener.to_string(),
-        })
-        .observe(record.started.elapsed().as_secs_f64());
 }
 
 /// The counters of one filter's guest calls, resolved once at load so the
@@ -200,6 +170,7 @@ pub fn encode(filters: &[crate::filter::MetricSnapshot]) -> String {
     if prometheus_client::encoding::text::encode_registry(&mut out, &metrics().registry).is_err() {
         out.clear();
     }
+    requests::encode(&mut out);
     encode_filter_metrics(&mut out, filters);
     let _ = prometheus_client::encoding::text::encode_eof(&mut out);
     out
@@ -208,11 +179,7 @@ pub fn encode(filters: &[crate::filter::MetricSnapshot]) -> String {
 fn encode_filter_metrics(out: &mut String, filters: &[crate::filter::MetricSnapshot]) {
     use crate::filter::MetricKind;
     use std::fmt::Write as _;
-    let escape = |s: &str| {
-        s.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    };
+    use requests::escape;
     for (kind, family, help) in [
         (
             MetricKind::Counter,

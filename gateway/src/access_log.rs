@@ -1,0 +1,202 @@
+//! The access log's writer, off the request path: a worker formats each
+//! line into its own buffer; full buffers (and, every 100 ms, partial
+//! ones) go through a bounded queue to one writer thread, which writes
+//! them to stderr or to a file reopened on `SIGUSR1` (logrotate). When the
+//! queue is full the lines are dropped and counted, never a request slowed.
+
+use std::cell::RefCell;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// A buffer is handed to the writer once it holds this much.
+const FLUSH_AT: usize = 32 * 1024;
+/// Buffers waiting for the writer; beyond them lines are dropped.
+const QUEUE: usize = 256;
+
+/// How lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+struct Writer {
+    tx: SyncSender<Chunk>,
+    /// Chunks handed over and not yet written.
+    queued: AtomicUsize,
+    dropped: AtomicU64,
+    format: AtomicU8,
+    path: Mutex<Option<PathBuf>>,
+    reopen: AtomicBool,
+}
+
+struct Chunk {
+    bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    lines: u64,
+}
+
+thread_local! {
+    static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
+}
+
+fn writer() -> &'static Writer {
+    static WRITER: OnceLock<Writer> = OnceLock::new();
+    WRITER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let _ = std::thread::Builder::new()
+            .name("gateway-access-log".into())
+            .spawn(move || write_loop(rx));
+        Writer {
+            tx,
+            queued: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+            format: AtomicU8::new(0),
+            path: Mutex::new(None),
+            reopen: AtomicBool::new(false),
+        }
+    })
+}
+
+/// Sets the format and destination from the config (a new path is
+/// opened before the next write).
+pub fn configure(config: &crate::config::AccessLogConfig) {
+    let format = match config.format {
+        crate::config::AccessLogFormat::Text => Format::Text,
+        crate::config::AccessLogFormat::Json => Format::Json,
+    };
+    set(format, config.path.clone());
+}
+
+/// Sets the format and destination (`None`: stderr).
+pub fn set(format: Format, path: Option<PathBuf>) {
+    let w = writer();
+    w.format.store(format as u8, Ordering::Relaxed);
+    let mut current = w.path.lock().unwrap_or_else(|p| p.into_inner());
+    if *current != path {
+        *current = path;
+        w.reopen.store(true, Ordering::Release);
+    }
+}
+
+pub fn format() -> Format {
+    match writer().format.load(Ordering::Relaxed) {
+        1 => Format::Json,
+        _ => Format::Text,
+    }
+}
+
+/// Reopens the file before the next write (after logrotate moved it).
+pub fn reopen() {
+    writer().reopen.store(true, Ordering::Release);
+}
+
+/// Lines dropped because the writer could not keep up.
+pub fn dropped() -> u64 {
+    writer().dropped.load(Ordering::Relaxed)
+}
+
+/// Appends one line, written by `line` into the calling thread's buffer.
+pub fn write(line: impl FnOnce(&mut Vec<u8>)) {
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        line(&mut p.bytes);
+        p.bytes.push(b'\n');
+        p.lines += 1;
+        if p.bytes.len() >= FLUSH_AT {
+            hand_over(&mut p);
+        }
+    });
+}
+
+/// Hands the calling thread's partial buffer to the writer.
+pub fn flush() {
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        if !p.bytes.is_empty() {
+            hand_over(&mut p);
+        }
+    });
+}
+
+/// Waits (at most `limit`) until every handed-over buffer is written; for
+/// the end of the process.
+pub fn drain(limit: Duration) {
+    let until = std::time::Instant::now() + limit;
+    while writer().queued.load(Ordering::Acquire) > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Flushes the calling worker's buffer every 100 ms, forever.
+pub async fn flush_periodically() {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        flush();
+    }
+}
+
+fn hand_over(p: &mut Pending) {
+    let bytes = std::mem::replace(&mut p.bytes, Vec::with_capacity(FLUSH_AT + 1024));
+    let lines = std::mem::take(&mut p.lines);
+    let w = writer();
+    w.queued.fetch_add(1, Ordering::AcqRel);
+    match w.tx.try_send(Chunk { bytes }) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            w.queued.fetch_sub(1, Ordering::AcqRel);
+            w.dropped.fetch_add(lines, Ordering::Relaxed);
+        }
+    }
+}
+
+enum Sink {
+    Stderr,
+    File(std::fs::File),
+}
+
+fn open(path: Option<&PathBuf>) -> Sink {
+    match path {
+        None => Sink::Stderr,
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(file) => Sink::File(file),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot open the access log; writing it to stderr");
+                Sink::Stderr
+            }
+        },
+    }
+}
+
+fn write_loop(rx: Receiver<Chunk>) {
+    let mut sink = Sink::Stderr;
+    while let Ok(chunk) = rx.recv() {
+        let w = writer();
+        if w.reopen.swap(false, Ordering::Acquire) {
+            let path = w.path.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            sink = open(path.as_ref());
+        }
+        let written = match &mut sink {
+            Sink::Stderr => std::io::stderr().lock().write_all(&chunk.bytes),
+            Sink::File(f) => f.write_all(&chunk.bytes),
+        };
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "cannot write the access log");
+        }
+        w.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,353 @@
+//! One request as one object: the exchange owns its state from the parsed
+//! head to the last log line, and its phases run here, in order:
+//!
+//! 1. `start`: accounting begins (id, access record, in-flight count);
+//! 2. `authority`: one authority for routing, filters and the upstream;
+//! 3. listener and folder filters, request phase;
+//! 4. route chosen (table, or a filter's `gateway.upstream`), route filters;
+//! 5. `upstream`: endpoint, pooled connection, the exchange with it;
+//! 6. `respond`: response filters, innermost chain first;
+//! 7. `finish`: access line, metrics, filter contexts finished, the
+//!    connection's in-flight count released. `Drop` runs it too, so a
+//!    reset or abandoned request is always accounted for.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body::Body as _;
+use hyper::body::Incoming;
+
+use super::access_log::{AccessRecord, CountedBody};
+use super::body::{self, Body};
+use super::error::ProxyError;
+use super::forward::{self, Forwarded};
+use super::route::{host_without_port, RouteAction};
+use super::service::ConnService;
+use crate::filter::{ChainRun, FilterChain, RequestMeta};
+use crate::state::{ListenerRuntime, Snapshot};
+
+/// Where a request is going, once the route is known.
+struct Target {
+    cluster: Arc<str>,
+    timeout: Option<std::time::Duration>,
+}
+
+/// One request in flight.
+pub(crate) struct Exchange {
+    conn: ConnService,
+    snapshot: Arc<Snapshot>,
+    pub(crate) record: AccessRecord,
+    runs: Vec<ChainRun>,
+    /// Bytes of the response body sent, and whether it was sent whole.
+    pub(crate) bytes_out: u64,
+    pub(crate) completed: bool,
+    finished: bool,
+}
+
+impl Exchange {
+    /// Phase 1: the head is parsed; from here on the request is counted.
+    pub(crate) fn start(conn: &ConnService, req: &Request<Incoming>) -> Exchange {
+        conn.activity.request_started();
+        let snapshot = conn.service.state.load_full();
+        let record = AccessRecord {
+            listener: conn.service.listener.clone(),
+            id: request_id(req, &snapshot),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            client: conn.conn.peer,
+            started: Instant::now(),
+            status: 0,
+            route: None,
+            cluster: None,
+            endpoint: None,
+            error: None,
+            bytes_in: None,
+        };
+        Exchange {
+            conn: conn.clone(),
+            snapshot,
+            record,
+            runs: Vec::new(),
+            bytes_out: 0,
+            completed: false,
+            finished: false,
+        }
+    }
+
+    /// Phases 2 to 6. Every failure becomes a response.
+    pub(crate) async fn run(&mut self, req: Request<Incoming>) -> Response<Body> {
+        let response = match self.proxy(req).await {
+            Ok(response) => response,
+            Err(error) => {
+                self.record.error = Some(error.kind());
+                tracing::debug!(id = ?self.record.id, %error, "request failed");
+                error.to_response()
+            }
+        };
+        self.record.status = response.status().as_u16();
+        response
+    }
+
+    async fn proxy(&mut self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+        let snapshot = self.snapshot.clone();
+        let listener = snapshot
+            .listener(&self.conn.service.listener)
+            .ok_or(ProxyError::NoRoute)?;
+        let (mut parts, incoming) = req.into_parts();
+        let authority = authority(&parts)?;
+        parts
+            .headers
+            .insert("x-request-id", self.record.id.clone());
+        let body = if incoming.is_end_stream() {
+            body::empty()
+        } else {
+            let count = Arc::new(AtomicU64::new(0));
+            self.record.bytes_in = Some(count.clone());
+            body::boxed(CountedBody::new(body::boxed(incoming), count))
+        };
+        let mut req = Request::from_parts(parts, body);
+
+        // Phase 3: listener filters see the request before any route is
+        // chosen, so they can answer it or steer it.
+        let mut chosen = None;
+        let folder_chain = listener.folder.as_ref().map(|f| f.chain());
+        for chain in std::iter::once(&listener.filters).chain(folder_chain.as_deref()) {
+            match self.request_filters(chain, req).await {
+                Ok((filtered, steered)) => {
+                    req = filtered;
+                    chosen = steered.or(chosen);
+                }
+                Err(local) => return Ok(self.respond(local).await),
+            }
+        }
+
+        // Phase 4: the route, and its own filters.
+        let target = match chosen {
+            Some(cluster) => {
+                self.record.route = Some(filter_route());
+                Target {
+                    cluster: Arc::from(cluster),
+                    timeout: None,
+                }
+            }
+            None => match self.route(listener, req, authority.as_deref()).await? {
+                Routed::Forward(r, target) => {
+                    req = r;
+                    target
+                }
+                Routed::Answered(resp) => return Ok(self.respond(resp).await),
+            },
+        };
+        let resp = self.upstream(req, target, authority.as_deref()).await?;
+        Ok(self.respond(resp).await)
+    }
+
+    /// Phase 4: the first matching route; its filters may answer or steer.
+    async fn route(
+        &mut self,
+        listener: &ListenerRuntime,
+        req: Request<Body>,
+        authority: Option<&str>,
+    ) -> Result<Routed, ProxyError> {
+        let host = match req.uri().host() {
+            Some(h) => Some(h),
+            None => authority.map(host_without_port),
+        };
+        let route = listener
+            .routes
+            .find(req.method(), host, req.uri().path())
+            .ok_or(ProxyError::NoRoute)?;
+        self.record.route = Some(route.name.clone());
+        let (req, steered) = match self.request_filters(&route.filters, req).await {
+            Ok(passed) => passed,
+            Err(local) => return Ok(Routed::Answered(local)),
+        };
+        let cluster = match (steered, &route.action) {
+            (Some(cluster), _) => Arc::from(cluster),
+            (None, RouteAction::Forward { cluster }) => cluster.clone(),
+            (
+                None,
+                RouteAction::Direct {
+                    status,
+                    body,
+                    content_type,
+                },
+            ) => {
+                let mut resp = Response::new(body::full(body.clone()));
+                *resp.status_mut() = *status;
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type.clone());
+                return Ok(Routed::Answered(resp));
+            }
+        };
+        Ok(Routed::Forward(
+            req,
+            Target {
+                cluster,
+                timeout: route.timeout,
+            },
+        ))
+    }
+
+    /// Runs the request phase of `chain` (if it has filters): the request
+    /// to go on with and the cluster a filter chose, or the filter's own
+    /// answer. The run is kept for the response phase.
+    async fn request_filters(
+        &mut self,
+        chain: &FilterChain,
+        req: Request<Body>,
+    ) -> Result<(Request<Body>, Option<String>), Response<Body>> {
+        let Some(mut run) = chain.start(self.meta()) else {
+            return Ok((req, None));
+        };
+        let result = run.on_request(req).await;
+        let steered = run.upstream_override();
+        self.runs.push(run);
+        result.map(|req| (req, steered))
+    }
+
+    /// Phase 5: the upstream exchange.
+    async fn upstream(
+        &mut self,
+        mut req: Request<Body>,
+        target: Target,
+        authority: Option<&str>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let cluster = self
+            .snapshot
+            .clusters
+            .get(&target.cluster)
+            .ok_or_else(|| ProxyError::UnknownCluster(target.cluster.to_string()))?
+            .clone();
+        self.record.cluster = Some(cluster.name_arc().clone());
+        let upgrade = forward::upgrade_protocol(&req);
+        let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let forwarded = Forwarded {
+            client: &self.conn.conn.forwarded_for,
+            scheme: self.conn.conn.scheme,
+            host: authority,
+        };
+        forward::to_upstream(&mut req, &forwarded, upgrade);
+        let timeout = target.timeout.unwrap_or(cluster.config.request_timeout);
+        let timed_out = |endpoint: Option<&Arc<str>>| ProxyError::UpstreamTimeout {
+            cluster: target.cluster.to_string(),
+            endpoint: endpoint.map_or_else(String::new, |e| e.to_string()),
+        };
+
+        if let Some(downstream) = downstream_upgrade {
+            let (endpoint, mut resp) = tokio::time::timeout(timeout, cluster.upgrade(req))
+                .await
+                .map_err(|_| timed_out(None))??;
+            self.record.endpoint = Some(endpoint);
+            let upgraded = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+            if upgraded {
+                let upstream = hyper::upgrade::on(&mut resp);
+                tokio::spawn(forward::tunnel(downstream, upstream));
+            }
+            forward::from_upstream(&mut resp, upgraded);
+            return Ok(resp.map(body::boxed));
+        }
+
+        let conn = cluster.connect().await?;
+        let endpoint = conn.endpoint().clone();
+        let mut resp = match tokio::time::timeout(timeout, conn.send(req)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(timed_out(Some(&endpoint))),
+        };
+        self.record.endpoint = Some(endpoint);
+        forward::from_upstream(&mut resp, false);
+        Ok(resp)
+    }
+
+    /// Phase 6: the response phase of the chains, innermost (route) first.
+    async fn respond(&mut self, mut resp: Response<Body>) -> Response<Body> {
+        for run in self.runs.iter_mut().rev() {
+            resp = run.on_response(resp).await;
+        }
+        resp
+    }
+
+    fn meta(&self) -> RequestMeta {
+        let conn = &self.conn.conn;
+        RequestMeta {
+            id: self.record.id.to_str().unwrap_or_default().to_owned(),
+            source: conn.peer,
+            destination: conn.local,
+            scheme: conn.scheme,
+            tls_version: conn.tls_version.clone(),
+            mtls: conn.mtls,
+            peer_subject: conn.peer_subject.clone(),
+            sni: conn.sni.clone(),
+        }
+    }
+
+    /// Phase 7, once: the access line, metrics, the filters' contexts
+    /// finished, the connection's request count released.
+    pub(crate) fn finish(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        if self.record.status == 0 {
+            // The client went away before an answer (a reset stream, a
+            // closed connection): nginx's 499.
+            self.record.status = 499;
+            self.record.error.get_or_insert("downstream_closed");
+        }
+        self.record
+            .emit(self.snapshot.access_log, self.bytes_out, self.completed);
+        for mut run in self.runs.drain(..) {
+            run.set_response_code(self.record.status);
+            run.finish();
+        }
+        self.conn.activity.request_done();
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+enum Routed {
+    Forward(Request<Body>, Target),
+    Answered(Response<Body>),
+}
+
+/// The route name recorded when a listener filter chose the cluster.
+fn filter_route() -> Arc<str> {
+    static NAME: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| Arc::from("filter")).clone()
+}
+
+/// The authority of the request: from the URI (HTTP/2, absolute form) or
+/// the Host header. HTTP/1.1 without Host is malformed (RFC 9112 §3.2).
+fn authority(parts: &http::request::Parts) -> Result<Option<String>, ProxyError> {
+    if let Some(a) = parts.uri.authority() {
+        return Ok(Some(a.as_str().to_owned()));
+    }
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Err(ProxyError::BadRequest("more than one Host header")),
+        (Some(h), None) => h
+            .to_str()
+            .map(|s| Some(s.to_owned()))
+            .map_err(|_| ProxyError::BadRequest("invalid Host header")),
+        (None, _) if parts.version == http::Version::HTTP_11 => {
+            Err(ProxyError::BadRequest("missing Host header"))
+        }
+        (None, _) => Ok(None),
+    }
+}
+
+/// The client's `x-request-id` if it sent a sane one, else a new one.
+fn request_id(req: &Request<Incoming>, snapshot: &Snapshot) -> HeaderValue {
+    req.headers()
+        .get("x-request-id")
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
+        .cloned()
+        .unwrap_or_else(|| snapshot.ids.next())
+}

@@ -1,0 +1,309 @@
+//! The body of an upstream HTTP/1.1 response, read off the connection as
+//! the client takes it; at its end the connection goes back to the pool.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, StatusCode};
+use http_body::{Frame, SizeHint};
+
+use super::{Http1Conn, Http1Error, ResponseHead};
+use crate::http::body::{self, Body, BoxError};
+
+/// Chunk-size lines and trailer lines longer than this are refused.
+const MAX_LINE: usize = 8 * 1024;
+
+/// How a response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Read until the upstream closes; the connection is not reused.
+    UntilClose,
+}
+
+impl Framing {
+    pub(super) fn of(
+        status: StatusCode,
+        headers: &HeaderMap,
+        head_request: bool,
+    ) -> Result<Framing, Http1Error> {
+        if head_request
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Ok(Framing::Empty);
+        }
+        // Transfer-Encoding wins over Content-Length; chunked must be last.
+        if let Some(te) = headers.get_all(TRANSFER_ENCODING).iter().last() {
+            let last = te.to_str().ok().and_then(|v| v.rsplit(',').next());
+            return Ok(match last {
+                Some(c) if c.trim().eq_ignore_ascii_case("chunked") => Framing::Chunked,
+                _ => Framing::UntilClose,
+            });
+        }
+        let mut length = None;
+        for value in headers.get_all(CONTENT_LENGTH) {
+            let text = value
+                .to_str()
+                .map_err(|_| Http1Error::Malformed("invalid content-length"))?;
+            for part in text.split(',') {
+                let n: u64 = part
+                    .trim()
+                    .parse()
+                    .map_err(|_| Http1Error::Malformed("invalid content-length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(Http1Error::Malformed("conflicting content-length"));
+                }
+                length = Some(n);
+            }
+        }
+        Ok(match length {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        })
+    }
+}
+
+/// Where the connection goes once its response has been read whole.
+pub(crate) trait Checkin: Send + Unpin + 'static {
+    fn checkin(self, conn: Http1Conn);
+}
+
+/// The response body for `head`. Small answers arrive with their head:
+/// then the body is already complete and the connection is back in the
+/// pool before the response is handed on.
+pub(crate) fn response_body<C: Checkin>(mut conn: Http1Conn, head: &ResponseHead, checkin: C) -> Body {
+    match head.body {
+        Framing::Empty => {
+            finish(conn, head.keep_alive, checkin);
+            body::empty()
+        }
+        Framing::Length(n) if conn.read.len() as u64 >= n => {
+            let data = conn.read.split_to(n as usize).freeze();
+            finish(conn, head.keep_alive, checkin);
+            body::full(data)
+        }
+        framing => body::boxed(ResponseBody {
+            conn: Some(conn),
+            state: match framing {
+                Framing::Length(n) => Decode::Length(n),
+                Framing::Chunked => Decode::ChunkSize,
+                _ => Decode::UntilClose,
+            },
+            keep_alive: head.keep_alive,
+            checkin: Some(checkin),
+        }),
+    }
+}
+
+fn finish<C: Checkin>(mut conn: Http1Conn, keep_alive: bool, checkin: C) {
+    // Bytes beyond the response mean the upstream is out of step: close.
+    if keep_alive && conn.read.is_empty() {
+        conn.finish_exchange();
+        checkin.checkin(conn);
+    }
+}
+
+enum Decode {
+    Length(u64),
+    ChunkSize,
+    ChunkData(u64),
+    ChunkEnd,
+    Trailers,
+    UntilClose,
+    Done,
+}
+
+enum Step {
+    Data(Bytes),
+    More,
+    End,
+}
+
+struct ResponseBody<C: Checkin> {
+    conn: Option<Http1Conn>,
+    state: Decode,
+    keep_alive: bool,
+    checkin: Option<C>,
+}
+
+impl<C: Checkin> ResponseBody<C> {
+    /// Decodes what the read buffer holds.
+    fn step(&mut self) -> Result<Step, Http1Error> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(Step::End);
+        };
+        let read = &mut conn.read;
+        loop {
+            match &mut self.state {
+                Decode::Done => return Ok(Step::End),
+                Decode::Length(left) | Decode::ChunkData(left) => {
+                    if read.is_empty() {
+                        return Ok(Step::More);
+                    }
+                    let take = (*left).min(read.len() as u64);
+                    *left -= take;
+                    let data = read.split_to(take as usize).freeze();
+                    if *left == 0 {
+                        self.state = match self.state {
+                            Decode::Length(_) => Decode::Done,
+                            _ => Decode::ChunkEnd,
+                        };
+                    }
+                    return Ok(Step::Data(data));
+                }
+                Decode::UntilClose => {
+                    if read.is_empty() {
+                        return Ok(Step::More);
+                    }
+                    return Ok(Step::Data(read.split().freeze()));
+                }
+                Decode::ChunkSize => match httparse::parse_chunk_size(read) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        read.advance(used);
+                        self.state = if size == 0 {
+                            Decode::Trailers
+                        } else {
+                            Decode::ChunkData(size)
+                        };
+                    }
+                    Ok(httparse::Status::Partial) if read.len() < MAX_LINE => return Ok(Step::More),
+                    _ => return Err(Http1Error::Malformed("invalid chunk size")),
+                },
+                Decode::ChunkEnd => {
+                    if read.len() < 2 {
+                        return Ok(Step::More);
+                    }
+                    if &read[..2] != b"\r\n" {
+                        return Err(Http1Error::Malformed("chunk without its line end"));
+                    }
+                    read.advance(2);
+                    self.state = Decode::ChunkSize;
+                }
+                Decode::Trailers => match read.windows(2).position(|w| w == b"\r\n") {
+                    // Trailer fields are not forwarded over HTTP/1.1.
+                    Some(0) => {
+                        read.advance(2);
+                        self.state = Decode::Done;
+                    }
+                    Some(end) => read.advance(end + 2),
+                    None if read.len() < MAX_LINE => return Ok(Step::More),
+                    None => return Err(Http1Error::Malformed("trailer line too long")),
+                },
+            }
+        }
+    }
+
+    /// The body was read whole: hand the connection back.
+    fn end(&mut self) {
+        if let (Some(conn), Some(checkin)) = (self.conn.take(), self.checkin.take()) {
+            finish(conn, self.keep_alive, checkin);
+        }
+    }
+}
+
+impl<C: Checkin> http_body::Body for ResponseBody<C> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            match this.step() {
+                Ok(Step::Data(data)) => {
+                    if matches!(this.state, Decode::Done) {
+                        this.end();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Step::End) => {
+                    this.end();
+                    return Poll::Ready(None);
+                }
+                Ok(Step::More) => {}
+                Err(e) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            conn.read.reserve(16 * 1024);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.read) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    this.conn = None;
+                    if matches!(this.state, Decode::UntilClose) {
+                        this.state = Decode::Done;
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Err(
+                        "upstream closed the connection inside the body".into(),
+                    )));
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, Decode::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            Decode::Length(left) => SizeHint::with_exact(left),
+            Decode::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framing(status: u16, headers: &[(&str, &str)]) -> Result<Framing, Http1Error> {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                http::HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        Framing::of(StatusCode::from_u16(status).expect("status"), &map, false)
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        assert_eq!(framing(200, &[("content-length", "5")]).ok(), Some(Framing::Length(5)));
+        assert_eq!(framing(200, &[("content-length", "0")]).ok(), Some(Framing::Empty));
+        assert_eq!(framing(204, &[("content-length", "5")]).ok(), Some(Framing::Empty));
+        assert_eq!(framing(200, &[]).ok(), Some(Framing::UntilClose));
+        assert_eq!(
+            framing(200, &[("transfer-encoding", "gzip, chunked"), ("content-length", "3")]).ok(),
+            Some(Framing::Chunked)
+        );
+        assert_eq!(
+            framing(200, &[("transfer-encoding", "gzip")]).ok(),
+            Some(Framing::UntilClose)
+        );
+        assert!(framing(200, &[("content-length", "5"), ("content-length", "6")]).is_err());
+        assert!(framing(200, &[("content-length", "-1")]).is_err());
+        assert_eq!(framing(200, &[("content-length", "7, 7")]).ok(), Some(Framing::Length(7)));
+    }
+}

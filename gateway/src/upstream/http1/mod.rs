@@ -1,0 +1,238 @@
+//! Upstream HTTP/1.1 driven inside the request's own task: the head is
+//! written from a reused buffer, the response head parsed with `httparse`
+//! and the body streamed by a type that hands the connection back to the
+//! worker's pool at its end. No task, channel or lock per request.
+
+mod body;
+mod encode;
+mod stream;
+
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+pub(crate) use self::body::{response_body, Checkin};
+pub(crate) use self::encode::Framing;
+pub(crate) use self::stream::Stream;
+use crate::http::body::Body;
+
+/// Response heads larger than this are refused (502), as are heads with
+/// more header fields than `MAX_HEADERS`.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 128;
+
+/// One HTTP/1.1 connection to an endpoint.
+pub struct Http1Conn {
+    stream: Stream,
+    read: BytesMut,
+    write: Vec<u8>,
+    /// It carried an exchange before: a failure before the first byte of
+    /// the answer may just be the upstream closing it while idle.
+    reused: bool,
+}
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Http1Error {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("connection closed before the response")]
+    Closed,
+    #[error("malformed response: {0}")]
+    Malformed(&'static str),
+    #[error("request body: {0}")]
+    RequestBody(String),
+}
+
+impl Http1Error {
+    /// Nothing of the answer arrived on a reused connection: the request
+    /// may be sent again on a fresh one if it had no body.
+    pub fn is_stale(&self, reused: bool) -> bool {
+        reused
+            && match self {
+                Http1Error::Closed => true,
+                Http1Error::Io(e) => e.kind() != std::io::ErrorKind::TimedOut,
+                _ => false,
+            }
+    }
+}
+
+/// A response head, its body still on the connection.
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: body::Framing,
+    pub keep_alive: bool,
+}
+
+impl Http1Conn {
+    pub fn new(stream: Stream) -> Self {
+        Self {
+            stream,
+            read: BytesMut::with_capacity(8 * 1024),
+            write: Vec::with_capacity(1024),
+            reused: false,
+        }
+    }
+
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Still open and silent. An idle connection the upstream closed (or,
+    /// out of turn, wrote to) must not carry a request.
+    pub fn is_reusable(&mut self) -> bool {
+        if !self.read.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let mut probe = [0u8; 1];
+        let mut buf = tokio::io::ReadBuf::new(&mut probe);
+        matches!(
+            std::pin::Pin::new(&mut self.stream).poll_read(&mut cx, &mut buf),
+            Poll::Pending
+        )
+    }
+
+    /// Encodes the head of `req` in this connection's buffer; the body
+    /// goes with [`Http1Conn::send`].
+    pub fn encode(&mut self, req: &http::Request<Body>) -> Framing {
+        encode::head(req, &mut self.write)
+    }
+
+    /// A copy of the encoded head, to replay it on another connection.
+    pub fn encoded(&self) -> &[u8] {
+        &self.write
+    }
+
+    /// Replaces the encoded head (a replay from a stale connection).
+    pub fn set_encoded(&mut self, head: &[u8]) {
+        self.write.clear();
+        self.write.extend_from_slice(head);
+    }
+
+    /// Writes the encoded head, then the body as `framing` says.
+    pub async fn send(&mut self, framing: Framing, body: Body) -> Result<(), Http1Error> {
+        if framing == Framing::Empty {
+            self.stream.write_all(&self.write).await?;
+            return self.stream.flush().await.map_err(Into::into);
+        }
+        self.stream.write_all(&self.write).await?;
+        let mut body = std::pin::pin!(body);
+        let mut sent: u64 = 0;
+        let mut line = Vec::with_capacity(16);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Http1Error::RequestBody(e.to_string()))?;
+            let Ok(mut data) = frame.into_data() else {
+                continue; // trailers are not forwarded over HTTP/1.1
+            };
+            if data.is_empty() {
+                continue;
+            }
+            sent += data.len() as u64;
+            if framing == Framing::Chunked {
+                encode::chunk_size_line(data.len(), &mut line);
+                self.stream.write_all(&line).await?;
+                self.stream.write_all_buf(&mut data).await?;
+                self.stream.write_all(b"\r\n").await?;
+            } else {
+                self.stream.write_all_buf(&mut data).await?;
+            }
+        }
+        match framing {
+            Framing::Chunked => self.stream.write_all(b"0\r\n\r\n").await?,
+            Framing::Length(n) if n != sent => {
+                return Err(Http1Error::RequestBody(format!(
+                    "{sent} bytes where {n} were announced"
+                )))
+            }
+            _ => {}
+        }
+        self.stream.flush().await.map_err(Into::into)
+    }
+
+    /// Reads the response head (skipping interim 1xx answers).
+    /// `head_request`: the request was HEAD, so no body follows.
+    pub async fn read_head(&mut self, head_request: bool) -> Result<ResponseHead, Http1Error> {
+        loop {
+            if let Some(head) = self.parse_head(head_request)? {
+                if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS
+                {
+                    continue;
+                }
+                return Ok(head);
+            }
+            if self.read.len() >= MAX_HEAD {
+                return Err(Http1Error::Malformed("response head too large"));
+            }
+            self.read.reserve(8 * 1024);
+            if self.stream.read_buf(&mut self.read).await? == 0 {
+                return Err(if self.read.is_empty() {
+                    Http1Error::Closed
+                } else {
+                    Http1Error::Malformed("connection closed inside the response head")
+                });
+            }
+        }
+    }
+
+    /// Parses a complete head at the start of the read buffer and consumes
+    /// it; `None` when more bytes are needed.
+    fn parse_head(&mut self, head_request: bool) -> Result<Option<ResponseHead>, Http1Error> {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        let len = match parsed.parse(&self.read) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(Http1Error::Malformed("too many header fields"))
+            }
+            Err(_) => return Err(Http1Error::Malformed("invalid response head")),
+        };
+        let status = parsed
+            .code
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .ok_or(Http1Error::Malformed("invalid status"))?;
+        let http10 = parsed.version == Some(0);
+        let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+        for h in parsed.headers.iter() {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| Http1Error::Malformed("invalid header name"))?;
+            let value = HeaderValue::from_bytes(h.value)
+                .map_err(|_| Http1Error::Malformed("invalid header value"))?;
+            headers.append(name, value);
+        }
+        let framing = body::Framing::of(status, &headers, head_request)?;
+        let keep_alive = keep_alive(&headers, http10) && framing != body::Framing::UntilClose;
+        self.read.advance(len);
+        Ok(Some(ResponseHead {
+            status,
+            headers,
+            body: framing,
+            keep_alive,
+        }))
+    }
+
+    /// The exchange ended cleanly: the connection may carry another.
+    pub(crate) fn finish_exchange(&mut self) {
+        self.reused = true;
+    }
+}
+
+/// HTTP/1.1 stays open unless `Connection: close`; HTTP/1.0 only with
+/// `Connection: keep-alive`.
+fn keep_alive(headers: &HeaderMap, http10: bool) -> bool {
+    let mut close = false;
+    let mut keep = false;
+    for value in headers.get_all(http::header::CONNECTION) {
+        for token in value.to_str().unwrap_or("").split(',') {
+            let token = token.trim();
+            close |= token.eq_ignore_ascii_case("close");
+            keep |= token.eq_ignore_ascii_case("keep-alive");
+        }
+    }
+    !close && (!http10 || keep)
+}
