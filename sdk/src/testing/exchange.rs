@@ -118,6 +118,9 @@ impl<F: Filter> Exchange<F> {
         self.enter();
         let action = self.runtime.on_response_headers(self.context, 1, !has_body);
         if let (Some(body), true) = (response.body, action == action::CONTINUE) {
+            // Hosts send the headers on before the body: changes made in
+            // the body hook do not reach the client.
+            let sent = self.stream().response_headers.clone();
             self.enter();
             let (runtime, context) = (&self.runtime, self.context);
             body::feed(
@@ -127,6 +130,7 @@ impl<F: Filter> Exchange<F> {
                 response.chunk,
                 |size, eos| runtime.on_response_body(context, size, eos),
             );
+            self.stream().response_headers = sent;
         }
         self
     }

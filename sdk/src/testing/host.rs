@@ -95,6 +95,13 @@ impl MockHost {
         }
     }
 
+    /// The state of the stream of `context`.
+    pub fn stream_of(&self, context: u32) -> std::cell::RefMut<'_, StreamState> {
+        std::cell::RefMut::map(self.state.borrow_mut(), |s| {
+            s.streams.entry(context).or_default()
+        })
+    }
+
     /// The current stream's state (created empty if the context is unknown).
     pub fn stream(&self) -> std::cell::RefMut<'_, StreamState> {
         let current = self.current.get();

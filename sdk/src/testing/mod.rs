@@ -25,6 +25,11 @@
 //! assert_eq!(allowed.response_status(), Some(200));
 //! ```
 //!
+//! The host behaves as proxy-wasm hosts do where it matters to a filter:
+//! bodies arrive in chunks ([`TestRequest::chunk_size`]) and are held only
+//! while the filter asks, and headers leave before the body, so header
+//! changes made in a body hook are not seen by the upstream or client.
+//!
 //! One [`FilterTest`] is one loaded filter (configured once); each
 //! [`FilterTest::request`] is one request through it, as an [`Exchange`] that
 //! can be continued (callout answers, the upstream response) and inspected.
@@ -189,6 +194,9 @@ impl<F: Filter> FilterTest<F> {
         let action = self.runtime.on_request_headers(context, 4, !has_body);
         exchange.paused.set(action == action::PAUSE);
         if let (Some(body), false) = (request.body, exchange.paused.get()) {
+            // Hosts send the headers on before the body: changes made in
+            // the body hook do not reach the upstream.
+            let sent = self.host.stream_of(context).request_headers.clone();
             exchange.enter();
             let runtime = &self.runtime;
             let paused = body::feed(
@@ -199,6 +207,7 @@ impl<F: Filter> FilterTest<F> {
                 |size, eos| runtime.on_request_body(context, size, eos),
             );
             exchange.paused.set(paused);
+            self.host.stream_of(context).request_headers = sent;
         }
         exchange
     }
