@@ -152,10 +152,80 @@ check_alternates() {
     fi
 }
 
+# --- CPU and memory of the target's processes --------------------------------
+# TARGET_PIDS (set by each bench_*) lists the target's top processes; their
+# children (nginx workers) count too.
+
+all_pids() {
+    local p
+    for p in $TARGET_PIDS; do
+        echo "$p"
+        pgrep -P "$p" 2>/dev/null || true
+    done
+}
+
+# cpu_ticks: user + system CPU time of the target's processes, in clock ticks.
+cpu_ticks() {
+    local p total=0 t
+    for p in $(all_pids); do
+        # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends
+        # the command name (which may hold spaces).
+        t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }') || continue
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+
+# rss_kib: resident memory of the target's processes, in KiB.
+rss_kib() {
+    local p total=0 r
+    for p in $(all_pids); do
+        r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+        total=$((total + ${r:-0}))
+    done
+    echo "$total"
+}
+
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+# add_cpu OUT TICKS_BEFORE: appends CPU microseconds per request to the
+# result line in OUT (requests = req/s x the run's seconds).
+add_cpu() {
+    local out=$1 before=$2 after
+    after=$(cpu_ticks)
+    awk -v d=$((after - before)) -v hz="$CLK_TCK" -v s="$(secs "$DURATION")" '
+        $1 == "n/a" { print $0 " n/a"; next }
+        { printf "%s %.1f\n", $0, (d / hz * 1e6) / ($1 * s) }' "$out" >"$out.cpu" && mv "$out.cpu" "$out"
+}
+
+# measure_idle KEY PORT: holds $IDLE keep-alive connections (each made one
+# request, answered 401 by the proxy) and writes the target's resident
+# memory per connection, in KiB, to $TMP/raw/idle.KEY.
+measure_idle() {
+    local key=$1 port=$2 before after
+    ((IDLE > 0)) || return 0
+    [[ -e $TMP/raw/idle.$key ]] && return 0 # once per target and worker count
+    before=$(rss_kib)
+    coproc IDLER { python3 "$ROOT/bench/idle.py" "$port" "$IDLE" 2>&1; }
+    local line=""
+    read -r -t 120 line <&"${IDLER[0]}" || true
+    if [[ $line == ready* ]]; then
+        after=$(rss_kib)
+        awk -v b="$before" -v a="$after" -v n="$IDLE" 'BEGIN { printf "%.2f %d %d\n", (a - b) / n, b, a }' \
+            >"$TMP/raw/idle.$key"
+        log "  idle: $IDLE connections, resident $before -> $after KiB"
+    else
+        log "  idle: the client did not hold $IDLE connections: $line"
+    fi
+    kill "$IDLER_PID" 2>/dev/null || true
+    wait "$IDLER_PID" 2>/dev/null || true
+}
+
 # --- load drivers -------------------------------------------------------------
-# Each writes one line "rps p50_ms p99_ms bad" to $TMP/raw/TARGET.PROTO.CASE.rROUND;
-# combine_rounds then keeps the median run of each in $TMP/raw/TARGET.PROTO.CASE.
-# bad counts responses with an unexpected class plus socket errors.
+# Each writes one line "rps p50_ms p99_ms bad cpu_us_per_request" to
+# $TMP/raw/TARGET.PROTO.CASE.rROUND; combine_rounds then keeps the median run
+# of each in $TMP/raw/TARGET.PROTO.CASE. bad counts responses with an
+# unexpected class plus socket errors.
 
 # SCHEME (http or https) is the scheme of the drivers' URLs; bench/tls.sh sets https.
 SCHEME=${SCHEME:-http}
@@ -169,6 +239,8 @@ run_wrk() {
     [[ $case == ping ]] && args+=(-H "$AUTH_HEADER")
     [[ -n ${WRK_HEADER:-} ]] && args+=(-H "$WRK_HEADER")
     log "  wrk    $target $case: ${args[*]} $SCHEME://127.0.0.1:$port/ping"
+    local ticks
+    ticks=$(cpu_ticks)
     timeout $(($(secs "$DURATION") + 30)) wrk "${args[@]}" "$SCHEME://127.0.0.1:$port/ping" >"$out.txt" 2>&1 || true
     awk -v case="$case" '
         function ms(v) {
@@ -190,6 +262,7 @@ run_wrk() {
             bad = (case == "ping") ? non2xx + sockerr : (total - non2xx) + sockerr
             printf "%.0f %.3f %.3f %d\n", rps, p50, p99, bad
         }' "$out.txt" >"$out"
+    add_cpu "$out" "$ticks"
 }
 
 # run_h2load TARGET CASE PORT
@@ -198,6 +271,8 @@ run_h2load() {
     local args=(-t"$THREADS" -c"$H2_CONNS" -m"$H2_STREAMS" -D "$DURATION" --log-file="$out.log")
     [[ $case == ping ]] && args+=(-H "$AUTH_HEADER")
     log "  h2load $target $case: ${args[*]/--log-file=*/} $SCHEME://127.0.0.1:$port/ping"
+    local ticks
+    ticks=$(cpu_ticks)
     timeout $(($(secs "$DURATION") + 30)) h2load "${args[@]}" "$SCHEME://127.0.0.1:$port/ping" >"$out.txt" 2>&1 || true
     local rps bad
     rps=$(awk '/^finished in/ { gsub(",", ""); print $4 }' "$out.txt")
@@ -207,7 +282,7 @@ run_h2load() {
         /^requests:/ { for (i = 1; i <= NF; i++) if ($i ~ /^errored/) err = $(i - 1) }
         END { print ((case == "ping") ? s3 + s4 + s5 : s2 + s3 + s5) + err }' "$out.txt")
     if [[ -z $rps || ! -s $out.log ]]; then
-        echo "n/a n/a n/a n/a" >"$out"
+        echo "n/a n/a n/a n/a n/a" >"$out"
         return
     fi
     # The log has one line per request: start time, status, duration in us.
@@ -219,6 +294,7 @@ run_h2load() {
             printf "%.0f %.3f %.3f %d\n", rps, v[i50] / 1000, v[i99] / 1000, bad
         }' >"$out"
     rm -f "$out.log"
+    add_cpu "$out" "$ticks"
 }
 
 # Seconds in a wrk/h2load duration such as 10s, 2m, 500ms (rounded up).
@@ -233,9 +309,11 @@ secs() {
     esac
 }
 
-# measure TARGET H1PORT H2PORT [cases]: warm-up, then every protocol x case.
+# measure TARGET H1PORT H2PORT [cases]: warm-up, then every protocol x case,
+# recorded under TARGET-wW (the worker count); then, once per worker count,
+# the idle-connection memory.
 measure() {
-    local target=$1 port=$2 h2port=$3 cases=${4:-ping 401}
+    local target=$1-w$W port=$2 h2port=$3 cases=${4:-ping 401}
     timeout $(($(secs "$WARMUP") + 30)) wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -H "$AUTH_HEADER" \
         "http://127.0.0.1:$port/ping" >/dev/null 2>&1 || true
     local c
@@ -243,6 +321,7 @@ measure() {
     if [[ -n $h2port ]]; then
         for c in $cases; do run_h2load "$target" "$c" "$h2port"; done
     fi
+    [[ $1 == direct || $1 == core || $1 == ours_log ]] || measure_idle "$target" "$port"
 }
 
 # combine_rounds: for every TARGET.PROTO.CASE, the round with the median
@@ -258,9 +337,9 @@ combine_rounds() {
         done | sort -n -k1,1 | awk -v all="$key" '
             { row[NR] = $0; bad += $4 }
             END {
-                if (NR == 0) { print "n/a n/a n/a n/a"; exit }
+                if (NR == 0) { print "n/a n/a n/a n/a n/a"; exit }
                 split(row[int((NR + 1) / 2)], m, " ")
-                printf "%s %s %s %d\n", m[1], m[2], m[3], bad
+                printf "%s %s %s %d %s\n", m[1], m[2], m[3], bad, m[5]
             }' >"$key"
     done
 }

@@ -15,16 +15,21 @@
 #
 # Environment (all optional):
 #   BENCH_DURATION=10s     length of each measured run (wrk -d, h2load -D)
-#   BENCH_ROUNDS=1         rounds over all targets (order rotated); the table
+#   BENCH_ROUNDS=3         rounds over all targets (order rotated); the table
 #                          shows each row's median-throughput round
+#   BENCH_WORKERS="1 2"    worker counts; every proxy runs with the same count
+#                          (nginx worker_processes, HAProxy nbthread, ours workers)
+#   BENCH_IDLE=10000       idle keep-alive connections held open for the memory
+#                          row (0: skip it)
 #   BENCH_NOTE=text        a line for the report (e.g. which build was measured)
 #   BENCH_WARMUP=2s        unmeasured wrk run before each target's measurements
 #   BENCH_THREADS=2        client threads (wrk -t, h2load -t)
 #   BENCH_CONNS=64         HTTP/1.1 connections (wrk -c)
 #   BENCH_H2_CONNS=16      HTTP/2 connections (h2load -c)
 #   BENCH_H2_STREAMS=4     concurrent streams per HTTP/2 connection (h2load -m)
-#   BENCH_TARGETS="ours core nginx haproxy direct"   which targets to run
-#                          (core: our gateway without filters, route table only)
+#   BENCH_TARGETS="ours ours_log core nginx haproxy direct"   which targets to run
+#                          (ours_log: ours with its access log written to a file;
+#                          core: our gateway without filters, route table only)
 #   BENCH_SKIP_BUILD=1     do not run cargo; use what is already built
 #   GATEWAY_BIN=path       gateway binary (default: $CARGO_TARGET_DIR/release/gateway)
 #   FILTER_DIR=path        folder with filter_auth.wasm and filter_router.wasm
@@ -45,8 +50,10 @@ THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNS:-64}
 H2_CONNS=${BENCH_H2_CONNS:-16}
 H2_STREAMS=${BENCH_H2_STREAMS:-4}
-TARGETS=${BENCH_TARGETS:-ours core nginx haproxy direct}
-ROUNDS=${BENCH_ROUNDS:-1}
+TARGETS=${BENCH_TARGETS:-ours ours_log core nginx haproxy direct}
+ROUNDS=${BENCH_ROUNDS:-3}
+WORKER_COUNTS=${BENCH_WORKERS:-1 2}
+IDLE=${BENCH_IDLE:-10000}
 GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/release/gateway}
 FILTER_DIR=${FILTER_DIR:-$TARGET_DIR/wasm32-unknown-unknown/release}
 AUTH_HEADER='Authorization: Basic x'
@@ -68,21 +75,27 @@ start upstream nginx -e "$TMP/upstream.err" -p "$TMP" -c "$TMP/upstream.conf"
 wait_http "$UP1" && wait_http "$UP2" || die "upstream nginx did not start (see $TMP/upstream.err)"
 log "upstream pair (nginx, 1 worker) on 127.0.0.1:$UP1 and :$UP2, h2c on :$UP_H2"
 
+# Holding thousands of idle connections needs the descriptors.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 # Rounds interleave the targets (rotating their order) so that a burst of
 # other work on the machine spreads over all of them instead of one.
 targets=($TARGETS)
-for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
-    ((ROUNDS > 1)) && log "round $ROUND of $ROUNDS"
-    for ((i = 0; i < ${#targets[@]}; i++)); do
-        target=${targets[$(((i + ROUND - 1) % ${#targets[@]}))]}
-        case $target in
-        ours) bench_ours ;;
-        core) bench_core ;;
-        nginx) bench_nginx ;;
-        haproxy) bench_haproxy ;;
-        direct) bench_direct ;;
-        *) die "unknown target '$target' in BENCH_TARGETS" ;;
-        esac
+for W in $WORKER_COUNTS; do
+    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+        log "workers $W, round $ROUND of $ROUNDS"
+        for ((i = 0; i < ${#targets[@]}; i++)); do
+            target=${targets[$(((i + ROUND - 1) % ${#targets[@]}))]}
+            case $target in
+            ours) bench_ours ;;
+            ours_log) bench_ours log ;;
+            core) bench_core ;;
+            nginx) bench_nginx ;;
+            haproxy) bench_haproxy ;;
+            direct) bench_direct ;;
+            *) die "unknown target '$target' in BENCH_TARGETS" ;;
+            esac
+        done
     done
 done
 combine_rounds

@@ -12,6 +12,7 @@ RUNS=${RUNS:-3}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 WASM_ENV=(CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo)
 
+./scripts/setup-toolchain.sh
 echo "building the gateway and the filters (release)" >&2
 cargo build -q --release -p gateway
 env "${WASM_ENV[@]}" cargo build -q --release --target wasm32-unknown-unknown \

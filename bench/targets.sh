@@ -56,8 +56,9 @@ render_nginx_lua() {
     echo "load_module $NGINX_LUA;"
     nginx_common front
     cat <<EOF
-worker_processes 2;
-events { worker_connections 8192; }
+worker_processes $W;
+worker_rlimit_nofile 65536;
+events { worker_connections 30000; }
 http {
 $(nginx_http_common front)
     upstream ping_pong {
@@ -91,11 +92,12 @@ EOF
 }
 
 bench_nginx() {
-    log "nginx + Lua (worker_processes 2)"
+    log "nginx + Lua (worker_processes $W)"
     FRONT_H1=$(free_port)
     FRONT_H2=$(free_port)
     render_nginx_lua >"$TMP/nginx-lua.conf"
     start nginx nginx -e "$TMP/front.err" -p "$TMP" -c "$TMP/nginx-lua.conf"
+    TARGET_PIDS=$PID_nginx
     if ! wait_http "$FRONT_H1"; then
         log "  nginx + Lua did not start; skipped. Its log:"
         cat "$TMP/nginx.log" "$TMP/front.err" >&2 || true
@@ -112,8 +114,8 @@ bench_nginx() {
 render_haproxy() {
     cat <<EOF
 global
-    nbthread 2
-    maxconn 4096
+    nbthread $W
+    maxconn 30000
     pidfile $TMP/haproxy.pid
 
 defaults
@@ -140,12 +142,13 @@ EOF
 }
 
 bench_haproxy() {
-    log "HAProxy (nbthread 2)"
+    log "HAProxy (nbthread $W)"
     FRONT_H1=$(free_port)
     FRONT_H2=$(free_port)
     render_haproxy >"$TMP/haproxy.cfg"
     haproxy -c -q -f "$TMP/haproxy.cfg" || die "haproxy rejected $TMP/haproxy.cfg"
     start haproxy haproxy -db -f "$TMP/haproxy.cfg"
+    TARGET_PIDS=$PID_haproxy
     if ! wait_http "$FRONT_H1"; then
         log "  HAProxy did not start; skipped. Its log:"
         cat "$TMP/haproxy.log" >&2 || true
@@ -162,6 +165,7 @@ bench_haproxy() {
 bench_direct() {
     log "direct to the upstream (no proxy; /ping only: the upstream has no 401)"
     expect "$UP1" 0 /ping 200 || die "upstream does not answer /ping"
+    TARGET_PIDS=$PID_upstream
     measure direct "$UP1" "$UP_H2" ping
 }
 
@@ -170,24 +174,29 @@ bench_direct() {
 # documents it. The route table below makes the same decision on its own.
 ROUTER_CONFIG=${BENCH_ROUTER_CONFIG:-'{"routes":[{"path":"/ping","cluster":"ping_pong"}]}'}
 
-# render_gateway WITH_FILTERS(0|1): our config; without filters only the
-# route table decides (no 401: that takes the auth filter).
+# render_gateway WITH_FILTERS(0|1) [log]: our config; without filters only
+# the route table decides (no 401: that takes the auth filter). With `log`
+# the access log is written to a file.
 render_gateway() {
+    local log=false
+    [[ ${2:-} == log ]] && log=true
     cat <<EOF
 [runtime]
-workers = 2
+workers = $W
 
 [admin]
 address = "127.0.0.1:$ADMIN"
 
-# The peers run with their access logs off too.
+# The peers run with their access logs off; ours_log measures ours with it on.
 [access_log]
-enabled = false
+enabled = $log
+path = "$TMP/access.log"
 
 [[listener]]
 name = "web"
 protocol = "http"
 address = "127.0.0.1:$FRONT_H1"
+max_connections = 30000
 EOF
     if [[ $1 == 1 ]]; then
         cat <<EOF
@@ -229,6 +238,12 @@ GATEWAY_BUILT=0
 prepare_gateway() {
     if ((!GATEWAY_BUILT)) && [[ ${BENCH_SKIP_BUILD:-0} != 1 ]] && command -v cargo >/dev/null; then
         GATEWAY_BUILT=1
+        # The pinned toolchain and the wasm32 target, before any build.
+        "$ROOT/scripts/setup-toolchain.sh" >"$TMP/setup-toolchain.log" 2>&1 || {
+            log "  scripts/setup-toolchain.sh failed:"
+            sed 's/^/    /' "$TMP/setup-toolchain.log" >&2
+            return 1
+        }
         log "  building the gateway: cargo build --release -p gateway (log: build-gateway.log)"
         (cd "$ROOT" && cargo build --release -p gateway) >"$TMP/build-gateway.log" 2>&1 || {
             log "  cargo build -p gateway failed:"
@@ -265,12 +280,12 @@ prepare_filters() {
     cp "$FILTER_DIR/filter_router.wasm" "$TMP/seed/20-router.wasm"
 }
 
-# start_gateway WITH_FILTERS: writes the config, checks it, starts the
+# start_gateway WITH_FILTERS [log]: writes the config, checks it, starts the
 # gateway and waits for it; non-zero with a message on any failure.
 start_gateway() {
     FRONT_H1=$(free_port)
     ADMIN=$(free_port)
-    render_gateway "$1" >"$TMP/gateway.toml"
+    render_gateway "$1" "${2:-}" >"$TMP/gateway.toml"
     if ! "$GATEWAY_BIN" check --config "$TMP/gateway.toml" >"$TMP/gateway-check.log" 2>&1; then
         log "  'gateway check' rejected the config:"
         sed 's/^/    /' "$TMP/gateway-check.log" >&2
@@ -278,6 +293,7 @@ start_gateway() {
     fi
     RUST_LOG=${RUST_LOG:-warn} start gateway "$GATEWAY_BIN" --config "$TMP/gateway.toml" \
         --address-file "$TMP/gateway.addr"
+    TARGET_PIDS=$PID_gateway
     if ! wait_http "$FRONT_H1"; then
         log "  the gateway did not answer on :$FRONT_H1 within 15 s. Its log:"
         tail -n 30 "$TMP/gateway.log" | sed 's/^/    /' >&2
@@ -286,29 +302,32 @@ start_gateway() {
     fi
 }
 
+# bench_ours [log]: with `log`, the access log is on (target ours_log).
 bench_ours() {
-    log "ours: gateway with the auth + router filters (workers = 2)"
-    if ! prepare_gateway || ! prepare_filters || ! start_gateway 1; then
-        log "  SKIPPED ours: no gateway with filters to measure (see above)"
+    local name=ours
+    [[ ${1:-} == log ]] && name=ours_log
+    log "$name: gateway with the auth + router filters (workers = $W)"
+    if ! prepare_gateway || ! prepare_filters || ! start_gateway 1 "${1:-}"; then
+        log "  SKIPPED $name: no gateway with filters to measure (see above)"
         return 0
     fi
     # One port for both protocols: hyper-util's auto builder tells h2c prior
     # knowledge from HTTP/1.1 by the connection preface.
     if ! check_decisions "$FRONT_H1" "$FRONT_H1"; then
         # Numbers for other decisions than the peers' would compare nothing.
-        log "  SKIPPED ours: its answers differ from the scenario (see the failed checks above)"
+        log "  SKIPPED $name: its answers differ from the scenario (see the failed checks above)"
         stop gateway
         return 0
     fi
     log "  checked: 200/401/404 on HTTP/1.1 and h2c, per-request round robin"
-    measure ours "$FRONT_H1" "$FRONT_H1"
+    measure "$name" "$FRONT_H1" "$FRONT_H1"
     stop gateway
 }
 
 # Our gateway without any filter: the route table alone decides (/ping
 # proxied, rest 404; no 401). The cost of the core, to tell the filters' apart.
 bench_core() {
-    log "core: our gateway without filters, route table only (workers = 2; /ping only)"
+    log "core: our gateway without filters, route table only (workers = $W; /ping only)"
     if ! prepare_gateway || ! start_gateway 0; then
         log "  SKIPPED core: no gateway to measure (see above)"
         return 0

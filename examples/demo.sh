@@ -8,8 +8,8 @@
 # pingpong upstream; copies the filters into examples/seed/; starts pingpong on
 # 127.0.0.1:8080 and :8181 and the gateway with examples/demo.toml (HTTP on
 # :8000, TCP on :8001, admin on :9901); then runs the article's curl commands
-# and checks their answers. Needs cargo (rustup installs the pinned toolchain
-# and the wasm target from rust-toolchain.toml) and curl.
+# and checks their answers. Needs rustup (scripts/setup-toolchain.sh installs
+# the pinned toolchain and the wasm target first) and curl.
 # Environment: CARGO_TARGET_DIR (default ./target), DEMO_SKIP_BUILD=1.
 
 set -euo pipefail
@@ -42,16 +42,19 @@ die() {
     exit 1
 }
 
-for tool in cargo curl; do
-    command -v "$tool" >/dev/null || die "$tool not found (curl: apt-get install -y curl; cargo: https://rustup.rs)"
-done
+command -v curl >/dev/null || die "curl not found (apt-get install -y curl)"
 
 # --- build ---------------------------------------------------------------------
 if [[ ${DEMO_SKIP_BUILD:-0} != 1 ]]; then
-    say "building the gateway, the filters (wasm32) and pingpong (release; the first build takes several minutes)"
-    cargo build --release -p gateway
+    say "checking the Rust toolchain pinned in rust-toolchain.toml and its wasm32 target (installing what is missing)"
+    ./scripts/setup-toolchain.sh || die "the toolchain setup failed (see above)"
+    # The filters first: they take seconds, and a broken wasm setup shows
+    # here rather than after the gateway's long build.
+    say "building the auth and router filters (wasm32-unknown-unknown, release)"
     CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
         cargo build --release --target wasm32-unknown-unknown -p filter-auth -p filter-router
+    say "building the gateway and the pingpong upstream (release; the first build takes several minutes)"
+    cargo build --release -p gateway
     cargo build --release -p gateway-examples --bin pingpong
 fi
 WASM_DIR=$TARGET_DIR/wasm32-unknown-unknown/release

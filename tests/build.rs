@@ -22,6 +22,8 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
+    require_wasm_target();
+
     let mut bundled = crates_in(&root.join("filters"), "filter-");
     bundled.extend(crates_in(&root.join("sdk/recipes"), "recipe-"));
     if !bundled.is_empty() {
@@ -61,6 +63,27 @@ fn crates_in(dir: &Path, prefix: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Stops with the fix when the wasm32 target is missing, instead of a
+/// nested build failing with "can't find crate for `std`".
+fn require_wasm_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if let Some(sysroot) = sysroot {
+        let lib = sysroot.join("lib/rustlib/wasm32-unknown-unknown/lib");
+        assert!(
+            lib.is_dir(),
+            "the wasm32-unknown-unknown target is not installed for this toolchain \
+             ({} missing): run ./scripts/setup-toolchain.sh (or ./scripts/test.sh)",
+            lib.display()
+        );
+    }
 }
 
 fn cargo_wasm(target_dir: &Path, args: &[String]) {

@@ -50,7 +50,9 @@ pub fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> 
         .enable_all()
         .build()
         .context("cannot start the control runtime")?;
-    let handles = (0..workers.len()).map(|i| workers.handle(i).clone()).collect();
+    let handles = (0..workers.len())
+        .map(|i| workers.handle(i).clone())
+        .collect();
     crate::access_log::configure(&config.access_log);
     let result = control.block_on(serve(config, address_file, handles));
     workers.stop();
@@ -98,11 +100,7 @@ async fn serve(
     let loader = ChainLoader::new(filter_host.clone());
     let snapshot = build_snapshot(config.clone(), Some(&state.load_full()), &loader).await;
     state.store(Arc::new(snapshot));
-    let admin = Arc::new(AdminState {
-        state: state.clone(),
-        ready: Default::default(),
-        filter_host: std::sync::OnceLock::from(filter_host.clone()),
-    });
+    let admin = Arc::new(AdminState::new(state.clone(), Some(filter_host.clone()))?);
     let admin_address = match admin_socket {
         Some(socket) => {
             let address = socket.local_addr()?;
@@ -131,8 +129,9 @@ async fn serve(
     // Installed before "ready": from then on SIGHUP means reload, never
     // the default (terminate), and no change to the file is missed.
     let stop = stop_signal()?;
-    let mut rotations = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
-        .context("cannot install the SIGUSR1 handler")?;
+    let mut rotations =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+            .context("cannot install the SIGUSR1 handler")?;
     tokio::spawn(async move {
         // logrotate moved the access log: reopen it.
         while rotations.recv().await.is_some() {

@@ -111,6 +111,8 @@ impl Http1Client {
 pub struct Http2Client {
     sender: http2::SendRequest<Full<Bytes>>,
     addr: SocketAddr,
+    /// Turns true when the connection has ended.
+    closed: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Http2Client {
@@ -121,8 +123,23 @@ impl Http2Client {
         let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
             .expect("http2 handshake");
-        tokio::spawn(conn);
-        Http2Client { sender, addr }
+        let (ended, closed) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            let _ = ended.send(true);
+        });
+        Http2Client {
+            sender,
+            addr,
+            closed,
+        }
+    }
+
+    /// Waits until the gateway closes the connection; false after `timeout`.
+    pub async fn wait_closed(&mut self, timeout: std::time::Duration) -> bool {
+        let mut closed = self.closed.clone();
+        let ended = tokio::time::timeout(timeout, closed.wait_for(|c| *c)).await;
+        ended.is_ok()
     }
 
     pub async fn send(&mut self, mut req: Request<Full<Bytes>>) -> Reply {

@@ -216,8 +216,9 @@ async fn a_hundred_replacements_under_load_lose_no_request() {
             let mut h1 = gateway_tests::Http1Client::connect(addr).await;
             let mut h2c = gateway_tests::Http2Client::connect(addr).await;
             let started = std::time::Instant::now();
+            // Until the replacements are over; bounded in case they hang.
             while !stop.load(std::sync::atomic::Ordering::Relaxed)
-                && started.elapsed() < Duration::from_secs(40)
+                && started.elapsed() < Duration::from_secs(180)
                 && seen.len() < 200_000
             {
                 let reply = if h2 {

@@ -1,139 +1,119 @@
-//! The admin listener: health, readiness, the config in force and metrics.
-//! Bind it to loopback; it has no authentication.
+//! The admin listener: accepts operator connections (capped, with a header deadline) and serves them.
+//!
+//! What it answers is in [`router`]; who may ask is in [`auth`]. It never
+//! runs on the request path: it only reads the snapshot, the metrics and
+//! flags that the request path does not wait on.
 
+mod auth;
+mod html;
+pub mod logging;
+mod overview;
+mod page;
+mod rates;
+mod router;
+
+use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
+use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use http::{header, Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
-use crate::http::body::{self, Body};
+use crate::config::AdminConfig;
+use crate::filter::FilterHost;
 use crate::listener::Shutdown;
 use crate::state::Snapshot;
 
-/// What the admin endpoints read.
+/// What the admin endpoints read and the two switches they flip.
 pub struct AdminState {
     pub state: Arc<ArcSwap<Snapshot>>,
     /// Set once every listener is bound and every filter chain loaded.
     pub ready: AtomicBool,
+    /// Set by `POST /drain`: `/ready` answers 503 so load balancers stop
+    /// sending, while traffic that still arrives is served.
+    pub draining: AtomicBool,
     /// For the filters' own metrics.
-    pub filter_host: std::sync::OnceLock<Arc<crate::filter::FilterHost>>,
+    pub filter_host: std::sync::OnceLock<Arc<FilterHost>>,
+    /// `[admin]` as it was at start (the admin listener is not rebound on
+    /// reload).
+    config: AdminConfig,
+    /// Requests must carry it (see [`auth`]); `None` when not configured.
+    token: Option<String>,
+    rates: rates::RateWindow,
+    started: (Instant, SystemTime),
+    /// Each running listener's bound address (port 0 resolved).
+    bound: ArcSwap<BTreeMap<String, SocketAddr>>,
 }
 
-/// Serves the admin endpoints until shutdown.
+impl AdminState {
+    /// Admin state for the configuration in `state`; reads the token file.
+    pub fn new(
+        state: Arc<ArcSwap<Snapshot>>,
+        filter_host: Option<Arc<FilterHost>>,
+    ) -> anyhow::Result<Self> {
+        let config = state.load().config.admin.clone().unwrap_or_default();
+        let token = config
+            .load_token()
+            .context("admin: cannot read the token file")?;
+        Ok(Self {
+            state,
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            filter_host: filter_host.map(Into::into).unwrap_or_default(),
+            config,
+            token,
+            rates: rates::RateWindow::default(),
+            started: (Instant::now(), SystemTime::now()),
+            bound: ArcSwap::default(),
+        })
+    }
+
+    /// Records where the listeners are bound, after start and each reload.
+    pub fn listeners_bound(&self, addresses: BTreeMap<String, SocketAddr>) {
+        self.bound.store(Arc::new(addresses));
+    }
+}
+
+/// Serves the admin endpoints until shutdown. At most
+/// `max_connections` connections are served at once (the rest wait in the
+/// listen backlog, as with HAProxy's `maxconn`); each must send its
+/// request head within `header_read_timeout`, which also closes idle
+/// keep-alive connections, so a few silent clients cannot lock
+/// operators out for long.
 pub async fn serve(listener: TcpListener, admin: Arc<AdminState>, mut shutdown: Shutdown) {
+    let permits = Arc::new(Semaphore::new(admin.config.max_connections.max(1)));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(admin.config.header_read_timeout);
+    tokio::spawn(rates::sample(admin.clone(), shutdown.clone()));
     loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
+            () = shutdown.started() => return,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted { Ok((s, _)) => s, Err(_) => continue },
             () = shutdown.started() => return,
         };
         let admin = admin.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
+        let connection = builder.serve_connection(
+            TokioIo::new(stream),
+            hyper::service::service_fn(move |req| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(handle(&admin, req).await) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                async move { Ok::<_, Infallible>(router::handle(&admin, req).await) }
+            }),
+        );
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = connection.await;
         });
-    }
-}
-
-async fn handle(admin: &AdminState, req: Request<Incoming>) -> Response<Body> {
-    match req.uri().path() {
-        "/healthz" => text(StatusCode::OK, "ok\n".into()),
-        "/ready" => {
-            if admin.ready.load(Ordering::Acquire) {
-                text(StatusCode::OK, "ready\n".into())
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "starting\n".into())
-            }
-        }
-        "/config" => {
-            let snapshot = admin.state.load();
-            let mut config = serde_json::to_value(&*snapshot.config).unwrap_or_default();
-            redact(&mut config);
-            json(serde_json::to_string_pretty(&config).unwrap_or_default())
-        }
-        "/filters" => {
-            let snapshot = admin.state.load_full();
-            json(serde_json::to_string_pretty(&snapshot.filter_status().await).unwrap_or_default())
-        }
-        "/metrics" => {
-            let filter_metrics = admin
-                .filter_host
-                .get()
-                .map(|h| h.metrics())
-                .unwrap_or_default();
-            let mut resp = Response::new(body::full(crate::metrics::encode(&filter_metrics)));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            resp
-        }
-        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
-    }
-}
-
-/// Filter configurations may hold secrets (API keys, tokens): shown as
-/// their size only.
-fn redact(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            let is_filter = map.contains_key("path") && map.contains_key("isolation");
-            for (key, v) in map.iter_mut() {
-                if is_filter && (key == "config" || key == "vm_config") {
-                    if let Some(s) = v.as_str() {
-                        *v = format!("<redacted, {} bytes>", s.len()).into();
-                    }
-                } else {
-                    redact(v);
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
-        _ => {}
-    }
-}
-
-fn text(status: StatusCode, s: String) -> Response<Body> {
-    crate::http::error::text_response(status, s)
-}
-
-fn json(s: String) -> Response<Body> {
-    let mut resp = Response::new(body::full(s));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filter_configurations_are_redacted_and_the_rest_kept() {
-        let mut config = serde_json::json!({
-            "listener": [{
-                "name": "web",
-                "filter": [{"name": "auth", "path": "a.wasm", "isolation": "shared", "config": "{\"tokens\":[\"s3cret\"]}"}],
-                "route": [{"cluster": "c", "config": "not a filter"}],
-            }]
-        });
-        redact(&mut config);
-        let text = config.to_string();
-        assert!(!text.contains("s3cret"), "{text}");
-        assert!(text.contains("<redacted, 21 bytes>"), "{text}");
-        assert!(text.contains("not a filter"));
     }
 }

@@ -36,11 +36,12 @@ pub struct FilterConfig {
     pub name: String,
     /// The `.wasm` file (precompiled artefacts are never loaded from here).
     pub path: PathBuf,
-    /// Plugin configuration bytes, handed to `proxy_on_configure`.
-    #[serde(default)]
+    /// Plugin configuration bytes, handed to `proxy_on_configure`: a
+    /// string as written, or a TOML table handed over as JSON.
+    #[serde(default, deserialize_with = "super::plugin_config::deserialize")]
     pub config: Option<String>,
-    /// VM configuration bytes, handed to `proxy_on_vm_start`.
-    #[serde(default)]
+    /// VM configuration bytes, handed to `proxy_on_vm_start` (string or table, as `config`).
+    #[serde(default, deserialize_with = "super::plugin_config::deserialize")]
     pub vm_config: Option<String>,
     #[serde(default)]
     pub root_id: Option<String>,
@@ -54,7 +55,9 @@ pub struct FilterConfig {
     /// Wall-clock budget of every single call into the guest.
     #[serde(default = "default_deadline", with = "humantime_serde")]
     pub deadline: Duration,
-    /// Number of instances in `shared` mode.
+    /// Instances per worker in `shared` mode. A worker runs one guest call
+    /// at a time, so one instance per worker (as Envoy runs one VM per
+    /// worker thread) serves every request of that worker interleaved.
     #[serde(default = "default_instances")]
     pub instances: usize,
     /// Most bytes of a body held while a filter pauses on it
@@ -73,7 +76,7 @@ fn default_deadline() -> Duration {
     Duration::from_millis(100)
 }
 fn default_instances() -> usize {
-    2
+    1
 }
 fn default_body_buffer_limit() -> ByteSize {
     ByteSize::mib(1)

@@ -87,6 +87,18 @@ pub struct HttpLimitsConfig {
     /// A connection with no request in flight for this long is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Longest wait between two reads of a request body (nginx's
+    /// `client_body_timeout`); over it: 408.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// The whole request (head and body) must have arrived within this
+    /// (HAProxy's `timeout http-request`); over it: 408.
+    #[serde(with = "humantime_serde")]
+    pub request_read_timeout: Duration,
+    /// Normalise request paths before routing (dot segments, merged
+    /// slashes, unreserved escapes decoded); routes, filters and the
+    /// upstream all see the normal form. Off: paths are used as received.
+    pub normalize_path: bool,
     /// Largest request head (request line and headers) in bytes; larger
     /// gets 431. Minimum 8192.
     pub max_header_bytes: usize,
@@ -105,6 +117,9 @@ impl Default for HttpLimitsConfig {
         Self {
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(60),
+            request_read_timeout: Duration::from_secs(300),
+            normalize_path: true,
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             h2_max_concurrent_streams: 100,

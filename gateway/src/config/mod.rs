@@ -1,6 +1,7 @@
 //! Configuration: one TOML file, typed serde structs, validated whole
 //! before anything starts. Every error names the file, line, column and key.
 
+mod admin;
 mod cluster;
 mod error;
 #[cfg(test)]
@@ -8,15 +9,16 @@ mod example_keys;
 pub mod filter;
 mod listener;
 pub mod pem;
+mod plugin_config;
 mod tls;
 mod validate;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use admin::AdminConfig;
 pub use cluster::{BalancePolicy, ClusterConfig};
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
@@ -66,13 +68,6 @@ impl Default for RuntimeConfig {
             shutdown_grace: Duration::from_secs(15),
         }
     }
-}
-
-/// `[admin]`: the admin listener (health, readiness, config, metrics).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    pub address: SocketAddr,
 }
 
 /// `[access_log]`: one line per request, written off the request path.
@@ -135,6 +130,9 @@ impl Config {
             .map(Path::to_path_buf)
             .unwrap_or_default();
         tls::resolve_paths(self, &base);
+        if let Some(admin) = &mut self.admin {
+            admin.resolve_paths(&base);
+        }
         if let Some(path) = &mut self.access_log.path {
             if path.is_relative() {
                 *path = base.join(&*path);

@@ -13,6 +13,12 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
         errors.push(ConfigError::at(file, text, span, key, message));
     };
 
+    if let Some(admin) = &config.admin {
+        for (key, message) in admin.problems(base) {
+            err(None, format!("admin.{key}"), message);
+        }
+    }
+
     let mut clusters = HashSet::new();
     for (i, cluster) in config.clusters.iter().enumerate() {
         let key = format!("cluster[{i}]");

@@ -28,7 +28,8 @@ pub struct FilterChain {
 /// filter for its whole life.
 pub struct ChainRun {
     core: Arc<Mutex<RunCore>>,
-    calls: FuturesUnordered<BoxFuture<'static, (usize, u32, CalloutResult)>>,
+    /// This request's callouts in flight; made on the first one.
+    calls: Option<FuturesUnordered<BoxFuture<'static, (usize, u32, CalloutResult)>>>,
     finished: bool,
 }
 
@@ -105,7 +106,7 @@ impl FilterChain {
         };
         Some(ChainRun {
             core: Arc::new(Mutex::new(core)),
-            calls: FuturesUnordered::new(),
+            calls: None,
             finished: false,
         })
     }
@@ -122,14 +123,16 @@ impl ChainRun {
         let own: Vec<OwnCall> = std::mem::take(&mut self.core().calls);
         for OwnCall { filter, call } in own {
             let host = self.core().filters[filter].host().clone();
-            self.calls.push(Box::pin(async move {
-                let r = host
-                    .shared
-                    .callouts
-                    .call(&call.cluster, call.request, call.timeout)
-                    .await;
-                (filter, call.token, r)
-            }));
+            self.calls
+                .get_or_insert_with(FuturesUnordered::new)
+                .push(Box::pin(async move {
+                    let r = host
+                        .shared
+                        .callouts
+                        .call(&call.cluster, call.request, call.timeout)
+                        .await;
+                    (filter, call.token, r)
+                }));
         }
     }
 
@@ -162,7 +165,7 @@ impl ChainRun {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let step = tokio::select! {
-                Some((filter, token, result)) = self.calls.next(), if !self.calls.is_empty() => {
+                Some((filter, token, result)) = next_call(&mut self.calls), if self.calls.as_ref().is_some_and(|c| !c.is_empty()) => {
                     let s = self.core().deliver(filter, dir, token, result);
                     self.dispatch_calls();
                     s
@@ -309,6 +312,16 @@ impl ChainRun {
             self.finished = true;
             self.core().finish();
         }
+    }
+}
+
+/// The next answer among `calls` (pending forever when there are none).
+async fn next_call(
+    calls: &mut Option<FuturesUnordered<BoxFuture<'static, (usize, u32, CalloutResult)>>>,
+) -> Option<(usize, u32, CalloutResult)> {
+    match calls {
+        Some(calls) => calls.next().await,
+        None => std::future::pending().await,
     }
 }
 

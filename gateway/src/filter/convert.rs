@@ -25,7 +25,9 @@ pub fn request_headers(parts: &http::request::Parts, scheme: &str) -> Headers {
     pairs.push((":authority".to_string(), authority));
     pairs.push((
         ":scheme".to_string(),
-        parts.uri.scheme_str().unwrap_or(scheme).as_bytes().to_vec(),
+        // The listener's scheme: a client cannot claim `https` over
+        // cleartext by writing it into the request-target.
+        scheme.as_bytes().to_vec(),
     ));
     for (k, v) in parts.headers.iter().filter(|(k, _)| *k != HOST) {
         pairs.push((k.as_str().to_string(), v.as_bytes().to_vec()));

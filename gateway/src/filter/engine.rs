@@ -115,6 +115,18 @@ impl FilterHost {
             );
         }
         let module = self.compile(wasm, sha256)?;
+        self.link(&module)
+    }
+
+    /// Whether the host implements import `module`.`name` (others are
+    /// linked as stubs answering `UNIMPLEMENTED`).
+    pub(crate) fn implements(&self, module: &str, name: &str) -> bool {
+        self.known.contains(&(module.to_string(), name.to_string()))
+    }
+
+    /// Checks `module` is a proxy-wasm module this host can run and links
+    /// its imports.
+    pub(crate) fn link(&self, module: &Module) -> Result<InstancePre<HostState>> {
         let exports: HashSet<&str> = module.exports().map(|e| e.name()).collect();
         if !exports.contains("proxy_abi_version_0_2_1")
             && !exports.contains("proxy_abi_version_0_2_0")
@@ -126,19 +138,20 @@ impl FilterHost {
         }
         let mut linker = self.linker.clone();
         let stubbed = wt(
-            abi::link_unknown(&mut linker, &self.known, &module),
+            abi::link_unknown(&mut linker, &self.known, module),
             "stubbing unknown imports",
         )?;
         if !stubbed.is_empty() {
             tracing::info!(imports = ?stubbed, "unknown imports linked as UNIMPLEMENTED stubs");
         }
         wt(
-            linker.instantiate_pre(&module),
+            linker.instantiate_pre(module),
             "linking the module's imports",
         )
     }
 
-    fn compile(&self, wasm: &[u8], sha256: &str) -> Result<Module> {
+    /// Compiles `wasm` through the cache (blocking).
+    pub(crate) fn compile(&self, wasm: &[u8], sha256: &str) -> Result<Module> {
         let Some(dir) = &self.cache_dir else {
             return wt(Module::new(&self.engine, wasm), "compiling");
         };

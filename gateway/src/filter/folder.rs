@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::pool::LoadedFilter;
@@ -236,8 +235,10 @@ impl FilterFolder {
     }
 }
 
-/// The filter config of module `stem`: defaults, overridden by the sidecar.
-fn filter_config(
+/// The filter config of module `stem`: defaults, overridden by the sidecar
+/// (its text `sidecar`, read from `sidecar_path`). Errors name the
+/// sidecar's file, line and key.
+pub(crate) fn filter_config(
     stem: &str,
     path: &Path,
     sidecar: &[u8],
@@ -246,24 +247,53 @@ fn filter_config(
     let text = std::str::from_utf8(sidecar)
         .map_err(|_| format!("{}: not UTF-8", sidecar_path.display()))?;
     // Sidecar settings: everything of a filter's config but its file.
-    let mut rest: toml::Table = toml::from_str(text).map_err(|e| {
-        let err = crate::config::ConfigError::from_toml(sidecar_path, text, &e);
-        err.to_string()
-    })?;
-    if rest.contains_key("path") {
+    let table: toml::Table = toml::from_str(text)
+        .map_err(|e| crate::config::ConfigError::from_toml(sidecar_path, text, &e).to_string())?;
+    if table.contains_key("path") {
         return Err(format!(
             "{}: `path` is the module's own file and cannot be set",
             sidecar_path.display()
         ));
     }
-    rest.entry("name")
-        .or_insert_with(|| toml::Value::String(stem.to_string()));
-    rest.insert(
-        "path".into(),
-        toml::Value::String(path.display().to_string()),
+    // The module's own keys go first, as whole lines (root keys precede
+    // any table), so an error's position maps back to the sidecar's lines.
+    let mut own = format!(
+        "path = {}\n",
+        toml::Value::String(path.display().to_string())
     );
-    FilterConfig::deserialize(toml::Value::Table(rest))
-        .map_err(|e| format!("{}: {e}", sidecar_path.display()))
+    if !table.contains_key("name") {
+        own.push_str(&format!(
+            "name = {}\n",
+            toml::Value::String(stem.to_string())
+        ));
+    }
+    let whole = format!("{own}{text}");
+    toml::from_str::<FilterConfig>(&whole).map_err(|e| {
+        let mut err = crate::config::ConfigError::from_toml(sidecar_path, &whole, &e);
+        let own_lines = own.lines().count();
+        err.position = err
+            .position
+            .filter(|(line, _)| *line > own_lines)
+            .map(|(line, col)| (line - own_lines, col));
+        err.to_string()
+    })
+}
+
+/// Every module of folder `dir` in chain order, with its configuration
+/// (from its sidecar) or why that configuration is invalid.
+pub fn modules(dir: &Path) -> Vec<(PathBuf, Result<FilterConfig, String>)> {
+    listing(dir)
+        .into_iter()
+        .filter(|(name, _, _)| is_module(name))
+        .map(|(name, _, _)| {
+            let path = dir.join(&name);
+            let sidecar_path = path.with_extension("toml");
+            let sidecar = std::fs::read(&sidecar_path).unwrap_or_default();
+            let stem = name.trim_end_matches(".wasm");
+            let config = filter_config(stem, &path, &sidecar, &sidecar_path);
+            (path, config)
+        })
+        .collect()
 }
 
 fn is_module(name: &str) -> bool {

@@ -50,6 +50,8 @@ pub(crate) struct FilterInstance {
     pub store: Store<HostState>,
     pub cb: Callbacks,
     pub poisoned: bool,
+    /// What the guest logged while it started.
+    pub start_log: super::state::StartLog,
     deadline_ticks: u64,
     next_context: u32,
 }
@@ -85,6 +87,7 @@ impl FilterInstance {
             .min(host.config.max_memory.as_u64()) as usize;
         let mut state = HostState::new(code.meta.clone(), host.shared.clone(), limit);
         state.queue_waker = waker;
+        state.start_log = Some(Default::default());
         let mut store = Store::new(&host.engine, state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
@@ -153,6 +156,7 @@ impl FilterInstance {
             store,
             cb,
             poisoned: false,
+            start_log: Default::default(),
             deadline_ticks: ticks,
             next_context: ROOT_CONTEXT + 1,
         };
@@ -183,16 +187,38 @@ impl FilterInstance {
             code.meta.plugin_config.len() as i32,
         );
         if let Some(f) = me.cb.vm_start.clone() {
-            if me.root_call(|i| i.guard(|s| f.call(s, (ROOT_CONTEXT as i32, vm_len))))? == 0 {
-                anyhow::bail!("proxy_on_vm_start returned false");
-            }
+            let started = me.root_call(|i| i.guard(|s| f.call(s, (ROOT_CONTEXT as i32, vm_len))));
+            me.check_start_step(started, "proxy_on_vm_start")?;
         }
         if let Some(f) = me.cb.configure.clone() {
-            if me.root_call(|i| i.guard(|s| f.call(s, (ROOT_CONTEXT as i32, plugin_len))))? == 0 {
-                anyhow::bail!("proxy_on_configure returned false (configuration rejected)");
-            }
+            let configured =
+                me.root_call(|i| i.guard(|s| f.call(s, (ROOT_CONTEXT as i32, plugin_len))));
+            me.check_start_step(configured, "proxy_on_configure")?;
         }
+        me.start_log = me.store.data_mut().start_log.take().unwrap_or_default();
         Ok(me)
+    }
+
+    /// The outcome of a start-up callback: a trap or a false return fails
+    /// the start, with what the filter logged as the reason.
+    fn check_start_step(&mut self, outcome: Result<i32, GuestFault>, callback: &str) -> Result<()> {
+        let said = self
+            .store
+            .data()
+            .start_log
+            .as_ref()
+            .and_then(super::state::StartLog::reason);
+        match (outcome, said) {
+            (Ok(0), Some(said)) => anyhow::bail!("{callback} returned false: {said}"),
+            (Ok(0), None) => {
+                anyhow::bail!("{callback} returned false (the filter logged no reason)")
+            }
+            (Ok(_), _) => Ok(()),
+            (Err(fault), Some(said)) => {
+                anyhow::bail!("{callback}: {fault} (the filter logged: {said})")
+            }
+            (Err(fault), None) => anyhow::bail!("{callback}: {fault}"),
+        }
     }
 
     /// Runs one guest call under the deadline; any error poisons the instance.

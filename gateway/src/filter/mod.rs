@@ -19,6 +19,7 @@ mod folder;
 mod instance;
 mod metrics;
 mod pool;
+mod probe;
 mod properties;
 mod shared_data;
 mod state;
@@ -29,10 +30,11 @@ mod tests;
 
 pub use chain::{ChainRun, FilterChain};
 pub use engine::FilterHost;
-pub use folder::FilterFolder;
+pub use folder::{modules as folder_modules, FilterFolder};
 pub use instance::GuestFault;
 pub use metrics::{MetricKind, MetricSnapshot};
 pub use pool::FilterStatus;
+pub use probe::{inspect, FilterReport, ImportReport, LogLine, MemoryReport};
 pub use state::RequestMeta;
 
 /// A callout's outcome as the filter host sees it.

@@ -1,5 +1,6 @@
-//! One loaded filter: its compiled code, its live instances (a fixed pool
-//! in `shared` mode, one per request in `request` mode), and the back-off
+//! One loaded filter: its compiled code, its live instances (in `shared`
+//! mode a fixed set per worker, so a request's guest calls never wait on
+//! another worker; one per request in `request` mode), and the back-off
 //! that takes a filter which keeps failing out of service.
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use super::engine::FilterHost;
 use super::instance::{GuestFault, InstanceCell};
 use super::state::{FilterMeta, HostState};
 use crate::config::filter::{FilterConfig, Isolation};
+use crate::worker::PerWorker;
 
 /// A module ready to instantiate.
 pub(crate) struct FilterCode {
@@ -52,8 +54,9 @@ pub(crate) struct LoadedFilter {
     size: u64,
     loaded_at: SystemTime,
     load_error: Option<String>,
-    slots: Vec<ArcSwapOption<InstanceCell>>,
-    next: AtomicUsize,
+    /// Per worker (and one set for the control side): `instances` slots.
+    slots: PerWorker<Vec<ArcSwapOption<InstanceCell>>>,
+    next: PerWorker<AtomicUsize>,
     failures: AtomicU32,
     backing_off: AtomicBool,
     backoff: Mutex<(Option<Instant>, u32, Option<String>)>,
@@ -71,8 +74,8 @@ impl LoadedFilter {
             size: 0,
             loaded_at: SystemTime::now(),
             load_error: None,
-            slots: Vec::new(),
-            next: AtomicUsize::new(0),
+            slots: PerWorker::default(),
+            next: PerWorker::default(),
             failures: AtomicU32::new(0),
             backing_off: AtomicBool::new(false),
             backoff: Mutex::new((None, 0, None)),
@@ -83,7 +86,7 @@ impl LoadedFilter {
             tracing::error!(filter = %config.name, file = %config.path.display(), "filter failed to load: {reason}");
             me.load_error = Some(reason);
             me.code = None;
-            me.slots.clear();
+            me.slots = PerWorker::default();
         }
         me
     }
@@ -121,15 +124,29 @@ impl LoadedFilter {
         let first = InstanceCell::start(&self.host, &code)?;
         self.slots = match self.config.isolation {
             Isolation::Shared => {
-                let mut slots = vec![ArcSwapOption::from(Some(first))];
-                for _ in 1..self.config.instances {
-                    slots.push(ArcSwapOption::from(Some(InstanceCell::start(
-                        &self.host, &code,
-                    )?)));
+                // Every worker's instances start now; the control side's
+                // (callouts of tests and tools, never the request path) on
+                // first need.
+                let mut first = Some(first);
+                let mut slots = Vec::new();
+                for worker in 0..=crate::worker::count() {
+                    let mut own = Vec::with_capacity(self.config.instances);
+                    for _ in 0..self.config.instances {
+                        let cell = match first.take() {
+                            Some(cell) => Some(cell),
+                            None if worker < crate::worker::count() => {
+                                Some(InstanceCell::start(&self.host, &code)?)
+                            }
+                            None => None,
+                        };
+                        own.push(ArcSwapOption::from(cell));
+                    }
+                    slots.push(own);
                 }
-                slots
+                let mut slots = slots.into_iter();
+                PerWorker::new(|_| slots.next().unwrap_or_default())
             }
-            Isolation::Request => Vec::new(),
+            Isolation::Request => PerWorker::default(),
         };
         self.code = Some(code);
         tracing::info!(filter = %self.config.name, sha256 = %self.sha256, "filter loaded");
@@ -151,10 +168,11 @@ impl LoadedFilter {
         if self.backing_off.load(Ordering::Relaxed) {
             self.check_backoff()?;
         }
-        if self.slots.is_empty() {
+        let slots = self.slots.get();
+        if slots.is_empty() {
             return InstanceCell::start(&self.host, code).map_err(|e| self.start_failed(e));
         }
-        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        let slot = &slots[self.next.get().fetch_add(1, Ordering::Relaxed) % slots.len()];
         if let Some(cell) = slot.load_full() {
             if !cell.dead.load(Ordering::Relaxed) {
                 return Ok(cell);
@@ -217,7 +235,7 @@ impl LoadedFilter {
     /// next need) and the failure counted.
     pub fn fault(&self, cell: &Arc<InstanceCell>, fault: &GuestFault) {
         cell.dead.store(true, Ordering::Relaxed);
-        for slot in &self.slots {
+        for slot in self.slots.iter().flatten() {
             let current = slot.load();
             if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, cell)) {
                 slot.store(None);
@@ -314,8 +332,8 @@ impl LoadedFilter {
             size: 0,
             loaded_at: SystemTime::now(),
             load_error: Some(reason),
-            slots: Vec::new(),
-            next: AtomicUsize::new(0),
+            slots: PerWorker::default(),
+            next: PerWorker::default(),
             failures: AtomicU32::new(0),
             backing_off: AtomicBool::new(false),
             backoff: Mutex::new((None, 0, None)),

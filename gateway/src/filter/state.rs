@@ -151,6 +151,52 @@ pub struct HostState {
     pub status: (u32, Vec<u8>),
     /// Schedules `proxy_on_queue_ready` on this instance.
     pub queue_waker: Option<super::shared_data::QueueWaker>,
+    /// What the guest logs while the VM starts (`Some` only then), so a
+    /// rejected configuration is reported with the filter's own reason.
+    pub start_log: Option<StartLog>,
+}
+
+/// The guest's log lines during start-up, bounded.
+#[derive(Debug, Default, Clone)]
+pub struct StartLog {
+    /// (proxy-wasm level 0 trace .. 5 critical, message).
+    pub lines: Vec<(i32, String)>,
+}
+
+impl StartLog {
+    const MAX_LINES: usize = 32;
+    const MAX_LINE: usize = 1024;
+
+    /// Keeps the line; when full, the oldest line below warning gives way
+    /// (else the oldest), so the reason logged last is never the one lost.
+    pub fn push(&mut self, level: i32, message: &str) {
+        if self.lines.len() >= Self::MAX_LINES {
+            let chatter = self.lines.iter().position(|(l, _)| *l < 3).unwrap_or(0);
+            self.lines.remove(chatter);
+        }
+        let mut end = message.len().min(Self::MAX_LINE);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.lines.push((level, message[..end].to_string()));
+    }
+
+    /// The lines that explain a failure: warnings and errors, or every
+    /// line when there are none.
+    pub fn reason(&self) -> Option<String> {
+        let serious: Vec<&str> = self
+            .lines
+            .iter()
+            .filter(|(level, _)| *level >= 3)
+            .map(|(_, m)| m.as_str())
+            .collect();
+        let lines = if serious.is_empty() {
+            self.lines.iter().map(|(_, m)| m.as_str()).collect()
+        } else {
+            serious
+        };
+        (!lines.is_empty()).then(|| lines.join("; "))
+    }
 }
 
 /// What every instance of a filter shares: its identity and configuration.
@@ -195,6 +241,34 @@ impl HostState {
             call_response: None,
             status: (0, Vec::new()),
             queue_waker: None,
+            start_log: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StartLog;
+
+    #[test]
+    fn a_chatty_start_keeps_its_last_reason() {
+        let mut log = StartLog::default();
+        for i in 0..100 {
+            log.push(2, &format!("loading part {i}"));
+        }
+        log.push(4, "limit must be positive");
+        assert_eq!(log.lines.len(), StartLog::MAX_LINES);
+        assert_eq!(log.reason().as_deref(), Some("limit must be positive"));
+    }
+
+    #[test]
+    fn without_warnings_every_line_is_the_reason_and_lines_are_cut_on_a_char() {
+        let mut log = StartLog::default();
+        assert_eq!(log.reason(), None);
+        log.push(2, "a");
+        log.push(1, &"é".repeat(1000));
+        let reason = log.reason().expect("a reason");
+        assert!(reason.starts_with("a; é"));
+        assert!(log.lines[1].1.len() <= StartLog::MAX_LINE);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::io::Write as _;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -17,6 +17,7 @@ use http_body::{Frame, SizeHint};
 use super::exchange::Exchange;
 use crate::access_log;
 use crate::http::body::{Body, BoxError};
+use crate::http::request_body::BodyProgress;
 use crate::metrics::requests::RequestLabels;
 
 /// What the access log says about one request.
@@ -34,7 +35,7 @@ pub struct AccessRecord {
     pub endpoint: Option<Arc<str>>,
     pub error: Option<&'static str>,
     /// Request body bytes, counted as they stream (none without a body).
-    pub bytes_in: Option<Arc<AtomicU64>>,
+    pub bytes_in: Option<Arc<BodyProgress>>,
 }
 
 impl AccessRecord {
@@ -52,7 +53,10 @@ impl AccessRecord {
         if !log {
             return;
         }
-        let bytes_in = self.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed));
+        let bytes_in = self
+            .bytes_in
+            .as_ref()
+            .map_or(0, |b| b.bytes.load(Ordering::Relaxed));
         let line = Line {
             record: self,
             labels: &labels,
@@ -159,6 +163,11 @@ impl http_body::Body for LoggedBody {
                 if let Some(data) = frame.data_ref() {
                     this.exchange.bytes_out += data.len() as u64;
                 }
+                // HTTP/2 stops polling once the body says it has ended.
+                if this.inner.is_end_stream() {
+                    this.exchange.completed = true;
+                    this.exchange.finish();
+                }
             }
             Poll::Ready(None) => {
                 this.exchange.completed = true;
@@ -166,44 +175,6 @@ impl http_body::Body for LoggedBody {
             }
             Poll::Ready(Some(Err(_))) => this.exchange.finish(),
             Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Counts the bytes of a request body as they stream upstream.
-pub struct CountedBody {
-    inner: Body,
-    count: Arc<AtomicU64>,
-}
-
-impl CountedBody {
-    pub fn new(inner: Body, count: Arc<AtomicU64>) -> Self {
-        Self { inner, count }
-    }
-}
-
-impl http_body::Body for CountedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
-            }
         }
         polled
     }

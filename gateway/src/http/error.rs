@@ -21,6 +21,8 @@ pub enum ProxyError {
     BadRequest(&'static str),
     #[error("request headers too large")]
     HeadersTooLarge,
+    #[error("the client did not send the request in time")]
+    RequestTimeout,
     #[error("no route for this request")]
     NoRoute,
     #[error("unknown cluster `{0}`")]
@@ -34,7 +36,9 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn fault(&self) -> Fault {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::HeadersTooLarge => Fault::Downstream,
+            ProxyError::BadRequest(_)
+            | ProxyError::HeadersTooLarge
+            | ProxyError::RequestTimeout => Fault::Downstream,
             ProxyError::NoRoute | ProxyError::UnknownCluster(_) => Fault::Gateway,
             ProxyError::UpstreamTimeout { .. } | ProxyError::Upstream(_) => Fault::Upstream,
         }
@@ -44,6 +48,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::UnknownCluster(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -63,6 +68,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::HeadersTooLarge => "headers_too_large",
+            ProxyError::RequestTimeout => "request_timeout",
             ProxyError::NoRoute => "no_route",
             ProxyError::UnknownCluster(_) => "unknown_cluster",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
@@ -80,6 +86,7 @@ impl ProxyError {
         let text = match self {
             ProxyError::BadRequest(why) => format!("bad request: {why}\n"),
             ProxyError::HeadersTooLarge => "request headers too large\n".to_string(),
+            ProxyError::RequestTimeout => "request timed out\n".to_string(),
             ProxyError::NoRoute => "no route\n".to_string(),
             ProxyError::UnknownCluster(c) => format!("no such cluster: {c}\n"),
             ProxyError::UpstreamTimeout { .. } => "upstream timed out\n".to_string(),
@@ -93,7 +100,14 @@ impl ProxyError {
                 UpstreamError::Protocol { cluster, .. } | UpstreamError::Http1 { cluster, .. },
             ) => format!("upstream in cluster {cluster} failed\n"),
         };
-        text_response(self.status(), text)
+        let mut response = text_response(self.status(), text);
+        if matches!(self, ProxyError::RequestTimeout | ProxyError::BadRequest(_)) {
+            // The rest of the request cannot be trusted to frame the next one.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 

@@ -11,7 +11,6 @@
 //!    connection's in-flight count released. `Drop` runs it too, so a
 //!    reset or abandoned request is always accounted for.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,10 +18,11 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
-use super::access_log::{AccessRecord, CountedBody};
+use super::access_log::AccessRecord;
 use super::body::{self, Body};
 use super::error::ProxyError;
 use super::forward::{self, Forwarded};
+use super::request_body::{BodyProgress, RequestBody};
 use super::route::{host_without_port, RouteAction};
 use super::service::ConnService;
 use crate::filter::{ChainRun, FilterChain, RequestMeta};
@@ -80,6 +80,12 @@ impl Exchange {
     /// Phases 2 to 6. Every failure becomes a response.
     pub(crate) async fn run(&mut self, req: Request<Incoming>) -> Response<Body> {
         let response = match self.proxy(req).await {
+            // A body the client stopped sending fails whatever read it.
+            Ok(_) | Err(_) if self.body_timed_out() => {
+                let error = ProxyError::RequestTimeout;
+                self.record.error = Some(error.kind());
+                error.to_response()
+            }
             Ok(response) => response,
             Err(error) => {
                 self.record.error = Some(error.kind());
@@ -91,22 +97,39 @@ impl Exchange {
         response
     }
 
+    fn body_timed_out(&self) -> bool {
+        self.record
+            .bytes_in
+            .as_ref()
+            .is_some_and(|p| p.timed_out.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     async fn proxy(&mut self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
         let snapshot = self.snapshot.clone();
         let listener = snapshot
             .listener(&self.conn.service.listener)
             .ok_or(ProxyError::NoRoute)?;
         let (mut parts, incoming) = req.into_parts();
+        // Phase 2: one path and one authority for everything after.
+        if self.conn.service.limits.normalize_path {
+            normalize_path(&mut parts.uri)?;
+        }
         let authority = authority(&parts)?;
-        parts
-            .headers
-            .insert("x-request-id", self.record.id.clone());
+        parts.headers.insert("x-request-id", self.record.id.clone());
         let body = if incoming.is_end_stream() {
             body::empty()
         } else {
-            let count = Arc::new(AtomicU64::new(0));
-            self.record.bytes_in = Some(count.clone());
-            body::boxed(CountedBody::new(body::boxed(incoming), count))
+            let progress = Arc::new(BodyProgress::default());
+            self.record.bytes_in = Some(progress.clone());
+            let limits = &self.conn.service.limits;
+            let deadline =
+                tokio::time::Instant::from_std(self.record.started) + limits.request_read_timeout;
+            body::boxed(RequestBody::new(
+                body::boxed(incoming),
+                progress,
+                limits.body_read_timeout,
+                deadline,
+            ))
         };
         let mut req = Request::from_parts(parts, body);
 
@@ -124,48 +147,51 @@ impl Exchange {
             }
         }
 
-        // Phase 4: the route, and its own filters.
-        let target = match chosen {
-            Some(cluster) => {
-                self.record.route = Some(filter_route());
-                Target {
-                    cluster: Arc::from(cluster),
-                    timeout: None,
-                }
+        // Phase 4: the route, and its own filters. A listener filter that
+        // chose the cluster does not skip them.
+        let target = match self
+            .route(listener, req, authority.as_deref(), chosen)
+            .await?
+        {
+            Routed::Forward(r, target) => {
+                req = r;
+                target
             }
-            None => match self.route(listener, req, authority.as_deref()).await? {
-                Routed::Forward(r, target) => {
-                    req = r;
-                    target
-                }
-                Routed::Answered(resp) => return Ok(self.respond(resp).await),
-            },
+            Routed::Answered(resp) => return Ok(self.respond(resp).await),
         };
         let resp = self.upstream(req, target, authority.as_deref()).await?;
         Ok(self.respond(resp).await)
     }
 
-    /// Phase 4: the first matching route; its filters may answer or steer.
+    /// Phase 4: the first matching route; its filters may answer or
+    /// steer. The cluster is the one a route filter chose, else the one a
+    /// listener filter chose (`chosen`), else the route's own.
     async fn route(
         &mut self,
         listener: &ListenerRuntime,
         req: Request<Body>,
         authority: Option<&str>,
+        chosen: Option<String>,
     ) -> Result<Routed, ProxyError> {
         let host = match req.uri().host() {
             Some(h) => Some(h),
             None => authority.map(host_without_port),
         };
-        let route = listener
-            .routes
-            .find(req.method(), host, req.uri().path())
-            .ok_or(ProxyError::NoRoute)?;
+        let Some(route) = listener.routes.find(req.method(), host, req.uri().path()) else {
+            let cluster = chosen.ok_or(ProxyError::NoRoute)?;
+            self.record.route = Some(filter_route());
+            let target = Target {
+                cluster: Arc::from(cluster),
+                timeout: None,
+            };
+            return Ok(Routed::Forward(req, target));
+        };
         self.record.route = Some(route.name.clone());
         let (req, steered) = match self.request_filters(&route.filters, req).await {
             Ok(passed) => passed,
             Err(local) => return Ok(Routed::Answered(local)),
         };
-        let cluster = match (steered, &route.action) {
+        let cluster = match (steered.or(chosen), &route.action) {
             (Some(cluster), _) => Arc::from(cluster),
             (None, RouteAction::Forward { cluster }) => cluster.clone(),
             (
@@ -323,23 +349,54 @@ fn filter_route() -> Arc<str> {
     NAME.get_or_init(|| Arc::from("filter")).clone()
 }
 
-/// The authority of the request: from the URI (HTTP/2, absolute form) or
-/// the Host header. HTTP/1.1 without Host is malformed (RFC 9112 §3.2).
+/// Rewrites the URI's path to its normal form (see `http::path`).
+fn normalize_path(uri: &mut http::Uri) -> Result<(), ProxyError> {
+    let normal =
+        super::path::normalize(uri.path()).map_err(|_| ProxyError::BadRequest("invalid path"))?;
+    let std::borrow::Cow::Owned(path) = normal else {
+        return Ok(());
+    };
+    let target = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.path_and_query = Some(
+        http::uri::PathAndQuery::try_from(target)
+            .map_err(|_| ProxyError::BadRequest("invalid path"))?,
+    );
+    *uri = http::Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid path"))?;
+    Ok(())
+}
+
+/// The one authority of the request, which routing, filters and the
+/// upstream's `Host` all use: the request-target's when it has one
+/// (absolute form, HTTP/2 `:authority`), else the Host header. More than
+/// one Host, HTTP/1.1 without Host (RFC 9112 §3.2) and an HTTP/2 `host`
+/// that differs from `:authority` (RFC 9113 §8.3.1) are malformed.
 fn authority(parts: &http::request::Parts) -> Result<Option<String>, ProxyError> {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(ProxyError::BadRequest("more than one Host header")),
+        (Some(h), None) => Some(
+            h.to_str()
+                .map_err(|_| ProxyError::BadRequest("invalid Host header"))?,
+        ),
+        (None, _) => None,
+    };
     if let Some(a) = parts.uri.authority() {
+        let differs = host.is_some_and(|h| !h.eq_ignore_ascii_case(a.as_str()));
+        if differs && parts.version == http::Version::HTTP_2 {
+            return Err(ProxyError::BadRequest("host differs from :authority"));
+        }
         return Ok(Some(a.as_str().to_owned()));
     }
-    let mut hosts = parts.headers.get_all(header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => Err(ProxyError::BadRequest("more than one Host header")),
-        (Some(h), None) => h
-            .to_str()
-            .map(|s| Some(s.to_owned()))
-            .map_err(|_| ProxyError::BadRequest("invalid Host header")),
-        (None, _) if parts.version == http::Version::HTTP_11 => {
+    match host {
+        Some(h) => Ok(Some(h.to_owned())),
+        None if parts.version == http::Version::HTTP_11 => {
             Err(ProxyError::BadRequest("missing Host header"))
         }
-        (None, _) => Ok(None),
+        None => Ok(None),
     }
 }
 

@@ -96,10 +96,10 @@ pub fn to_upstream(
     if from_h2 {
         join_cookies(headers);
     }
-    if !headers.contains_key(header::HOST) {
-        if let Some(value) = authority.and_then(|a| HeaderValue::from_str(&a).ok()) {
-            headers.insert(header::HOST, value);
-        }
+    // The request-target's authority wins over a Host header (RFC 9112
+    // §3.2.2): the upstream gets the authority routing and filters saw.
+    if let Some(value) = authority.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        headers.insert(header::HOST, value);
     }
     append(headers, X_FORWARDED_FOR, forwarded.client.clone());
     append(
@@ -170,8 +170,8 @@ fn join_cookies(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::SocketAddr;
     use crate::http::body;
+    use std::net::SocketAddr;
 
     #[test]
     fn hop_by_hop_and_connection_listed_headers_are_removed() {

@@ -6,5 +6,7 @@ pub mod body;
 pub mod error;
 mod exchange;
 pub mod forward;
+pub mod path;
+pub mod request_body;
 pub mod route;
 pub mod service;

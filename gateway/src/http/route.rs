@@ -149,9 +149,7 @@ mod tests {
         assert!(table.find(&get, None, "/ping/x").is_none());
         assert!(table.find(&get, None, "/api/x").is_none());
         assert_eq!(
-            table
-                .find(&Method::POST, None, "/api/x")
-                .map(|r| &*r.name),
+            table.find(&Method::POST, None, "/api/x").map(|r| &*r.name),
             Some("/api/*")
         );
         assert_eq!(

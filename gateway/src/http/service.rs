@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 
 use super::access_log::LoggedBody;
 use super::exchange::Exchange;
+use crate::config::HttpLimitsConfig;
 use crate::listener::ConnActivity;
 use crate::state::Snapshot;
 
@@ -57,6 +58,8 @@ pub fn forwarded_for(peer: SocketAddr) -> HeaderValue {
 pub struct HttpService {
     pub listener: Arc<str>,
     pub state: Arc<ArcSwap<Snapshot>>,
+    /// The listener's limits (body and request read timeouts).
+    pub limits: HttpLimitsConfig,
 }
 
 /// Per-connection handle on the service.

@@ -178,8 +178,8 @@ pub fn encode(filters: &[crate::filter::MetricSnapshot]) -> String {
 
 fn encode_filter_metrics(out: &mut String, filters: &[crate::filter::MetricSnapshot]) {
     use crate::filter::MetricKind;
-    use std::fmt::Write as _;
     use requests::escape;
+    use std::fmt::Write as _;
     for (kind, family, help) in [
         (
             MetricKind::Counter,

@@ -202,8 +202,6 @@ mod tests {
         assert!(out.contains(
             "gateway_request_duration_seconds_bucket{le=\"0.0016\",listener=\"merge-test\"} 1"
         ));
-        assert!(out.contains(
-            "gateway_request_duration_seconds_count{listener=\"merge-test\"} 2"
-        ));
+        assert!(out.contains("gateway_request_duration_seconds_count{listener=\"merge-test\"} 2"));
     }
 }

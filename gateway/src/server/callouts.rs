@@ -93,8 +93,7 @@ async fn read_whole(mut body: body::Body) -> Result<(Bytes, http::HeaderMap), Ca
     let mut data = bytes::BytesMut::new();
     let mut trailers = http::HeaderMap::new();
     while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| CalloutError::Failed(format!("reading the answer: {e}")))?;
+        let frame = frame.map_err(|e| CalloutError::Failed(format!("reading the answer: {e}")))?;
         match frame.into_data() {
             Ok(chunk) => {
                 if data.len() + chunk.len() > MAX_CALLOUT_BODY {

@@ -75,6 +75,7 @@ impl ListenerSet {
                 Err(e) => return Err(e),
             }
         }
+        gateway.admin.listeners_bound(self.addresses());
         if let Some(path) = &gateway.address_file {
             super::write_address_file(path, &self.addresses(), gateway.admin_address)?;
         }
@@ -121,6 +122,7 @@ async fn start(gateway: &Arc<Gateway>, listener: &ListenerConfig) -> anyhow::Res
     let service = Arc::new(HttpService {
         listener: Arc::from(listener.name.as_str()),
         state: gateway.state.clone(),
+        limits: listener.http.clone(),
     });
     // Shared by every worker: the certificate store and its watcher, the
     // L4 proxy, the connection limit.

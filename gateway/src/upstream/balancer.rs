@@ -92,7 +92,13 @@ mod tests {
 
     fn endpoints(n: usize) -> Vec<Endpoint> {
         (0..n)
-            .map(|i| Endpoint::new(format!("127.0.0.1:{}", 1000 + i).into(), 3, Duration::from_secs(5)))
+            .map(|i| {
+                Endpoint::new(
+                    format!("127.0.0.1:{}", 1000 + i).into(),
+                    3,
+                    Duration::from_secs(5),
+                )
+            })
             .collect()
     }
 
@@ -103,7 +109,9 @@ mod tests {
         let picks: Vec<_> = (0..6).filter_map(|_| b.pick(&eps, None)).collect();
         assert_eq!(picks.len(), 6);
         assert!(picks.windows(2).all(|w| w[0] != w[1]), "{picks:?}");
-        let shared: Vec<_> = (0..4).filter_map(|_| b.pick_connection(&eps, None)).collect();
+        let shared: Vec<_> = (0..4)
+            .filter_map(|_| b.pick_connection(&eps, None))
+            .collect();
         assert_eq!(shared, vec![0, 1, 0, 1]);
     }
 

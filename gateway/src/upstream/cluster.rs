@@ -154,7 +154,13 @@ impl Cluster {
     /// replay after a stale pooled connection).
     async fn open_http1(&self, index: usize) -> Result<Http1Conn, UpstreamError> {
         let endpoint = &self.endpoints[index];
-        match pool::connect(&endpoint.address, self.config.connect_timeout, self.tls.as_ref()).await {
+        match pool::connect(
+            &endpoint.address,
+            self.config.connect_timeout,
+            self.tls.as_ref(),
+        )
+        .await
+        {
             Ok(Sender::Http1(conn)) => Ok(conn),
             Ok(Sender::Http2(_)) => Err(UpstreamError::Connect {
                 cluster: self.name().to_string(),
@@ -201,14 +207,14 @@ impl Cluster {
             }
         };
         endpoint.record_success();
-        let response = tx
-            .send_request(request)
-            .await
-            .map_err(|source| UpstreamError::Protocol {
-                cluster: self.name().to_string(),
-                endpoint: endpoint.address.to_string(),
-                source,
-            })?;
+        let response =
+            tx.send_request(request)
+                .await
+                .map_err(|source| UpstreamError::Protocol {
+                    cluster: self.name().to_string(),
+                    endpoint: endpoint.address.to_string(),
+                    source,
+                })?;
         Ok((endpoint.address.clone(), response))
     }
 
@@ -260,6 +266,11 @@ impl Cluster {
         } else {
             self.connect_failed(lease.index);
         }
+    }
+
+    /// Each endpoint's passive health, for the admin (read-only).
+    pub fn endpoint_health(&self) -> Vec<super::endpoint::EndpointHealth> {
+        self.endpoints.iter().map(Endpoint::health).collect()
     }
 
     /// Closes pooled connections that sat idle too long.
@@ -352,7 +363,8 @@ impl PoolReturn {
                 conn = self.cluster.open_http1(self.index).await?;
                 conn.set_encoded(&encoded);
                 let replay = async {
-                    conn.send(Framing::Empty, crate::http::body::empty()).await?;
+                    conn.send(Framing::Empty, crate::http::body::empty())
+                        .await?;
                     conn.read_head(head_request).await
                 };
                 replay.await.map_err(|e| self.failed(e))?

@@ -84,6 +84,31 @@ impl Endpoint {
         }
         false
     }
+
+    /// What an operator sees of this endpoint (the admin page).
+    pub fn health(&self) -> EndpointHealth {
+        let now = self.now_ms();
+        let until = self.state.ejected_until.load(Ordering::Relaxed);
+        EndpointHealth {
+            address: self.address.to_string(),
+            healthy: until <= now,
+            ejected_for_ms: until.saturating_sub(now),
+            in_flight: self.in_flight(),
+            consecutive_failures: self.state.failures.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One endpoint's passive health at a moment.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EndpointHealth {
+    pub address: String,
+    /// Not ejected.
+    pub healthy: bool,
+    /// How long the ejection still lasts (0 when healthy).
+    pub ejected_for_ms: u64,
+    pub in_flight: usize,
+    pub consecutive_failures: u32,
 }
 
 #[cfg(test)]
@@ -99,6 +124,8 @@ mod tests {
         assert!(ep.is_available());
         assert!(ep.record_connect_failure());
         assert!(!ep.is_available());
+        let health = ep.health();
+        assert!(!health.healthy && health.ejected_for_ms > 0, "{health:?}");
     }
 
     #[test]

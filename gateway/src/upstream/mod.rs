@@ -10,6 +10,7 @@ mod pool;
 mod tls;
 
 pub use cluster::{Cluster, ClusterSet, Connection, EndpointLease};
+pub use endpoint::EndpointHealth;
 pub use pool::connect_tcp;
 
 /// What went wrong reaching an upstream; `http::error` turns it into a

@@ -144,7 +144,9 @@ pub async fn connect_upgrade(
         Some(tls) => {
             let stream = tokio::time::timeout_at(started + timeout, tls.handshake(stream, address))
                 .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                })??;
             handshake_http1(stream).await
         }
     }

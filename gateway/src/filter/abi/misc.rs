@@ -36,17 +36,17 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_log",
-        |c: Caller<'_, HostState>, level: i32, p: i32, l: i32| -> i32 {
+        |mut c: Caller<'_, HostState>, level: i32, p: i32, l: i32| -> i32 {
             if !(0..=5).contains(&level) {
                 return status::BAD_ARGUMENT;
             }
             match read_bytes(&c, p, l) {
                 Ok(msg) => {
-                    log(
-                        &c.data().filter.config.name,
-                        level,
-                        &String::from_utf8_lossy(&msg),
-                    );
+                    let msg = String::from_utf8_lossy(&msg);
+                    log(&c.data().filter.config.name, level, &msg);
+                    if let Some(start_log) = c.data_mut().start_log.as_mut() {
+                        start_log.push(level, &msg);
+                    }
                     status::OK
                 }
                 Err(s) => s,

@@ -60,6 +60,27 @@ async fn rejects_a_configuration_the_filter_refuses() {
             .contains("proxy_on_configure"),
         "{status:?}"
     );
+    // The filter's own reason (what it logged while configuring) is in
+    // the error, not only the bare "returned false".
+    let d = Data::new(&["starting", "limit must be positive"]);
+    let text = abi(
+        &d,
+        &format!(
+            r#"(func (export "proxy_on_configure") (param i32 i32) (result i32)
+                 (drop (call $log (i32.const 2) {info}))
+                 (drop (call $log (i32.const 4) {why}))
+                 (i32.const 0))"#,
+            info = d.at("starting"),
+            why = d.at("limit must be positive")
+        ),
+    );
+    let status = chain_with(&host, &text, |_| {}).await.status();
+    let error = status[0].last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("proxy_on_configure returned false")
+            && error.ends_with(": limit must be positive"),
+        "{error}"
+    );
     // Accepted configuration: loads.
     let text = abi(
         &Data::new(&[]),

@@ -164,6 +164,7 @@ pub(crate) const PRELUDE: &str = r#"
   (import "env" "proxy_increment_metric" (func $increment_metric (param i32 i64) (result i32)))
   (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
   (import "env" "proxy_set_buffer_bytes" (func $set_buffer (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
   (global $heap (mut i32) (i32.const 65536))
   (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)

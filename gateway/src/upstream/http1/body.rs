@@ -78,7 +78,11 @@ pub(crate) trait Checkin: Send + Unpin + 'static {
 /// The response body for `head`. Small answers arrive with their head:
 /// then the body is already complete and the connection is back in the
 /// pool before the response is handed on.
-pub(crate) fn response_body<C: Checkin>(mut conn: Http1Conn, head: &ResponseHead, checkin: C) -> Body {
+pub(crate) fn response_body<C: Checkin>(
+    mut conn: Http1Conn,
+    head: &ResponseHead,
+    checkin: C,
+) -> Body {
     match head.body {
         Framing::Empty => {
             finish(conn, head.keep_alive, checkin);
@@ -173,7 +177,9 @@ impl<C: Checkin> ResponseBody<C> {
                             Decode::ChunkData(size)
                         };
                     }
-                    Ok(httparse::Status::Partial) if read.len() < MAX_LINE => return Ok(Step::More),
+                    Ok(httparse::Status::Partial) if read.len() < MAX_LINE => {
+                        return Ok(Step::More)
+                    }
                     _ => return Err(Http1Error::Malformed("invalid chunk size")),
                 },
                 Decode::ChunkEnd => {
@@ -290,12 +296,28 @@ mod tests {
 
     #[test]
     fn framing_follows_rfc_9112() {
-        assert_eq!(framing(200, &[("content-length", "5")]).ok(), Some(Framing::Length(5)));
-        assert_eq!(framing(200, &[("content-length", "0")]).ok(), Some(Framing::Empty));
-        assert_eq!(framing(204, &[("content-length", "5")]).ok(), Some(Framing::Empty));
+        assert_eq!(
+            framing(200, &[("content-length", "5")]).ok(),
+            Some(Framing::Length(5))
+        );
+        assert_eq!(
+            framing(200, &[("content-length", "0")]).ok(),
+            Some(Framing::Empty)
+        );
+        assert_eq!(
+            framing(204, &[("content-length", "5")]).ok(),
+            Some(Framing::Empty)
+        );
         assert_eq!(framing(200, &[]).ok(), Some(Framing::UntilClose));
         assert_eq!(
-            framing(200, &[("transfer-encoding", "gzip, chunked"), ("content-length", "3")]).ok(),
+            framing(
+                200,
+                &[
+                    ("transfer-encoding", "gzip, chunked"),
+                    ("content-length", "3")
+                ]
+            )
+            .ok(),
             Some(Framing::Chunked)
         );
         assert_eq!(
@@ -304,6 +326,9 @@ mod tests {
         );
         assert!(framing(200, &[("content-length", "5"), ("content-length", "6")]).is_err());
         assert!(framing(200, &[("content-length", "-1")]).is_err());
-        assert_eq!(framing(200, &[("content-length", "7, 7")]).ok(), Some(Framing::Length(7)));
+        assert_eq!(
+            framing(200, &[("content-length", "7, 7")]).ok(),
+            Some(Framing::Length(7))
+        );
     }
 }

@@ -36,7 +36,11 @@ pub(crate) fn head(req: &Request<Body>, out: &mut Vec<u8>) -> Framing {
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    out.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
+    out.extend_from_slice(if target.is_empty() {
+        b"/"
+    } else {
+        target.as_bytes()
+    });
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let headers = req.headers();
     write_headers(headers, out);
