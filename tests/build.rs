@@ -1,6 +1,7 @@
 //! Builds the WebAssembly filters the integration tests load: the bundled
-//! filters of `filters/` and the test filters of `tests/wasm/` (written
-//! against the official proxy-wasm crate), for `wasm32-unknown-unknown`.
+//! filters of `filters/`, the SDK's recipes of `sdk/recipes/` and the test
+//! filters of `tests/wasm/` (written against the official proxy-wasm crate),
+//! for `wasm32-unknown-unknown`.
 //!
 //! The nested cargo uses its own target directory, so it never waits on
 //! the lock of the build that runs this script.
@@ -23,14 +24,8 @@ fn main() {
 
     require_wasm_target();
 
-    let bundled: Vec<String> = std::fs::read_dir(root.join("filters"))
-        .map(|dir| {
-            dir.filter_map(Result::ok)
-                .filter(|e| e.path().join("Cargo.toml").exists())
-                .map(|e| format!("filter-{}", e.file_name().to_string_lossy()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut bundled = crates_in(&root.join("filters"), "filter-");
+    bundled.extend(crates_in(&root.join("sdk/recipes"), "recipe-"));
     if !bundled.is_empty() {
         let mut args = vec![
             "--manifest-path".to_string(),
@@ -56,6 +51,18 @@ fn main() {
         "cargo:rustc-env=GATEWAY_TEST_WASM_DIR={}",
         target_dir.join("wasm32-unknown-unknown/release").display()
     );
+}
+
+/// The package names of the crates in `dir`: `prefix` + folder name.
+fn crates_in(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.path().join("Cargo.toml").exists())
+                .map(|e| format!("{prefix}{}", e.file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Stops with the fix when the wasm32 target is missing, instead of a

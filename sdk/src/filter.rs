@@ -1,7 +1,8 @@
 //! The one trait a filter author implements, and what its hooks return.
 
+use crate::body::Body;
 use crate::callout::Callout;
-use crate::http::{Body, Request, Response};
+use crate::http::{Request, Response};
 use serde::de::DeserializeOwned;
 use std::rc::Rc;
 
@@ -17,15 +18,17 @@ pub trait Filter: Sized + 'static {
     /// Use `()` for a filter without configuration.
     type Config: DeserializeOwned + 'static;
 
-    /// Buffer the whole request body, up to this many bytes, and hand it to
-    /// [`Filter::on_request_body`]. `None` (the default) streams the body
-    /// through untouched. A larger body is answered with 413.
+    /// Buffers every request body up to this many bytes (413 beyond), as if
+    /// `on_request` called [`Request::buffer_body`] with
+    /// [`crate::OverLimit::Reject`] each time. `None` (the default) streams.
+    /// Prefer choosing per request with [`Request::buffer_body`].
     const REQUEST_BODY_LIMIT: Option<usize> = None;
 
-    /// Buffer the whole response body, up to this many bytes, and hand it to
-    /// [`Filter::on_response_body`]. `None` (the default) streams it through.
-    /// While buffering, the SDK drops the response's `content-length` (the body
-    /// may change size). A larger body is answered with 502.
+    /// Buffers every response body up to this many bytes (502 beyond), as if
+    /// `on_response` called [`Response::buffer_body`] with
+    /// [`crate::OverLimit::Reject`] each time. `None` (the default) streams.
+    /// Prefer choosing per response with [`Response::buffer_body`]: a filter
+    /// that rewrites JSON should not hold every download in memory.
     const RESPONSE_BODY_LIMIT: Option<usize> = None;
 
     /// Checks a parsed configuration once, at load time, beyond what its type
@@ -60,8 +63,10 @@ pub trait Filter: Sized + 'static {
         Decision::Continue
     }
 
-    /// Runs once with the whole request body when
-    /// [`Filter::REQUEST_BODY_LIMIT`] is set and the request has a body.
+    /// Runs once with the whole request body when `on_request` asked for it
+    /// ([`Request::buffer_body`]), the request has a body, and the body stayed
+    /// within the limit. Change headers in `on_request`, not here: hosts send
+    /// the headers on before the body, so changes made here may be lost.
     /// Default: [`Decision::Continue`].
     fn on_request_body(&mut self, request: &mut Request, body: &mut Body) -> Decision<Self> {
         let _ = (request, body);
@@ -75,8 +80,11 @@ pub trait Filter: Sized + 'static {
         ResponseDecision::Continue
     }
 
-    /// Runs once with the whole response body when
-    /// [`Filter::RESPONSE_BODY_LIMIT`] is set and the response has a body.
+    /// Runs once with the whole response body when `on_response` asked for
+    /// it ([`Response::buffer_body`]), the response has a body, and the body
+    /// stayed within the limit. Change headers in `on_response`, not here:
+    /// hosts send the headers on before the body, so changes made here may be
+    /// lost.
     /// Default: [`ResponseDecision::Continue`].
     fn on_response_body(&mut self, response: &mut Response, body: &mut Body) -> ResponseDecision {
         let _ = (response, body);
@@ -114,6 +122,12 @@ impl<F> Decision<F> {
 impl<F> From<LocalResponse> for Decision<F> {
     fn from(response: LocalResponse) -> Self {
         Decision::Respond(response)
+    }
+}
+
+impl From<LocalResponse> for ResponseDecision {
+    fn from(response: LocalResponse) -> Self {
+        ResponseDecision::Respond(response)
     }
 }
 
@@ -157,5 +171,32 @@ impl LocalResponse {
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
         self
+    }
+
+    /// A response with `status` and `value` as a JSON body
+    /// (`content-type: application/json`). For example a 401 as APIs send it:
+    ///
+    /// ```
+    /// # use gateway_sdk::{Decision, LocalResponse};
+    /// # struct F;
+    /// # fn deny() -> Decision<F> {
+    /// LocalResponse::json(401, &serde_json::json!({"error": "invalid_token"}))
+    ///     .header("www-authenticate", "Bearer")
+    ///     .into()
+    /// # }
+    /// ```
+    ///
+    /// A value that cannot be serialized (a map with non-string keys) gives a
+    /// 500 saying so. Needs the SDK's `json` feature (on by default).
+    #[cfg(feature = "json")]
+    pub fn json(status: u16, value: &impl serde::Serialize) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => LocalResponse::new(status)
+                .header("content-type", "application/json")
+                .body(body),
+            Err(error) => {
+                LocalResponse::new(500).body(format!("response not serializable: {error}\n"))
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Handles on the request and response a filter is working on.
 
-use crate::abi::{BufferType, MapType};
+use crate::abi::MapType;
+use crate::body::{BodyPlan, OverLimit};
 use crate::host;
 
 /// Property path the gateway reads to pick the upstream cluster (a gateway
@@ -18,12 +19,26 @@ fn header(map: MapType, name: &str) -> Option<String> {
 /// later filters and the upstream see every change.
 #[derive(Debug)]
 pub struct Request {
-    _private: (),
+    /// Set by [`Request::buffer_body`] during the current hook.
+    pub(crate) body_plan: Option<BodyPlan>,
 }
 
 impl Request {
     pub(crate) fn new() -> Self {
-        Request { _private: () }
+        Request { body_plan: None }
+    }
+
+    /// Buffers this request's body, up to `limit` bytes, and hands it whole
+    /// to [`crate::Filter::on_request_body`]; beyond `limit`, `over_limit`
+    /// decides (pass it through untouched, or answer 413). Call it from
+    /// `on_request` (or a callout's continuation); without it the body
+    /// streams to the upstream untouched and the body hook does not run.
+    ///
+    /// The request's `content-length` is removed (the body may change size;
+    /// the gateway sets the right one again when it forwards a whole body).
+    /// The gateway's own `body_buffer_limit` for the filter caps `limit`.
+    pub fn buffer_body(&mut self, limit: usize, over_limit: OverLimit) {
+        self.body_plan = Some(BodyPlan::Buffer { limit, over_limit });
     }
 
     /// The method (`:method`), e.g. `GET`.
@@ -108,17 +123,46 @@ impl Request {
 /// The upstream's response being filtered.
 #[derive(Debug)]
 pub struct Response {
-    _private: (),
+    /// Set by [`Response::buffer_body`] during the current hook.
+    pub(crate) body_plan: Option<BodyPlan>,
 }
 
 impl Response {
     pub(crate) fn new() -> Self {
-        Response { _private: () }
+        Response { body_plan: None }
+    }
+
+    /// Buffers this response's body, up to `limit` bytes, and hands it whole
+    /// to [`crate::Filter::on_response_body`]; beyond `limit`, `over_limit`
+    /// decides (pass it through untouched, or replace the response with
+    /// 502). Call it from `on_response`, typically after looking at
+    /// `content-type`; without it the body streams to the client untouched.
+    ///
+    /// ```
+    /// # use gateway_sdk::{OverLimit, Response, ResponseDecision};
+    /// # fn on_response(response: &mut Response) -> ResponseDecision {
+    /// if response.header("content-type").is_some_and(|t| t.starts_with("application/json")) {
+    ///     response.buffer_body(256 * 1024, OverLimit::PassThrough);
+    /// }
+    /// ResponseDecision::Continue
+    /// # }
+    /// ```
+    ///
+    /// The response's `content-length` is removed (the body may change size;
+    /// the gateway sets the right one again when it sends a whole body).
+    /// The gateway's own `body_buffer_limit` for the filter caps `limit`.
+    pub fn buffer_body(&mut self, limit: usize, over_limit: OverLimit) {
+        self.body_plan = Some(BodyPlan::Buffer { limit, over_limit });
     }
 
     /// The status code (`:status`), if the host gave a valid one.
     pub fn status(&self) -> Option<u16> {
         self.header(":status")?.parse().ok()
+    }
+
+    /// Changes the status code the client sees (sets `:status`).
+    pub fn set_status(&mut self, status: u16) {
+        self.set_header(":status", &status.to_string());
     }
 
     /// The first value of a header.
@@ -150,55 +194,5 @@ impl Response {
     /// Removes every value of a header.
     pub fn remove_header(&mut self, name: &str) {
         host::with(|h| h.map_remove(MapType::ResponseHeaders, name));
-    }
-}
-
-/// A whole, buffered request or response body. Changes are written back to the
-/// host when the hook returns.
-#[derive(Debug, Default)]
-pub struct Body {
-    bytes: Vec<u8>,
-    changed: bool,
-}
-
-impl Body {
-    pub(crate) fn read(buffer: BufferType, size: usize) -> Self {
-        let bytes = host::with(|h| h.buffer(buffer, 0, size)).unwrap_or_default();
-        Body {
-            bytes,
-            changed: false,
-        }
-    }
-
-    pub(crate) fn write_back(self, buffer: BufferType, old_size: usize) {
-        if self.changed {
-            let _ = host::with(|h| h.set_buffer(buffer, 0, old_size, &self.bytes));
-        }
-    }
-
-    /// The body bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// The body as UTF-8 text, if it is.
-    pub fn text(&self) -> Option<&str> {
-        std::str::from_utf8(&self.bytes).ok()
-    }
-
-    /// Replaces the whole body.
-    pub fn replace(&mut self, bytes: impl Into<Vec<u8>>) {
-        self.bytes = bytes.into();
-        self.changed = true;
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// True when the body is empty.
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
     }
 }

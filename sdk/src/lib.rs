@@ -37,7 +37,8 @@
 //!
 //! What the SDK puts on the wire, for hosts and reviewers:
 //! - the module exports `proxy_abi_version_0_2_1`, `proxy_on_memory_allocate`
-//!   and the `proxy_on_*` HTTP callbacks, and imports hostcalls from `env`;
+//!   and the `proxy_on_*` HTTP callbacks, and imports hostcalls from `env`
+//!   (and WASI `random_get` only when [`random`] is used);
 //! - [`Request::set_upstream`] sets the property `gateway.upstream`
 //!   (path `["gateway", "upstream"]`, segments joined by NUL on the wire);
 //! - [`Request::client_address`] reads the standard property `source.address`;
@@ -52,6 +53,7 @@
 // Some wire constants are only used by the wasm32 host.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod abi;
+mod body;
 mod callout;
 pub mod config;
 mod export;
@@ -60,16 +62,19 @@ mod host;
 mod http;
 pub mod log;
 pub mod metrics;
+pub mod random;
 mod runtime;
 pub mod shared;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod time;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
+pub use body::{Body, OverLimit};
 pub use callout::{Callout, CalloutRequest, CalloutResponse};
 pub use filter::{Decision, Filter, LocalResponse, ResponseDecision};
-pub use http::{Body, Request, Response, CLIENT_ADDRESS_PROPERTY, UPSTREAM_PROPERTY};
+pub use http::{Request, Response, CLIENT_ADDRESS_PROPERTY, UPSTREAM_PROPERTY};
 pub use log::LogLevel;
 
 /// Used by [`export_filter!`]; not a stable API.

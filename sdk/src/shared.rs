@@ -3,7 +3,6 @@
 
 use crate::abi::status;
 use crate::host;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Version stamp of a shared value, for compare-and-swap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +70,8 @@ fn set_if_absent(key: &str, value: &[u8]) -> Result<(), SharedError> {
     set(key, value, None)
 }
 
-/// The host's wall clock (`proxy_get_current_time_nanoseconds`).
-pub fn now() -> SystemTime {
-    UNIX_EPOCH + Duration::from_nanos(host::with(|h| h.current_time_nanos()))
+/// The host's wall clock. Moved to [`crate::time::now`].
+#[deprecated(since = "0.1.0", note = "use gateway_sdk::time::now")]
+pub fn now() -> std::time::SystemTime {
+    crate::time::now()
 }

@@ -103,6 +103,7 @@ impl Filter for Upper {
     }
 
     fn on_request_body(&mut self, request: &mut Request, body: &mut Body) -> Decision<Self> {
+        // Too late for headers: hosts sent them on already.
         request.set_header("x-body-length", &body.len().to_string());
         body.replace(body.bytes().to_ascii_lowercase());
         Decision::Continue
@@ -121,10 +122,7 @@ fn bodies_are_buffered_and_rewritten() {
     let mut exchange = test.request(TestRequest::post("/").body("HeLLo"));
     assert!(exchange.is_continue());
     assert_eq!(exchange.request_body(), b"hello");
-    assert_eq!(
-        exchange.request_header("x-body-length").as_deref(),
-        Some("5")
-    );
+    assert_eq!(exchange.request_header("x-body-length"), None);
     exchange.respond(
         TestResponse::new(200)
             .header("content-length", "5")

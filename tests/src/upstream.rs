@@ -2,7 +2,9 @@
 //! name and records what it received; a few paths behave specially:
 //!
 //! - `/slow/<ms>`: answers after `ms` milliseconds;
-//! - `/download/<bytes>`: streams that many bytes;
+//! - `/download/<bytes>`: streams that many bytes (`text/plain`);
+//! - `/json/<bytes>`: a JSON document of about that many bytes,
+//!   `{"user":"ann","secret":"hunter2","pad":"xx..."}`;
 //! - `/upload`: reads the request body and answers with its length;
 //! - `/ws`: accepts an `Upgrade` and echoes bytes on the raw connection;
 //! - `/check`: 200 when `Authorization: Bearer good`, else 403.
@@ -141,7 +143,7 @@ async fn handle(
     let segments: Vec<&str> = req.uri().path().split('/').collect();
     let at = segments
         .iter()
-        .position(|s| matches!(*s, "slow" | "download" | "upload" | "ws" | "check"))
+        .position(|s| matches!(*s, "slow" | "download" | "json" | "upload" | "ws" | "check"))
         .unwrap_or(0);
     let (first, arg) = (segments[at], segments.get(at + 1).copied().unwrap_or(""));
     match first {
@@ -160,8 +162,21 @@ async fn handle(
             }));
             Response::builder()
                 .header("content-length", total)
+                .header("content-type", "text/plain")
                 .header("x-upstream", name)
                 .body(StreamBody::new(frames).boxed())
+                .expect("response")
+        }
+        "json" => {
+            let size: usize = arg.parse().unwrap_or(0);
+            let head = r#"{"user":"ann","secret":"hunter2","pad":""#;
+            let pad = "x".repeat(size.saturating_sub(head.len() + 2));
+            let body = format!("{head}{pad}\"}}");
+            Response::builder()
+                .header("content-type", "application/json")
+                .header("content-length", body.len())
+                .header("x-upstream", name)
+                .body(Full::new(Bytes::from(body)).boxed())
                 .expect("response")
         }
         "upload" => {

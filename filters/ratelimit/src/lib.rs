@@ -143,7 +143,7 @@ impl Filter for RateLimit {
 
     fn on_request(&mut self, request: &mut Request) -> Decision<Self> {
         let key = self.key(request);
-        let now = shared::now()
+        let now = gateway_sdk::time::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let full = Bucket {

@@ -4,6 +4,8 @@
 mod admin;
 mod cluster;
 mod error;
+#[cfg(test)]
+mod example_keys;
 pub mod filter;
 mod listener;
 pub mod pem;

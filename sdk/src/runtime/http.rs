@@ -3,10 +3,91 @@
 
 use super::{log, Runtime, Stream};
 use crate::abi::{action, BufferType, MapType, StreamType};
+use crate::body::{Body, BodyPlan, OverLimit};
 use crate::callout::CalloutResponse;
 use crate::filter::{Decision, Filter, LocalResponse, ResponseDecision};
 use crate::host::{self, LogLevel};
-use crate::http::{Body, Request, Response};
+use crate::http::{Request, Response};
+
+/// One direction of a message, for the body bookkeeping both share.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Request,
+    Response,
+}
+
+impl Direction {
+    fn headers(self) -> MapType {
+        match self {
+            Direction::Request => MapType::RequestHeaders,
+            Direction::Response => MapType::ResponseHeaders,
+        }
+    }
+
+    fn plan<F>(self, stream: &mut Stream<F>) -> &mut BodyPlan {
+        match self {
+            Direction::Request => &mut stream.request_body,
+            Direction::Response => &mut stream.response_body,
+        }
+    }
+
+    /// What a rejected over-limit body is answered with.
+    fn too_large(self) -> LocalResponse {
+        match self {
+            Direction::Request => LocalResponse::new(413).body("request body too large\n"),
+            Direction::Response => {
+                LocalResponse::new(502).body("response body too large for filter\n")
+            }
+        }
+    }
+}
+
+/// Records the plan a hook chose (if it chose one). A buffered body may
+/// change size, so its `content-length` goes: proxy-wasm hosts send headers
+/// before the body, and a stale length would corrupt the message.
+fn choose_plan<F>(stream: &mut Stream<F>, dir: Direction, chosen: Option<BodyPlan>) {
+    if let Some(plan) = chosen {
+        *dir.plan(stream) = plan;
+    }
+    if matches!(dir.plan(stream), BodyPlan::Buffer { .. }) {
+        host::with(|h| h.map_remove(dir.headers(), "content-length"));
+    }
+}
+
+/// Where a body callback stands: hold the chunk, let it go, or the body is
+/// whole and the hook runs.
+enum BodyStep {
+    Action(u32),
+    Whole,
+}
+
+/// Applies the stream's plan to one body callback (`size` is everything the
+/// host holds so far, as after `StopIterationAndBuffer`).
+fn body_step<F>(stream: &mut Stream<F>, dir: Direction, size: usize, eos: bool) -> BodyStep {
+    let BodyPlan::Buffer { limit, over_limit } = *dir.plan(stream) else {
+        return BodyStep::Action(action::CONTINUE);
+    };
+    if size > limit {
+        return match over_limit {
+            OverLimit::PassThrough => {
+                // `Continue` releases what the host holds, and the rest streams.
+                *dir.plan(stream) = BodyPlan::PassingThrough;
+                BodyStep::Action(action::CONTINUE)
+            }
+            OverLimit::Reject => {
+                respond(stream, dir.too_large());
+                BodyStep::Action(action::PAUSE)
+            }
+        };
+    }
+    if eos {
+        BodyStep::Whole
+    } else {
+        // `StopIterationAndBuffer`: the host keeps the chunk and the next
+        // callback sees the whole body so far.
+        BodyStep::Action(action::PAUSE)
+    }
+}
 
 impl<F: Filter> Runtime<F> {
     /// `proxy_on_request_headers`.
@@ -24,10 +105,9 @@ impl<F: Filter> Runtime<F> {
                 );
                 return action::PAUSE;
             };
-            if F::REQUEST_BODY_LIMIT.is_some() {
-                host::with(|h| h.map_remove(MapType::RequestHeaders, "content-length"));
-            }
-            let decision = filter.on_request(&mut Request::new());
+            let mut request = Request::new();
+            let decision = filter.on_request(&mut request);
+            choose_plan(stream, Direction::Request, request.body_plan);
             self.apply(context_id, stream, decision)
         })
         .unwrap_or(action::CONTINUE)
@@ -35,22 +115,14 @@ impl<F: Filter> Runtime<F> {
 
     /// `proxy_on_request_body`.
     pub fn on_request_body(&self, context_id: u32, size: usize, end_of_stream: bool) -> u32 {
-        let Some(limit) = F::REQUEST_BODY_LIMIT else {
-            return action::CONTINUE;
-        };
         self.with_stream(context_id, |stream| {
             if stream.answered_locally || stream.filter.is_none() {
                 return action::PAUSE;
             }
-            if size > limit {
-                respond(
-                    stream,
-                    LocalResponse::new(413).body("request body too large"),
-                );
-                return action::PAUSE;
-            }
-            if !end_of_stream {
-                return action::PAUSE;
+            if let BodyStep::Action(action) =
+                body_step(stream, Direction::Request, size, end_of_stream)
+            {
+                return action;
             }
             let mut body = Body::read(BufferType::RequestBody, size);
             let Some(filter) = stream.filter.as_mut() else {
@@ -77,10 +149,9 @@ impl<F: Filter> Runtime<F> {
             let Some(filter) = stream.filter.as_mut() else {
                 return action::CONTINUE;
             };
-            if F::RESPONSE_BODY_LIMIT.is_some() {
-                host::with(|h| h.map_remove(MapType::ResponseHeaders, "content-length"));
-            }
-            let decision = filter.on_response(&mut Response::new());
+            let mut response = Response::new();
+            let decision = filter.on_response(&mut response);
+            choose_plan(stream, Direction::Response, response.body_plan);
             apply_response(stream, decision)
         })
         .unwrap_or(action::CONTINUE)
@@ -88,22 +159,14 @@ impl<F: Filter> Runtime<F> {
 
     /// `proxy_on_response_body`.
     pub fn on_response_body(&self, context_id: u32, size: usize, end_of_stream: bool) -> u32 {
-        let Some(limit) = F::RESPONSE_BODY_LIMIT else {
-            return action::CONTINUE;
-        };
         self.with_stream(context_id, |stream| {
             if stream.answered_locally {
                 return action::CONTINUE;
             }
-            if size > limit {
-                respond(
-                    stream,
-                    LocalResponse::new(502).body("response body too large for filter"),
-                );
-                return action::PAUSE;
-            }
-            if !end_of_stream {
-                return action::PAUSE;
+            if let BodyStep::Action(action) =
+                body_step(stream, Direction::Response, size, end_of_stream)
+            {
+                return action;
             }
             let mut body = Body::read(BufferType::ResponseBody, size);
             let Some(filter) = stream.filter.as_mut() else {
@@ -134,7 +197,9 @@ impl<F: Filter> Runtime<F> {
             let (Some(then), Some(filter)) = (stream.pending.take(), stream.filter.as_mut()) else {
                 return;
             };
-            let decision = then(filter, &mut Request::new(), answer);
+            let mut request = Request::new();
+            let decision = then(filter, &mut request, answer);
+            choose_plan(stream, Direction::Request, request.body_plan);
             if self.apply(context_id, stream, decision) == action::CONTINUE {
                 let _ = host::with(|h| h.continue_stream(StreamType::Request));
             }
@@ -194,7 +259,7 @@ impl<F: Filter> Runtime<F> {
     }
 }
 
-fn respond(stream: &mut Stream<impl Sized>, response: LocalResponse) {
+fn respond<F>(stream: &mut Stream<F>, response: LocalResponse) {
     stream.answered_locally = true;
     let sent =
         host::with(|h| h.send_local_response(response.status, &response.headers, &response.body));

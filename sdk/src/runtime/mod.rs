@@ -5,6 +5,7 @@
 mod http;
 
 use crate::abi::BufferType;
+use crate::body::BodyPlan;
 use crate::callout::Continuation;
 use crate::filter::Filter;
 use crate::host::{self, LogLevel};
@@ -26,6 +27,8 @@ struct Stream<F> {
     filter: Option<F>,
     pending: Option<Continuation<F>>,
     answered_locally: bool,
+    request_body: BodyPlan,
+    response_body: BodyPlan,
 }
 
 fn log(level: LogLevel, message: &str) {
@@ -66,6 +69,8 @@ impl<F: Filter> Runtime<F> {
             filter,
             pending: None,
             answered_locally: false,
+            request_body: BodyPlan::from_default(F::REQUEST_BODY_LIMIT),
+            response_body: BodyPlan::from_default(F::RESPONSE_BODY_LIMIT),
         };
         self.streams
             .borrow_mut()
@@ -83,10 +88,19 @@ impl<F: Filter> Runtime<F> {
         install_panic_hook();
         let bytes =
             host::with(|h| h.buffer(BufferType::PluginConfiguration, 0, size)).unwrap_or_default();
-        let parsed = crate::config::parse::<F::Config>(&bytes)
-            .and_then(|config| F::validate_config(&config).map(|()| config));
+        let parsed = crate::config::parse_reporting_unknown::<F::Config>(&bytes)
+            .and_then(|(config, unknown)| F::validate_config(&config).map(|()| (config, unknown)));
         match parsed {
-            Ok(config) => {
+            Ok((config, unknown)) => {
+                if !unknown.is_empty() {
+                    log(
+                        LogLevel::Warn,
+                        &format!(
+                            "configuration keys not used by this filter (misspelled?): {}",
+                            unknown.join(", ")
+                        ),
+                    );
+                }
                 if let Some(period) = F::tick_period(&config) {
                     let millis = u32::try_from(period.as_millis()).unwrap_or(u32::MAX).max(1);
                     if let Err(code) = host::with(|h| h.set_tick_period(millis)) {

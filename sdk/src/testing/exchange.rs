@@ -1,5 +1,6 @@
 //! One request in flight through a filter under test.
 
+use super::body;
 use super::host::{self, find, MockHost, SentCallout};
 use super::{TestResponse, ROOT_CONTEXT};
 use crate::abi::{action, StreamType};
@@ -56,7 +57,14 @@ impl<F: Filter> Exchange<F> {
 
     /// The request body as the upstream would see it.
     pub fn request_body(&self) -> Vec<u8> {
-        self.stream().request_body.clone()
+        let stream = self.stream();
+        [stream.request_body_out.as_slice(), &stream.request_body].concat()
+    }
+
+    /// True if the filter held back any part of the request body (asked the
+    /// host to buffer it) instead of letting it stream.
+    pub fn request_body_held(&self) -> bool {
+        self.stream().request_body_held
     }
 
     /// The cluster the filter chose (`gateway.upstream` property), if any.
@@ -105,18 +113,24 @@ impl<F: Filter> Exchange<F> {
 
     /// Sends an upstream response back through the filter.
     pub fn respond(&mut self, response: TestResponse) -> &mut Self {
-        {
-            let mut stream = self.stream();
-            stream.response_headers = response.header_list();
-            stream.response_body = response.body.clone().unwrap_or_default();
-        }
+        self.stream().response_headers = response.header_list();
         let has_body = response.body.is_some();
         self.enter();
         let action = self.runtime.on_response_headers(self.context, 1, !has_body);
         if let (Some(body), true) = (response.body, action == action::CONTINUE) {
+            // Hosts send the headers on before the body: changes made in
+            // the body hook do not reach the client.
+            let sent = self.stream().response_headers.clone();
             self.enter();
-            self.runtime
-                .on_response_body(self.context, body.len(), true);
+            let (runtime, context) = (&self.runtime, self.context);
+            body::feed(
+                &self.host,
+                body::Side::Response,
+                &body,
+                response.chunk,
+                |size, eos| runtime.on_response_body(context, size, eos),
+            );
+            self.stream().response_headers = sent;
         }
         self
     }
@@ -138,7 +152,14 @@ impl<F: Filter> Exchange<F> {
 
     /// The response body the client would see (from the upstream response).
     pub fn response_body(&self) -> Vec<u8> {
-        self.stream().response_body.clone()
+        let stream = self.stream();
+        [stream.response_body_out.as_slice(), &stream.response_body].concat()
+    }
+
+    /// True if the filter held back any part of the response body (asked the
+    /// host to buffer it) instead of letting it stream.
+    pub fn response_body_held(&self) -> bool {
+        self.stream().response_body_held
     }
 }
 

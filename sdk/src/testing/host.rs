@@ -43,8 +43,15 @@ pub(crate) fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'
 pub(crate) struct StreamState {
     pub request_headers: Vec<(String, String)>,
     pub response_headers: Vec<(String, String)>,
+    /// Body bytes the host holds for the filter (what `get_buffer_bytes` reads).
     pub request_body: Vec<u8>,
     pub response_body: Vec<u8>,
+    /// Body bytes the filter let through, in order.
+    pub request_body_out: Vec<u8>,
+    pub response_body_out: Vec<u8>,
+    /// True once the filter held back a body chunk.
+    pub request_body_held: bool,
+    pub response_body_held: bool,
     pub callout_headers: Vec<(String, String)>,
     pub callout_body: Vec<u8>,
     pub properties: HashMap<Vec<String>, Vec<u8>>,
@@ -69,6 +76,8 @@ pub(crate) struct MockHost {
     /// The context hostcalls act on, as a real host tracks it.
     pub current: Cell<u32>,
     pub tick_millis: Cell<Option<u32>>,
+    /// State of the seeded generator behind `random_get`.
+    pub random_state: Cell<u64>,
     next_token: Cell<u32>,
 }
 
@@ -81,8 +90,16 @@ impl MockHost {
             now_nanos: Cell::new(1_767_225_600_000_000_000),
             current: Cell::new(0),
             tick_millis: Cell::new(None),
+            random_state: Cell::new(0x9e37_79b9_7f4a_7c15),
             next_token: Cell::new(1),
         }
+    }
+
+    /// The state of the stream of `context`.
+    pub fn stream_of(&self, context: u32) -> std::cell::RefMut<'_, StreamState> {
+        std::cell::RefMut::map(self.state.borrow_mut(), |s| {
+            s.streams.entry(context).or_default()
+        })
     }
 
     /// The current stream's state (created empty if the context is unknown).
@@ -294,6 +311,20 @@ impl Host for MockHost {
 
     fn set_tick_period(&self, millis: u32) -> Result<(), u32> {
         self.tick_millis.set(Some(millis));
+        Ok(())
+    }
+
+    fn random(&self, buf: &mut [u8]) -> Result<(), u32> {
+        // SplitMix64: tiny, seedable, and good enough for tests.
+        for piece in buf.chunks_mut(8) {
+            let state = self.random_state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            self.random_state.set(state);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            piece.copy_from_slice(&z.to_le_bytes()[..piece.len()]);
+        }
         Ok(())
     }
 }

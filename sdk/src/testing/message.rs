@@ -9,6 +9,7 @@ pub struct TestRequest {
     pub(super) headers: Vec<(String, String)>,
     pub(super) client_address: String,
     pub(super) body: Option<Vec<u8>>,
+    pub(super) chunk: usize,
 }
 
 impl TestRequest {
@@ -22,6 +23,7 @@ impl TestRequest {
             headers: Vec::new(),
             client_address: "127.0.0.1:40000".to_string(),
             body: None,
+            chunk: usize::MAX,
         }
     }
 
@@ -59,6 +61,13 @@ impl TestRequest {
         self.body = Some(body.into());
         self
     }
+
+    /// Delivers the body in chunks of `bytes` (default: one chunk), as it
+    /// arrives from a network.
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk = bytes;
+        self
+    }
 }
 
 /// An upstream response (or callout answer) to feed to a filter under test.
@@ -67,6 +76,7 @@ pub struct TestResponse {
     status: u16,
     headers: Vec<(String, String)>,
     pub(super) body: Option<Vec<u8>>,
+    pub(super) chunk: usize,
 }
 
 impl TestResponse {
@@ -76,6 +86,7 @@ impl TestResponse {
             status,
             headers: Vec::new(),
             body: None,
+            chunk: usize::MAX,
         }
     }
 
@@ -89,6 +100,13 @@ impl TestResponse {
     /// Gives the response a body.
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = Some(body.into());
+        self
+    }
+
+    /// Delivers the body in chunks of `bytes` (default: one chunk), as it
+    /// arrives from a network.
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk = bytes;
         self
     }
 

@@ -25,11 +25,17 @@
 //! assert_eq!(allowed.response_status(), Some(200));
 //! ```
 //!
+//! The host behaves as proxy-wasm hosts do where it matters to a filter:
+//! bodies arrive in chunks ([`TestRequest::chunk_size`]) and are held only
+//! while the filter asks, and headers leave before the body, so header
+//! changes made in a body hook are not seen by the upstream or client.
+//!
 //! One [`FilterTest`] is one loaded filter (configured once); each
 //! [`FilterTest::request`] is one request through it, as an [`Exchange`] that
 //! can be continued (callout answers, the upstream response) and inspected.
 //! Several exchanges may be open at once, as requests interleave in a host.
 
+mod body;
 mod exchange;
 mod host;
 mod message;
@@ -99,6 +105,12 @@ impl<F: Filter> FilterTest<F> {
             .set(self.host.now_nanos.get().saturating_add(nanos));
     }
 
+    /// Restarts the generator behind [`crate::random`] from `seed`: the same
+    /// seed gives the same numbers.
+    pub fn seed_random(&mut self, seed: u64) {
+        self.host.random_state.set(seed);
+    }
+
     /// The timer period the filter asked for at load, if any.
     pub fn tick_period(&self) -> Option<Duration> {
         self.host
@@ -162,7 +174,6 @@ impl<F: Filter> FilterTest<F> {
         headers.extend(request.headers);
         let mut stream = host::StreamState {
             request_headers: headers,
-            request_body: request.body.clone().unwrap_or_default(),
             ..Default::default()
         };
         stream.properties.insert(
@@ -183,9 +194,20 @@ impl<F: Filter> FilterTest<F> {
         let action = self.runtime.on_request_headers(context, 4, !has_body);
         exchange.paused.set(action == action::PAUSE);
         if let (Some(body), false) = (request.body, exchange.paused.get()) {
+            // Hosts send the headers on before the body: changes made in
+            // the body hook do not reach the upstream.
+            let sent = self.host.stream_of(context).request_headers.clone();
             exchange.enter();
-            let action = self.runtime.on_request_body(context, body.len(), true);
-            exchange.paused.set(action == action::PAUSE);
+            let runtime = &self.runtime;
+            let paused = body::feed(
+                &self.host,
+                body::Side::Request,
+                &body,
+                request.chunk,
+                |size, eos| runtime.on_request_body(context, size, eos),
+            );
+            exchange.paused.set(paused);
+            self.host.stream_of(context).request_headers = sent;
         }
         exchange
     }

@@ -107,3 +107,10 @@ extern "C" {
     pub(super) fn proxy_set_effective_context(context_id: u32) -> u32;
     pub(super) fn proxy_set_tick_period_milliseconds(millis: u32) -> u32;
 }
+
+// WASI preview 1, which proxy-wasm hosts provide alongside the ABI.
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    /// Fills `buf` with random bytes; returns a WASI errno (0 on success).
+    pub(super) fn random_get(buf: *mut u8, buf_len: usize) -> u16;
+}

@@ -258,3 +258,18 @@ impl Host for WasmHost {
         ok(unsafe { proxy_set_tick_period_milliseconds(millis) })
     }
 }
+
+/// WASI `random_get` into `buf`; `Err` is the WASI errno. A free function
+/// (not a `Host` method) so that the import is linked only into modules
+/// that use `gateway_sdk::random`: hosts without WASI still load the rest.
+pub(crate) fn random_fill(buf: &mut [u8]) -> Result<(), u32> {
+    // Hosts cap one call (this gateway at 64 KiB): ask in small pieces.
+    for piece in buf.chunks_mut(4096) {
+        // SAFETY: piece is a live, writable slice of piece.len() bytes.
+        match unsafe { imports::random_get(piece.as_mut_ptr(), piece.len()) } {
+            0 => {}
+            errno => return Err(u32::from(errno)),
+        }
+    }
+    Ok(())
+}
