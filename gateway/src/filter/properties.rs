@@ -63,23 +63,6 @@ pub fn get(state: &HostState, path: &[u8]) -> Result<Vec<u8>, PropertyError> {
         .ok_or(PropertyError::NotFound)
 }
 
-/// Paths the gateway answers itself: read-only for filters.
-fn builtin(segs: &[&[u8]]) -> bool {
-    matches!(
-        segs.first().copied(),
-        Some(
-            b"request"
-                | b"response"
-                | b"source"
-                | b"destination"
-                | b"connection"
-                | b"plugin_name"
-                | b"plugin_root_id"
-                | b"plugin_vm_id"
-        )
-    )
-}
-
 fn stream_property(s: &StreamState, segs: &[&[u8]]) -> Option<Vec<u8>> {
     let header = |name: &str| s.request_headers.get(name).map(<[u8]>::to_vec);
     Some(match segs {
@@ -167,10 +150,11 @@ pub fn set(state: &mut HostState, path: &[u8], value: &[u8]) -> Result<(), Prope
             stream.upstream = (!name.is_empty()).then(|| name.to_string());
             Ok(())
         }
-        s if builtin(s) => Err(PropertyError::BadArgument),
         _ => {
             // Anything else is the request's own data, as Envoy's filter
             // state: readable back by every filter of the chain, bounded.
+            // (A path the gateway answers itself is stored too, and OK as
+            // in Envoy, but reads keep giving the gateway's value.)
             let path = path.strip_suffix(&[0]).unwrap_or(path);
             let props = &mut stream.properties;
             let others: usize = props

@@ -74,33 +74,36 @@ async fn hostcalls_answer_as_the_reference_host() {
              (call $expect (call $set_prop {prop} {v}) (i32.const 0))
              (call $expect (call $get_prop {prop} (i32.const 1100) (i32.const 1104)) (i32.const 0))
              (call $expect (i32.load (i32.const 1104)) (i32.const 1))
-             ;; 16: the gateway's own properties are read-only
-             (call $expect (call $set_prop {path} {v}) (i32.const 2))
-             ;; 17-19: stream types: downstream OK, upstream unimplemented; closing them OK
+             ;; 16-18: setting one of the gateway's own properties is OK (as
+             ;; in Envoy) but reads keep the gateway's value
+             (call $expect (call $set_prop {path} {v}) (i32.const 0))
+             (call $expect (call $get_prop {path} (i32.const 1100) (i32.const 1104)) (i32.const 0))
+             (call $expect (i32.load (i32.const 1104)) (i32.const 9))
+             ;; 19-21: stream types: downstream OK, upstream unimplemented; closing them OK
              (call $expect (call $continue (i32.const 2)) (i32.const 0))
              (call $expect (call $continue (i32.const 3)) (i32.const 12))
              (call $expect (call $close (i32.const 3)) (i32.const 0))
-             ;; 20: proxy_done with nothing pending is NOT_FOUND
+             ;; 22: proxy_done with nothing pending is NOT_FOUND
              (call $expect (call $done) (i32.const 1))
-             ;; 21: a CAS on a key not yet there is ignored
+             ;; 23: a CAS on a key not yet there is ignored
              (call $expect (call $set_shared {k} {v} (i32.const 99)) (i32.const 0))
-             ;; 22: the size of a map not available is BAD_ARGUMENT
+             ;; 24: the size of a map not available is BAD_ARGUMENT
              (call $expect (call $map_size (i32.const 6) (i32.const 1100)) (i32.const 2))
-             ;; 23: configuration is read-only
+             ;; 25: configuration is read-only
              (call $expect (call $set_buffer (i32.const 6) (i32.const 0) (i32.const 0) {v}) (i32.const 2))
-             ;; 24-25: a counter cannot be incremented by 0
+             ;; 26-27: a counter cannot be incremented by 0
              (call $expect (call $define_metric (i32.const 0) {hits} (i32.const 1108)) (i32.const 0))
              (call $expect (call $increment_metric (i32.load (i32.const 1108)) (i64.const 0)) (i32.const 2))
-             ;; 26-27: record adds to a counter
+             ;; 28-29: record adds to a counter
              (call $expect (call $record_metric (i32.load (i32.const 1108)) (i64.const 5)) (i32.const 0))
              (drop (call $get_metric (i32.load (i32.const 1108)) (i32.const 1120)))
              (call $expect (i32.load (i32.const 1120)) (i32.const 5))
-             ;; 28-29: a histogram cannot be read back
+             ;; 30-31: a histogram cannot be read back
              (call $expect (call $define_metric (i32.const 2) {lat} (i32.const 1112)) (i32.const 0))
              (call $expect (call $get_metric (i32.load (i32.const 1112)) (i32.const 1120)) (i32.const 2))
-             ;; 30: a negative callout timeout is BAD_ARGUMENT
+             ;; 32: a negative callout timeout is BAD_ARGUMENT
              (call $expect (call $http_call {auth} (i32.const 3072) (i32.const {hl}) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1) (i32.const 1116)) (i32.const 2))
-             ;; 31-32: buffers that do not exist here are NOT_FOUND, unknown ones BAD_ARGUMENT
+             ;; 33-34: buffers that do not exist here are NOT_FOUND, unknown ones BAD_ARGUMENT
              (call $expect (call $get_buffer (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 1100) (i32.const 1104)) (i32.const 1))
              (call $expect (call $get_buffer (i32.const 9) (i32.const 0) (i32.const 1) (i32.const 1100) (i32.const 1104)) (i32.const 2))
              (i32.store8 (i32.const 2000) (i32.add (i32.const 64) (global.get $fail)))
