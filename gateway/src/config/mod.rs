@@ -2,6 +2,7 @@
 //! before anything starts. Every error names the file, line, column and key.
 
 mod cluster;
+pub mod duration;
 mod error;
 pub mod filter;
 mod listener;
@@ -53,7 +54,7 @@ pub struct RuntimeConfig {
     /// Tokio worker threads; 0 means one per core.
     pub workers: usize,
     /// How long requests in flight may take to finish after SIGTERM/Ctrl-C.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub shutdown_grace: Duration,
 }
 

@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::pool::LoadedFilter;
@@ -119,11 +118,22 @@ impl FilterFolder {
     async fn refresh(&self, state: &mut FolderState, name: &str) -> bool {
         let path = self.dir.join(name);
         let sidecar_path = path.with_extension("toml");
-        let sidecar = std::fs::read(&sidecar_path).unwrap_or_default();
+        // Sizes are checked before anything is read whole: a huge file in
+        // the folder costs a stat, not the gateway's memory.
+        let sidecar = match read_capped(&sidecar_path, MAX_SIDECAR) {
+            Ok(bytes) => bytes,
+            Err(Capped::Missing) => Vec::new(),
+            Err(Capped::TooLarge(n)) => {
+                format!("# {n} bytes: over the {MAX_SIDECAR}-byte limit").into_bytes()
+            }
+        };
         let sidecar_sha = hex(&Sha256::digest(&sidecar));
-        let module_sha = match std::fs::read(&path) {
+        let cap = self.host.config.max_module_size.as_u64();
+        let module_sha = match read_capped(&path, cap) {
             Ok(bytes) => hex(&Sha256::digest(&bytes)),
-            Err(_) => return false,
+            Err(Capped::Missing) => return false,
+            // Named by its size: the load reports it as over max_module_size.
+            Err(Capped::TooLarge(n)) => format!("oversized-{n}"),
         };
         if let Some(entry) = state.entries.get(name) {
             if entry.module_sha == module_sha && entry.sidecar_sha == sidecar_sha {
@@ -243,10 +253,16 @@ fn filter_config(
     sidecar: &[u8],
     sidecar_path: &Path,
 ) -> Result<FilterConfig, String> {
+    if sidecar.len() > MAX_SIDECAR {
+        return Err(format!(
+            "{}: over the {MAX_SIDECAR}-byte limit of a sidecar",
+            sidecar_path.display()
+        ));
+    }
     let text = std::str::from_utf8(sidecar)
         .map_err(|_| format!("{}: not UTF-8", sidecar_path.display()))?;
     // Sidecar settings: everything of a filter's config but its file.
-    let mut rest: toml::Table = toml::from_str(text).map_err(|e| {
+    let rest: toml::Table = toml::from_str(text).map_err(|e| {
         let err = crate::config::ConfigError::from_toml(sidecar_path, text, &e);
         err.to_string()
     })?;
@@ -256,14 +272,56 @@ fn filter_config(
             sidecar_path.display()
         ));
     }
-    rest.entry("name")
-        .or_insert_with(|| toml::Value::String(stem.to_string()));
-    rest.insert(
-        "path".into(),
-        toml::Value::String(path.display().to_string()),
-    );
-    FilterConfig::deserialize(toml::Value::Table(rest))
-        .map_err(|e| format!("{}: {e}", sidecar_path.display()))
+    // Parsed from the text itself (with the name and file put in front),
+    // so a bad value is reported with its line and key.
+    let mut head = String::new();
+    if !rest.contains_key("name") {
+        head.push_str(&format!(
+            "name = {}\n",
+            toml::Value::String(stem.to_string())
+        ));
+    }
+    head.push_str(&format!(
+        "path = {}\n",
+        toml::Value::String(path.display().to_string())
+    ));
+    let shift = head.lines().count();
+    let full = format!("{head}{text}");
+    toml::from_str::<FilterConfig>(&full).map_err(|e| {
+        let mut err = crate::config::ConfigError::from_toml(sidecar_path, &full, &e);
+        err.position = err
+            .position
+            .map(|(line, col)| (line.saturating_sub(shift).max(1), col));
+        err.to_string()
+    })
+}
+
+/// Largest sidecar read.
+const MAX_SIDECAR: usize = 1 << 20;
+
+enum Capped {
+    Missing,
+    TooLarge(u64),
+}
+
+/// Reads `path` whole only if it is at most `cap` bytes (checked on the
+/// open file, and again while reading, in case it grows meanwhile).
+fn read_capped(path: &Path, cap: impl TryInto<u64>) -> Result<Vec<u8>, Capped> {
+    use std::io::Read;
+    let cap: u64 = cap.try_into().unwrap_or(u64::MAX);
+    let file = std::fs::File::open(path).map_err(|_| Capped::Missing)?;
+    let len = file.metadata().map_err(|_| Capped::Missing)?.len();
+    if len > cap {
+        return Err(Capped::TooLarge(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|_| Capped::Missing)?;
+    if bytes.len() as u64 > cap {
+        return Err(Capped::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 fn is_module(name: &str) -> bool {

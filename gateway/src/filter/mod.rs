@@ -10,6 +10,7 @@ mod abi;
 mod answers;
 mod body;
 mod body_walk;
+mod cache;
 mod chain;
 mod convert;
 mod core;
