@@ -28,6 +28,7 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 
+pub use abi::{decode_pairs, encode_pairs};
 pub use chain::{ChainRun, FilterChain};
 pub use engine::FilterHost;
 pub use folder::FilterFolder;
