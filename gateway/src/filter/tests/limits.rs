@@ -161,3 +161,66 @@ async fn a_trap_in_on_tick_discards_the_instance() {
 async fn a_trap_in_on_queue_ready_discards_the_instance() {
     trap_outside_requests("q", "ready").await;
 }
+
+#[tokio::test]
+async fn a_trap_in_a_root_callout_answer_discards_the_instance() {
+    let host = test_host();
+    let d = Data::new(&["auth", "answers", "t"]);
+    let call_headers = crate::filter::abi::encode_pairs(
+        [
+            (&b":method"[..], &b"GET"[..]),
+            (b":path", b"/check"),
+            (b":authority", b"auth"),
+        ]
+        .into_iter(),
+    );
+    let hw: String = call_headers.iter().map(|b| format!("\\{b:02x}")).collect();
+    // A tick (started by a request with header `t`) makes one callout from
+    // the root context; its answer traps.
+    let body = format!(
+        r#"(data (i32.const 3072) "{hw}")
+           (global $answers (mut i32) (i32.const 0))
+           (global $called (mut i32) (i32.const 0))
+           (func (export "proxy_on_configure") (param i32 i32) (result i32)
+             (drop (call $define_metric (i32.const 0) {answers} (i32.const 1044)))
+             (global.set $answers (i32.load (i32.const 1044)))
+             (i32.const 1))
+           (func (export "proxy_on_tick") (param i32)
+             (if (global.get $called) (then (return)))
+             (global.set $called (i32.const 1))
+             (drop (call $set_tick (i32.const 0)))
+             (drop (call $http_call {auth} (i32.const 3072) (i32.const {hl}) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 1032))))
+           (func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)
+             (drop (call $increment_metric (global.get $answers) (i64.const 1)))
+             unreachable)
+           (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+             (if (i32.eqz (call $get_header (i32.const 0) {t} (i32.const 1100) (i32.const 1104)))
+               (then (drop (call $set_tick (i32.const 5)))))
+             (i32.const 0))"#,
+        auth = d.at("auth"),
+        hl = call_headers.len(),
+        answers = d.at("answers"),
+        t = d.at("t"),
+    );
+    let chain = chain_with(&host, &abi(&d, &body), |c| c.instances = 1).await;
+    let mut run = chain.start(meta()).expect("run");
+    assert!(run.on_request(request(&[("t", "1")])).await.is_ok());
+    run.finish();
+    let answers = || {
+        host.metrics()
+            .iter()
+            .filter(|m| m.name == "answers")
+            .map(|m| m.value)
+            .sum::<i64>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while answers() < 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(answers() >= 1, "{:?}", host.metrics());
+    let mut run = chain.start(meta()).expect("run");
+    assert!(
+        run.on_request(request(&[])).await.is_ok(),
+        "a fresh instance serves the next request"
+    );
+}
