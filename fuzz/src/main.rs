@@ -155,3 +155,35 @@ fn save(target: &str, input: &[u8], message: &str) {
         path.display()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every target survives its seeds and a few hundred mutations of a
+    /// fixed seed: a short, deterministic run inside `cargo test`.
+    #[test]
+    fn every_target_survives_a_short_fixed_run() {
+        std::panic::set_hook(Box::new(|info| {
+            PANICKED.store(true, Ordering::SeqCst);
+            *PANIC_MESSAGE.lock().unwrap_or_else(|p| p.into_inner()) = info.to_string();
+        }));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(20261201);
+        for mut target in targets::all() {
+            let seeds = target.seeds.clone();
+            let runs = if target.name == "guest" { 60 } else { 2000 };
+            for i in 0..runs {
+                let input = if i < seeds.len() {
+                    seeds[i].clone()
+                } else {
+                    let base = &seeds[rng.random_range(0..seeds.len())];
+                    mutate::mutate(&mut rng, base, &seeds, target.max_len)
+                };
+                if let Some(message) = run_one(&mut target, &input) {
+                    panic!("{} crashed on {input:?}: {message}", target.name);
+                }
+            }
+        }
+        let _ = std::panic::take_hook();
+    }
+}
