@@ -68,6 +68,10 @@ fn callout(c: &Caller<'_, HostState>, args: [i32; 9]) -> GuestResult<PendingCall
     let [up, ul, hp, hl, bp, bl, _tp, _tl, timeout] = args;
     let cluster = read_string(c, up, ul)?;
     let headers = header_pairs(c, hp, hl)?;
+    // A callout body is held until sent: bounded as a buffered body is.
+    if bl as u32 as u64 > c.data().filter.config.body_buffer_limit.as_u64() {
+        return Err(status::INTERNAL_FAILURE);
+    }
     let body = Bytes::from(read_bytes(c, bp, bl)?);
     let st = c.data();
     if !st.host.callouts.has_cluster(&cluster) {

@@ -9,6 +9,9 @@ use crate::filter::metrics::MetricKind;
 use crate::filter::shared_data::{CasError, QueueError};
 use crate::filter::state::HostState;
 
+/// Longest shared-queue name.
+const MAX_QUEUE_NAME: usize = 256;
+
 pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
         "env",
@@ -59,6 +62,10 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_register_shared_queue",
         |mut c: Caller<'_, HostState>, np: i32, nl: i32, rid: i32| -> i32 {
+            // Queue names are kept for the queue's life: bounded.
+            if nl as u32 as usize > MAX_QUEUE_NAME {
+                return status::BAD_ARGUMENT;
+            }
             let name = match read_string(&c, np, nl) {
                 Ok(n) => n,
                 Err(s) => return s,
@@ -130,6 +137,10 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
             let Some(kind) = MetricKind::from_abi(kind) else {
                 return status::BAD_ARGUMENT;
             };
+            // Checked before anything is copied out of the guest.
+            if nl as u32 as usize > crate::filter::metrics::MAX_METRIC_NAME {
+                return status::BAD_ARGUMENT;
+            }
             let name = match read_string(&c, np, nl) {
                 Ok(n) => n,
                 Err(s) => return s,

@@ -224,3 +224,39 @@ async fn a_trap_in_a_root_callout_answer_discards_the_instance() {
         "a fresh instance serves the next request"
     );
 }
+
+#[tokio::test]
+async fn names_and_callout_bodies_are_bounded_before_they_are_copied() {
+    let host = test_host();
+    let d = Data::new(&["auth"]);
+    let call_headers = crate::filter::abi::encode_pairs(
+        [
+            (&b":method"[..], &b"POST"[..]),
+            (b":path", b"/check"),
+            (b":authority", b"auth"),
+        ]
+        .into_iter(),
+    );
+    let hw: String = call_headers.iter().map(|b| format!("\\{b:02x}")).collect();
+    let body = format!(
+        r#"(data (i32.const 3072) "{hw}")
+           (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+             ;; a callout body over the filter's body_buffer_limit (64 bytes here)
+             (if (i32.ne (call $http_call {auth} (i32.const 3072) (i32.const {hl}) (i32.const 0) (i32.const 65) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 1032)) (i32.const 10))
+               (then unreachable))
+             ;; metric and queue names of a whole memory
+             (if (i32.ne (call $define_metric (i32.const 0) (i32.const 0) (i32.const 131072) (i32.const 1040)) (i32.const 2))
+               (then unreachable))
+             (if (i32.ne (call $register_queue (i32.const 0) (i32.const 131072) (i32.const 1040)) (i32.const 2))
+               (then unreachable))
+             (i32.const 0))"#,
+        auth = d.at("auth"),
+        hl = call_headers.len(),
+    );
+    let chain = chain_with(&host, &abi(&d, &body), |c| {
+        c.body_buffer_limit = bytesize::ByteSize::b(64);
+    })
+    .await;
+    let mut run = chain.start(meta()).expect("run");
+    assert!(run.on_request(request(&[])).await.is_ok());
+}
