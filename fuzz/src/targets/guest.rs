@@ -1,6 +1,6 @@
 //! A guest that calls random hostcall sequences with random pointers and
-//! lengths: the input is compiled into a wasm module whose request,
-//! response and callout callbacks make those calls, run through a real
+//! lengths: the input is compiled into a wasm module whose request and
+//! response header and body callbacks and callout answer make those calls, run through a real
 //! filter chain. The host must answer every call with a status (or trap
 //! the guest), never panic or hang.
 
@@ -145,6 +145,8 @@ pub fn module(input: &[u8]) -> String {
     let request = calls(&mut bytes, pairs.len(), 48);
     let response = calls(&mut bytes, pairs.len(), 24);
     let answer = calls(&mut bytes, pairs.len(), 16);
+    let request_body = calls(&mut bytes, pairs.len(), 16);
+    let response_body = calls(&mut bytes, pairs.len(), 16);
     let mut m = String::from("(module\n");
     for (module, name, params) in IMPORTS {
         let params: Vec<&str> = params
@@ -185,6 +187,14 @@ pub fn module(input: &[u8]) -> String {
     let _ = writeln!(
         m,
         "(func (export \"proxy_on_response_headers\") (param i32 i32 i32) (result i32)\n{response}(i32.const 0))"
+    );
+    let _ = writeln!(
+        m,
+        "(func (export \"proxy_on_request_body\") (param i32 i32 i32) (result i32)\n{request_body}(i32.const 0))"
+    );
+    let _ = writeln!(
+        m,
+        "(func (export \"proxy_on_response_body\") (param i32 i32 i32) (result i32)\n{response_body}(i32.const 0))"
     );
     let _ = writeln!(
         m,
