@@ -147,6 +147,14 @@ pub fn module(input: &[u8]) -> String {
     let answer = calls(&mut bytes, pairs.len(), 16);
     let request_body = calls(&mut bytes, pairs.len(), 16);
     let response_body = calls(&mut bytes, pairs.len(), 16);
+    // What the callbacks answer: mostly continue, rarely pause (a pause
+    // nobody resumes waits out the filter's callout timeout) or 2.
+    let mut action = || match bytes.next() {
+        Some(0xab) => 1,
+        Some(0xac) => 2,
+        _ => 0,
+    };
+    let actions = [action(), action(), action(), action()];
     let mut m = String::from("(module\n");
     for (module, name, params) in IMPORTS {
         let params: Vec<&str> = params
@@ -182,19 +190,23 @@ pub fn module(input: &[u8]) -> String {
     }
     let _ = writeln!(
         m,
-        "(func (export \"proxy_on_request_headers\") (param i32 i32 i32) (result i32)\n{request}(i32.const 0))"
+        "(func (export \"proxy_on_request_headers\") (param i32 i32 i32) (result i32)\n{request}(i32.const {}))",
+        actions[0]
     );
     let _ = writeln!(
         m,
-        "(func (export \"proxy_on_response_headers\") (param i32 i32 i32) (result i32)\n{response}(i32.const 0))"
+        "(func (export \"proxy_on_response_headers\") (param i32 i32 i32) (result i32)\n{response}(i32.const {}))",
+        actions[1]
     );
     let _ = writeln!(
         m,
-        "(func (export \"proxy_on_request_body\") (param i32 i32 i32) (result i32)\n{request_body}(i32.const 0))"
+        "(func (export \"proxy_on_request_body\") (param i32 i32 i32) (result i32)\n{request_body}(i32.const {}))",
+        actions[2]
     );
     let _ = writeln!(
         m,
-        "(func (export \"proxy_on_response_body\") (param i32 i32 i32) (result i32)\n{response_body}(i32.const 0))"
+        "(func (export \"proxy_on_response_body\") (param i32 i32 i32) (result i32)\n{response_body}(i32.const {}))",
+        actions[3]
     );
     let _ = writeln!(
         m,
@@ -262,7 +274,10 @@ pub fn target() -> Target {
             let path = path.clone();
             rt.block_on(async move {
                 let run = async {
-                    let chain = FilterChain::load(&host, &[FilterConfig::new("fuzz", &path)]).await;
+                    let mut config = FilterConfig::new("fuzz", &path);
+                    // A pause nobody resumes ends after this + 1 s.
+                    config.max_callout_timeout = Duration::from_millis(100);
+                    let chain = FilterChain::load(&host, &[config]).await;
                     let Some(mut run) = chain.start(meta()) else {
                         return;
                     };
