@@ -23,6 +23,7 @@
 //! # }
 //! ```
 
+pub mod assemblyscript;
 mod client;
 mod gateway;
 pub mod tls;

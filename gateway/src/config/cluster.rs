@@ -27,13 +27,13 @@ pub struct ClusterConfig {
     pub endpoints: Vec<String>,
     #[serde(default)]
     pub balance: BalancePolicy,
-    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    #[serde(default = "default_connect_timeout", with = "crate::config::duration")]
     pub connect_timeout: Duration,
     /// Time until the upstream's response headers arrive; then 504.
-    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    #[serde(default = "default_request_timeout", with = "crate::config::duration")]
     pub request_timeout: Duration,
     /// Pooled keep-alive connections unused this long are closed.
-    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    #[serde(default = "default_idle_timeout", with = "crate::config::duration")]
     pub idle_timeout: Duration,
     /// Idle pooled connections kept per endpoint.
     #[serde(default = "default_max_idle")]
@@ -42,7 +42,7 @@ pub struct ClusterConfig {
     #[serde(default = "default_eject_after")]
     pub eject_after_failures: u32,
     /// How long an ejected endpoint stays out of rotation.
-    #[serde(default = "default_ejection_time", with = "humantime_serde")]
+    #[serde(default = "default_ejection_time", with = "crate::config::duration")]
     pub ejection_time: Duration,
     /// Speak TLS to the endpoints.
     #[serde(default)]

@@ -53,7 +53,7 @@ pub struct FilterConfig {
     #[serde(default = "default_memory_limit")]
     pub memory_limit: ByteSize,
     /// Wall-clock budget of every single call into the guest.
-    #[serde(default = "default_deadline", with = "humantime_serde")]
+    #[serde(default = "default_deadline", with = "crate::config::duration")]
     pub deadline: Duration,
     /// Instances per worker in `shared` mode. A worker runs one guest call
     /// at a time, so one instance per worker (as Envoy runs one VM per
@@ -65,7 +65,7 @@ pub struct FilterConfig {
     #[serde(default = "default_body_buffer_limit")]
     pub body_buffer_limit: ByteSize,
     /// Longest `proxy_http_call` timeout a filter may ask for.
-    #[serde(default = "default_callout_timeout", with = "humantime_serde")]
+    #[serde(default = "default_callout_timeout", with = "crate::config::duration")]
     pub max_callout_timeout: Duration,
 }
 
@@ -152,7 +152,8 @@ impl FilterConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct FilterHostConfig {
     /// Where compiled code is cached. Default: `$XDG_CACHE_HOME/gateway/wasm`,
-    /// else `$HOME/.cache/gateway/wasm`, else `./.gateway-cache/wasm`.
+    /// else `$HOME/.cache/gateway/wasm`, else no cache. A directory group
+    /// or others can write, or another user owns, is refused (no cache).
     /// `None` in code (or an empty string) disables the cache.
     pub cache_dir: Option<PathBuf>,
     /// Largest `.wasm` file compiled.
@@ -165,11 +166,11 @@ pub struct FilterHostConfig {
     /// Wasm stack of one call.
     pub max_wasm_stack: ByteSize,
     /// Epoch tick: the granularity of guest deadlines.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub epoch_tick: Duration,
     /// How long a filter that keeps failing stays out of service at first
     /// (doubles on each further back-off, up to 16x).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub failure_backoff: Duration,
 }
 
@@ -187,11 +188,17 @@ impl Default for FilterHostConfig {
     }
 }
 
+/// The user's cache directory; none (no cache) when neither variable is
+/// set: the working directory is not the gateway's own.
 fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".gateway-cache"));
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
     Some(base.join("gateway").join("wasm"))
 }
 

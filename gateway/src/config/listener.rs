@@ -47,7 +47,7 @@ pub struct ListenerConfig {
     pub filters_dir: Option<std::path::PathBuf>,
     /// How often the folder is also polled, for file systems without
     /// change events ("0s": events only).
-    #[serde(default = "default_filters_poll", with = "humantime_serde")]
+    #[serde(default = "default_filters_poll", with = "crate::config::duration")]
     pub filters_poll: Duration,
     /// The route table, first match wins.
     #[serde(default, rename = "route")]
@@ -82,10 +82,10 @@ pub struct HttpLimitsConfig {
     /// Time allowed for a request's headers to arrive. On HTTP/1.1 the
     /// clock starts when the connection is waiting for a request, so it
     /// also bounds how long a keep-alive connection may sit idle.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub header_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub idle_timeout: Duration,
     /// Longest wait between two reads of a request body (nginx's
     /// `client_body_timeout`); over it: 408.
@@ -158,7 +158,7 @@ pub struct RouteConfig {
     #[serde(default)]
     pub direct: Option<DirectResponseConfig>,
     /// Overrides the cluster's request timeout for this route.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::config::duration::option")]
     pub timeout: Option<Duration>,
     /// Filters run for this route only, after the listener's chain.
     #[serde(default, rename = "filter")]

@@ -3,6 +3,7 @@
 
 mod admin;
 mod cluster;
+pub mod duration;
 mod error;
 #[cfg(test)]
 mod example_keys;
@@ -57,7 +58,7 @@ pub struct RuntimeConfig {
     /// Tokio worker threads; 0 means one per core.
     pub workers: usize,
     /// How long requests in flight may take to finish after SIGTERM/Ctrl-C.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub shutdown_grace: Duration,
 }
 

@@ -17,10 +17,13 @@ pub struct ListenerTlsConfig {
     #[serde(rename = "certificate")]
     pub certificates: Vec<CertificateConfig>,
     /// Time allowed for the TLS handshake.
-    #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "default_handshake_timeout",
+        with = "crate::config::duration"
+    )]
     pub handshake_timeout: Duration,
     /// How often certificate and key files are checked for changes.
-    #[serde(default = "default_reload_interval", with = "humantime_serde")]
+    #[serde(default = "default_reload_interval", with = "crate::config::duration")]
     pub reload_interval: Duration,
     /// Client certificates (mTLS): PEM file of the CAs that sign them.
     #[serde(default)]
@@ -59,13 +62,13 @@ pub enum ClientAuth {
 pub struct TcpProxyConfig {
     /// A connection with no bytes in either direction for this long is
     /// closed.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub idle_timeout: Duration,
     /// Overrides the cluster's `connect_timeout` for this listener.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration::option")]
     pub connect_timeout: Option<Duration>,
     /// With `[[listener.sni]]`: time allowed for the TLS ClientHello.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub sni_read_timeout: Duration,
 }
 

@@ -90,6 +90,7 @@ impl FilterChain {
             response_body: Default::default(),
             upstream: None,
             response_code: None,
+            properties: Vec::new(),
         });
         let core = RunCore {
             filters: self.filters.clone(),

@@ -95,8 +95,12 @@ fn run_phase(
             };
         }
     };
+    let headers = matches!(phase, Phase::Headers(..));
     match f {
-        Some((f, n, eos)) => inst.guard(|s| f.call(s, (c, n as i32, i32::from(eos)))),
+        // As the reference host, headers' ContinueAndEndStream (2) continues.
+        Some((f, n, eos)) => inst
+            .guard(|s| f.call(s, (c, n as i32, i32::from(eos))))
+            .map(|a| if headers && a == 2 { 0 } else { a }),
         None => Ok(0),
     }
 }

@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use wasmtime::{
 };
 
 use super::abi;
+use super::cache::CompileCache;
 use super::metrics::{MetricRegistry, MetricSnapshot};
 use super::shared_data::{Queues, SharedData};
 use super::state::{FilterMeta, HostState};
@@ -39,8 +39,7 @@ pub struct FilterHost {
     pub(crate) shared: Arc<HostShared>,
     pub(crate) config: FilterHostConfig,
     /// Compiled-code cache, keyed by module digest and engine configuration.
-    cache_dir: Option<PathBuf>,
-    engine_key: u64,
+    cache: Option<CompileCache>,
 }
 
 impl FilterHost {
@@ -87,15 +86,24 @@ impl FilterHost {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
-        let cache_dir = cfg.cache_dir.clone().filter(|d| !d.as_os_str().is_empty());
+        let cache = cfg
+            .cache_dir
+            .as_ref()
+            .filter(|d| !d.as_os_str().is_empty())
+            .and_then(|dir| match CompileCache::open(dir, hasher.finish()) {
+                Ok(cache) => Some(cache),
+                Err(e) => {
+                    tracing::warn!("compile cache disabled: {e:#}");
+                    None
+                }
+            });
         Ok(Arc::new(FilterHost {
             engine,
             linker,
             known,
             shared,
             config: cfg.clone(),
-            cache_dir,
-            engine_key: hasher.finish(),
+            cache,
         }))
     }
 
@@ -152,23 +160,12 @@ impl FilterHost {
 
     /// Compiles `wasm` through the cache (blocking).
     pub(crate) fn compile(&self, wasm: &[u8], sha256: &str) -> Result<Module> {
-        let Some(dir) = &self.cache_dir else {
+        let Some(cache) = &self.cache else {
             return wt(Module::new(&self.engine, wasm), "compiling");
         };
-        let path = dir.join(format!("{sha256}-{:016x}.cwasm", self.engine_key));
-        if path.is_file() {
-            // SAFETY: the file is in the gateway's own cache directory, written
-            // by `Module::serialize` of an engine with this very configuration
-            // (the key is in the name); never a file from the filter folder.
-            match unsafe { Module::deserialize_file(&self.engine, &path) } {
-                Ok(m) => {
-                    tracing::info!(sha256, "module code taken from the compile cache");
-                    return Ok(m);
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), "ignoring unreadable cache entry: {e:#}")
-                }
-            }
+        if let Some(module) = cache.load(&self.engine, sha256) {
+            tracing::info!(sha256, "module code taken from the compile cache");
+            return Ok(module);
         }
         let started = std::time::Instant::now();
         let module = wt(Module::new(&self.engine, wasm), "compiling")?;
@@ -177,19 +174,11 @@ impl FilterHost {
             took_ms = started.elapsed().as_millis() as u64,
             "module compiled"
         );
-        if let Err(e) = write_cache(dir, &path, &module) {
-            tracing::warn!(dir = %dir.display(), "cannot cache compiled filter: {e:#}");
+        if let Err(e) = cache.store(&module, sha256) {
+            tracing::warn!("cannot cache compiled filter: {e:#}");
         }
         Ok(module)
     }
-}
-
-fn write_cache(dir: &std::path::Path, path: &std::path::Path, module: &Module) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension(format!("tmp{}", rand::random::<u32>()));
-    std::fs::write(&tmp, wt(module.serialize(), "serializing")?)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 /// Advances the epoch every `tick` while the engine lives.

@@ -145,9 +145,21 @@ impl FilterFolder {
     fn pending(&self, state: &FolderState, name: &str) -> Option<Pending> {
         let path = self.dir.join(name);
         let sidecar_path = path.with_extension("toml");
-        let sidecar = std::fs::read(&sidecar_path).unwrap_or_default();
+        // Sizes are checked before anything is read whole: a huge file in
+        // the folder costs a stat, not the gateway's memory.
+        let (sidecar, oversized) = match read_capped(&sidecar_path, MAX_SIDECAR) {
+            Ok(bytes) => (bytes, None),
+            Err(Capped::Missing) => (Vec::new(), None),
+            Err(Capped::TooLarge(n)) => (format!("# {n} bytes").into_bytes(), Some(n)),
+        };
         let sidecar_sha = hex(&Sha256::digest(&sidecar));
-        let module_sha = hex(&Sha256::digest(std::fs::read(&path).ok()?));
+        let cap = self.host.config.max_module_size.as_u64();
+        let module_sha = match read_capped(&path, cap) {
+            Ok(bytes) => hex(&Sha256::digest(&bytes)),
+            Err(Capped::Missing) => return None,
+            // Named by its size: the load reports it as over max_module_size.
+            Err(Capped::TooLarge(n)) => format!("oversized-{n}"),
+        };
         if let Some(entry) = state.entries.get(name) {
             if entry.module_sha == module_sha && entry.sidecar_sha == sidecar_sha {
                 return None;
@@ -156,7 +168,13 @@ impl FilterFolder {
         let stem = name.trim_end_matches(".wasm").to_string();
         Some(Pending {
             name: name.to_string(),
-            config: filter_config(&stem, &path, &sidecar, &sidecar_path),
+            config: match oversized {
+                Some(n) => Err(format!(
+                    "{}: {n} bytes, over the {MAX_SIDECAR}-byte limit of a sidecar",
+                    sidecar_path.display()
+                )),
+                None => filter_config(&stem, &path, &sidecar, &sidecar_path),
+            },
             stem,
             module_sha,
             sidecar_sha,
@@ -281,6 +299,12 @@ pub(crate) fn filter_config(
     sidecar: &[u8],
     sidecar_path: &Path,
 ) -> Result<FilterConfig, String> {
+    if sidecar.len() > MAX_SIDECAR {
+        return Err(format!(
+            "{}: over the {MAX_SIDECAR}-byte limit of a sidecar",
+            sidecar_path.display()
+        ));
+    }
     let text = std::str::from_utf8(sidecar)
         .map_err(|_| format!("{}: not UTF-8", sidecar_path.display()))?;
     // Sidecar settings: everything of a filter's config but its file.
@@ -325,12 +349,46 @@ pub fn modules(dir: &Path) -> Vec<(PathBuf, Result<FilterConfig, String>)> {
         .map(|(name, _, _)| {
             let path = dir.join(&name);
             let sidecar_path = path.with_extension("toml");
-            let sidecar = std::fs::read(&sidecar_path).unwrap_or_default();
+            let sidecar = match read_capped(&sidecar_path, MAX_SIDECAR) {
+                Ok(bytes) => bytes,
+                Err(Capped::Missing) => Vec::new(),
+                Err(Capped::TooLarge(n)) => {
+                    format!("# {n} bytes: over the {MAX_SIDECAR}-byte limit").into_bytes()
+                }
+            };
             let stem = name.trim_end_matches(".wasm");
             let config = filter_config(stem, &path, &sidecar, &sidecar_path);
             (path, config)
         })
         .collect()
+}
+
+/// Largest sidecar read.
+const MAX_SIDECAR: usize = 1 << 20;
+
+enum Capped {
+    Missing,
+    TooLarge(u64),
+}
+
+/// Reads `path` whole only if it is at most `cap` bytes (checked on the
+/// open file, and again while reading, in case it grows meanwhile).
+fn read_capped(path: &Path, cap: impl TryInto<u64>) -> Result<Vec<u8>, Capped> {
+    use std::io::Read;
+    let cap: u64 = cap.try_into().unwrap_or(u64::MAX);
+    let file = std::fs::File::open(path).map_err(|_| Capped::Missing)?;
+    let len = file.metadata().map_err(|_| Capped::Missing)?.len();
+    if len > cap {
+        return Err(Capped::TooLarge(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|_| Capped::Missing)?;
+    if bytes.len() as u64 > cap {
+        return Err(Capped::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 fn is_module(name: &str) -> bool {

@@ -311,7 +311,7 @@ impl FilterInstance {
     /// context already entered (a request's, or the root's).
     pub fn deliver_call(
         &mut self,
-        ctx: u32,
+        _ctx: u32,
         token: u32,
         result: Result<CalloutResponse, CalloutError>,
     ) -> Result<(), GuestFault> {
@@ -338,8 +338,15 @@ impl FilterInstance {
             answer.body.len() as i32,
             answer.trailers.pairs.len() as i32,
         );
-        self.store.data_mut().call_response = Some(answer);
-        let r = self.guard(|s| f.call(s, (ctx as i32, token as i32, sizes.0, sizes.1, sizes.2)));
+        // As the reference host, the answer goes to the root context (the
+        // calling context is the SDK's to find from the token, and to
+        // select with proxy_set_effective_context); the request's state
+        // stays attached for when it does.
+        let st = self.store.data_mut();
+        st.call_response = Some(answer);
+        st.effective = ROOT_CONTEXT;
+        let root = ROOT_CONTEXT as i32;
+        let r = self.guard(|s| f.call(s, (root, token as i32, sizes.0, sizes.1, sizes.2)));
         self.store.data_mut().call_response = None;
         r
     }

@@ -10,6 +10,7 @@ mod abi;
 mod answers;
 mod body;
 mod body_walk;
+mod cache;
 mod chain;
 mod convert;
 mod core;
@@ -29,6 +30,7 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 
+pub use abi::{decode_pairs, encode_pairs};
 pub use chain::{ChainRun, FilterChain};
 pub use engine::FilterHost;
 pub use folder::{modules as folder_modules, FilterFolder};

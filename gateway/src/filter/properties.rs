@@ -13,6 +13,10 @@ pub enum PropertyError {
     BadArgument,
 }
 
+/// Most properties filters may set on one request, and their bytes.
+pub const MAX_CUSTOM_PROPERTIES: usize = 64;
+pub const MAX_CUSTOM_PROPERTY_BYTES: usize = 64 << 10;
+
 fn int(v: i64) -> Vec<u8> {
     v.to_le_bytes().to_vec()
 }
@@ -47,7 +51,16 @@ pub fn get(state: &HostState, path: &[u8]) -> Result<Vec<u8>, PropertyError> {
         Some(s) if state.effective == state.current => s,
         _ => return Err(PropertyError::NotFound),
     };
-    stream_property(stream, &segs).ok_or(PropertyError::NotFound)
+    if let Some(value) = stream_property(stream, &segs) {
+        return Ok(value);
+    }
+    let path = path.strip_suffix(&[0]).unwrap_or(path);
+    stream
+        .properties
+        .iter()
+        .find(|(p, _)| p == path)
+        .map(|(_, v)| v.clone())
+        .ok_or(PropertyError::NotFound)
 }
 
 fn stream_property(s: &StreamState, segs: &[&[u8]]) -> Option<Vec<u8>> {
@@ -89,11 +102,14 @@ fn stream_property(s: &StreamState, segs: &[&[u8]]) -> Option<Vec<u8>> {
         [b"source", b"port"] => int(i64::from(s.meta.source.port())),
         [b"destination", b"address"] => s.meta.destination.to_string().into_bytes(),
         [b"destination", b"port"] => int(i64::from(s.meta.destination.port())),
+        // As Envoy: TLS details exist on TLS connections only, the
+        // version spelled as OpenSSL does (`TLSv1.3`).
         [b"connection", b"tls_version"] => {
-            s.meta.tls_version.clone().unwrap_or_default().into_bytes()
+            s.meta.tls_version.as_ref()?.replace('_', ".").into_bytes()
         }
         [b"connection", b"mtls"] => vec![u8::from(s.meta.mtls)],
         [b"connection", b"subject_peer_certificate"] => {
+            s.meta.tls_version.as_ref()?;
             s.meta.peer_subject.clone().unwrap_or_default().into_bytes()
         }
         [b"connection", b"requested_server_name"] => {
@@ -134,6 +150,27 @@ pub fn set(state: &mut HostState, path: &[u8], value: &[u8]) -> Result<(), Prope
             stream.upstream = (!name.is_empty()).then(|| name.to_string());
             Ok(())
         }
-        _ => Err(PropertyError::BadArgument),
+        _ => {
+            // Anything else is the request's own data, as Envoy's filter
+            // state: readable back by every filter of the chain, bounded.
+            // (A path the gateway answers itself is stored too, and OK as
+            // in Envoy, but reads keep giving the gateway's value.)
+            let path = path.strip_suffix(&[0]).unwrap_or(path);
+            let props = &mut stream.properties;
+            let others: usize = props
+                .iter()
+                .filter(|(p, _)| p != path)
+                .map(|(p, v)| p.len() + v.len())
+                .sum();
+            let exists = props.iter().any(|(p, _)| p == path);
+            if others + path.len() + value.len() > MAX_CUSTOM_PROPERTY_BYTES
+                || (!exists && props.len() >= MAX_CUSTOM_PROPERTIES)
+            {
+                return Err(PropertyError::BadArgument);
+            }
+            props.retain(|(p, _)| p != path);
+            props.push((path.to_vec(), value.to_vec()));
+            Ok(())
+        }
     }
 }

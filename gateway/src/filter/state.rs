@@ -89,6 +89,9 @@ pub struct StreamState {
     pub response_body: BytesMut,
     pub upstream: Option<String>,
     pub response_code: Option<u16>,
+    /// Properties filters set for this request (Envoy's filter state):
+    /// path and value, readable by every filter of the chain.
+    pub properties: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A local answer a filter asked for (`proxy_send_local_response`).

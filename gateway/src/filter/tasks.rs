@@ -6,9 +6,17 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use super::engine::FilterHost;
-use super::instance::InstanceCell;
+use super::instance::{FilterInstance, GuestFault, InstanceCell};
 use super::shared_data::QueueWaker;
 use super::state::{Effects, PendingCall, ROOT_CONTEXT};
+
+/// A root-context call trapped: the instance is marked dead, so the next
+/// request gets a fresh one instead of failing on the poisoned one.
+fn discard(cell: &InstanceCell, inst: &FilterInstance, callback: &str, fault: &GuestFault) {
+    cell.dead.store(true, std::sync::atomic::Ordering::Relaxed);
+    let filter = &inst.store.data().filter.config.name;
+    tracing::warn!(%filter, "{callback} failed, instance discarded: {fault}");
+}
 
 fn runtime() -> Option<tokio::runtime::Handle> {
     tokio::runtime::Handle::try_current().ok()
@@ -56,7 +64,8 @@ fn set_ticker(host: &Arc<FilterHost>, cell: &Arc<InstanceCell>, period: Duration
                 let Some(f) = inst.cb.tick.clone() else { break };
                 let r = inst.root_call(|i| i.guard(|s| f.call(s, ROOT_CONTEXT as i32)));
                 let (_, effects) = inst.leave();
-                if r.is_err() {
+                if let Err(fault) = r {
+                    discard(&cell, &inst, "proxy_on_tick", &fault);
                     break;
                 }
                 effects
@@ -96,7 +105,8 @@ pub(crate) fn spawn_root_call(host: &Arc<FilterHost>, cell: Weak<InstanceCell>, 
                 i.deliver_call(context_id, token, result)
             });
             let (_, effects) = inst.leave();
-            if r.is_err() {
+            if let Err(fault) = r {
+                discard(&cell, &inst, "proxy_on_http_call_response", &fault);
                 return;
             }
             effects
@@ -129,7 +139,8 @@ pub(crate) fn queue_waker(
                 let r =
                     inst.root_call(|i| i.guard(|s| f.call(s, (ROOT_CONTEXT as i32, queue as i32))));
                 let (_, effects) = inst.leave();
-                if r.is_err() {
+                if let Err(fault) = r {
+                    discard(&cell, &inst, "proxy_on_queue_ready", &fault);
                     return;
                 }
                 effects

@@ -100,7 +100,10 @@ pub async fn serve_https(
                         .protocol_version()
                         .and_then(|v| v.as_str())
                         .map(str::to_owned),
-                    mtls: peer_subject.is_some(),
+                    // rustls hands out the client's certificates only once
+                    // its verifier accepted them: presence is verification,
+                    // whether or not the subject could be parsed.
+                    mtls: session.peer_certificates().is_some_and(|c| !c.is_empty()),
                     peer_subject,
                     sni: session.server_name().map(str::to_owned),
                     forwarded_for: crate::http::service::forwarded_for(peer),

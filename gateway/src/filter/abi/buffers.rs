@@ -30,16 +30,31 @@ fn readable(state: &HostState, kind: i32) -> Result<&[u8], i32> {
 }
 
 fn writable(state: &mut HostState, kind: i32) -> Result<&mut BytesMut, i32> {
+    match kind {
+        buffer_type::HTTP_REQUEST_BODY | buffer_type::HTTP_RESPONSE_BODY => {}
+        // Configuration and callout answers are read-only (as in Envoy).
+        buffer_type::HTTP_CALL_RESPONSE_BODY
+        | buffer_type::VM_CONFIGURATION
+        | buffer_type::PLUGIN_CONFIGURATION => return Err(status::BAD_ARGUMENT),
+        2 | 3 | 5 | 8 => return Err(status::NOT_FOUND),
+        _ => return Err(status::BAD_ARGUMENT),
+    }
     if state.effective != state.current {
         return Err(status::NOT_FOUND);
     }
     let stream = state.stream.as_deref_mut().ok_or(status::NOT_FOUND)?;
-    match kind {
-        buffer_type::HTTP_REQUEST_BODY => Ok(&mut stream.request_body),
-        buffer_type::HTTP_RESPONSE_BODY => Ok(&mut stream.response_body),
-        // Configuration and callout answers are read-only.
-        _ => Err(status::BAD_ARGUMENT),
-    }
+    Ok(if kind == buffer_type::HTTP_REQUEST_BODY {
+        &mut stream.request_body
+    } else {
+        &mut stream.response_body
+    })
+}
+
+/// The length a buffer would have after `splice(buf, start, size, data)`.
+fn spliced_len(len: usize, start: usize, size: usize, data: usize) -> usize {
+    let start = start.min(len);
+    let end = start.saturating_add(size).min(len);
+    len - (end - start) + data
 }
 
 /// Replaces `size` bytes at `start` with `data` (clamped to the buffer).
@@ -71,6 +86,12 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
                 }
                 Err(s) => return Ok(s),
             };
+            // As the reference host: nothing to read is OK, without calling
+            // the guest's allocator or touching the out-pointers (SDKs pass
+            // scratch or even bogus pointers when they know the size is 0).
+            if bytes.is_empty() {
+                return Ok(status::OK);
+            }
             return_bytes(&mut c, &bytes, rp, rl)
         },
     )?;
@@ -82,9 +103,15 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
                 Ok(d) => d,
                 Err(s) => return s,
             };
+            let limit = c.data().filter.config.body_buffer_limit.as_u64() as usize;
+            let (start, size) = (start as u32 as usize, size as u32 as usize);
             match writable(c.data_mut(), kind) {
+                // A body never grows past the filter's body_buffer_limit.
+                Ok(buf) if spliced_len(buf.len(), start, size, data.len()) > limit => {
+                    status::INTERNAL_FAILURE
+                }
                 Ok(buf) => {
-                    splice(buf, start as u32 as usize, size as u32 as usize, &data);
+                    splice(buf, start, size, &data);
                     status::OK
                 }
                 Err(s) => s,
@@ -120,5 +147,8 @@ mod tests {
         assert_eq!(&b[..], b">hello<");
         splice(&mut b, 0, usize::MAX, b"x");
         assert_eq!(&b[..], b"x");
+        assert_eq!(spliced_len(5, 0, 0, 1), 6);
+        assert_eq!(spliced_len(5, 2, usize::MAX, 0), 2);
+        assert_eq!(spliced_len(5, 99, 3, 4), 9);
     }
 }

@@ -61,27 +61,60 @@ pub fn decode_pairs(data: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
     Some(pairs)
 }
 
-fn map(state: &mut HostState, map: i32) -> GuestResult<&mut Headers> {
-    if map == map_type::HTTP_CALL_RESPONSE_HEADERS || map == map_type::HTTP_CALL_RESPONSE_TRAILERS {
-        let answer = state.call_response.as_mut().ok_or(status::NOT_FOUND)?;
-        return Ok(if map == map_type::HTTP_CALL_RESPONSE_HEADERS {
-            &mut answer.headers
-        } else {
-            &mut answer.trailers
-        });
-    }
-    // Maps of a request are reachable from its own context only.
-    if state.effective != state.current {
-        return Err(status::NOT_FOUND);
-    }
-    let stream = state.stream.as_deref_mut().ok_or(status::NOT_FOUND)?;
+/// Most pairs one header map may hold after a guest's change.
+pub const MAX_MAP_PAIRS: usize = 1024;
+/// Most bytes of names and values one header map may hold after a guest's change.
+pub const MAX_MAP_BYTES: usize = 256 << 10;
+
+fn map_bytes<'a>(pairs: impl Iterator<Item = (&'a String, &'a Vec<u8>)>) -> usize {
+    pairs.map(|(k, v)| k.len() + v.len()).sum()
+}
+
+/// The map a read sees: `Ok(None)` when the map exists in the ABI but not
+/// here and now (another context's request, no callout answer, gRPC),
+/// `Err` for a map type the ABI does not know.
+fn readable_map(state: &HostState, map: i32) -> GuestResult<Option<&Headers>> {
     match map {
-        map_type::HTTP_REQUEST_HEADERS => Ok(&mut stream.request_headers),
-        map_type::HTTP_REQUEST_TRAILERS => Ok(&mut stream.request_trailers),
-        map_type::HTTP_RESPONSE_HEADERS => Ok(&mut stream.response_headers),
-        map_type::HTTP_RESPONSE_TRAILERS => Ok(&mut stream.response_trailers),
+        map_type::HTTP_CALL_RESPONSE_HEADERS => {
+            Ok(state.call_response.as_ref().map(|a| &a.headers))
+        }
+        map_type::HTTP_CALL_RESPONSE_TRAILERS => {
+            Ok(state.call_response.as_ref().map(|a| &a.trailers))
+        }
+        // gRPC metadata: no gRPC here.
+        4 | 5 => Ok(None),
+        map_type::HTTP_REQUEST_HEADERS..=map_type::HTTP_RESPONSE_TRAILERS => {
+            // Maps of a request are reachable from its own context only.
+            let stream = match state.stream.as_deref() {
+                Some(s) if state.effective == state.current => s,
+                _ => return Ok(None),
+            };
+            Ok(Some(match map {
+                map_type::HTTP_REQUEST_HEADERS => &stream.request_headers,
+                map_type::HTTP_REQUEST_TRAILERS => &stream.request_trailers,
+                map_type::HTTP_RESPONSE_HEADERS => &stream.response_headers,
+                _ => &stream.response_trailers,
+            }))
+        }
         _ => Err(status::BAD_ARGUMENT),
     }
+}
+
+/// The map a write changes. As in Envoy, callout answers and gRPC metadata
+/// are read-only and a map not available here is `BAD_ARGUMENT`.
+fn writable_map(state: &mut HostState, map: i32) -> GuestResult<&mut Headers> {
+    if !(map_type::HTTP_REQUEST_HEADERS..=map_type::HTTP_RESPONSE_TRAILERS).contains(&map)
+        || state.effective != state.current
+    {
+        return Err(status::BAD_ARGUMENT);
+    }
+    let stream = state.stream.as_deref_mut().ok_or(status::BAD_ARGUMENT)?;
+    Ok(match map {
+        map_type::HTTP_REQUEST_HEADERS => &mut stream.request_headers,
+        map_type::HTTP_REQUEST_TRAILERS => &mut stream.request_trailers,
+        map_type::HTTP_RESPONSE_HEADERS => &mut stream.response_headers,
+        _ => &mut stream.response_trailers,
+    })
 }
 
 /// Guest-given header names and values must be valid HTTP.
@@ -91,13 +124,19 @@ fn valid(name: &str, value: &[u8]) -> bool {
         && http::HeaderValue::from_bytes(value).is_ok()
 }
 
+/// A single-value change: `grows` says whether it may add a pair.
+struct WriteOp {
+    op: fn(&mut Headers, &str, &[u8]),
+    grows: bool,
+}
+
 fn write_op(
     caller: &mut Caller<'_, HostState>,
     map_kind: i32,
     kptr: i32,
     klen: i32,
     value: Option<(i32, i32)>,
-    op: fn(&mut Headers, &str, &[u8]),
+    write: WriteOp,
 ) -> i32 {
     let key = match read_string(caller, kptr, klen) {
         Ok(k) => k,
@@ -110,9 +149,19 @@ fn write_op(
     if !valid(&key, &value) {
         return status::BAD_ARGUMENT;
     }
-    match map(caller.data_mut(), map_kind) {
+    match writable_map(caller.data_mut(), map_kind) {
         Ok(headers) => {
-            op(headers, &key, &value);
+            // Header growth is bounded per map, not by the guest's memory.
+            if write.grows
+                && (headers.pairs.len() >= MAX_MAP_PAIRS
+                    || map_bytes(headers.pairs.iter().map(|(k, v)| (k, v)))
+                        + key.len()
+                        + value.len()
+                        > MAX_MAP_BYTES)
+            {
+                return status::INTERNAL_FAILURE;
+            }
+            (write.op)(headers, &key, &value);
             status::OK
         }
         Err(s) => s,
@@ -124,8 +173,16 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_get_header_map_pairs",
         |mut c: Caller<'_, HostState>, m: i32, rp: i32, rl: i32| -> Result<i32> {
-            let bytes = match map(c.data_mut(), m) {
-                Ok(h) => encode_pairs(h.pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_slice()))),
+            // An unavailable map reads as empty (OK), as in Envoy.
+            let bytes = match readable_map(c.data(), m) {
+                Ok(Some(h)) => {
+                    if h.pairs.is_empty() {
+                        Vec::new()
+                    } else {
+                        encode_pairs(h.pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())))
+                    }
+                }
+                Ok(None) => Vec::new(),
                 Err(s) => return Ok(s),
             };
             return_bytes(&mut c, &bytes, rp, rl)
@@ -143,7 +200,12 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
             if !pairs.iter().all(|(k, v)| valid(k, v)) {
                 return status::BAD_ARGUMENT;
             }
-            match map(c.data_mut(), m) {
+            if pairs.len() > MAX_MAP_PAIRS
+                || map_bytes(pairs.iter().map(|(k, v)| (k, v))) > MAX_MAP_BYTES
+            {
+                return status::INTERNAL_FAILURE;
+            }
+            match writable_map(c.data_mut(), m) {
                 Ok(h) => {
                     h.pairs = pairs;
                     h.dirty = true;
@@ -161,11 +223,13 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
                 Ok(k) => k,
                 Err(s) => return Ok(s),
             };
-            let value = match map(c.data_mut(), m) {
-                Ok(h) => match h.get(&key) {
+            // Missing header: NOT_FOUND; map not available: BAD_ARGUMENT.
+            let value = match readable_map(c.data(), m) {
+                Ok(Some(h)) => match h.get(&key) {
                     Some(v) => v.to_vec(),
                     None => return Ok(status::NOT_FOUND),
                 },
+                Ok(None) => return Ok(status::BAD_ARGUMENT),
                 Err(s) => return Ok(s),
             };
             return_bytes(&mut c, &value, rp, rl)
@@ -175,35 +239,42 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_remove_header_map_value",
         |mut c: Caller<'_, HostState>, m: i32, kp: i32, kl: i32| -> i32 {
-            write_op(&mut c, m, kp, kl, None, |h, k, _| h.remove(k))
+            let write = WriteOp {
+                op: |h, k, _| h.remove(k),
+                grows: false,
+            };
+            write_op(&mut c, m, kp, kl, None, write)
         },
     )?;
     linker.func_wrap(
         "env",
         "proxy_replace_header_map_value",
         |mut c: Caller<'_, HostState>, m: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> i32 {
-            write_op(&mut c, m, kp, kl, Some((vp, vl)), Headers::replace)
+            let write = WriteOp {
+                op: Headers::replace,
+                grows: true,
+            };
+            write_op(&mut c, m, kp, kl, Some((vp, vl)), write)
         },
     )?;
     linker.func_wrap(
         "env",
         "proxy_add_header_map_value",
         |mut c: Caller<'_, HostState>, m: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> i32 {
-            write_op(&mut c, m, kp, kl, Some((vp, vl)), Headers::add)
+            let write = WriteOp {
+                op: Headers::add,
+                grows: true,
+            };
+            write_op(&mut c, m, kp, kl, Some((vp, vl)), write)
         },
     )?;
     linker.func_wrap(
         "env",
         "proxy_get_header_map_size",
         |mut c: Caller<'_, HostState>, m: i32, rp: i32| -> i32 {
-            let size = match map(c.data_mut(), m) {
-                Ok(h) => {
-                    h.pairs
-                        .iter()
-                        .map(|(k, v)| k.len() + v.len() + 10)
-                        .sum::<usize>()
-                        + 4
-                }
+            // Envoy's byteSize(): the bytes of names and values.
+            let size = match writable_map(c.data_mut(), m) {
+                Ok(h) => map_bytes(h.pairs.iter().map(|(k, v)| (k, v))),
                 Err(s) => return s,
             };
             super::status_of(super::write_u32(&mut c, rp, size as u32))

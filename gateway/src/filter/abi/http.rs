@@ -32,7 +32,13 @@ fn with_effects(state: &mut HostState, f: impl FnOnce(&mut Effects)) -> i32 {
 }
 
 fn header_pairs(c: &Caller<'_, HostState>, p: i32, l: i32) -> GuestResult<Vec<(String, Vec<u8>)>> {
-    decode_pairs(&read_bytes(c, p, l)?).ok_or(status::BAD_ARGUMENT)
+    let pairs = decode_pairs(&read_bytes(c, p, l)?).ok_or(status::BAD_ARGUMENT)?;
+    // The same bound as a header map a filter changes.
+    let bytes: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if pairs.len() > super::headers::MAX_MAP_PAIRS || bytes > super::headers::MAX_MAP_BYTES {
+        return Err(status::INTERNAL_FAILURE);
+    }
+    Ok(pairs)
 }
 
 fn local_response(c: &Caller<'_, HostState>, args: [i32; 7]) -> GuestResult<LocalResponse> {
@@ -62,6 +68,10 @@ fn callout(c: &Caller<'_, HostState>, args: [i32; 9]) -> GuestResult<PendingCall
     let [up, ul, hp, hl, bp, bl, _tp, _tl, timeout] = args;
     let cluster = read_string(c, up, ul)?;
     let headers = header_pairs(c, hp, hl)?;
+    // A callout body is held until sent: bounded as a buffered body is.
+    if bl as u32 as u64 > c.data().filter.config.body_buffer_limit.as_u64() {
+        return Err(status::INTERNAL_FAILURE);
+    }
     let body = Bytes::from(read_bytes(c, bp, bl)?);
     let st = c.data();
     if !st.host.callouts.has_cluster(&cluster) {
@@ -94,8 +104,16 @@ fn callout(c: &Caller<'_, HostState>, args: [i32; 9]) -> GuestResult<PendingCall
         let value = http::HeaderValue::from_bytes(v).map_err(|_| status::BAD_ARGUMENT)?;
         request.headers_mut().append(name, value);
     }
+    // As Envoy: a negative timeout is refused, 0 means none (here: the
+    // filter's max_callout_timeout).
+    if timeout < 0 {
+        return Err(status::BAD_ARGUMENT);
+    }
     let max = st.filter.config.max_callout_timeout;
-    let timeout = Duration::from_millis(u64::from(timeout as u32)).min(max);
+    let timeout = match timeout {
+        0 => max,
+        ms => Duration::from_millis(ms as u64).min(max),
+    };
     Ok(PendingCall {
         context_id: st.effective,
         token: 0,
@@ -109,7 +127,10 @@ fn resume(c: &mut Caller<'_, HostState>, stream: i32) -> i32 {
     match stream {
         stream_type::HTTP_REQUEST => with_effects(c.data_mut(), |e| e.continue_request = true),
         stream_type::HTTP_RESPONSE => with_effects(c.data_mut(), |e| e.continue_response = true),
-        2 | 3 => status::UNIMPLEMENTED,
+        // As Envoy outside a TCP filter: downstream is OK with no effect,
+        // upstream is not implemented.
+        2 => status::OK,
+        3 => status::UNIMPLEMENTED,
         _ => status::BAD_ARGUMENT,
     }
 }
@@ -145,7 +166,8 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
         |mut c: Caller<'_, HostState>, stream: i32| -> i32 {
             match stream {
                 0 | 1 => with_effects(c.data_mut(), |e| e.close = true),
-                2 | 3 => status::UNIMPLEMENTED,
+                // No TCP filter context: OK with no effect, as in Envoy.
+                2 | 3 => status::OK,
                 _ => status::BAD_ARGUMENT,
             }
         },

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
-use super::{read_bytes, read_string, return_bytes, status, status_of, write_bytes, write_u32};
+use super::{read_bytes, return_bytes, status, status_of, write_bytes, write_u32};
 use crate::filter::properties::{self, PropertyError};
 use crate::filter::state::{HostState, ROOT_CONTEXT};
 
@@ -20,6 +20,15 @@ fn current_level() -> u32 {
         LevelFilter::ERROR => 4,
         _ => 5,
     }
+}
+
+/// Longest log line a guest can write (`proxy_log`, `fd_write`); the rest
+/// is cut, so a guest cannot make the host copy its whole memory per call.
+pub(super) const MAX_LOG_LINE: usize = 16 << 10;
+
+/// The bytes of a log message: bounds-checked whole, copied up to the cap.
+pub(super) fn log_bytes(c: &Caller<'_, HostState>, p: i32, l: i32) -> super::GuestResult<Vec<u8>> {
+    super::with_bytes(c, p, l, |b| b[..b.len().min(MAX_LOG_LINE)].to_vec())
 }
 
 pub(super) fn log(filter: &str, level: i32, msg: &str) {
@@ -40,7 +49,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
             if !(0..=5).contains(&level) {
                 return status::BAD_ARGUMENT;
             }
-            match read_bytes(&c, p, l) {
+            match log_bytes(&c, p, l) {
                 Ok(msg) => {
                     let msg = String::from_utf8_lossy(&msg);
                     log(&c.data().filter.config.name, level, &msg);
@@ -94,8 +103,11 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
             }
         },
     )?;
+    // Contexts are finalized at once, never left pending on `proxy_on_done`
+    // returning false: there is nothing to be done with, as in the reference
+    // host for a context that is not pending.
     linker.func_wrap("env", "proxy_done", |_c: Caller<'_, HostState>| -> i32 {
-        status::OK
+        status::NOT_FOUND
     })?;
     linker.func_wrap(
         "env",
@@ -111,17 +123,11 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_call_foreign_function",
-        |c: Caller<'_, HostState>,
-         np: i32,
-         nl: i32,
-         _ap: i32,
-         _al: i32,
-         _rp: i32,
-         _rl: i32|
-         -> i32 {
-            // No foreign functions yet: every name is unknown.
-            match read_string(&c, np, nl) {
-                Ok(_) => status::NOT_FOUND,
+        |c: Caller<'_, HostState>, np: i32, nl: i32, ap: i32, al: i32, _rp: i32, _rl: i32| -> i32 {
+            // No foreign functions yet: every name is unknown (arguments are
+            // checked first, as in the reference host).
+            match super::with_bytes(&c, np, nl, |_| ()).and(super::with_bytes(&c, ap, al, |_| ())) {
+                Ok(()) => status::NOT_FOUND,
                 Err(s) => s,
             }
         },

@@ -146,8 +146,11 @@ pub(crate) fn write_u32(
 }
 
 /// Hands `bytes` to the guest: memory from its allocator, the address and
-/// size written at `ret_ptr` / `ret_len`. `Err` of the outer result is a
-/// trap in the guest's allocator.
+/// size written at `ret_ptr` / `ret_len` (0 and 0 for no bytes, without
+/// calling the allocator). As the reference host: no allocator, an
+/// allocator answering 0 or an address out of range are
+/// `INVALID_MEMORY_ACCESS`. `Err` of the outer result is a trap in the
+/// guest's allocator.
 pub(crate) fn return_bytes(
     caller: &mut Caller<'_, HostState>,
     bytes: &[u8],
@@ -158,17 +161,21 @@ pub(crate) fn return_bytes(
     if let Err(status) = check_range(caller, ret_ptr, 4).and(check_range(caller, ret_len, 4)) {
         return Ok(status);
     }
-    let Some(alloc) = caller.data().alloc.clone() else {
-        return Ok(status::INTERNAL_FAILURE);
-    };
     let addr = if bytes.is_empty() {
         0
     } else {
-        alloc.call(&mut *caller, bytes.len() as i32)?
+        let Some(alloc) = caller.data().alloc.clone() else {
+            return Ok(status::INVALID_MEMORY_ACCESS);
+        };
+        let Ok(len) = i32::try_from(bytes.len()) else {
+            return Ok(status::INVALID_MEMORY_ACCESS);
+        };
+        let addr = alloc.call(&mut *caller, len)?;
+        if addr == 0 {
+            return Ok(status::INVALID_MEMORY_ACCESS);
+        }
+        addr
     };
-    if !bytes.is_empty() && addr == 0 {
-        return Ok(status::INTERNAL_FAILURE);
-    }
     let r = write_bytes(caller, addr, bytes)
         .and_then(|()| write_u32(caller, ret_ptr, addr as u32))
         .and_then(|()| write_u32(caller, ret_len, bytes.len() as u32));

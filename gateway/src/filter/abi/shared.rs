@@ -6,8 +6,11 @@ use wasmtime::{Caller, Linker};
 
 use super::{read_bytes, read_string, return_bytes, status, status_of, write_bytes, write_u32};
 use crate::filter::metrics::MetricKind;
-use crate::filter::shared_data::CasError;
+use crate::filter::shared_data::{CasError, QueueError};
 use crate::filter::state::HostState;
+
+/// Longest shared-queue name.
+const MAX_QUEUE_NAME: usize = 256;
 
 pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
     linker.func_wrap(
@@ -59,16 +62,24 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_register_shared_queue",
         |mut c: Caller<'_, HostState>, np: i32, nl: i32, rid: i32| -> i32 {
+            // Queue names are kept for the queue's life: bounded.
+            if nl as u32 as usize > MAX_QUEUE_NAME {
+                return status::BAD_ARGUMENT;
+            }
             let name = match read_string(&c, np, nl) {
                 Ok(n) => n,
                 Err(s) => return s,
             };
             let st = c.data();
-            let id = st
+            match st
                 .host
                 .queues
-                .register(&st.filter.vm_id, &name, st.queue_waker.clone());
-            status_of(write_u32(&mut c, rid, id))
+                .register(&st.filter.vm_id, &name, st.queue_waker.clone())
+            {
+                Ok(id) => status_of(write_u32(&mut c, rid, id)),
+                Err(QueueError::Full) => status::INTERNAL_FAILURE,
+                Err(QueueError::NotFound) => status::NOT_FOUND,
+            }
         },
     )?;
     linker.func_wrap(
@@ -100,9 +111,9 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
                 Err(s) => return s,
             };
             match c.data().host.queues.enqueue(id as u32, Bytes::from(value)) {
-                Ok(true) => status::OK,
-                Ok(false) => status::INTERNAL_FAILURE,
-                Err(()) => status::NOT_FOUND,
+                Ok(()) => status::OK,
+                Err(QueueError::Full) => status::INTERNAL_FAILURE,
+                Err(QueueError::NotFound) => status::NOT_FOUND,
             }
         },
     )?;
@@ -110,10 +121,12 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_dequeue_shared_queue",
         |mut c: Caller<'_, HostState>, id: i32, rp: i32, rl: i32| -> Result<i32> {
-            match c.data().host.queues.dequeue(id as u32) {
+            // Only the filter's own queues can be drained.
+            let st = c.data();
+            match st.host.queues.dequeue(&st.filter.vm_id, id as u32) {
                 Ok(Some(v)) => return_bytes(&mut c, &v, rp, rl),
                 Ok(None) => Ok(status::EMPTY),
-                Err(()) => Ok(status::NOT_FOUND),
+                Err(_) => Ok(status::NOT_FOUND),
             }
         },
     )?;
@@ -124,14 +137,18 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
             let Some(kind) = MetricKind::from_abi(kind) else {
                 return status::BAD_ARGUMENT;
             };
+            // Checked before anything is copied out of the guest.
+            if nl as u32 as usize > crate::filter::metrics::MAX_METRIC_NAME {
+                return status::BAD_ARGUMENT;
+            }
             let name = match read_string(&c, np, nl) {
                 Ok(n) => n,
                 Err(s) => return s,
             };
             let st = c.data();
             match st.host.metrics.define(&st.filter.vm_id, &name, kind) {
-                Some(id) => status_of(write_u32(&mut c, rid, id)),
-                None => status::BAD_ARGUMENT,
+                Ok(id) => status_of(write_u32(&mut c, rid, id)),
+                Err(s) => s,
             }
         },
     )?;
@@ -139,29 +156,34 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_increment_metric",
         |c: Caller<'_, HostState>, id: i32, delta: i64| -> i32 {
-            match c.data().host.metrics.increment(id as u32, delta) {
-                Ok(()) => status::OK,
-                Err(()) => status::NOT_FOUND,
-            }
+            let st = c.data();
+            status_of(
+                st.host
+                    .metrics
+                    .increment(&st.filter.vm_id, id as u32, delta),
+            )
         },
     )?;
     linker.func_wrap(
         "env",
         "proxy_record_metric",
         |c: Caller<'_, HostState>, id: i32, value: i64| -> i32 {
-            match c.data().host.metrics.record(id as u32, value as u64) {
-                Ok(()) => status::OK,
-                Err(()) => status::NOT_FOUND,
-            }
+            let st = c.data();
+            status_of(
+                st.host
+                    .metrics
+                    .record(&st.filter.vm_id, id as u32, value as u64),
+            )
         },
     )?;
     linker.func_wrap(
         "env",
         "proxy_get_metric",
         |mut c: Caller<'_, HostState>, id: i32, rp: i32| -> i32 {
-            match c.data().host.metrics.get(id as u32) {
-                Some(v) => status_of(write_bytes(&mut c, rp, &v.to_le_bytes())),
-                None => status::NOT_FOUND,
+            let st = c.data();
+            match st.host.metrics.get(&st.filter.vm_id, id as u32) {
+                Ok(v) => status_of(write_bytes(&mut c, rp, &v.to_le_bytes())),
+                Err(s) => s,
             }
         },
     )?;

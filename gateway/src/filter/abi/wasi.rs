@@ -4,7 +4,7 @@
 use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
-use super::{read_bytes, write_bytes, write_u32};
+use super::{read_bytes, with_bytes, write_bytes, write_u32};
 use crate::filter::state::HostState;
 
 pub const ESUCCESS: i32 = 0;
@@ -13,7 +13,9 @@ pub const EFAULT: i32 = 21;
 pub const EINVAL: i32 = 28;
 pub const ENOSYS: i32 = 52;
 
-/// `fd_write` to stdout/stderr goes to the log, one entry per call.
+/// `fd_write` to stdout/stderr goes to the log, one entry per call, at
+/// most `MAX_LOG_LINE` bytes of it (the rest is counted as written, so the
+/// guest does not retry). stderr logs at error level, as the reference host.
 fn fd_write(c: &mut Caller<'_, HostState>, fd: i32, iovs: i32, n: i32, rp: i32) -> i32 {
     if fd != 1 && fd != 2 {
         return EBADF;
@@ -21,25 +23,33 @@ fn fd_write(c: &mut Caller<'_, HostState>, fd: i32, iovs: i32, n: i32, rp: i32) 
     if !(0..=1024).contains(&n) {
         return EINVAL;
     }
+    let cap = super::misc::MAX_LOG_LINE;
     let mut text = Vec::new();
+    let mut written: u32 = 0;
     for i in 0..n {
         let Ok(iov) = read_bytes(c, iovs.wrapping_add(i * 8), 8) else {
             return EFAULT;
         };
         let ptr = i32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
         let len = i32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
-        let Ok(bytes) = read_bytes(c, ptr, len) else {
+        if len == 0 {
+            continue;
+        }
+        let room = cap - text.len();
+        // Every buffer is bounds-checked; only what fits the line is copied.
+        let Ok(()) = with_bytes(c, ptr, len, |b| {
+            text.extend_from_slice(&b[..b.len().min(room)])
+        }) else {
             return EFAULT;
         };
-        text.extend_from_slice(&bytes);
+        written = written.wrapping_add(len as u32);
     }
-    let written = text.len() as u32;
     let msg = String::from_utf8_lossy(&text);
     let msg = msg.trim_end();
     if !msg.is_empty() {
         super::misc::log(
             &c.data().filter.config.name,
-            if fd == 1 { 2 } else { 3 },
+            if fd == 1 { 2 } else { 4 },
             msg,
         );
     }
@@ -60,26 +70,28 @@ pub(super) fn add(linker: &mut Linker<HostState>, m: &str) -> Result<()> {
     linker.func_wrap(
         m,
         "fd_read",
-        |_c: Caller<'_, HostState>, _: i32, _: i32, _: i32, _: i32| -> i32 { EBADF },
+        |_c: Caller<'_, HostState>, _: i32, _: i32, _: i32, _: i32| -> i32 { ENOSYS },
     )?;
+    // fd_close and fd_seek succeed without effect, as in the reference host.
     linker.func_wrap(m, "fd_close", |_c: Caller<'_, HostState>, _: i32| -> i32 {
-        EBADF
+        ESUCCESS
     })?;
     linker.func_wrap(
         m,
         "fd_seek",
-        |_c: Caller<'_, HostState>, _: i32, _: i64, _: i32, _: i32| -> i32 { EBADF },
+        |_c: Caller<'_, HostState>, _: i32, _: i64, _: i32, _: i32| -> i32 { ESUCCESS },
     )?;
     linker.func_wrap(
         m,
         "fd_fdstat_get",
         |mut c: Caller<'_, HostState>, fd: i32, rp: i32| -> i32 {
-            if !(0..=2).contains(&fd) {
+            // As the reference host: stdout and stderr only, with the
+            // right to write (fs_rights_base = FD_WRITE).
+            if fd != 1 && fd != 2 {
                 return EBADF;
             }
-            // filetype character device, no flags, no rights.
             let mut stat = [0u8; 24];
-            stat[0] = 2;
+            stat[8] = 64;
             if write_bytes(&mut c, rp, &stat).is_err() {
                 return EFAULT;
             }

@@ -1,8 +1,10 @@
 //! Chain runs on real `http` requests through hand-written WAT filters:
 //! the harness here, the cases by theme in the files beside it.
 
+mod conformance;
 mod hostile;
 mod lifecycle;
+mod limits;
 mod shared;
 mod traffic;
 
@@ -153,6 +155,7 @@ pub(crate) const PRELUDE: &str = r#"
   (import "env" "proxy_set_property" (func $set_prop (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_http_call" (func $http_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
+  (import "env" "proxy_set_effective_context" (func $set_effective (param i32) (result i32)))
   (import "env" "proxy_grpc_call" (func $grpc_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_shared_data" (func $set_shared (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_shared_data" (func $get_shared (param i32 i32 i32 i32 i32) (result i32)))
@@ -165,9 +168,21 @@ pub(crate) const PRELUDE: &str = r#"
   (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
   (import "env" "proxy_set_buffer_bytes" (func $set_buffer (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_buffer_bytes" (func $get_buffer (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_buffer_status" (func $buffer_status (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_pairs" (func $get_pairs (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_size" (func $map_size (param i32 i32) (result i32)))
+  (import "env" "proxy_close_stream" (func $close (param i32) (result i32)))
+  (import "env" "proxy_done" (func $done (result i32)))
+  (import "env" "proxy_get_metric" (func $get_metric (param i32 i32) (result i32)))
+  (import "env" "proxy_record_metric" (func $record_metric (param i32 i64) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
   (global $heap (mut i32) (i32.const 65536))
+  ;; how many times the host called the allocator
+  (global $allocs (mut i32) (i32.const 0))
   (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
+    (global.set $allocs (i32.add (global.get $allocs) (i32.const 1)))
     (if (i32.gt_u (global.get $heap) (i32.const 120000)) (then (global.set $heap (i32.const 65536))))
     (local.set $p (global.get $heap))
     (global.set $heap (i32.add (global.get $heap) (local.get $n)))
@@ -234,11 +249,13 @@ fn callout_filter() -> String {
            (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
              (if (call $http_call {auth} (i32.const 3072) (i32.const {hl}) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 1032))
                (then unreachable))
+             {remember}
              ;; unimplemented hostcalls answer UNIMPLEMENTED (12)
              (if (i32.ne (call $grpc_call (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1036)) (i32.const 12))
                (then unreachable))
              (i32.const 1))
            (func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)
+             {recall}
              (if (i32.eqz (call $get_header (i32.const 6) {xuser} (i32.const 1024) (i32.const 1028)))
                (then (drop (call $add_header (i32.const 0) {xauth} (i32.load (i32.const 1024)) (i32.load (i32.const 1028))))))
              (drop (call $continue (i32.const 0))))"#,
@@ -246,6 +263,14 @@ fn callout_filter() -> String {
         hl = call_headers.len(),
         xuser = d.at("x-user"),
         xauth = d.at("x-auth-user"),
+        remember = REMEMBER_CALLER,
+        recall = RECALL_CALLER,
     );
     abi(&d, &body)
 }
+
+/// After `proxy_http_call` (token at 1032): remembers the calling context
+/// by token, as SDKs do: the answer arrives on the root context.
+pub(crate) const REMEMBER_CALLER: &str = "(i32.store (i32.add (i32.const 8192) (i32.shl (i32.and (i32.load (i32.const 1032)) (i32.const 255)) (i32.const 2))) (local.get 0))";
+/// In `proxy_on_http_call_response`: makes the calling context effective.
+pub(crate) const RECALL_CALLER: &str = "(if (call $set_effective (i32.load (i32.add (i32.const 8192) (i32.shl (i32.and (local.get 1) (i32.const 255)) (i32.const 2))))) (then unreachable))";

@@ -207,14 +207,18 @@ async fn a_pause_at_the_end_of_the_body_waits_for_the_callout() {
              (if (i32.eqz (local.get 2)) (then (return (i32.const 1))))
              (if (call $http_call {auth} (i32.const 3072) (i32.const {hl}) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 1032))
                (then unreachable))
+             {remember}
              (i32.const 1))
            (import_placeholder)
            (func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)
+             {recall}
              (drop (call $set_buffer (i32.const 0) (i32.const 0) (i32.const -1) {authorized}))
              (drop (call $continue (i32.const 0))))"#,
         auth = d.at("auth"),
         hl = call_headers.len(),
         authorized = d.at("authorized"),
+        remember = super::REMEMBER_CALLER,
+        recall = super::RECALL_CALLER,
     )
     .replace("(import_placeholder)", "");
     let chain = chain_with(&host, &abi(&d, &body), |_| {}).await;
