@@ -89,7 +89,15 @@ pub(crate) fn response_body<C: Checkin>(
             body::empty()
         }
         Framing::Length(n) if conn.read.len() as u64 >= n => {
-            let data = conn.read.split_to(n as usize).freeze();
+            // A small body is copied out, so the read buffer stays the
+            // connection's alone; a large one is handed on without a copy.
+            let data = if n <= 4096 {
+                let data = Bytes::copy_from_slice(&conn.read[..n as usize]);
+                conn.read.advance(n as usize);
+                data
+            } else {
+                conn.read.split_to(n as usize).freeze()
+            };
             finish(conn, head.keep_alive, checkin);
             body::full(data)
         }

@@ -197,11 +197,17 @@ impl Http1Conn {
             .and_then(|c| StatusCode::from_u16(c).ok())
             .ok_or(Http1Error::Malformed("invalid status"))?;
         let http10 = parsed.version == Some(0);
+        // The values are slices of one copy of the head: one allocation for
+        // all of them, and the read buffer stays the connection's alone
+        // (no reallocation before the next read).
+        let head = bytes::Bytes::copy_from_slice(&self.read[..len]);
+        let base = self.read.as_ptr() as usize;
         let mut headers = HeaderMap::with_capacity(parsed.headers.len());
         for h in parsed.headers.iter() {
             let name = HeaderName::from_bytes(h.name.as_bytes())
                 .map_err(|_| Http1Error::Malformed("invalid header name"))?;
-            let value = HeaderValue::from_bytes(h.value)
+            let start = h.value.as_ptr() as usize - base;
+            let value = HeaderValue::from_maybe_shared(head.slice(start..start + h.value.len()))
                 .map_err(|_| Http1Error::Malformed("invalid header value"))?;
             headers.append(name, value);
         }
