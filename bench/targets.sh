@@ -115,7 +115,10 @@ render_haproxy() {
     cat <<EOF
 global
     nbthread $W
-    maxconn 30000
+    maxconn 9900
+    # Never more descriptors than this shell may hand out (the idle row
+    # holds $IDLE connections, one descriptor each).
+    ulimit-n $(ulimit -n)
     pidfile $TMP/haproxy.pid
 
 defaults
