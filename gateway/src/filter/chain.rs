@@ -24,12 +24,15 @@ pub struct FilterChain {
     filters: Arc<[Arc<LoadedFilter>]>,
 }
 
+/// A request's callouts in flight: (filter, token, answer).
+type Callouts = FuturesUnordered<BoxFuture<'static, (usize, u32, CalloutResult)>>;
+
 /// A request's walk through the chain; binds it to one instance of each
 /// filter for its whole life.
 pub struct ChainRun {
     core: Arc<Mutex<RunCore>>,
     /// This request's callouts in flight; made on the first one.
-    calls: Option<FuturesUnordered<BoxFuture<'static, (usize, u32, CalloutResult)>>>,
+    calls: Option<Callouts>,
     finished: bool,
 }
 
@@ -310,9 +313,7 @@ impl ChainRun {
 }
 
 /// The next answer among `calls` (pending forever when there are none).
-async fn next_call(
-    calls: &mut Option<FuturesUnordered<BoxFuture<'static, (usize, u32, CalloutResult)>>>,
-) -> Option<(usize, u32, CalloutResult)> {
+async fn next_call(calls: &mut Option<Callouts>) -> Option<(usize, u32, CalloutResult)> {
     match calls {
         Some(calls) => calls.next().await,
         None => std::future::pending().await,

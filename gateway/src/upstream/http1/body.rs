@@ -39,7 +39,7 @@ impl Framing {
             return Ok(Framing::Empty);
         }
         // Transfer-Encoding wins over Content-Length; chunked must be last.
-        if let Some(te) = headers.get_all(TRANSFER_ENCODING).iter().last() {
+        if let Some(te) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
             let last = te.to_str().ok().and_then(|v| v.rsplit(',').next());
             return Ok(match last {
                 Some(c) if c.trim().eq_ignore_ascii_case("chunked") => Framing::Chunked,
