@@ -122,3 +122,49 @@ async fn a_reset_http2_stream_is_logged_and_releases_its_connection() {
         "the connection was never idle-closed"
     );
 }
+
+#[tokio::test]
+async fn an_http10_upstream_answers_the_client_in_http11() {
+    // An upstream that speaks HTTP/1.0 (raw, one answer per connection).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        for _ in 0..4 {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = tokio::time::timeout(WAIT, conn.read(&mut buf)).await;
+            let _ = conn
+                .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await;
+        }
+    });
+    let text = format!(
+        r#"
+        [[listener]]
+        name = "web"
+        protocol = "http"
+        address = "127.0.0.1:0"
+        [[listener.route]]
+        path_prefix = "/"
+        cluster = "old"
+        [[cluster]]
+        name = "old"
+        endpoints = ["{addr}"]
+        "#
+    );
+    let gateway = Gateway::start(&text).await;
+    let mut stream = TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = read_until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok"), "{answer}");
+}
