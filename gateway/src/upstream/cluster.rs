@@ -122,11 +122,10 @@ impl Cluster {
         }
         // `[cluster.tls]` is set but could not be built (see `new`).
         if self.config.tls.is_some() && self.tls.is_none() {
-            return Err(UpstreamError::Connect {
-                cluster: self.name().to_string(),
-                endpoint: endpoint.address.to_string(),
-                source: std::io::Error::other("upstream TLS configuration is unusable"),
-            });
+            return Err(self.connect_error(
+                index,
+                std::io::Error::other("upstream TLS configuration is unusable"),
+            ));
         }
         match pool::connect(
             &endpoint.address,
@@ -141,12 +140,17 @@ impl Cluster {
             }
             Err(source) => {
                 self.connect_failed(index);
-                Err(UpstreamError::Connect {
-                    cluster: self.name().to_string(),
-                    endpoint: endpoint.address.to_string(),
-                    source,
-                })
+                Err(self.connect_error(index, source))
             }
+        }
+    }
+
+    /// The error of a failed connect to endpoint `index`.
+    fn connect_error(&self, index: usize, source: std::io::Error) -> UpstreamError {
+        UpstreamError::Connect {
+            cluster: self.name().to_string(),
+            endpoint: self.endpoints[index].address.to_string(),
+            source,
         }
     }
 
@@ -162,18 +166,12 @@ impl Cluster {
         .await
         {
             Ok(Sender::Http1(conn)) => Ok(conn),
-            Ok(Sender::Http2(_)) => Err(UpstreamError::Connect {
-                cluster: self.name().to_string(),
-                endpoint: endpoint.address.to_string(),
-                source: std::io::Error::other("endpoint switched to HTTP/2"),
-            }),
+            Ok(Sender::Http2(_)) => {
+                Err(self.connect_error(index, std::io::Error::other("endpoint switched to HTTP/2")))
+            }
             Err(source) => {
                 self.connect_failed(index);
-                Err(UpstreamError::Connect {
-                    cluster: self.name().to_string(),
-                    endpoint: endpoint.address.to_string(),
-                    source,
-                })
+                Err(self.connect_error(index, source))
             }
         }
     }
@@ -188,11 +186,6 @@ impl Cluster {
         let index = self.pick(None)?;
         let endpoint = &self.endpoints[index];
         let _in_flight = endpoint.start_request();
-        let connect_error = |source| UpstreamError::Connect {
-            cluster: self.name().to_string(),
-            endpoint: endpoint.address.to_string(),
-            source,
-        };
         let mut tx = match pool::connect_upgrade(
             &endpoint.address,
             self.config.connect_timeout,
@@ -203,7 +196,7 @@ impl Cluster {
             Ok(tx) => tx,
             Err(source) => {
                 self.connect_failed(index);
-                return Err(connect_error(source));
+                return Err(self.connect_error(index, source));
             }
         };
         endpoint.record_success();

@@ -105,15 +105,12 @@ pub async fn connect(
     timeout: Duration,
     tls: Option<&UpstreamTls>,
 ) -> std::io::Result<Sender> {
-    let timed_out = |_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
     let started = tokio::time::Instant::now();
     let stream = connect_tcp(address, timeout).await?;
     let Some(tls) = tls else {
         return Ok(Sender::Http1(Http1Conn::new(Stream::Tcp(stream))));
     };
-    let stream = tokio::time::timeout_at(started + timeout, tls.handshake(stream, address))
-        .await
-        .map_err(timed_out)??;
+    let stream = handshake_by(tls, stream, address, started + timeout).await?;
     if super::tls::negotiated_h2(&stream) {
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -142,14 +139,23 @@ pub async fn connect_upgrade(
     match tls {
         None => handshake_http1(stream).await,
         Some(tls) => {
-            let stream = tokio::time::timeout_at(started + timeout, tls.handshake(stream, address))
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                })??;
+            let stream = handshake_by(tls, stream, address, started + timeout).await?;
             handshake_http1(stream).await
         }
     }
+}
+
+/// The TLS handshake on `stream`, within what is left of the connect
+/// timeout (`deadline`).
+async fn handshake_by(
+    tls: &UpstreamTls,
+    stream: TcpStream,
+    address: &str,
+    deadline: tokio::time::Instant,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    tokio::time::timeout_at(deadline, tls.handshake(stream, address))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
 /// A TCP connection to `address` within `timeout`, with Nagle off (HTTP
