@@ -26,6 +26,7 @@
 pub mod assemblyscript;
 mod client;
 mod gateway;
+pub mod grpc;
 pub mod tls;
 mod upstream;
 pub mod wasm;

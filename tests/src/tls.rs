@@ -258,6 +258,18 @@ impl AsyncWrite for Chopped {
     }
 }
 
+/// A TLS acceptor serving `cert`, offering `alpn`.
+pub fn acceptor(cert: &Issued, alpn: &[&str]) -> tokio_rustls::TlsAcceptor {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![CertificateDer::from(cert.der.clone())], key_of(cert))
+        .expect("server cert");
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 /// What a [`TlsUpstream`] saw of one request: HTTP version and SNI.
 pub type Seen = (Version, Option<String>);
 

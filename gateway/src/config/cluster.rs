@@ -1,8 +1,10 @@
 //! `[[cluster]]`: a named set of upstream endpoints and how to reach them.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use toml::Spanned;
 
 use super::tls::UpstreamTlsConfig;
 
@@ -15,6 +17,21 @@ pub enum BalancePolicy {
     /// Power of two choices on requests in flight.
     LeastRequest,
     Random,
+}
+
+/// The HTTP version spoken to a cluster's endpoints (docs/traffic-grpc.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 only (over TLS, ALPN offers `http/1.1` alone).
+    Http1,
+    /// HTTP/2 over TLS, ALPN `h2`: needs `[cluster.tls]`.
+    H2,
+    /// HTTP/2 in cleartext with prior knowledge (gRPC without TLS).
+    H2c,
+    /// HTTP/1.1 in cleartext; over TLS the endpoint's ALPN choice decides.
+    #[default]
+    Auto,
 }
 
 /// One cluster.
@@ -47,6 +64,27 @@ pub struct ClusterConfig {
     /// Speak TLS to the endpoints.
     #[serde(default)]
     pub tls: Option<UpstreamTlsConfig>,
+    /// `http1`, `h2`, `h2c` or `auto` (the default); spanned so that a
+    /// protocol at odds with `[cluster.tls]` is reported at its line.
+    #[serde(default)]
+    pub protocol: Option<Spanned<UpstreamProtocol>>,
+    /// HTTP/2: streams one upstream connection carries at once; beyond it
+    /// another connection is opened.
+    #[serde(default = "default_h2_streams")]
+    pub h2_max_concurrent_streams: NonZeroU32,
+}
+
+impl ClusterConfig {
+    /// The protocol spoken to the endpoints.
+    pub fn protocol(&self) -> UpstreamProtocol {
+        self.protocol
+            .as_ref()
+            .map_or_else(Default::default, |p| *p.get_ref())
+    }
+}
+
+fn default_h2_streams() -> NonZeroU32 {
+    NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN)
 }
 
 fn default_connect_timeout() -> Duration {
@@ -66,4 +104,23 @@ fn default_eject_after() -> u32 {
 }
 fn default_ejection_time() -> Duration {
     Duration::from_secs(5)
+}
+
+/// A protocol that cannot work with the cluster's TLS setting: `h2`
+/// without `[cluster.tls]`, `h2c` with it. The span is the protocol's.
+pub(super) fn protocol_problem(
+    cluster: &ClusterConfig,
+) -> Option<(std::ops::Range<usize>, &'static str)> {
+    let protocol = cluster.protocol.as_ref()?;
+    match (protocol.get_ref(), cluster.tls.is_some()) {
+        (UpstreamProtocol::H2, false) => Some((
+            protocol.span(),
+            "`h2` is HTTP/2 over TLS and needs [cluster.tls]; use `h2c` for cleartext HTTP/2",
+        )),
+        (UpstreamProtocol::H2c, true) => Some((
+            protocol.span(),
+            "`h2c` is cleartext HTTP/2; with [cluster.tls] use `h2`",
+        )),
+        _ => None,
+    }
 }

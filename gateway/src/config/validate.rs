@@ -36,6 +36,9 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
                 }
             }
         }
+        if let Some((span, why)) = super::cluster::protocol_problem(cluster) {
+            err(Some(span), format!("{key}.protocol"), why.into());
+        }
         for (j, endpoint) in cluster.endpoints.iter().enumerate() {
             if let Err(why) = check_endpoint(endpoint) {
                 err(

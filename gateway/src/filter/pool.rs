@@ -107,8 +107,12 @@ impl LoadedFilter {
         let pre = self.host.prepare(&wasm, &self.sha256)?;
         let exports = |name: &str| pre.module().get_export(name).is_some();
         let code = Arc::new(FilterCode {
-            has_request_body: exports("proxy_on_request_body"),
-            has_response_body: exports("proxy_on_response_body"),
+            // Trailers arrive at the end of a body: a filter with trailer
+            // callbacks needs the body walked even without body callbacks.
+            has_request_body: exports("proxy_on_request_body")
+                || exports("proxy_on_request_trailers"),
+            has_response_body: exports("proxy_on_response_body")
+                || exports("proxy_on_response_trailers"),
             meta: Arc::new(FilterMeta {
                 vm_id: self.config.name.clone(),
                 root_id: self.config.root_id.clone().unwrap_or_default(),

@@ -44,6 +44,8 @@ pub(crate) struct Exchange {
     pub(crate) bytes_out: u64,
     pub(crate) completed: bool,
     finished: bool,
+    /// A gRPC request: the gateway's own answers are gRPC errors.
+    grpc: bool,
 }
 
 impl Exchange {
@@ -74,6 +76,7 @@ impl Exchange {
             bytes_out: 0,
             completed: false,
             finished: false,
+            grpc: false,
         }
     }
 
@@ -84,17 +87,26 @@ impl Exchange {
             Ok(_) | Err(_) if self.body_timed_out() => {
                 let error = ProxyError::RequestTimeout;
                 self.record.error = Some(error.kind());
-                error.to_response()
+                self.error_response(&error)
             }
             Ok(response) => response,
             Err(error) => {
                 self.record.error = Some(error.kind());
                 tracing::debug!(id = ?self.record.id, %error, "request failed");
-                error.to_response()
+                self.error_response(&error)
             }
         };
         self.record.status = response.status().as_u16();
         response
+    }
+
+    /// The answer for a failure, in gRPC form to a gRPC request.
+    fn error_response(&self, error: &ProxyError) -> Response<Body> {
+        if self.grpc {
+            super::grpc::error_response(error)
+        } else {
+            error.to_response()
+        }
     }
 
     fn body_timed_out(&self) -> bool {
@@ -114,6 +126,7 @@ impl Exchange {
         if self.conn.service.limits.normalize_path {
             normalize_path(&mut parts.uri)?;
         }
+        self.grpc = super::grpc::is_grpc(&parts.headers);
         let authority = authority(&parts)?;
         parts.headers.insert("x-request-id", self.record.id.clone());
         let body = if incoming.is_end_stream() {
@@ -257,7 +270,16 @@ impl Exchange {
             host: authority,
         };
         forward::to_upstream(&mut req, &forwarded, upgrade);
-        let timeout = target.timeout.unwrap_or(cluster.config.request_timeout);
+        let mut timeout = target.timeout.unwrap_or(cluster.config.request_timeout);
+        // `grpc-timeout` bounds the whole call, response body included.
+        let grpc_deadline = self
+            .grpc
+            .then(|| super::grpc::timeout(req.headers()))
+            .flatten()
+            .map(|t| {
+                timeout = timeout.min(t);
+                tokio::time::Instant::now() + t
+            });
         let timed_out = |endpoint: Option<&Arc<str>>| ProxyError::UpstreamTimeout {
             cluster: target.cluster.to_string(),
             endpoint: endpoint.map_or_else(String::new, |e| e.to_string()),
@@ -285,6 +307,12 @@ impl Exchange {
         };
         self.record.endpoint = Some(endpoint);
         forward::from_upstream(&mut resp, false);
+        if self.grpc {
+            resp.extensions_mut().insert(super::grpc::FromUpstream);
+        }
+        if let Some(deadline) = grpc_deadline {
+            resp = super::grpc::with_deadline(resp, deadline);
+        }
         Ok(resp)
     }
 
@@ -292,6 +320,14 @@ impl Exchange {
     async fn respond(&mut self, mut resp: Response<Body>) -> Response<Body> {
         for run in self.runs.iter_mut().rev() {
             resp = run.on_response(resp).await;
+        }
+        if self.grpc
+            && resp
+                .extensions()
+                .get::<super::grpc::FromUpstream>()
+                .is_none()
+        {
+            resp = super::grpc::local_answer(resp);
         }
         resp
     }

@@ -1,5 +1,6 @@
 //! Turning a downstream request into an upstream one and back: hop-by-hop
-//! headers, X-Forwarded-*, HTTP/2 to HTTP/1.1 translation, upgrades.
+//! headers (`TE: trailers` kept, for gRPC), X-Forwarded-*, HTTP/2 to
+//! HTTP/1.1 translation, upgrades.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
@@ -92,7 +93,13 @@ pub fn to_upstream(
     *req.version_mut() = Version::HTTP_11;
 
     let headers = req.headers_mut();
+    let trailers = upgrade.is_none() && accepts_trailers(headers);
     strip_hop_by_hop(headers);
+    if trailers {
+        // As Envoy does: of TE, only `trailers` crosses (gRPC needs it on
+        // HTTP/2; the HTTP/1.1 upstream path drops it again).
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     if from_h2 {
         join_cookies(headers);
     }
@@ -114,6 +121,19 @@ pub fn to_upstream(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
     }
+}
+
+/// Whether the client said it accepts trailers (`TE: trailers`).
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let coding = t.split(';').next().unwrap_or("").trim();
+            coding.eq_ignore_ascii_case("trailers")
+        })
 }
 
 /// Cleans an upstream response for the downstream.
@@ -233,5 +253,34 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "example.com:8000");
         assert_eq!(h["cookie"], "a=1; b=2");
+    }
+
+    #[test]
+    fn of_te_only_trailers_crosses_and_not_on_an_upgrade() {
+        let forwarded = |req: &mut Request<Body>, upgrade| {
+            let client = HeaderValue::from_static("127.0.0.1");
+            let f = Forwarded {
+                client: &client,
+                scheme: "http",
+                host: None,
+            };
+            to_upstream(req, &f, upgrade);
+        };
+        let request = |te: &str| {
+            Request::builder()
+                .uri("/svc/Method")
+                .header(header::TE, te)
+                .body(body::empty())
+                .expect("request")
+        };
+        let mut grpc = request("gzip, trailers");
+        forwarded(&mut grpc, None);
+        assert_eq!(grpc.headers()[header::TE], "trailers");
+        let mut gzip = request("gzip");
+        forwarded(&mut gzip, None);
+        assert!(!gzip.headers().contains_key(header::TE));
+        let mut ws = request("trailers");
+        forwarded(&mut ws, Some(HeaderValue::from_static("websocket")));
+        assert!(!ws.headers().contains_key(header::TE));
     }
 }

@@ -6,6 +6,7 @@ pub mod body;
 pub mod error;
 mod exchange;
 pub mod forward;
+mod grpc;
 pub mod path;
 pub mod request_body;
 pub mod route;

@@ -62,17 +62,26 @@ impl Cluster {
         let pools = config
             .endpoints
             .iter()
-            .map(|_| EndpointPool::new(config.max_idle_per_endpoint, config.idle_timeout))
+            .map(|_| {
+                EndpointPool::new(
+                    config.max_idle_per_endpoint,
+                    config.idle_timeout,
+                    config.h2_max_concurrent_streams,
+                )
+            })
             .collect();
         // The CA file was checked by config validation; if it has gone bad
         // since, connects fail with this reason rather than the start.
-        let tls = config.tls.as_ref().and_then(|t| match UpstreamTls::new(t) {
-            Ok(tls) => Some(tls),
-            Err(e) => {
-                tracing::error!(cluster = %config.name, error = %e, "upstream TLS is unusable");
-                None
-            }
-        });
+        let tls = config
+            .tls
+            .as_ref()
+            .and_then(|t| match UpstreamTls::new(t, config.protocol()) {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    tracing::error!(cluster = %config.name, error = %e, "upstream TLS is unusable");
+                    None
+                }
+            });
         Self {
             tls,
             name: Arc::from(config.name.as_str()),
@@ -131,11 +140,13 @@ impl Cluster {
             &endpoint.address,
             self.config.connect_timeout,
             self.tls.as_ref(),
+            self.config.protocol(),
         )
         .await
         {
             Ok(sender) => {
                 endpoint.record_success();
+                let sender = self.pools[index].share(sender);
                 Ok(self.connection(index, sender, in_flight))
             }
             Err(source) => {
@@ -162,6 +173,7 @@ impl Cluster {
             &endpoint.address,
             self.config.connect_timeout,
             self.tls.as_ref(),
+            self.config.protocol(),
         )
         .await
         {
@@ -294,6 +306,10 @@ impl Connection {
         } = self;
         match sender {
             Sender::Http1(conn) => {
+                // `TE: trailers` is kept for HTTP/2 (gRPC); this gateway
+                // does not carry HTTP/1.1 trailers, so it goes here.
+                let mut request = request;
+                request.headers_mut().remove(http::header::TE);
                 let back = PoolReturn {
                     cluster,
                     index,
@@ -301,19 +317,16 @@ impl Connection {
                 };
                 back.exchange(conn, request).await
             }
-            Sender::Http2(mut tx) => {
-                let request = to_http2(request);
-                let result = tx.send_request(request).await;
+            Sender::Http2(stream) => {
+                let result = stream.send(request).await;
                 // The connection stays in the pool, shared; the request
                 // counts as in flight until its response head is in.
                 drop(in_flight);
-                result
-                    .map(|r| r.map(crate::http::body::boxed))
-                    .map_err(|source| UpstreamError::Protocol {
-                        cluster: cluster.name().to_string(),
-                        endpoint: cluster.endpoints[index].address.to_string(),
-                        source,
-                    })
+                result.map_err(|source| UpstreamError::Protocol {
+                    cluster: cluster.name().to_string(),
+                    endpoint: cluster.endpoints[index].address.to_string(),
+                    source,
+                })
             }
         }
     }
@@ -380,27 +393,6 @@ impl PoolReturn {
             source,
         }
     }
-}
-
-/// An HTTP/1.1-shaped upstream request (origin-form URI, `Host`) made
-/// into HTTP/2: the authority moves into the URI.
-fn to_http2(mut request: http::Request<Body>) -> http::Request<Body> {
-    let host = request.headers_mut().remove(http::header::HOST);
-    let authority = host
-        .as_ref()
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost")
-        .to_owned();
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    if let Ok(uri) = http::Uri::try_from(format!("https://{authority}{path}")) {
-        *request.uri_mut() = uri;
-    }
-    *request.version_mut() = http::Version::HTTP_2;
-    request
 }
 
 impl ClusterSet {

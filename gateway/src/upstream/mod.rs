@@ -5,6 +5,7 @@ mod balancer;
 pub mod callout;
 mod cluster;
 mod endpoint;
+mod h2;
 mod http1;
 mod pool;
 mod tls;

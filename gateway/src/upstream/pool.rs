@@ -2,32 +2,37 @@
 //! is only ever used by the worker that opened it. An HTTP/1.1 connection
 //! goes back to its worker's pool once the response on it has been read
 //! to the end; a connection the upstream closed is dropped at checkout.
+//! HTTP/2 connections stay in the pool while in use, shared by up to
+//! `h2_max_concurrent_streams` requests each (see `h2`).
 
+use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::h2::{self, H2Conns, H2Stream};
 use super::http1::{Http1Conn, Stream};
 use super::tls::UpstreamTls;
+use crate::config::UpstreamProtocol;
 use crate::http::body::Body;
 use crate::worker::PerWorker;
 
 /// A connection ready to carry a request: HTTP/1.1 carries one at a
-/// time, driven by the request's task; HTTP/2 (negotiated by ALPN over
-/// TLS) is shared by many.
+/// time, driven by the request's task; HTTP/2 (`h2`, `h2c`, or `h2`
+/// chosen by ALPN) is shared by many.
 pub enum Sender {
     Http1(Http1Conn),
-    Http2(http2::SendRequest<Body>),
+    Http2(H2Stream),
 }
 
 impl Sender {
     fn is_usable(&mut self) -> bool {
         match self {
             Sender::Http1(c) => c.is_reusable(),
-            Sender::Http2(s) => s.is_ready() && !s.is_closed(),
+            Sender::Http2(_) => false,
         }
     }
 }
@@ -41,45 +46,63 @@ struct Idle {
 /// only ever contended by the reaper).
 pub struct EndpointPool {
     idle: PerWorker<Mutex<Vec<Idle>>>,
+    h2: PerWorker<Mutex<H2Conns>>,
     max_idle: usize,
     idle_timeout: Duration,
+    max_streams: u32,
 }
 
 impl EndpointPool {
-    pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
+    pub fn new(max_idle: usize, idle_timeout: Duration, max_streams: NonZeroU32) -> Self {
         Self {
             idle: PerWorker::default(),
+            h2: PerWorker::default(),
             max_idle,
             idle_timeout,
+            max_streams: max_streams.get(),
         }
     }
 
-    /// The calling worker's most recently used idle connection that is
+    /// A stream on one of the calling worker's HTTP/2 connections with
+    /// room, else its most recently used idle HTTP/1.1 connection that is
     /// still open.
     pub fn checkout(&self) -> Option<Sender> {
+        let stream = self
+            .h2
+            .get()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .checkout(self.max_streams);
+        if let Some(stream) = stream {
+            return Some(Sender::Http2(stream));
+        }
         let mut idle = self.idle.get().lock().unwrap_or_else(|p| p.into_inner());
         while let Some(mut entry) = idle.pop() {
             if entry.since.elapsed() < self.idle_timeout && entry.sender.is_usable() {
-                // An HTTP/2 connection stays in the pool for other requests.
-                if let Sender::Http2(tx) = &entry.sender {
-                    let shared = Sender::Http2(tx.clone());
-                    idle.push(Idle {
-                        since: Instant::now(),
-                        ..entry
-                    });
-                    return Some(shared);
-                }
                 return Some(entry.sender);
             }
         }
         None
     }
 
-    /// Returns a connection that finished its exchange to the calling
-    /// worker's list.
+    /// A new connection joins the pool: an HTTP/2 one at once (it is shared
+    /// while in use), an HTTP/1.1 one when its exchange is over (`checkin`).
+    pub fn share(&self, sender: Sender) -> Sender {
+        if let Sender::Http2(stream) = &sender {
+            self.h2
+                .get()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .share(stream);
+        }
+        sender
+    }
+
+    /// Returns an HTTP/1.1 connection that finished its exchange to the
+    /// calling worker's list.
     pub fn checkin(&self, sender: Sender) {
         let mut idle = self.idle.get().lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < self.max_idle {
+        if matches!(sender, Sender::Http1(_)) && idle.len() < self.max_idle {
             idle.push(Idle {
                 sender,
                 since: Instant::now(),
@@ -95,34 +118,39 @@ impl EndpointPool {
             let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
             idle.retain(|e| e.since.elapsed() < self.idle_timeout);
         }
+        for h2 in self.h2.iter() {
+            h2.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .reap(self.idle_timeout);
+        }
     }
 }
 
 /// Opens a new connection to `address` within `timeout` (TCP connect and
-/// TLS handshake): HTTP/1.1, or HTTP/2 when TLS negotiated `h2`.
+/// TLS handshake) speaking `protocol`: HTTP/2 for `h2` and `h2c`, and for
+/// `auto` when TLS negotiated `h2`; HTTP/1.1 otherwise.
 pub async fn connect(
     address: &str,
     timeout: Duration,
     tls: Option<&UpstreamTls>,
+    protocol: UpstreamProtocol,
 ) -> std::io::Result<Sender> {
     let started = tokio::time::Instant::now();
     let stream = connect_tcp(address, timeout).await?;
     let Some(tls) = tls else {
+        if protocol == UpstreamProtocol::H2c {
+            return h2::handshake(stream).await.map(Sender::Http2);
+        }
         return Ok(Sender::Http1(Http1Conn::new(Stream::Tcp(stream))));
     };
     let stream = handshake_by(tls, stream, address, started + timeout).await?;
-    if super::tls::negotiated_h2(&stream) {
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(std::io::Error::other)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream h2 connection ended with an error");
-            }
-        });
-        return Ok(Sender::Http2(sender));
+    let h2 = match protocol {
+        UpstreamProtocol::H2 | UpstreamProtocol::H2c => true,
+        UpstreamProtocol::Auto => super::tls::negotiated_h2(&stream),
+        UpstreamProtocol::Http1 => false,
+    };
+    if h2 {
+        return h2::handshake(stream).await.map(Sender::Http2);
     }
     Ok(Sender::Http1(Http1Conn::new(Stream::Tls(Box::new(stream)))))
 }

@@ -1,5 +1,6 @@
 //! TLS from the gateway to a cluster's endpoints: a private CA, an SNI
-//! override and ALPN (HTTP/2 when the endpoint picks `h2`).
+//! override and ALPN (HTTP/2 when the endpoint picks `h2`, or always with
+//! `protocol = "h2"`).
 
 use std::sync::{Arc, OnceLock};
 
@@ -8,7 +9,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::config::{pem, UpstreamTlsConfig};
+use crate::config::{pem, UpstreamProtocol, UpstreamTlsConfig};
 
 /// The client side of TLS for one cluster.
 pub struct UpstreamTls {
@@ -17,7 +18,12 @@ pub struct UpstreamTls {
 }
 
 impl UpstreamTls {
-    pub fn new(config: &UpstreamTlsConfig) -> anyhow::Result<UpstreamTls> {
+    /// The client side for `config`; the cluster's `protocol` decides what
+    /// ALPN offers (`h2` alone, `http/1.1` alone, or `alpn` for `auto`).
+    pub fn new(
+        config: &UpstreamTlsConfig,
+        protocol: UpstreamProtocol,
+    ) -> anyhow::Result<UpstreamTls> {
         let roots = match &config.ca {
             Some(ca) => Arc::new(pem::root_store(ca)?),
             None => system_roots()?,
@@ -28,7 +34,11 @@ impl UpstreamTls {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-        client.alpn_protocols = config.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        client.alpn_protocols = match protocol {
+            UpstreamProtocol::H2 | UpstreamProtocol::H2c => vec![b"h2".to_vec()],
+            UpstreamProtocol::Http1 => vec![b"http/1.1".to_vec()],
+            UpstreamProtocol::Auto => config.alpn.iter().map(|p| p.as_bytes().to_vec()).collect(),
+        };
         let sni = match &config.sni {
             Some(name) => Some(ServerName::try_from(name.clone())?),
             None => None,

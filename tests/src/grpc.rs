@@ -1,0 +1,374 @@
+//! A real gRPC upstream and client for tests, built on `tonic` without
+//! generated code: messages are raw bytes (a pass-through codec), the
+//! service and the client are put together by hand.
+//!
+//! The upstream's methods (service `test.Echo`):
+//! - `Unary`: answers `<name>:<message>`; metadata `x-sleep-ms` delays the
+//!   answer;
+//! - `ServerStream`: the message is a count `n`; sends `0..n`, then holds
+//!   the call open with `x-hold` until [`GrpcUpstream::release`], and ends
+//!   with status FAILED_PRECONDITION "stopped at n" with `x-fail`;
+//! - `ClientStream`: answers the messages joined by `+`;
+//! - `Bidi`: answers each message upper-cased, as it comes.
+//!
+//! Other paths are plain HTTP: `/trailers` answers with the request's
+//! body and its trailers returned as response trailers `echo-<name>`;
+//! anything else answers `plain:<name>`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+use futures_util::future::BoxFuture;
+use futures_util::{Stream, StreamExt};
+use http::{HeaderMap, HeaderName, Request, Response};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::{Code, Status};
+
+use crate::tls::Issued;
+
+/// Messages as raw bytes: the tests need gRPC framing, not protobuf.
+#[derive(Clone, Copy, Default)]
+pub struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+type Messages = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type HttpBody = UnsyncBoxBody<Bytes, BoxError>;
+
+fn full(text: String) -> HttpBody {
+    Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// The methods, as tonic's service traits want them: a tower service
+/// from a tonic request to a tonic response.
+macro_rules! method {
+    ($name:ident, $req:ty, $resp:ty, |$self_:ident, $r:ident| $body:block) => {
+        struct $name(Shared);
+        impl tower_service::Service<tonic::Request<$req>> for $name {
+            type Response = tonic::Response<$resp>;
+            type Error = Status;
+            type Future = BoxFuture<'static, Result<tonic::Response<$resp>, Status>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Status>> {
+                Poll::Ready(Ok(()))
+            }
+            fn call(&mut self, $r: tonic::Request<$req>) -> Self::Future {
+                let $self_ = self.0.clone();
+                Box::pin(async move { $body })
+            }
+        }
+    };
+}
+
+method!(Unary, Bytes, Bytes, |shared, r| {
+    if let Some(ms) = metadata(&r, "x-sleep-ms").and_then(|m| m.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let text = String::from_utf8_lossy(r.get_ref()).into_owned();
+    Ok(tonic::Response::new(Bytes::from(format!(
+        "{}:{text}",
+        shared.name
+    ))))
+});
+
+method!(ServerStream, Bytes, Messages, |shared, r| {
+    Ok(tonic::Response::new(count_to(r, shared.release)))
+});
+
+method!(
+    ClientStream,
+    tonic::Streaming<Bytes>,
+    Bytes,
+    |_shared, r| {
+        let mut parts = Vec::new();
+        let mut incoming = r.into_inner();
+        while let Some(m) = incoming.next().await {
+            parts.push(String::from_utf8_lossy(&m?).into_owned());
+        }
+        Ok(tonic::Response::new(Bytes::from(parts.join("+"))))
+    }
+);
+
+method!(Bidi, tonic::Streaming<Bytes>, Messages, |_shared, r| {
+    let out: Messages = Box::pin(
+        r.into_inner()
+            .map(|m| m.map(|m| Bytes::from(String::from_utf8_lossy(&m).to_uppercase()))),
+    );
+    Ok(tonic::Response::new(out))
+});
+
+/// A running gRPC upstream; stops when dropped or killed.
+pub struct GrpcUpstream {
+    pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    te_trailers: Arc<AtomicUsize>,
+    release: tokio::sync::watch::Sender<bool>,
+    kill: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    name: Arc<str>,
+    te_trailers: Arc<AtomicUsize>,
+    release: tokio::sync::watch::Receiver<bool>,
+}
+
+impl GrpcUpstream {
+    /// Starts upstream `name` on 127.0.0.1:0: HTTP/2 in cleartext (prior
+    /// knowledge), or over TLS with `cert` (ALPN `h2`).
+    pub async fn start(name: &str, cert: Option<&Issued>) -> GrpcUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let acceptor = cert.map(|c| crate::tls::acceptor(c, &["h2"]));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (release, release_rx) = tokio::sync::watch::channel(false);
+        let (kill, kill_rx) = tokio::sync::watch::channel(false);
+        let te_trailers = Arc::new(AtomicUsize::new(0));
+        let shared = Shared {
+            name: Arc::from(name),
+            te_trailers: te_trailers.clone(),
+            release: release_rx,
+        };
+        let counted = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let (shared, acceptor, mut kill) =
+                    (shared.clone(), acceptor.clone(), kill_rx.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(route(shared, req).await) }
+                    });
+                    let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                    let served = async {
+                        match acceptor {
+                            Some(acceptor) => {
+                                let Ok(tls) = acceptor.accept(stream).await else {
+                                    return;
+                                };
+                                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                            }
+                            None => {
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                    };
+                    // Killing drops the connection mid-stream, as a crash would.
+                    tokio::select! {
+                        () = served => {}
+                        _ = kill.wait_for(|k| *k) => {}
+                    }
+                });
+            }
+        });
+        GrpcUpstream {
+            addr,
+            connections,
+            te_trailers,
+            release,
+            kill,
+            task,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Requests that arrived with `TE: trailers`.
+    pub fn te_trailers_seen(&self) -> usize {
+        self.te_trailers.load(Ordering::SeqCst)
+    }
+
+    /// Lets calls held by `x-hold` finish.
+    pub fn release(&self) {
+        let _ = self.release.send(true);
+    }
+
+    /// Stops accepting and drops every connection at once.
+    pub fn kill(&self) {
+        self.task.abort();
+        let _ = self.kill.send(true);
+    }
+}
+
+impl Drop for GrpcUpstream {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn metadata<T>(request: &tonic::Request<T>, key: &str) -> Option<String> {
+    request
+        .metadata()
+        .get(key)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn route(shared: Shared, req: Request<Incoming>) -> Response<HttpBody> {
+    let mut grpc = tonic::server::Grpc::new(RawCodec);
+    let path = req.uri().path().to_owned();
+    if req.headers().get("te").is_some_and(|v| v == "trailers") {
+        shared.te_trailers.fetch_add(1, Ordering::SeqCst);
+    }
+    let name = shared.name.clone();
+    let boxed =
+        |r: Response<tonic::body::Body>| r.map(|b| b.map_err(BoxError::from).boxed_unsync());
+    match path.as_str() {
+        "/test.Echo/Unary" => boxed(grpc.unary(Unary(shared), req).await),
+        "/test.Echo/ServerStream" => boxed(grpc.server_streaming(ServerStream(shared), req).await),
+        "/test.Echo/ClientStream" => boxed(grpc.client_streaming(ClientStream(shared), req).await),
+        "/test.Echo/Bidi" => boxed(grpc.streaming(Bidi(shared), req).await),
+        "/trailers" => echo_trailers(req).await,
+        _ => Response::new(full(format!("plain:{name}"))),
+    }
+}
+
+/// `ServerStream`: `0..n`, optionally held, optionally failing at the end.
+fn count_to(r: tonic::Request<Bytes>, mut release: tokio::sync::watch::Receiver<bool>) -> Messages {
+    let n: usize = String::from_utf8_lossy(r.get_ref()).parse().unwrap_or(0);
+    let hold = metadata(&r, "x-hold").is_some();
+    let fail = metadata(&r, "x-fail").is_some();
+    let numbers = futures_util::stream::iter((0..n).map(|i| Ok(Bytes::from(i.to_string()))));
+    let end = futures_util::stream::once(async move {
+        if hold {
+            let _ = release.wait_for(|r| *r).await;
+        }
+        if fail {
+            Some(Err(Status::new(
+                Code::FailedPrecondition,
+                format!("stopped at {n}"),
+            )))
+        } else {
+            None
+        }
+    })
+    .filter_map(|x| async move { x });
+    Box::pin(numbers.chain(end))
+}
+
+/// `/trailers`: the body back, and each request trailer as `echo-<name>`.
+async fn echo_trailers(req: Request<Incoming>) -> Response<HttpBody> {
+    let collected = match req.into_body().collect().await {
+        Ok(c) => c,
+        Err(_) => return Response::new(full("body failed".into())),
+    };
+    let mut echoed = HeaderMap::new();
+    for (name, value) in collected.trailers().into_iter().flatten() {
+        if let Ok(n) = HeaderName::from_bytes(format!("echo-{name}").as_bytes()) {
+            echoed.insert(n, value.clone());
+        }
+    }
+    let frames = vec![
+        Ok::<_, BoxError>(Frame::data(collected.to_bytes())),
+        Ok(Frame::trailers(echoed)),
+    ];
+    Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync())
+}
+
+/// An HTTP/2 connection to the gateway, as a tonic channel.
+#[derive(Clone)]
+pub struct Channel {
+    tx: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
+}
+
+impl tower_service::Service<Request<tonic::body::Body>> for Channel {
+    type Response = Response<Incoming>;
+    type Error = hyper::Error;
+    type Future = BoxFuture<'static, Result<Response<Incoming>, hyper::Error>>;
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
+        self.tx.poll_ready(cx)
+    }
+    fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.tx.send_request(req))
+    }
+}
+
+/// A gRPC client of the gateway's `test.Echo` service.
+pub type Client = tonic::client::Grpc<Channel>;
+
+/// A client over cleartext HTTP/2 (prior knowledge) to `addr`.
+pub async fn client(addr: SocketAddr) -> Client {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    client_on(stream, &format!("http://{addr}")).await
+}
+
+/// A client over TLS (ALPN `h2`) to `addr`, trusting `roots`, asking for
+/// `server_name`.
+pub async fn tls_client(
+    addr: SocketAddr,
+    roots: rustls::RootCertStore,
+    server_name: &str,
+) -> Client {
+    let options = crate::tls::ClientOptions {
+        server_name: server_name.into(),
+        alpn: vec!["h2"],
+        ..Default::default()
+    };
+    let stream = crate::tls::connect(addr, roots, &options)
+        .await
+        .expect("TLS connect");
+    client_on(stream, &format!("https://{server_name}")).await
+}
+
+async fn client_on<S>(io: S, origin: &str) -> Client
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(conn);
+    tonic::client::Grpc::with_origin(Channel { tx }, origin.parse().expect("origin"))
+}
+
+/// The path of method `name` of `test.Echo`.
+pub fn method(name: &str) -> http::uri::PathAndQuery {
+    format!("/test.Echo/{name}").parse().expect("path")
+}
