@@ -458,3 +458,69 @@ async fn an_upstream_killed_mid_stream_gives_an_error_and_the_gateway_serves_on(
     let mut http = gateway.http1("web").await;
     assert_eq!(http.get("/nowhere").await.status, 404);
 }
+
+#[tokio::test]
+async fn filters_read_and_change_trailers_both_ways() {
+    let upstream = GrpcUpstream::start("u", None).await;
+    let filter = format!(
+        "[[listener.filter]]\nname = \"trailers\"\npath = \"{}\"\n",
+        wasm::path("tw-trailers").display()
+    );
+    let gateway = gateway(&upstream, "", &filter).await;
+
+    // Response trailers of a gRPC call: the filter read grpc-status.
+    let mut client = grpc::client(gateway.addr("web")).await;
+    client.ready().await.expect("ready");
+    let mut failing = request("1");
+    failing
+        .metadata_mut()
+        .insert("x-fail", "1".parse().expect("value"));
+    let mut stream = client
+        .server_streaming(failing, method("ServerStream"), RawCodec)
+        .await
+        .expect("call")
+        .into_inner();
+    assert_eq!(
+        stream.message().await.expect("first").map(|b| text(&b)),
+        Some("0".into())
+    );
+    let status = stream.message().await.expect_err("failed precondition");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    let seen = status
+        .metadata()
+        .get("x-filter-grpc-status")
+        .map(|v| v.to_str().unwrap_or(""));
+    assert_eq!(seen, Some("9"));
+
+    // Request trailers: the filter added one the upstream echoes back;
+    // the upstream's secret trailer is removed on the way out.
+    let stream = tokio::net::TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
+    let (mut tx, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("handshake");
+    tokio::spawn(conn);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-checksum", "abc".parse().expect("value"));
+    trailers.insert("secret", "s3cret".parse().expect("value"));
+    let frames = vec![
+        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from("payload"))),
+        Ok(hyper::body::Frame::trailers(trailers)),
+    ];
+    let request = http::Request::post(format!("http://{}/trailers", gateway.addr("web")))
+        .body(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+        .expect("request");
+    let response = tx.send_request(request).await.expect("response");
+    let collected = response.into_body().collect().await.expect("body");
+    let trailers = collected.trailers().cloned().expect("trailers");
+    assert_eq!(trailers["echo-x-checksum"], "abc");
+    assert_eq!(trailers["echo-x-filter-saw"], "abc");
+    // The upstream echoed `secret` too; the filter removed that trailer.
+    assert!(!trailers.contains_key("echo-secret"));
+}
