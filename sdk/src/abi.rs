@@ -21,7 +21,9 @@ pub(crate) mod action {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum MapType {
     RequestHeaders = 0,
+    RequestTrailers = 1,
     ResponseHeaders = 2,
+    ResponseTrailers = 3,
     CalloutResponseHeaders = 6,
 }
 

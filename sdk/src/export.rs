@@ -60,8 +60,8 @@ macro_rules! export_filter {
                 RUNTIME.with(|r| r.on_request_body(context_id, size, end_of_stream != 0))
             }
             #[no_mangle]
-            pub extern "C" fn proxy_on_request_trailers(_context_id: u32, _trailers: usize) -> u32 {
-                0
+            pub extern "C" fn proxy_on_request_trailers(context_id: u32, trailers: usize) -> u32 {
+                RUNTIME.with(|r| r.on_request_trailers(context_id, trailers))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_response_headers(
@@ -80,11 +80,8 @@ macro_rules! export_filter {
                 RUNTIME.with(|r| r.on_response_body(context_id, size, end_of_stream != 0))
             }
             #[no_mangle]
-            pub extern "C" fn proxy_on_response_trailers(
-                _context_id: u32,
-                _trailers: usize,
-            ) -> u32 {
-                0
+            pub extern "C" fn proxy_on_response_trailers(context_id: u32, trailers: usize) -> u32 {
+                RUNTIME.with(|r| r.on_response_trailers(context_id, trailers))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_http_call_response(

@@ -3,6 +3,7 @@
 use crate::body::Body;
 use crate::callout::Callout;
 use crate::http::{Request, Response};
+use crate::trailers::Trailers;
 use serde::de::DeserializeOwned;
 use std::rc::Rc;
 
@@ -89,6 +90,25 @@ pub trait Filter: Sized + 'static {
     fn on_response_body(&mut self, response: &mut Response, body: &mut Body) -> ResponseDecision {
         let _ = (response, body);
         ResponseDecision::Continue
+    }
+
+    /// Runs when the request's trailers arrived, after its body (gRPC and
+    /// other HTTP/2 clients may send them; most requests have none). Changes
+    /// reach the upstream. A body buffered with [`Request::buffer_body`] is
+    /// complete at this point: [`Filter::on_request_body`] runs just before.
+    /// Default: nothing.
+    fn on_request_trailers(&mut self, trailers: &mut Trailers) {
+        let _ = trailers;
+    }
+
+    /// Runs when the response's trailers arrived, after its body (gRPC's
+    /// `grpc-status` and `grpc-message` are trailers). Changes reach the
+    /// client; the status and headers have already left, so this hook can
+    /// change trailers only. A body buffered with [`Response::buffer_body`]
+    /// is complete here: [`Filter::on_response_body`] runs just before.
+    /// Default: nothing.
+    fn on_response_trailers(&mut self, trailers: &mut Trailers) {
+        let _ = trailers;
     }
 
     /// Runs once when the request is complete (the access-log moment), whatever

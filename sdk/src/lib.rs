@@ -68,6 +68,7 @@ pub mod shared;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod time;
+mod trailers;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
@@ -76,6 +77,7 @@ pub use callout::{Callout, CalloutRequest, CalloutResponse};
 pub use filter::{Decision, Filter, LocalResponse, ResponseDecision};
 pub use http::{Request, Response, CLIENT_ADDRESS_PROPERTY, UPSTREAM_PROPERTY};
 pub use log::LogLevel;
+pub use trailers::Trailers;
 
 /// Used by [`export_filter!`]; not a stable API.
 #[doc(hidden)]

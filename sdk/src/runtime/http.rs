@@ -207,7 +207,12 @@ impl<F: Filter> Runtime<F> {
     }
 
     /// Carries out a request-phase decision; returns the `Action` for the host.
-    fn apply(&self, context_id: u32, stream: &mut Stream<F>, decision: Decision<F>) -> u32 {
+    pub(super) fn apply(
+        &self,
+        context_id: u32,
+        stream: &mut Stream<F>,
+        decision: Decision<F>,
+    ) -> u32 {
         let mut decision = decision;
         // Bounded: a continuation that keeps failing to dispatch callouts
         // cannot spin forever.
@@ -271,7 +276,7 @@ fn respond<F>(stream: &mut Stream<F>, response: LocalResponse) {
     }
 }
 
-fn apply_response<F>(stream: &mut Stream<F>, decision: ResponseDecision) -> u32 {
+pub(super) fn apply_response<F>(stream: &mut Stream<F>, decision: ResponseDecision) -> u32 {
     match decision {
         ResponseDecision::Continue => action::CONTINUE,
         ResponseDecision::Respond(response) => {

@@ -3,6 +3,7 @@
 //! back into hostcalls and `Action`s. Not part of the public API.
 
 mod http;
+mod trailers;
 
 use crate::abi::BufferType;
 use crate::body::BodyPlan;

@@ -30,6 +30,7 @@ impl Side {
 }
 
 /// Delivers `body` in chunks of `chunk` bytes through `callback(size, eos)`.
+/// With `trailers` to follow, no chunk ends the stream (as in a real host).
 /// Returns true if the filter paused at the end of the body (it waits for a
 /// callout); stops early when the filter answered locally.
 pub(super) fn feed(
@@ -37,6 +38,7 @@ pub(super) fn feed(
     side: Side,
     body: &[u8],
     chunk: usize,
+    trailers: bool,
     mut callback: impl FnMut(usize, bool) -> u32,
 ) -> bool {
     let chunk = chunk.max(1);
@@ -45,7 +47,8 @@ pub(super) fn feed(
         let piece = body
             .get(n * chunk..((n + 1) * chunk).min(body.len()))
             .unwrap_or(&[]);
-        let eos = n + 1 == count;
+        let last = n + 1 == count;
+        let eos = last && !trailers;
         let size = {
             let mut stream = host.stream();
             let (held, _, _) = side.parts(&mut stream);
@@ -63,9 +66,21 @@ pub(super) fn feed(
             if eos {
                 return true;
             }
+            if last {
+                // Held until the trailers end the message.
+                return false;
+            }
         } else {
             out.append(held);
         }
     }
     false
+}
+
+/// Sends on what the host still holds of `side`'s body (the trailers
+/// ended the message).
+pub(super) fn release(host: &MockHost, side: Side) {
+    let mut stream = host.stream();
+    let (held, out, _) = side.parts(&mut stream);
+    out.append(held);
 }

@@ -115,8 +115,11 @@ impl<F: Filter> Exchange<F> {
     pub fn respond(&mut self, response: TestResponse) -> &mut Self {
         self.stream().response_headers = response.header_list();
         let has_body = response.body.is_some();
+        let has_trailers = !response.trailers.is_empty();
         self.enter();
-        let action = self.runtime.on_response_headers(self.context, 1, !has_body);
+        let action = self
+            .runtime
+            .on_response_headers(self.context, 1, !has_body && !has_trailers);
         if let (Some(body), true) = (response.body, action == action::CONTINUE) {
             // Hosts send the headers on before the body: changes made in
             // the body hook do not reach the client.
@@ -128,11 +131,49 @@ impl<F: Filter> Exchange<F> {
                 body::Side::Response,
                 &body,
                 response.chunk,
+                has_trailers,
                 |size, eos| runtime.on_response_body(context, size, eos),
             );
             self.stream().response_headers = sent;
         }
+        if has_trailers && action == action::CONTINUE && self.local_response().is_none() {
+            self.stream().response_trailers = response.trailers;
+            self.trailers(body::Side::Response);
+        }
         self
+    }
+
+    /// Runs the trailers hook of `side`; the body the host still holds
+    /// (a buffered one) is released with them, as a host sends it on.
+    pub(super) fn trailers(&self, side: body::Side) {
+        self.enter();
+        let action = match side {
+            body::Side::Request => self.runtime.on_request_trailers(self.context, 1),
+            body::Side::Response => self.runtime.on_response_trailers(self.context, 1),
+        };
+        if action == action::CONTINUE && self.local_response().is_none() {
+            body::release(&self.host, side);
+        }
+    }
+
+    /// A request trailer as the upstream would see it.
+    pub fn request_trailer(&self, name: &str) -> Option<String> {
+        find(&self.stream().request_trailers, name).map(str::to_string)
+    }
+
+    /// All request trailers as the upstream would see them.
+    pub fn request_trailers(&self) -> Vec<(String, String)> {
+        self.stream().request_trailers.clone()
+    }
+
+    /// A response trailer as the client would see it.
+    pub fn response_trailer(&self, name: &str) -> Option<String> {
+        find(&self.stream().response_trailers, name).map(str::to_string)
+    }
+
+    /// All response trailers as the client would see them.
+    pub fn response_trailers(&self) -> Vec<(String, String)> {
+        self.stream().response_trailers.clone()
     }
 
     /// The response status the client would see (a local response wins).

@@ -43,6 +43,8 @@ pub(crate) fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'
 pub(crate) struct StreamState {
     pub request_headers: Vec<(String, String)>,
     pub response_headers: Vec<(String, String)>,
+    pub request_trailers: Vec<(String, String)>,
+    pub response_trailers: Vec<(String, String)>,
     /// Body bytes the host holds for the filter (what `get_buffer_bytes` reads).
     pub request_body: Vec<u8>,
     pub response_body: Vec<u8>,
@@ -114,6 +116,8 @@ impl MockHost {
         std::cell::RefMut::map(self.stream(), |s| match map {
             MapType::RequestHeaders => &mut s.request_headers,
             MapType::ResponseHeaders => &mut s.response_headers,
+            MapType::RequestTrailers => &mut s.request_trailers,
+            MapType::ResponseTrailers => &mut s.response_trailers,
             MapType::CalloutResponseHeaders => &mut s.callout_headers,
         })
     }

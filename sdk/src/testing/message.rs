@@ -10,6 +10,7 @@ pub struct TestRequest {
     pub(super) client_address: String,
     pub(super) body: Option<Vec<u8>>,
     pub(super) chunk: usize,
+    pub(super) trailers: Vec<(String, String)>,
 }
 
 impl TestRequest {
@@ -24,6 +25,7 @@ impl TestRequest {
             client_address: "127.0.0.1:40000".to_string(),
             body: None,
             chunk: usize::MAX,
+            trailers: Vec::new(),
         }
     }
 
@@ -40,6 +42,14 @@ impl TestRequest {
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+
+    /// Adds a trailer, sent after the body (as gRPC clients and some
+    /// uploads do): [`crate::Filter::on_request_trailers`] runs.
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers
             .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
@@ -77,6 +87,7 @@ pub struct TestResponse {
     headers: Vec<(String, String)>,
     pub(super) body: Option<Vec<u8>>,
     pub(super) chunk: usize,
+    pub(super) trailers: Vec<(String, String)>,
 }
 
 impl TestResponse {
@@ -87,12 +98,21 @@ impl TestResponse {
             headers: Vec::new(),
             body: None,
             chunk: usize::MAX,
+            trailers: Vec::new(),
         }
     }
 
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+
+    /// Adds a trailer, sent after the body (gRPC's `grpc-status`):
+    /// [`crate::Filter::on_response_trailers`] runs.
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers
             .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }

@@ -191,7 +191,10 @@ impl<F: Filter> FilterTest<F> {
         exchange.enter();
         self.runtime.on_context_create(context, ROOT_CONTEXT);
         let has_body = request.body.is_some();
-        let action = self.runtime.on_request_headers(context, 4, !has_body);
+        let has_trailers = !request.trailers.is_empty();
+        let action = self
+            .runtime
+            .on_request_headers(context, 4, !has_body && !has_trailers);
         exchange.paused.set(action == action::PAUSE);
         if let (Some(body), false) = (request.body, exchange.paused.get()) {
             // Hosts send the headers on before the body: changes made in
@@ -204,10 +207,15 @@ impl<F: Filter> FilterTest<F> {
                 body::Side::Request,
                 &body,
                 request.chunk,
+                has_trailers,
                 |size, eos| runtime.on_request_body(context, size, eos),
             );
             exchange.paused.set(paused);
             self.host.stream_of(context).request_headers = sent;
+        }
+        if has_trailers && exchange.is_continue() {
+            self.host.stream_of(context).request_trailers = request.trailers;
+            exchange.trailers(body::Side::Request);
         }
         exchange
     }
