@@ -13,7 +13,8 @@
 //!
 //! Other paths are plain HTTP: `/trailers` answers with the request's
 //! body and its trailers returned as response trailers `echo-<name>`;
-//! anything else answers `plain:<name>`.
+//! anything else answers `plain:<name>`, with the request's `:scheme` in
+//! `x-scheme`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -266,7 +267,14 @@ async fn route(shared: Shared, req: Request<Incoming>) -> Response<HttpBody> {
         "/test.Echo/ClientStream" => boxed(grpc.client_streaming(ClientStream(shared), req).await),
         "/test.Echo/Bidi" => boxed(grpc.streaming(Bidi(shared), req).await),
         "/trailers" => echo_trailers(req).await,
-        _ => Response::new(full(format!("plain:{name}"))),
+        _ => {
+            let scheme = req.uri().scheme_str().unwrap_or("none").to_owned();
+            let mut plain = Response::new(full(format!("plain:{name}")));
+            if let Ok(v) = http::HeaderValue::from_str(&scheme) {
+                plain.headers_mut().insert("x-scheme", v);
+            }
+            plain
+        }
     }
 }
 

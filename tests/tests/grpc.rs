@@ -286,6 +286,7 @@ async fn plain_http_reaches_an_h2c_upstream() {
     let reply = client.get("/plain").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "plain:u");
+    assert_eq!(reply.header("x-scheme"), Some("http"), "h2c is cleartext");
     assert_eq!(upstream.connections(), 1);
 }
 

@@ -36,11 +36,14 @@ impl Drop for StreamSlot {
 pub struct H2Stream {
     tx: http2::SendRequest<Body>,
     slot: StreamSlot,
+    /// `:scheme` of its requests: `https` over TLS, `http` for h2c.
+    scheme: &'static str,
 }
 
 /// A pooled HTTP/2 connection of one worker.
 struct H2Conn {
     tx: http2::SendRequest<Body>,
+    scheme: &'static str,
     /// Streams in flight on it.
     active: Arc<AtomicU32>,
     last_used: Instant,
@@ -65,6 +68,7 @@ impl H2Conns {
         Some(H2Stream {
             tx: conn.tx.clone(),
             slot: StreamSlot::take(&conn.active),
+            scheme: conn.scheme,
         })
     }
 
@@ -72,6 +76,7 @@ impl H2Conns {
     pub fn share(&mut self, stream: &H2Stream) {
         self.conns.push(H2Conn {
             tx: stream.tx.clone(),
+            scheme: stream.scheme,
             active: stream.slot.0.clone(),
             last_used: Instant::now(),
         });
@@ -89,7 +94,7 @@ impl H2Conns {
 /// Starts HTTP/2 on a connected stream (TLS with `h2`, or cleartext with
 /// prior knowledge); the connection is driven by a task of its own on
 /// the calling worker. Returns the first stream on it.
-pub async fn handshake<S>(io: S) -> std::io::Result<H2Stream>
+pub async fn handshake<S>(io: S, tls: bool) -> std::io::Result<H2Stream>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -109,6 +114,7 @@ where
     Ok(H2Stream {
         tx,
         slot: StreamSlot::take(&Arc::new(AtomicU32::new(0))),
+        scheme: if tls { "https" } else { "http" },
     })
 }
 
@@ -119,7 +125,7 @@ impl H2Stream {
         mut self,
         request: http::Request<Body>,
     ) -> Result<http::Response<Body>, hyper::Error> {
-        let response = self.tx.send_request(to_http2(request)).await?;
+        let response = self.tx.send_request(to_http2(request, self.scheme)).await?;
         let slot = self.slot;
         Ok(response.map(|body| {
             crate::http::body::boxed(SlotBody {
@@ -132,7 +138,7 @@ impl H2Stream {
 
 /// An HTTP/1.1-shaped upstream request (origin-form URI, `Host`) made
 /// into HTTP/2: the authority moves into the URI.
-fn to_http2(mut request: http::Request<Body>) -> http::Request<Body> {
+fn to_http2(mut request: http::Request<Body>, scheme: &str) -> http::Request<Body> {
     let host = request.headers_mut().remove(http::header::HOST);
     let authority = host
         .as_ref()
@@ -144,7 +150,7 @@ fn to_http2(mut request: http::Request<Body>) -> http::Request<Body> {
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    if let Ok(uri) = http::Uri::try_from(format!("https://{authority}{path}")) {
+    if let Ok(uri) = http::Uri::try_from(format!("{scheme}://{authority}{path}")) {
         *request.uri_mut() = uri;
     }
     *request.version_mut() = http::Version::HTTP_2;

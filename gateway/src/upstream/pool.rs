@@ -139,7 +139,7 @@ pub async fn connect(
     let stream = connect_tcp(address, timeout).await?;
     let Some(tls) = tls else {
         if protocol == UpstreamProtocol::H2c {
-            return h2::handshake(stream).await.map(Sender::Http2);
+            return h2::handshake(stream, false).await.map(Sender::Http2);
         }
         return Ok(Sender::Http1(Http1Conn::new(Stream::Tcp(stream))));
     };
@@ -150,7 +150,7 @@ pub async fn connect(
         UpstreamProtocol::Http1 => false,
     };
     if h2 {
-        return h2::handshake(stream).await.map(Sender::Http2);
+        return h2::handshake(stream, true).await.map(Sender::Http2);
     }
     Ok(Sender::Http1(Http1Conn::new(Stream::Tls(Box::new(stream)))))
 }
