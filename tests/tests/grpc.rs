@@ -335,6 +335,7 @@ async fn gateway_failures_reach_grpc_clients_as_grpc_statuses() {
         .expect_err("no route");
     assert_eq!(status.code(), Code::Unimplemented);
     assert_eq!(status.message(), "no route");
+    assert!(gateway.log_count_reaches("status=404", 1, WAIT).await);
 
     client.ready().await.expect("ready");
     let path = "/down/Call".parse().expect("path");
@@ -371,6 +372,8 @@ async fn a_filter_rejecting_by_metadata_gives_unauthenticated() {
         .expect_err("rejected");
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), "unauthorized");
+    // The access log keeps the HTTP status the answer stands for.
+    assert!(gateway.log_count_reaches("status=401", 1, WAIT).await);
 
     client.ready().await.expect("ready");
     let mut allowed = request("x");

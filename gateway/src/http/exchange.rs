@@ -96,7 +96,7 @@ impl Exchange {
                 self.error_response(&error)
             }
         };
-        self.record.status = response.status().as_u16();
+        self.record.status = super::grpc::logged_status(&response).as_u16();
         response
     }
 

@@ -31,6 +31,20 @@ pub mod code {
 #[derive(Clone, Copy)]
 pub struct FromUpstream;
 
+/// On a converted answer: the HTTP status it stands for, which the access
+/// log and metrics record (a gRPC client gets 200 either way).
+#[derive(Clone, Copy)]
+pub struct AnsweredAs(pub StatusCode);
+
+/// The status to log for `response`: the HTTP status a converted gRPC
+/// answer stands for, else its own.
+pub fn logged_status<B>(response: &Response<B>) -> StatusCode {
+    response
+        .extensions()
+        .get::<AnsweredAs>()
+        .map_or(response.status(), |a| a.0)
+}
+
 /// Whether a request (or response) is gRPC: `content-type:
 /// application/grpc`, `application/grpc+proto` and the like.
 pub fn is_grpc(headers: &HeaderMap) -> bool {
@@ -102,6 +116,7 @@ pub fn error_response(error: &ProxyError) -> Response<Body> {
         ProxyError::UpstreamTimeout { .. } | ProxyError::RequestTimeout => code::DEADLINE_EXCEEDED,
         _ => code_for(error.status()),
     };
+    let status = error.status();
     // The plain answer's body is in memory: its one line is the message.
     let text = error
         .to_response()
@@ -111,7 +126,9 @@ pub fn error_response(error: &ProxyError) -> Response<Body> {
         .and_then(Result::ok)
         .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_owned())
         .unwrap_or_default();
-    status_response(code, &text)
+    let mut response = status_response(code, &text);
+    response.extensions_mut().insert(AnsweredAs(status));
+    response
 }
 
 /// Converts a local answer (a filter's, a direct route's) to a gRPC
@@ -133,6 +150,7 @@ pub fn local_answer(response: Response<Body>) -> Response<Body> {
         _ => parts.status.canonical_reason().unwrap_or("").to_owned(),
     };
     let mut grpc = status_response(code, &text);
+    grpc.extensions_mut().insert(AnsweredAs(parts.status));
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             grpc.headers_mut().append(name, value.clone());
@@ -267,6 +285,7 @@ mod tests {
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["grpc-status"], "4");
         assert_eq!(r.headers()["grpc-message"], "upstream timed out");
+        assert_eq!(logged_status(&r), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(
             error_response(&ProxyError::NoRoute).headers()["grpc-status"],
             "12"
