@@ -6,6 +6,7 @@
 //! `h2_max_concurrent_streams` requests each (see `h2`).
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,9 @@ struct Idle {
 pub struct EndpointPool {
     idle: PerWorker<Mutex<Vec<Idle>>>,
     h2: PerWorker<Mutex<H2Conns>>,
+    /// Set once an HTTP/2 connection joined: until then checkout goes
+    /// straight to the HTTP/1.1 list (the common case costs one load).
+    has_h2: AtomicBool,
     max_idle: usize,
     idle_timeout: Duration,
     max_streams: u32,
@@ -57,6 +61,7 @@ impl EndpointPool {
         Self {
             idle: PerWorker::default(),
             h2: PerWorker::default(),
+            has_h2: AtomicBool::new(false),
             max_idle,
             idle_timeout,
             max_streams: max_streams.get(),
@@ -67,14 +72,16 @@ impl EndpointPool {
     /// room, else its most recently used idle HTTP/1.1 connection that is
     /// still open.
     pub fn checkout(&self) -> Option<Sender> {
-        let stream = self
-            .h2
-            .get()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .checkout(self.max_streams);
-        if let Some(stream) = stream {
-            return Some(Sender::Http2(stream));
+        if self.has_h2.load(Ordering::Relaxed) {
+            let stream = self
+                .h2
+                .get()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .checkout(self.max_streams);
+            if let Some(stream) = stream {
+                return Some(Sender::Http2(stream));
+            }
         }
         let mut idle = self.idle.get().lock().unwrap_or_else(|p| p.into_inner());
         while let Some(mut entry) = idle.pop() {
@@ -89,6 +96,7 @@ impl EndpointPool {
     /// while in use), an HTTP/1.1 one when its exchange is over (`checkin`).
     pub fn share(&self, sender: Sender) -> Sender {
         if let Sender::Http2(stream) = &sender {
+            self.has_h2.store(true, Ordering::Relaxed);
             self.h2
                 .get()
                 .lock()
