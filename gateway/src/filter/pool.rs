@@ -232,9 +232,15 @@ impl LoadedFilter {
     }
 
     /// A guest call failed: the instance is discarded (its slot refilled on
-    /// next need) and the failure counted.
+    /// next need) and the failure counted once per trap. The other requests
+    /// bound to that instance fail at their next call with it; they report
+    /// the same fault again, which is not counted: a handful of trapping
+    /// requests must not look like a filter that keeps failing.
     pub fn fault(&self, cell: &Arc<InstanceCell>, fault: &GuestFault) {
-        cell.dead.store(true, Ordering::Relaxed);
+        if cell.dead.swap(true, Ordering::Relaxed) {
+            tracing::debug!(filter = %self.config.name, "request bound to a discarded instance: {}", fault.0);
+            return;
+        }
         for slot in self.slots.iter().flatten() {
             let current = slot.load();
             if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, cell)) {
