@@ -62,6 +62,18 @@ impl FilterChain {
         }
     }
 
+    /// As [`load`](Self::load), carrying over the filters of `previous`
+    /// (the configuration in force) that did not change.
+    pub async fn load_reusing(
+        host: &Arc<FilterHost>,
+        filters: &[FilterConfig],
+        previous: &super::loading::LoadedSet,
+    ) -> FilterChain {
+        FilterChain {
+            filters: previous.load_all(host, filters).await.into(),
+        }
+    }
+
     /// A chain of filters loaded elsewhere (the filter folder).
     pub(crate) fn from_loaded(filters: Vec<Arc<LoadedFilter>>) -> FilterChain {
         FilterChain {

@@ -317,6 +317,17 @@ impl LoadedFilter {
         self.code.is_some()
     }
 
+    /// Whether the file still holds the module this was loaded from
+    /// (blocking: reads and hashes it).
+    pub fn module_unchanged(&self) -> bool {
+        read_capped(&self.config.path, self.host.config.max_module_size.as_u64())
+            .map(|wasm| {
+                let digest: String = Sha256::digest(&wasm).iter().map(|b| format!("{b:02x}")).collect();
+                digest == self.sha256
+            })
+            .unwrap_or(false)
+    }
+
     /// The sha256 of the module bytes it was loaded from (empty if it
     /// could not be read).
     pub fn sha256(&self) -> &str {
