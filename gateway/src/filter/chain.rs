@@ -62,6 +62,18 @@ impl FilterChain {
         }
     }
 
+    /// As [`load`](Self::load), carrying over the filters of `previous`
+    /// (the configuration in force) that did not change.
+    pub async fn load_reusing(
+        host: &Arc<FilterHost>,
+        filters: &[FilterConfig],
+        previous: &super::loading::LoadedSet,
+    ) -> FilterChain {
+        FilterChain {
+            filters: previous.load_all(host, filters).await.into(),
+        }
+    }
+
     /// A chain of filters loaded elsewhere (the filter folder).
     pub(crate) fn from_loaded(filters: Vec<Arc<LoadedFilter>>) -> FilterChain {
         FilterChain {
@@ -220,7 +232,9 @@ impl ChainRun {
         if let Some(s) = self.core().stream.as_deref() {
             convert::apply_request(&s.request_headers, &mut parts);
         }
+        let reframe = self.body_may_change(&body, Dir::Request);
         let body = self.body(body, Dir::Request).await?;
+        reframe_if_whole(reframe, &mut parts.headers, &body);
         Ok(http::Request::from_parts(parts, body))
     }
 
@@ -259,10 +273,19 @@ impl ChainRun {
             convert::apply_response(&s.response_headers, &mut parts);
             s.response_code = Some(parts.status.as_u16());
         }
+        let reframe = self.body_may_change(&body, Dir::Response);
         match self.body(body, Dir::Response).await {
-            Ok(body) => http::Response::from_parts(parts, body),
+            Ok(body) => {
+                reframe_if_whole(reframe, &mut parts.headers, &body);
+                http::Response::from_parts(parts, body)
+            }
             Err(r) => r,
         }
+    }
+
+    /// Whether a filter will see (and so may resize) this body.
+    fn body_may_change(&self, body: &Body, dir: Dir) -> bool {
+        !body.is_end_stream() && self.core().wants_body(dir)
     }
 
     /// Runs body callbacks: the first chunks here (so a buffering filter
@@ -309,6 +332,19 @@ impl ChainRun {
             self.finished = true;
             self.core().finish();
         }
+    }
+}
+
+/// A body a filter saw and that is now whole (a filter buffered it) is
+/// framed by its real length, whether or not the filter removed a stale
+/// `content-length` as our SDK does: the header goes and the HTTP layer
+/// writes the exact length. A body still streaming keeps the header; a
+/// filter that resizes chunks as they pass must remove it (our SDK does),
+/// or the mismatch ends the message in error instead of desynchronising
+/// the connection.
+fn reframe_if_whole(may_change: bool, headers: &mut http::HeaderMap, body: &Body) {
+    if may_change && body.size_hint().exact().is_some() {
+        headers.remove(http::header::CONTENT_LENGTH);
     }
 }
 

@@ -33,6 +33,7 @@ mod tests;
 pub use abi::{decode_pairs, encode_pairs};
 pub use chain::{ChainRun, FilterChain};
 pub use engine::FilterHost;
+pub use loading::LoadedSet;
 pub use folder::{modules as folder_modules, FilterFolder};
 pub use instance::GuestFault;
 pub use metrics::{MetricKind, MetricSnapshot};

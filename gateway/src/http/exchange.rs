@@ -293,7 +293,12 @@ impl Exchange {
             let upgraded = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
             if upgraded {
                 let upstream = hyper::upgrade::on(&mut resp);
-                tokio::spawn(forward::tunnel(downstream, upstream));
+                tokio::spawn(super::tunnel::tunnel(
+                    downstream,
+                    upstream,
+                    self.conn.service.limits.tunnel_idle_timeout,
+                    self.conn.permit.clone(),
+                ));
             }
             forward::from_upstream(&mut resp, upgraded);
             return Ok(resp.map(body::boxed));

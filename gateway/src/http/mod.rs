@@ -11,3 +11,4 @@ pub mod path;
 pub mod request_body;
 pub mod route;
 pub mod service;
+mod tunnel;

@@ -25,6 +25,12 @@ struct Metrics {
     config_reloads: Family<ResultLabel, Counter>,
     filter_reloads: Family<FilterResult, Counter>,
     filter_calls: Family<FilterResult, Counter>,
+    timeouts: Family<KindLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,7 +66,14 @@ fn metrics() -> &'static Metrics {
             "Calls into filters by filter and result (ok, trap, deadline_exceeded, memory_limit)",
             filter_calls.clone(),
         );
+        let timeouts = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "timeouts",
+            "Transfers cut by an idle timeout, by kind (client_send, tunnel_idle, upstream_body_idle)",
+            timeouts.clone(),
+        );
         Metrics {
+            timeouts,
             filter_calls,
             filter_reloads,
             config_reloads,
@@ -153,6 +166,11 @@ pub fn config_reload(ok: bool) {
             result: result.into(),
         })
         .inc();
+}
+
+/// A transfer was cut because one side stopped moving for too long.
+pub fn timeout(kind: &'static str) {
+    metrics().timeouts.get_or_create(&KindLabel { kind }).inc();
 }
 
 pub fn connection_opened() {
