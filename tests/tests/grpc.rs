@@ -528,3 +528,29 @@ async fn filters_read_and_change_trailers_both_ways() {
     // The upstream echoed `secret` too; the filter removed that trailer.
     assert!(!trailers.contains_key("echo-secret"));
 }
+
+#[tokio::test]
+async fn a_stream_silent_past_response_idle_timeout_is_cut() {
+    let upstream = GrpcUpstream::start("u", None).await;
+    let gateway = gateway(&upstream, "response_idle_timeout = \"300ms\"", "").await;
+    let mut client = grpc::client(gateway.addr("web")).await;
+    client.ready().await.expect("ready");
+    let mut held = request("1");
+    held.metadata_mut()
+        .insert("x-hold", "1".parse().expect("value"));
+    let started = Instant::now();
+    let mut stream = client
+        .server_streaming(held, method("ServerStream"), RawCodec)
+        .await
+        .expect("call")
+        .into_inner();
+    let (got, end) = drain(&mut stream).await;
+    assert_eq!(got, ["0"]);
+    let (code, _) = end.expect_err("cut");
+    assert_ne!(code, Code::Ok);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -52,7 +52,10 @@ pub struct ClusterConfig {
     /// Longest the upstream may go without sending response body data
     /// once the body has begun (nginx's `proxy_read_timeout`); then the
     /// response is cut. 0s: no limit.
-    #[serde(default = "default_response_idle_timeout", with = "crate::config::duration")]
+    #[serde(
+        default = "default_response_idle_timeout",
+        with = "crate::config::duration"
+    )]
     pub response_idle_timeout: Duration,
     /// Pooled keep-alive connections unused this long are closed.
     #[serde(default = "default_idle_timeout", with = "crate::config::duration")]

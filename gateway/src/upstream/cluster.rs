@@ -318,7 +318,8 @@ impl Connection {
                 back.exchange(conn, request).await
             }
             Sender::Http2(stream) => {
-                let result = stream.send(request).await;
+                let idle = cluster.config.response_idle_timeout;
+                let result = stream.send(request, idle).await;
                 // The connection stays in the pool, shared; the request
                 // counts as in flight until its response head is in.
                 drop(in_flight);

@@ -120,10 +120,13 @@ where
 
 impl H2Stream {
     /// Sends `request` (HTTP/1.1-shaped: origin-form URI and `Host`) on
-    /// this stream; the response body holds the stream's slot.
+    /// this stream; the response body holds the stream's slot, and fails
+    /// when the upstream sends nothing on it for `idle` (zero: no limit),
+    /// as the cluster's `response_idle_timeout` says for every protocol.
     pub async fn send(
         mut self,
         request: http::Request<Body>,
+        idle: Duration,
     ) -> Result<http::Response<Body>, hyper::Error> {
         let response = self.tx.send_request(to_http2(request, self.scheme)).await?;
         let slot = self.slot;
@@ -131,6 +134,7 @@ impl H2Stream {
             crate::http::body::boxed(SlotBody {
                 inner: body,
                 _slot: slot,
+                idle: (!idle.is_zero()).then(|| (idle, Box::pin(tokio::time::sleep(idle)))),
             })
         }))
     }
@@ -157,10 +161,12 @@ fn to_http2(mut request: http::Request<Body>, scheme: &str) -> http::Request<Bod
     request
 }
 
-/// A response body that keeps its stream counted until it ends.
+/// A response body that keeps its stream counted until it ends, and
+/// bounds the silence between its frames.
 struct SlotBody {
     inner: hyper::body::Incoming,
     _slot: StreamSlot,
+    idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
 }
 
 impl http_body::Body for SlotBody {
@@ -171,7 +177,28 @@ impl http_body::Body for SlotBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx).map_err(Into::into)
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => {}
+            ready => {
+                if let Some((idle, timer)) = this.idle.as_mut() {
+                    timer.as_mut().reset(tokio::time::Instant::now() + *idle);
+                }
+                return ready.map_err(Into::into);
+            }
+        }
+        let Some((idle, timer)) = this.idle.as_mut() else {
+            return Poll::Pending;
+        };
+        if std::future::Future::poll(timer.as_mut(), cx).is_pending() {
+            return Poll::Pending;
+        }
+        let idle = *idle;
+        this.idle = None;
+        Poll::Ready(Some(Err(format!(
+            "upstream sent nothing for {idle:?} (response_idle_timeout)"
+        )
+        .into())))
     }
 
     fn is_end_stream(&self) -> bool {
