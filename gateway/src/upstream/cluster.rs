@@ -72,10 +72,11 @@ impl Cluster {
             .collect();
         // The CA file was checked by config validation; if it has gone bad
         // since, connects fail with this reason rather than the start.
+        let protocol = config.protocol();
         let tls = config
             .tls
             .as_ref()
-            .and_then(|t| match UpstreamTls::new(t, config.protocol()) {
+            .and_then(|t| match UpstreamTls::new(t, protocol) {
                 Ok(tls) => Some(tls),
                 Err(e) => {
                     tracing::error!(cluster = %config.name, error = %e, "upstream TLS is unusable");
