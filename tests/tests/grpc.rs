@@ -554,3 +554,23 @@ async fn a_stream_silent_past_response_idle_timeout_is_cut() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_malformed_grpc_request_is_answered_in_grpc_form() {
+    let upstream = GrpcUpstream::start("u", None).await;
+    let gateway = gateway(&upstream, "", "").await;
+    let mut client = grpc::client(gateway.addr("web")).await;
+    client.ready().await.expect("ready");
+    // A raw `\` in the path is malformed (400): INTERNAL, as Envoy maps it.
+    let path = "/test.Echo/Un%5Cary%zz".parse().expect("path");
+    let status = client
+        .unary(request("x"), path, RawCodec)
+        .await
+        .expect_err("bad path");
+    assert_eq!(status.code(), Code::Internal);
+    assert!(
+        status.message().starts_with("bad request"),
+        "{}",
+        status.message()
+    );
+}

@@ -122,11 +122,12 @@ impl Exchange {
             .listener(&self.conn.service.listener)
             .ok_or(ProxyError::NoRoute)?;
         let (mut parts, incoming) = req.into_parts();
+        // From here on, a gRPC request gets its answers in gRPC form.
+        self.grpc = super::grpc::is_grpc(&parts.headers);
         // Phase 2: one path and one authority for everything after.
         if self.conn.service.limits.normalize_path {
             normalize_path(&mut parts.uri)?;
         }
-        self.grpc = super::grpc::is_grpc(&parts.headers);
         let authority = authority(&parts)?;
         parts.headers.insert("x-request-id", self.record.id.clone());
         let body = if incoming.is_end_stream() {
