@@ -1,85 +1,14 @@
 //! HTTP/2 and gRPC upstreams: a real tonic client and server through the
-//! gateway, over h2c and TLS; trailers both ways; the gateway's own
-//! answers to gRPC requests as gRPC statuses; deadlines; a dying upstream.
-
-use std::time::{Duration, Instant};
+//! gateway, over h2c and TLS, every kind of call, one multiplexed upstream
+//! connection and another beyond its stream limit, trailers both ways (and
+//! filters working on them), plain HTTP over h2c, and the protocol keys
+//! checked. What clients get when things fail: `grpc_failures.rs`.
 
 use bytes::Bytes;
-use gateway_tests::grpc::{self, method, GrpcUpstream, RawCodec};
+use gateway_tests::grpc::{self, drain, gateway, method, request, text, GrpcUpstream, RawCodec};
 use gateway_tests::tls::Pki;
 use gateway_tests::{check_config, wasm, Gateway, WAIT};
-use http_body_util::BodyExt;
 use tonic::Code;
-
-/// One http listener routing `/test.Echo/` and `/plain`, `/trailers` to
-/// cluster `c` (`cluster` is its extra keys), `/down/` to a dead port.
-async fn gateway(upstream: &GrpcUpstream, cluster: &str, listener_extra: &str) -> Gateway {
-    Gateway::start(&format!(
-        r#"
-        [runtime]
-        workers = 1
-
-        [[listener]]
-        name = "web"
-        protocol = "http"
-        address = "127.0.0.1:0"
-        {listener_extra}
-
-        [[listener.route]]
-        path_prefix = "/test.Echo/"
-        cluster = "c"
-
-        [[listener.route]]
-        path_prefix = "/down/"
-        cluster = "down"
-
-        [[listener.route]]
-        path = "/plain"
-        cluster = "c"
-
-        [[listener.route]]
-        path = "/trailers"
-        cluster = "c"
-
-        [[cluster]]
-        name = "c"
-        endpoints = ["{}"]
-        protocol = "h2c"
-        {cluster}
-
-        [[cluster]]
-        name = "down"
-        endpoints = ["127.0.0.1:1"]
-        protocol = "h2c"
-        "#,
-        upstream.addr
-    ))
-    .await
-}
-
-fn request(message: &str) -> tonic::Request<Bytes> {
-    tonic::Request::new(Bytes::from(message.to_owned()))
-}
-
-fn text(b: &Bytes) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Every message of a server stream, then its end (`Ok`, or the status's
-/// code and message).
-async fn drain(stream: &mut tonic::Streaming<Bytes>) -> (Vec<String>, Result<(), (Code, String)>) {
-    let mut got = Vec::new();
-    loop {
-        match tokio::time::timeout(WAIT, stream.message())
-            .await
-            .expect("stream stalled")
-        {
-            Ok(Some(m)) => got.push(text(&m)),
-            Ok(None) => return (got, Ok(())),
-            Err(status) => return (got, Err((status.code(), status.message().to_owned()))),
-        }
-    }
-}
 
 /// The four kinds of call, checked on one client.
 async fn every_kind_of_call(client: &mut grpc::Client, name: &str) {
@@ -248,34 +177,11 @@ async fn status_and_trailers_from_the_upstream_arrive_intact() {
 async fn request_trailers_reach_an_h2c_upstream_and_response_trailers_come_back() {
     let upstream = GrpcUpstream::start("u", None).await;
     let gateway = gateway(&upstream, "", "").await;
-    let stream = tokio::net::TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
-    let (mut tx, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .expect("handshake");
-    tokio::spawn(conn);
-    let mut trailers = http::HeaderMap::new();
-    trailers.insert("x-checksum", "abc".parse().expect("value"));
-    let frames = vec![
-        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from("payload"))),
-        Ok(hyper::body::Frame::trailers(trailers)),
-    ];
-    let request = http::Request::post(format!("http://{}/trailers", gateway.addr("web")))
-        .header("te", "trailers")
-        .body(http_body_util::StreamBody::new(futures_util::stream::iter(
-            frames,
-        )))
-        .expect("request");
-    let response = tx.send_request(request).await.expect("response");
-    assert_eq!(response.status(), 200);
-    let collected = response.into_body().collect().await.expect("body");
-    let trailers = collected.trailers().cloned().expect("trailers");
+    let (status, body, trailers) =
+        grpc::post_with_trailers(gateway.addr("web"), "payload", &[("x-checksum", "abc")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "payload");
     assert_eq!(trailers["echo-x-checksum"], "abc");
-    assert_eq!(collected.to_bytes(), "payload");
 }
 
 #[tokio::test]
@@ -322,148 +228,6 @@ async fn streams_beyond_the_limit_open_another_connection() {
 }
 
 #[tokio::test]
-async fn gateway_failures_reach_grpc_clients_as_grpc_statuses() {
-    let upstream = GrpcUpstream::start("u", None).await;
-    let gateway = gateway(&upstream, "", "").await;
-    let mut client = grpc::client(gateway.addr("web")).await;
-
-    client.ready().await.expect("ready");
-    let path = "/other.Svc/Call".parse().expect("path");
-    let status = client
-        .unary(request("x"), path, RawCodec)
-        .await
-        .expect_err("no route");
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert_eq!(status.message(), "no route");
-    assert!(gateway.log_count_reaches("status=404", 1, WAIT).await);
-
-    client.ready().await.expect("ready");
-    let path = "/down/Call".parse().expect("path");
-    let status = client
-        .unary(request("x"), path, RawCodec)
-        .await
-        .expect_err("down");
-    assert_eq!(status.code(), Code::Unavailable);
-    assert_eq!(
-        status.message(),
-        "cannot connect to upstream in cluster down"
-    );
-}
-
-#[tokio::test]
-async fn a_filter_rejecting_by_metadata_gives_unauthenticated() {
-    let upstream = GrpcUpstream::start("u", None).await;
-    let filter = format!(
-        r#"
-        [[listener.filter]]
-        name = "auth"
-        path = "{}"
-        config = '{{"schemes": ["Bearer"], "tokens": ["letmein"]}}'
-        "#,
-        wasm::path("filter-auth").display()
-    );
-    let gateway = gateway(&upstream, "", &filter).await;
-    let mut client = grpc::client(gateway.addr("web")).await;
-
-    client.ready().await.expect("ready");
-    let status = client
-        .unary(request("x"), method("Unary"), RawCodec)
-        .await
-        .expect_err("rejected");
-    assert_eq!(status.code(), Code::Unauthenticated);
-    assert_eq!(status.message(), "unauthorized");
-    // The access log keeps the HTTP status the answer stands for.
-    assert!(gateway.log_count_reaches("status=401", 1, WAIT).await);
-
-    client.ready().await.expect("ready");
-    let mut allowed = request("x");
-    allowed
-        .metadata_mut()
-        .insert("authorization", "Bearer letmein".parse().expect("value"));
-    let answer = client
-        .unary(allowed, method("Unary"), RawCodec)
-        .await
-        .expect("allowed");
-    assert_eq!(text(answer.get_ref()), "u:x");
-}
-
-#[tokio::test]
-async fn grpc_timeout_bounds_the_call_before_and_during_the_answer() {
-    let upstream = GrpcUpstream::start("u", None).await;
-    let gateway = gateway(&upstream, "", "").await;
-    let mut client = grpc::client(gateway.addr("web")).await;
-
-    // No answer within the deadline: DEADLINE_EXCEEDED from the gateway.
-    client.ready().await.expect("ready");
-    let mut slow = request("x");
-    slow.metadata_mut()
-        .insert("x-sleep-ms", "5000".parse().expect("value"));
-    slow.set_timeout(Duration::from_millis(200));
-    let started = Instant::now();
-    let status = client
-        .unary(slow, method("Unary"), RawCodec)
-        .await
-        .expect_err("deadline");
-    assert_eq!(status.code(), Code::DeadlineExceeded);
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
-
-    // A stream still open at the deadline ends with DEADLINE_EXCEEDED.
-    client.ready().await.expect("ready");
-    let mut held = request("1");
-    held.metadata_mut()
-        .insert("x-hold", "1".parse().expect("value"));
-    held.set_timeout(Duration::from_millis(300));
-    let mut stream = client
-        .server_streaming(held, method("ServerStream"), RawCodec)
-        .await
-        .expect("call")
-        .into_inner();
-    let (got, end) = drain(&mut stream).await;
-    assert_eq!(got, ["0"]);
-    assert_eq!(end.expect_err("deadline").0, Code::DeadlineExceeded);
-}
-
-#[tokio::test]
-async fn an_upstream_killed_mid_stream_gives_an_error_and_the_gateway_serves_on() {
-    let upstream = GrpcUpstream::start("doomed", None).await;
-    let gateway = gateway(&upstream, "", "").await;
-    let mut client = grpc::client(gateway.addr("web")).await;
-    client.ready().await.expect("ready");
-    let mut held = request("1");
-    held.metadata_mut()
-        .insert("x-hold", "1".parse().expect("value"));
-    let mut stream = client
-        .server_streaming(held, method("ServerStream"), RawCodec)
-        .await
-        .expect("call")
-        .into_inner();
-    let first = tokio::time::timeout(WAIT, stream.message())
-        .await
-        .expect("in time");
-    assert_eq!(first.expect("ok").map(|b| text(&b)), Some("0".into()));
-    upstream.kill();
-    let (got, end) = drain(&mut stream).await;
-    assert!(got.is_empty());
-    let (code, _) = end.expect_err("the call fails");
-    assert_ne!(code, Code::Ok);
-
-    // The gateway itself is fine: the next call gets a clean gRPC error
-    // (no upstream left), and plain requests are served.
-    client.ready().await.expect("ready");
-    let status = client
-        .unary(request("x"), method("Unary"), RawCodec)
-        .await
-        .expect_err("upstream gone");
-    assert_eq!(status.code(), Code::Unavailable);
-    let mut http = gateway.http1("web").await;
-    assert_eq!(http.get("/nowhere").await.status, 404);
-}
-
-#[tokio::test]
 async fn filters_read_and_change_trailers_both_ways() {
     let upstream = GrpcUpstream::start("u", None).await;
     let filter = format!(
@@ -498,79 +262,14 @@ async fn filters_read_and_change_trailers_both_ways() {
 
     // Request trailers: the filter added one the upstream echoes back;
     // the upstream's secret trailer is removed on the way out.
-    let stream = tokio::net::TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
-    let (mut tx, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
+    let (_, _, trailers) = grpc::post_with_trailers(
+        gateway.addr("web"),
+        "payload",
+        &[("x-checksum", "abc"), ("secret", "s3cret")],
     )
-    .await
-    .expect("handshake");
-    tokio::spawn(conn);
-    let mut trailers = http::HeaderMap::new();
-    trailers.insert("x-checksum", "abc".parse().expect("value"));
-    trailers.insert("secret", "s3cret".parse().expect("value"));
-    let frames = vec![
-        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from("payload"))),
-        Ok(hyper::body::Frame::trailers(trailers)),
-    ];
-    let request = http::Request::post(format!("http://{}/trailers", gateway.addr("web")))
-        .body(http_body_util::StreamBody::new(futures_util::stream::iter(
-            frames,
-        )))
-        .expect("request");
-    let response = tx.send_request(request).await.expect("response");
-    let collected = response.into_body().collect().await.expect("body");
-    let trailers = collected.trailers().cloned().expect("trailers");
+    .await;
     assert_eq!(trailers["echo-x-checksum"], "abc");
     assert_eq!(trailers["echo-x-filter-saw"], "abc");
     // The upstream echoed `secret` too; the filter removed that trailer.
     assert!(!trailers.contains_key("echo-secret"));
-}
-
-#[tokio::test]
-async fn a_stream_silent_past_response_idle_timeout_is_cut() {
-    let upstream = GrpcUpstream::start("u", None).await;
-    let gateway = gateway(&upstream, "response_idle_timeout = \"300ms\"", "").await;
-    let mut client = grpc::client(gateway.addr("web")).await;
-    client.ready().await.expect("ready");
-    let mut held = request("1");
-    held.metadata_mut()
-        .insert("x-hold", "1".parse().expect("value"));
-    let started = Instant::now();
-    let mut stream = client
-        .server_streaming(held, method("ServerStream"), RawCodec)
-        .await
-        .expect("call")
-        .into_inner();
-    let (got, end) = drain(&mut stream).await;
-    assert_eq!(got, ["0"]);
-    let (code, _) = end.expect_err("cut");
-    assert_ne!(code, Code::Ok);
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
-}
-
-#[tokio::test]
-async fn a_malformed_grpc_request_is_answered_in_grpc_form() {
-    let upstream = GrpcUpstream::start("u", None).await;
-    let gateway = gateway(&upstream, "", "").await;
-    let mut client = grpc::client(gateway.addr("web")).await;
-    client.ready().await.expect("ready");
-    // A raw `\` in the path is malformed (400): INTERNAL, as Envoy maps it.
-    let path = "/test.Echo/Un%5Cary%zz".parse().expect("path");
-    let status = client
-        .unary(request("x"), path, RawCodec)
-        .await
-        .expect_err("bad path");
-    assert_eq!(status.code(), Code::Internal);
-    assert!(
-        status.message().starts_with("bad request"),
-        "{}",
-        status.message()
-    );
 }

@@ -1,8 +1,5 @@
-//! A real gRPC upstream and client for tests, built on `tonic` without
-//! generated code: messages are raw bytes (a pass-through codec), the
-//! service and the client are put together by hand.
-//!
-//! The upstream's methods (service `test.Echo`):
+//! The gRPC upstream of the tests (service `test.Echo`, by hand on
+//! tonic's server side; messages are raw bytes):
 //! - `Unary`: answers `<name>:<message>`; metadata `x-sleep-ms` delays the
 //!   answer;
 //! - `ServerStream`: the message is a count `n`; sends `0..n`, then holds
@@ -24,7 +21,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, HeaderName, Request, Response};
@@ -32,44 +29,10 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
+use super::RawCodec;
 use crate::tls::Issued;
-
-/// Messages as raw bytes: the tests need gRPC framing, not protobuf.
-#[derive(Clone, Copy, Default)]
-pub struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
 
 type Messages = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -318,65 +281,4 @@ async fn echo_trailers(req: Request<Incoming>) -> Response<HttpBody> {
         Ok(Frame::trailers(echoed)),
     ];
     Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync())
-}
-
-/// An HTTP/2 connection to the gateway, as a tonic channel.
-#[derive(Clone)]
-pub struct Channel {
-    tx: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
-}
-
-impl tower_service::Service<Request<tonic::body::Body>> for Channel {
-    type Response = Response<Incoming>;
-    type Error = hyper::Error;
-    type Future = BoxFuture<'static, Result<Response<Incoming>, hyper::Error>>;
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
-        self.tx.poll_ready(cx)
-    }
-    fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(self.tx.send_request(req))
-    }
-}
-
-/// A gRPC client of the gateway's `test.Echo` service.
-pub type Client = tonic::client::Grpc<Channel>;
-
-/// A client over cleartext HTTP/2 (prior knowledge) to `addr`.
-pub async fn client(addr: SocketAddr) -> Client {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    client_on(stream, &format!("http://{addr}")).await
-}
-
-/// A client over TLS (ALPN `h2`) to `addr`, trusting `roots`, asking for
-/// `server_name`.
-pub async fn tls_client(
-    addr: SocketAddr,
-    roots: rustls::RootCertStore,
-    server_name: &str,
-) -> Client {
-    let options = crate::tls::ClientOptions {
-        server_name: server_name.into(),
-        alpn: vec!["h2"],
-        ..Default::default()
-    };
-    let stream = crate::tls::connect(addr, roots, &options)
-        .await
-        .expect("TLS connect");
-    client_on(stream, &format!("https://{server_name}")).await
-}
-
-async fn client_on<S>(io: S, origin: &str) -> Client
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
-        .await
-        .expect("h2 handshake");
-    tokio::spawn(conn);
-    tonic::client::Grpc::with_origin(Channel { tx }, origin.parse().expect("origin"))
-}
-
-/// The path of method `name` of `test.Echo`.
-pub fn method(name: &str) -> http::uri::PathAndQuery {
-    format!("/test.Echo/{name}").parse().expect("path")
 }
