@@ -36,6 +36,17 @@ async fn gateway_failures_reach_grpc_clients_as_grpc_statuses() {
         status.message(),
         "cannot connect to upstream in cluster down"
     );
+
+    // That failure ejected the cluster's only endpoint: no healthy one.
+    client.ready().await.expect("ready");
+    let path = "/down/Call".parse().expect("path");
+    let status = client
+        .unary(request("x"), path, RawCodec)
+        .await
+        .expect_err("none healthy");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(status.message().contains("healthy"), "{}", status.message());
+    assert!(status.message().contains("down"), "{}", status.message());
 }
 
 #[tokio::test]

@@ -119,8 +119,8 @@ pub fn method(name: &str) -> http::uri::PathAndQuery {
 /// A gateway with one worker and one http listener `web` routing
 /// `/test.Echo/`, `/plain` and `/trailers` to cluster `c` (h2c to
 /// `upstream`; `cluster_extra` are more of its keys) and `/down/` to a
-/// cluster on a port nothing listens on; `listener_extra` goes into the
-/// listener (filters).
+/// cluster on a port nothing listens on (ejected at its first failed
+/// connect); `listener_extra` goes into the listener (filters).
 pub async fn gateway(
     upstream: &GrpcUpstream,
     cluster_extra: &str,
@@ -163,6 +163,7 @@ pub async fn gateway(
         name = "down"
         endpoints = ["127.0.0.1:1"]
         protocol = "h2c"
+        eject_after_failures = 1
         "#,
         upstream.addr
     ))
