@@ -12,6 +12,7 @@ mod listener;
 pub mod pem;
 mod plugin_config;
 mod tls;
+mod tracing;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ pub use tls::{
     name_matches, CertificateConfig, ClientAuth, ListenerTlsConfig, SniRouteConfig, TcpProxyConfig,
     UpstreamTlsConfig,
 };
+pub use tracing::TracingConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -39,6 +41,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     #[serde(default)]
     pub access_log: AccessLogConfig,
+    #[serde(default)]
+    pub tracing: TracingConfig,
     #[serde(default)]
     pub wasm: FilterHostConfig,
     #[serde(default, rename = "listener")]

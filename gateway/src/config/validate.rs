@@ -19,6 +19,11 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
         }
     }
 
+    for (key, message) in config.tracing.problems() {
+        let span = super::tracing::key_span(text, "tracing", key);
+        err(span, format!("tracing.{key}"), message);
+    }
+
     let mut clusters = HashSet::new();
     for (i, cluster) in config.clusters.iter().enumerate() {
         let key = format!("cluster[{i}]");

@@ -36,6 +36,16 @@ pub struct AccessRecord {
     pub error: Option<&'static str>,
     /// Request body bytes, counted as they stream (none without a body).
     pub bytes_in: Option<Arc<BodyProgress>>,
+    /// The downstream connection (TLS version, SNI).
+    pub conn: Arc<crate::http::service::ConnInfo>,
+    /// Time to get a connection to the upstream (pooled: near zero).
+    pub upstream_connect: Option<std::time::Duration>,
+    /// From sending the request to the upstream's response head.
+    pub upstream_header: Option<std::time::Duration>,
+    /// The filter that answered the request itself.
+    pub filter: Option<String>,
+    /// The request's trace id, when tracing is on.
+    pub trace_id: Option<String>,
 }
 
 impl AccessRecord {
