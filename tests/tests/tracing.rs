@@ -9,14 +9,23 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 fn config(upstream: &str, collector: &str, ratio: f64) -> String {
+    config_every(upstream, collector, ratio, "50ms")
+}
+
+/// With spans sent every `interval`.
+fn config_every(upstream: &str, collector: &str, ratio: f64, interval: &str) -> String {
     format!(
         r#"
+        [access_log]
+        path = "access.log"
+        format = "json"
+        fields = ["id", "trace_id"]
         [tracing]
         enabled = true
         endpoint = "{collector}"
         sampling_ratio = {ratio:.1}
         service_name = "edge"
-        export_interval = "50ms"
+        export_interval = "{interval}"
         [[listener]]
         name = "web"
         protocol = "http"
@@ -124,6 +133,43 @@ async fn the_request_span_is_the_parent_of_filter_and_upstream_spans() {
         Some(up.addr.to_string().as_str())
     );
     assert_eq!(attempt.attribute("http.response.status_code"), Some("200"));
+
+    // The access line names the trace.
+    let log = gateway.dir.path().join("access.log");
+    let deadline = std::time::Instant::now() + WAIT;
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(TRACE_ID)) {
+            break line.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access line with the trace id: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let json: serde_json::Value = serde_json::from_str(&line).expect("json line");
+    assert_eq!(json["trace_id"], TRACE_ID);
+}
+
+#[tokio::test]
+async fn spans_still_queued_at_shutdown_are_sent() {
+    let up = Upstream::start("up").await;
+    let collector = Collector::start().await;
+    // Nothing would be sent for an hour but for the shutdown.
+    let text = config_every(&up.addr.to_string(), &collector.endpoint(), 1.0, "1h");
+    let gateway = Gateway::start(&text).await;
+    let mut client = gateway.http1("web").await;
+    let incoming = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    assert_eq!(
+        client.send(get("/", Some(&incoming))).await.status.as_u16(),
+        200
+    );
+    drop(client);
+    gateway.terminate();
+    let spans = collector.wait_for_trace(TRACE_ID, 4, WAIT).await;
+    assert!(!named(&spans, "GET").is_empty(), "{spans:#?}");
+    assert!(!named(&spans, "upstream up").is_empty(), "{spans:#?}");
 }
 
 #[tokio::test]

@@ -84,8 +84,9 @@ impl QueuedExport {
                     .enable_time()
                     .build()
                     .map_err(|e| OTelSdkError::InternalFailure(e.to_string()))?;
+                // The timer is made inside the runtime it needs.
                 runtime
-                    .block_on(tokio::time::timeout(limit, wait))
+                    .block_on(async { tokio::time::timeout(limit, wait).await })
                     .map_err(|_| OTelSdkError::Timeout(limit))?
             })
             .join()
@@ -220,5 +221,80 @@ impl opentelemetry_http::HttpClient for CollectorClient {
                 .await
                 .map_err(|_| "the collector did not answer in time")?
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    use super::*;
+
+    /// Holds every export until released; says when one has started.
+    #[derive(Debug)]
+    struct Held {
+        started: std::sync::mpsc::Sender<()>,
+        release: Arc<tokio::sync::Semaphore>,
+        exported: Arc<AtomicUsize>,
+    }
+
+    impl SpanExporter for Held {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            let _ = self.started.send(());
+            let _ = self.release.acquire().await.map(|p| p.forget());
+            self.exported.fetch_add(batch.len(), Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn dropped_total() -> u64 {
+        crate::metrics::encode(&[])
+            .lines()
+            .find_map(|l| l.strip_prefix("gateway_trace_spans_dropped_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_spans_without_waiting() {
+        let (started, export_started) = std::sync::mpsc::channel();
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let exported = Arc::new(AtomicUsize::new(0));
+        let config = TracingConfig {
+            queue_size: 2,
+            batch_size: 1,
+            export_interval: Duration::from_secs(3600),
+            ..TracingConfig::default()
+        };
+        let exporter = Held {
+            started,
+            release: release.clone(),
+            exported: exported.clone(),
+        };
+        let processor = QueuedExport::start(exporter, &config).expect("export thread");
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .build();
+        let tracer = provider.tracer("test");
+        let before = dropped_total();
+
+        // The first span is taken by an export that does not finish...
+        drop(tracer.start("first"));
+        export_started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the export started");
+        // ...so two more fill the queue and the other seven are dropped.
+        for _ in 0..9 {
+            drop(tracer.start("more"));
+        }
+        assert_eq!(dropped_total() - before, 7);
+
+        release.add_permits(100);
+        provider.force_flush().expect("flush");
+        assert_eq!(exported.load(Ordering::SeqCst), 3);
     }
 }
