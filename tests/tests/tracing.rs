@@ -239,3 +239,30 @@ fn check_names_file_line_and_key_of_a_bad_tracing_setting() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn off_passes_trace_context_through_and_a_reload_turns_it_on() {
+    let up = Upstream::start("up").await;
+    let collector = Collector::start().await;
+    let on = config(&up.addr.to_string(), &collector.endpoint(), 1.0);
+    let off = on.replace("enabled = true", "enabled = false");
+    let gateway = Gateway::start(&off).await;
+    let mut client = gateway.http1("web").await;
+
+    // Off: the caller's headers reach the upstream as they came.
+    let incoming = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    client.send(get("/", Some(&incoming))).await;
+    let (trace, parent, _) = upstream_traceparent(&up);
+    assert_eq!((trace.as_str(), parent.as_str()), (TRACE_ID, CALLER_SPAN));
+    client.get("/no-context").await;
+    let received = up.received();
+    assert!(received[1].headers.get("traceparent").is_none());
+
+    gateway.rewrite_config(&on);
+    assert!(gateway.wait_for_log("config reloaded", WAIT));
+    client.send(get("/", Some(&incoming))).await;
+    let (_, parent, _) = upstream_traceparent(&up);
+    assert_ne!(parent, CALLER_SPAN, "a span of the gateway's own");
+    let spans = collector.wait_for_trace(TRACE_ID, 4, WAIT).await;
+    assert!(!named(&spans, "upstream up").is_empty(), "{spans:#?}");
+}
