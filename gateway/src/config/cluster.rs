@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::retry::{CircuitBreakerConfig, RetryBudgetConfig, RetryConfig};
 use super::tls::UpstreamTlsConfig;
 
 /// How a cluster picks an endpoint for each request (or connection, on L4).
@@ -47,6 +48,13 @@ pub struct ClusterConfig {
     /// Speak TLS to the endpoints.
     #[serde(default)]
     pub tls: Option<UpstreamTlsConfig>,
+    /// Retries, their budget and the overload limits (`config::retry`).
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub retry_budget: RetryBudgetConfig,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
 }
 
 fn default_connect_timeout() -> Duration {

@@ -11,6 +11,7 @@ pub mod filter;
 mod listener;
 pub mod pem;
 mod plugin_config;
+mod retry;
 mod tls;
 mod validate;
 
@@ -24,6 +25,7 @@ pub use cluster::{BalancePolicy, ClusterConfig};
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
 pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};
+pub use retry::{CircuitBreakerConfig, RetryBudgetConfig, RetryConfig, RetryOn};
 pub use tls::{
     name_matches, CertificateConfig, ClientAuth, ListenerTlsConfig, SniRouteConfig, TcpProxyConfig,
     UpstreamTlsConfig,
