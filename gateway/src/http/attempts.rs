@@ -26,13 +26,30 @@ pub(crate) struct Outcome {
 }
 
 /// Sends `req` to `cluster` under `policy`; `timeout` bounds all tries
-/// together, until a response head.
+/// together, until a response head. A body that can be held is read
+/// first, bounded by the listener's body timeouts (a slow client is the
+/// client's fault, 408, not the upstream's).
 pub(crate) async fn forward(
     cluster: &Arc<Cluster>,
     policy: &RetryPolicy,
     req: Request<Body>,
     timeout: Duration,
 ) -> Outcome {
+    let (parts, body) = req.into_parts();
+    let limit = if policy.holds_body(&parts.method) {
+        policy.buffer_limit
+    } else {
+        0
+    };
+    let body = match ReplayBody::prepare(body, limit).await {
+        Ok(body) => body,
+        Err(_) => {
+            return Outcome {
+                result: Err(ProxyError::BadRequest("the request body failed")),
+                endpoint: None,
+            }
+        }
+    };
     let mut tries = Tries {
         cluster,
         policy,
@@ -41,7 +58,7 @@ pub(crate) async fn forward(
         endpoint: None,
         count: 0,
     };
-    let result = tries.run(req).await;
+    let result = tries.run(parts, body).await;
     Outcome {
         result,
         endpoint: tries.endpoint,
@@ -66,19 +83,11 @@ enum Tried {
 }
 
 impl Tries<'_> {
-    async fn run(&mut self, req: Request<Body>) -> Result<Response<Body>, ProxyError> {
-        let (parts, body) = req.into_parts();
-        let limit = if self.policy.holds_body(&parts.method) {
-            self.policy.buffer_limit
-        } else {
-            0
-        };
-        let mut body =
-            match tokio::time::timeout_at(self.deadline, ReplayBody::prepare(body, limit)).await {
-                Ok(Ok(body)) => body,
-                Ok(Err(_)) => return Err(ProxyError::BadRequest("the request body failed")),
-                Err(_) => return Err(self.timed_out()),
-            };
+    async fn run(
+        &mut self,
+        parts: Parts,
+        mut body: ReplayBody,
+    ) -> Result<Response<Body>, ProxyError> {
         let replays = self.policy.replays(&parts.method);
         // The retry in flight, counted against the cluster's budget.
         let mut _retry = None;
