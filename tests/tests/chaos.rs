@@ -17,16 +17,25 @@ use tokio::sync::watch;
 const CLIENTS: usize = 24;
 const PER_CLIENT: usize = 205;
 const PACING: Duration = Duration::from_millis(100);
+/// How long one client waits for one answer before counting it failed.
+const REQUEST_WAIT: Duration = Duration::from_secs(10);
 
 const PER_TRY_TIMEOUT: Duration = Duration::from_millis(400);
 const BACKOFF_MAX: Duration = Duration::from_millis(50);
 const EJECT_AFTER: u64 = 3;
 const EJECTION: Duration = Duration::from_secs(2);
-/// The retry budget: 20% as the default, and a floor above the default's
-/// 3. Retries in flight include their back-off, and a loaded machine
-/// bunches them: at 3 this load has been seen to spend the budget.
+/// The retry budget: 20% as the default, and a floor of one retry per
+/// client, so the budget cannot refuse a retry this load needs. Retries
+/// in flight include their back-off and the retried try, and on a loaded
+/// machine they bunch: when the test process (the clients and the healthy
+/// upstreams) or a gateway worker waits for a core, the retries under way
+/// wait with it. Runs with the floor at 3, 8 and 12 spent the budget at
+/// load averages of 10 and more (peaks of 4, 5 and 12 retries at once),
+/// and a spent budget fails the request, as it should. How the budget
+/// refuses is proven in `retries.rs`; here its peak is printed and
+/// checked.
 const BUDGET_PERCENT: usize = 20;
-const BUDGET_MIN: usize = 8;
+const BUDGET_MIN: usize = CLIENTS;
 /// How slow the slow upstream turns.
 const SLOW: Duration = Duration::from_secs(2);
 
@@ -121,12 +130,20 @@ async fn killed_and_slow_upstreams_cost_clients_nothing() {
             for n in 0..PER_CLIENT {
                 pace.tick().await;
                 let sent = Instant::now();
-                let reply = client.get(&format!("/chaos/{i}/{n}")).await;
+                // Bounded: a request the gateway never answers counts as
+                // failed (status 0) after a generous wait.
+                let reply =
+                    tokio::time::timeout(REQUEST_WAIT, client.get(&format!("/chaos/{i}/{n}")))
+                        .await;
+                let answered = reply.is_ok();
                 samples.push(Sample {
                     latency: sent.elapsed(),
-                    status: reply.status.as_u16(),
+                    status: reply.map_or(0, |r| r.status.as_u16()),
                 });
                 done_tx.send_modify(|d| *d += 1);
+                if !answered {
+                    break; // the connection is in an unknown state
+                }
             }
             samples
         }));
@@ -226,6 +243,7 @@ async fn killed_and_slow_upstreams_cost_clients_nothing() {
 
     // === what must hold ===
     assert_eq!(failed, 0, "every client request answered 200");
+    assert_eq!(samples.len(), total, "every client sent all its requests");
     assert!(
         rate >= 200.0 && elapsed >= Duration::from_secs(20),
         "{rate:.0} req/s over {elapsed:?}"

@@ -54,7 +54,8 @@ pub(crate) async fn forward(
         cluster,
         policy,
         deadline: Instant::now() + timeout,
-        tried: Vec::new(),
+        tried: [0; MAX_TRIES],
+        tried_len: 0,
         endpoint: None,
         count: 0,
     };
@@ -65,12 +66,16 @@ pub(crate) async fn forward(
     }
 }
 
+/// The most tries a policy allows (`attempts` is validated to 1..=10).
+const MAX_TRIES: usize = 10;
+
 struct Tries<'a> {
     cluster: &'a Arc<Cluster>,
     policy: &'a RetryPolicy,
     deadline: Instant,
-    /// Endpoints used so far, in order.
-    tried: Vec<usize>,
+    /// Endpoints used so far, in order (no allocation per request).
+    tried: [usize; MAX_TRIES],
+    tried_len: usize,
     endpoint: Option<Arc<str>>,
     count: u32,
 }
@@ -152,8 +157,11 @@ impl Tries<'_> {
         parts: &Parts,
         body: &mut ReplayBody,
     ) -> Result<Response<Body>, UpstreamError> {
-        let index = self.cluster.choose(&self.tried)?;
-        self.tried.push(index);
+        let index = self.cluster.choose(&self.tried[..self.tried_len])?;
+        if let Some(slot) = self.tried.get_mut(self.tried_len) {
+            *slot = index;
+            self.tried_len += 1;
+        }
         let conn = self.cluster.connect_to(index).await?;
         self.endpoint = Some(conn.endpoint().clone());
         // `run` only tries again while the body can still be sent.
