@@ -372,6 +372,78 @@ async fn beyond_a_circuit_breaker_limit_the_answer_is_an_immediate_503_naming_it
 }
 
 #[tokio::test]
+async fn beyond_max_pending_a_request_waiting_for_a_connection_is_refused() {
+    // An endpoint that accepts connections and never answers the TLS
+    // handshake: a connection to it stays pending until connect_timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = silent.local_addr().expect("address");
+    let (accepted_tx, mut accepted) = tokio::sync::watch::channel(0usize);
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+            accepted_tx.send_replace(held.len());
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    gateway_tests::tls::Pki::new("stall ca")
+        .ca
+        .write(dir.path(), "ca");
+    let text = format!(
+        r#"
+        [admin]
+        address = "127.0.0.1:0"
+        [[listener]]
+        name = "web"
+        protocol = "http"
+        address = "127.0.0.1:0"
+        [[listener.route]]
+        path_prefix = "/"
+        cluster = "stall"
+        [[cluster]]
+        name = "stall"
+        endpoints = ["{addr}"]
+        connect_timeout = "20s"
+        request_timeout = "30s"
+        [cluster.tls]
+        ca = "ca.crt"
+        [cluster.circuit_breaker]
+        max_pending = 1
+        "#
+    );
+    let gateway = Gateway::start_in(dir, &text).await;
+    let mut first = gateway.http1("web").await;
+    let waiting = tokio::spawn(async move { first.get("/x").await });
+    let reached = tokio::time::timeout(gateway_tests::WAIT, accepted.wait_for(|n| *n >= 1))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    assert!(reached, "the first request's connection was accepted");
+
+    let mut second = gateway.http1("web").await;
+    let started = Instant::now();
+    let reply = second.get("/x").await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.header("x-gateway-overloaded"), Some("max_pending"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(*accepted.borrow(), 1, "no second connection was attempted");
+    let metrics = scrape(&gateway).await;
+    assert_eq!(
+        metrics.value(r#"gateway_cluster_overloaded_total{cluster="stall",reason="max_pending"}"#),
+        1.0,
+        "{}",
+        metrics.text()
+    );
+    assert_eq!(
+        metrics.value(r#"gateway_cluster_pending{cluster="stall"}"#),
+        1.0
+    );
+    waiting.abort();
+    holder.abort();
+}
+
+#[tokio::test]
 async fn a_stale_pooled_connection_is_replaced_even_without_retries() {
     let up = FaultyUpstream::start("up").await;
     // The upstream closes a kept-alive connection when the next request
