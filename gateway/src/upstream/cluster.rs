@@ -113,28 +113,15 @@ impl Cluster {
         self.open(index, in_flight).await
     }
 
-    /// The endpoint for a request's next try: the balancer's pick, skipping
-    /// the endpoints earlier tries used (`tried`) while an untried one is
-    /// available (round robin moves on, random and least request draw
-    /// again, and a scan settles it).
+    /// The endpoint for a request's next try, avoiding those its earlier
+    /// tries used (`tried`) while another is available; see
+    /// [`super::retry::next_endpoint`].
     pub fn choose(&self, tried: &[usize]) -> Result<usize, UpstreamError> {
-        let last = tried.last().copied();
-        if tried.is_empty() {
-            return self.pick(None);
-        }
-        for _ in 0..=self.endpoints.len() {
-            match self.balancer.pick(&self.endpoints, last) {
-                Some(i) if !tried.contains(&i) => return Ok(i),
-                Some(_) => {}
-                None => break,
+        super::retry::next_endpoint(&self.balancer, &self.endpoints, tried).ok_or_else(|| {
+            UpstreamError::NoHealthyEndpoint {
+                cluster: self.name().to_string(),
             }
-        }
-        let untried = (0..self.endpoints.len())
-            .find(|i| !tried.contains(i) && self.endpoints[*i].is_available());
-        match untried {
-            Some(i) => Ok(i),
-            None => self.pick(last).or_else(|_| self.pick(None)),
-        }
+        })
     }
 
     fn pick(&self, exclude: Option<usize>) -> Result<usize, UpstreamError> {

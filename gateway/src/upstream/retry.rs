@@ -7,6 +7,8 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use rand::Rng;
 
+use super::balancer::Balancer;
+use super::endpoint::Endpoint;
 use crate::config::{RetryConfig, RetryOn};
 
 /// How one try failed.
@@ -107,9 +109,88 @@ impl RetryPolicy {
     }
 }
 
+/// The endpoint for a request's next try: the balancer's pick, skipping
+/// ejected endpoints and those the request's earlier tries used (`tried`,
+/// in order) while an untried one is available. Round robin moves on with
+/// each pick and random and least request draw again; a scan settles it
+/// when the draws keep landing on tried endpoints. With every available
+/// endpoint tried, any but the last one tried, if there is one.
+pub(super) fn next_endpoint(
+    balancer: &Balancer,
+    endpoints: &[Endpoint],
+    tried: &[usize],
+) -> Option<usize> {
+    let last = tried.last().copied();
+    if tried.is_empty() {
+        return balancer.pick(endpoints, None);
+    }
+    for _ in 0..=endpoints.len() {
+        match balancer.pick(endpoints, last) {
+            Some(i) if !tried.contains(&i) => return Some(i),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    (0..endpoints.len())
+        .find(|i| !tried.contains(i) && endpoints[*i].is_available())
+        .or_else(|| balancer.pick(endpoints, last))
+        .or_else(|| balancer.pick(endpoints, None))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::BalancePolicy;
+
+    fn endpoints(n: usize) -> Vec<Endpoint> {
+        (0..n)
+            .map(|i| {
+                Endpoint::new(
+                    format!("127.0.0.1:{}", 1000 + i).into(),
+                    1,
+                    Duration::from_secs(60),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_policy_tries_each_endpoint_once_before_any_again() {
+        for policy in [
+            BalancePolicy::RoundRobin,
+            BalancePolicy::Random,
+            BalancePolicy::LeastRequest,
+        ] {
+            let eps = endpoints(4);
+            let balancer = Balancer::new(policy);
+            for _ in 0..50 {
+                let mut tried = Vec::new();
+                for _ in 0..4 {
+                    let next = next_endpoint(&balancer, &eps, &tried).expect("an endpoint");
+                    assert!(
+                        !tried.contains(&next),
+                        "{policy:?}: {next} again after {tried:?}"
+                    );
+                    tried.push(next);
+                }
+                let fifth = next_endpoint(&balancer, &eps, &tried).expect("a tried one");
+                assert_ne!(Some(&fifth), tried.last(), "{policy:?}: the last one again");
+            }
+        }
+    }
+
+    #[test]
+    fn ejected_endpoints_are_skipped_and_a_lone_endpoint_is_tried_again() {
+        let eps = endpoints(3);
+        assert!(eps[1].record_connect_failure(), "ejected after one failure");
+        let balancer = Balancer::new(BalancePolicy::RoundRobin);
+        let first = next_endpoint(&balancer, &eps, &[]).expect("first");
+        let second = next_endpoint(&balancer, &eps, &[first]).expect("second");
+        assert_ne!(first, 1);
+        assert_eq!(second, if first == 0 { 2 } else { 0 });
+        let one = endpoints(1);
+        assert_eq!(next_endpoint(&balancer, &one, &[0]), Some(0));
+    }
 
     #[test]
     fn the_default_retries_failed_connects_resets_and_timeouts_not_statuses() {
