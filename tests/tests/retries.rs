@@ -229,6 +229,36 @@ async fn a_held_body_is_sent_again_whole_and_a_streamed_one_never_twice() {
 }
 
 #[tokio::test]
+async fn a_held_body_is_read_before_the_upstream_timeout_starts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = FaultyUpstream::start("up").await;
+    let gateway = Gateway::start(&config(&[&up], "timeout = \"300ms\"", "")).await;
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"PUT /slow-client HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n")
+        .await
+        .expect("write head");
+    // A slow client (800 ms for the body) is not the upstream's fault: the
+    // 300 ms route timeout starts once the held body is in.
+    for byte in b"12345678" {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.write_all(&[*byte]).await.expect("write body");
+    }
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(gateway_tests::WAIT, stream.read(&mut answer))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let got = up.got();
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].body[..], b"12345678");
+}
+
+#[tokio::test]
 async fn a_per_try_timeout_moves_a_slow_request_to_another_endpoint() {
     let (a, b) = (
         FaultyUpstream::start("a").await,
