@@ -98,9 +98,11 @@ impl Tries<'_> {
         let mut _retry = None;
         loop {
             self.count += 1;
+            // A streamed body cannot be sent twice, so cutting its try
+            // short would only fail it (or a slow client's upload) early.
             let try_deadline = match self.policy.per_try_timeout {
-                Some(t) => (Instant::now() + t).min(self.deadline),
-                None => self.deadline,
+                Some(t) if body.is_held() => (Instant::now() + t).min(self.deadline),
+                _ => self.deadline,
             };
             let tried =
                 match tokio::time::timeout_at(try_deadline, self.one(&parts, &mut body)).await {
