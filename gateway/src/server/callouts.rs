@@ -38,6 +38,11 @@ impl CalloutClient for SnapshotCallouts {
         Box::pin(async move {
             let cluster = cluster?;
             let exchange = async {
+                // A callout is a request to the cluster like any other.
+                let _admitted = cluster
+                    .breaker
+                    .request()
+                    .map_err(|e| CalloutError::Failed(e.to_string()))?;
                 let mut request = request.map(body::full);
                 // Origin form for the HTTP/1.1 upstream, Host from the authority.
                 let path = request
