@@ -79,6 +79,72 @@ async fn a_503_is_retried_on_another_endpoint_and_the_client_gets_its_answer() {
 }
 
 #[tokio::test]
+async fn chosen_statuses_are_retried_and_others_are_not() {
+    let (a, b) = (
+        FaultyUpstream::start("a").await,
+        FaultyUpstream::start("b").await,
+    );
+    a.set(Fault::Status(429));
+    let text = config(
+        &[&a, &b],
+        "[listener.route.retry]\nretry_on = []\nstatuses = [429]",
+        "",
+    );
+    let gateway = Gateway::start(&text).await;
+    let mut client = gateway.http1("web").await;
+    for _ in 0..4 {
+        assert_eq!(client.get("/x").await.text(), "b");
+    }
+    assert!(a.count() >= 1);
+    // 503 is not in the list: it reaches the client as the upstream sent it.
+    a.set(Fault::Status(503));
+    let before = (a.count(), b.count());
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(client.get("/y").await.status.as_u16());
+    }
+    let to_a = a.count() - before.0;
+    assert!(to_a >= 1);
+    assert_eq!(seen.iter().filter(|s| **s == 503).count(), to_a);
+    assert_eq!(to_a + b.count() - before.1, 4, "nothing was retried");
+}
+
+#[tokio::test]
+async fn a_failed_connect_is_retried_even_for_a_post_with_a_streamed_body() {
+    // A port nothing listens on: connects to it are refused.
+    let dead = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        listener.local_addr().expect("address")
+    };
+    let up = FaultyUpstream::start("up").await;
+    let text = config(&[&up], "", "eject_after_failures = 0").replacen(
+        &format!("endpoints = [\"{}\"]", up.addr),
+        &format!("endpoints = [\"{dead}\", \"{}\"]", up.addr),
+        1,
+    );
+    let gateway = Gateway::start(&text).await;
+    let mut client = gateway.http1("web").await;
+    // POST is never sent twice, and its 256 KiB body streams; but nothing
+    // was sent to an endpoint that refused the connection.
+    let body = Bytes::from(vec![b'p'; 256 * 1024]);
+    for _ in 0..4 {
+        let reply = client
+            .send(with_body(Method::POST, "/p", body.clone()))
+            .await;
+        assert_eq!((reply.status.as_u16(), reply.text().as_str()), (200, "up"));
+    }
+    let got = up.got();
+    assert_eq!(got.len(), 4);
+    assert!(got.iter().all(|g| g.body == body));
+    let metrics = scrape(&gateway).await;
+    let retried =
+        metrics.value(r#"gateway_cluster_retries_total{cluster="c",reason="connect_failure"}"#);
+    assert!(retried >= 1.0, "{}", metrics.text());
+}
+
+#[tokio::test]
 async fn a_try_never_goes_to_an_endpoint_already_tried() {
     let ups = [
         FaultyUpstream::start("a").await,
