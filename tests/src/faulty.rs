@@ -136,6 +136,39 @@ impl FaultyUpstream {
     }
 }
 
+/// A gateway config with an admin listener, no access log, and one route
+/// (`/`, listener `web`) to cluster `c` over `upstreams`; `route` and
+/// `cluster` are extra lines (tables included) for each.
+pub fn one_route_config(upstreams: &[&FaultyUpstream], route: &str, cluster: &str) -> String {
+    let endpoints: Vec<String> = upstreams
+        .iter()
+        .map(|u| format!("\"{}\"", u.addr))
+        .collect();
+    format!(
+        r#"
+        [admin]
+        address = "127.0.0.1:0"
+        [access_log]
+        enabled = false
+
+        [[listener]]
+        name = "web"
+        protocol = "http"
+        address = "127.0.0.1:0"
+        [[listener.route]]
+        path_prefix = "/"
+        cluster = "c"
+        {route}
+
+        [[cluster]]
+        name = "c"
+        endpoints = [{}]
+        {cluster}
+        "#,
+        endpoints.join(", ")
+    )
+}
+
 impl Drop for FaultyUpstream {
     fn drop(&mut self) {
         self.kill();

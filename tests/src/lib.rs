@@ -33,7 +33,7 @@ mod upstream;
 pub mod wasm;
 
 pub use client::{Http1Client, Http2Client, Reply};
-pub use faulty::{Fault, FaultyUpstream, Got};
+pub use faulty::{one_route_config, Fault, FaultyUpstream, Got};
 pub use gateway::{binary, check_config, Gateway};
 pub use metrics::Scrape;
 pub use upstream::{Received, Upstream};

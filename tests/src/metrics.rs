@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use crate::Http1Client;
+use crate::{Gateway, Http1Client};
 
 /// The gateway's metrics as scraped now.
 pub struct Scrape(String);
@@ -14,6 +14,11 @@ impl Scrape {
         let reply = client.get("/metrics").await;
         assert_eq!(reply.status, 200, "/metrics: {}", reply.text());
         Scrape(reply.text())
+    }
+
+    /// Scrapes the admin listener of `gateway` (which must have one).
+    pub async fn of(gateway: &Gateway) -> Scrape {
+        Scrape::take(gateway.admin.expect("the gateway has an admin listener")).await
     }
 
     /// The value of one series, written as in the text format

@@ -18,10 +18,6 @@ const ADMIN_AND_LISTENER: &str = r#"
     address = "127.0.0.1:0"
 "#;
 
-async fn scrape(gateway: &Gateway) -> Scrape {
-    Scrape::take(gateway.admin.expect("admin listener")).await
-}
-
 #[tokio::test]
 async fn beyond_a_circuit_breaker_limit_the_answer_is_an_immediate_503_naming_it() {
     let (a, b) = (
@@ -94,7 +90,7 @@ async fn beyond_a_circuit_breaker_limit_the_answer_is_an_immediate_503_naming_it
     );
     assert_eq!(b.count(), 1);
 
-    let metrics = scrape(&gateway).await;
+    let metrics = Scrape::of(&gateway).await;
     for (cluster, limit) in [("c", "max_requests"), ("narrow", "max_connections")] {
         let series =
             format!(r#"gateway_cluster_overloaded_total{{cluster="{cluster}",reason="{limit}"}}"#);
@@ -160,7 +156,7 @@ async fn beyond_max_pending_a_request_waiting_for_a_connection_is_refused() {
     assert_eq!(reply.header("x-gateway-overloaded"), Some("max_pending"));
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(*accepted.borrow(), 1, "no second connection was attempted");
-    let metrics = scrape(&gateway).await;
+    let metrics = Scrape::of(&gateway).await;
     assert_eq!(
         metrics.value(r#"gateway_cluster_overloaded_total{cluster="stall",reason="max_pending"}"#),
         1.0,
