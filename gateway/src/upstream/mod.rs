@@ -1,5 +1,6 @@
-//! Upstream clusters: endpoints, balancing, passive health and the
-//! keep-alive connection pool.
+//! Upstream clusters: endpoints, balancing, passive health, the
+//! keep-alive connection pool, and retry policies, budgets and circuit
+//! breakers.
 
 mod balancer;
 pub mod breaker;
