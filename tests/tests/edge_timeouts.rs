@@ -70,7 +70,9 @@ async fn a_client_that_never_reads_is_cut_at_send_timeout() {
         "",
     ))
     .await;
-    let mut stream = TcpStream::connect(gateway.addr("web")).await.expect("connect");
+    let mut stream = TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
     // 64 MB: far more than the socket buffers on both sides hold.
     let size = 64 * 1024 * 1024;
     stream
@@ -83,8 +85,14 @@ async fn a_client_that_never_reads_is_cut_at_send_timeout() {
         "send_timeout never fired"
     );
     // What was buffered drains, then the connection ends short of the body.
-    let got = read_to_close(&mut stream).await.expect("the gateway closed the connection");
-    assert!(got.starts_with(b"HTTP/1.1 200"), "{:?}", &got[..got.len().min(64)]);
+    let got = read_to_close(&mut stream)
+        .await
+        .expect("the gateway closed the connection");
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        &got[..got.len().min(64)]
+    );
     assert!(got.len() < size, "the whole body arrived: {}", got.len());
 }
 
@@ -113,16 +121,23 @@ async fn an_upstream_that_stops_sending_its_body_is_cut() {
         "response_idle_timeout = \"300ms\"",
     ))
     .await;
-    let mut stream = TcpStream::connect(gateway.addr("web")).await.expect("connect");
+    let mut stream = TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
     let started = Instant::now();
     stream
         .write_all(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .expect("write");
-    let got = read_to_close(&mut stream).await.expect("the gateway cut the response");
+    let got = read_to_close(&mut stream)
+        .await
+        .expect("the gateway cut the response");
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(text.ends_with("0123456789"), "the client got what was sent: {text}");
+    assert!(
+        text.ends_with("0123456789"),
+        "the client got what was sent: {text}"
+    );
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert!(timeouts_reach(&gateway, "upstream_body_idle", 1).await);
     // The stalled upstream connection is still open on its side: the cut
@@ -133,7 +148,9 @@ async fn an_upstream_that_stops_sending_its_body_is_cut() {
 /// Upgrades a connection to the upstream's echo tunnel; returns it after
 /// the 101 head.
 async fn open_tunnel(gateway: &Gateway) -> TcpStream {
-    let mut stream = TcpStream::connect(gateway.addr("web")).await.expect("connect");
+    let mut stream = TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
     stream
         .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
         .await
@@ -147,7 +164,11 @@ async fn open_tunnel(gateway: &Gateway) -> TcpStream {
             .expect("read head");
         head.push(byte[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     stream
 }
 
@@ -176,24 +197,27 @@ async fn an_idle_tunnel_is_closed_and_a_busy_one_is_not() {
     }
     // Idle from the last echo on: closed by the gateway.
     let started = Instant::now();
-    let rest = read_to_close(&mut busy).await.expect("the idle tunnel was closed");
+    let rest = read_to_close(&mut busy)
+        .await
+        .expect("the idle tunnel was closed");
     assert!(rest.is_empty());
-    assert!(started.elapsed() >= Duration::from_millis(400), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(timeouts_reach(&gateway, "tunnel_idle", 1).await);
 }
 
 #[tokio::test]
 async fn a_tunnel_counts_against_max_connections() {
     let up = Upstream::start("up").await;
-    let gateway = Gateway::start(&config(
-        &up.addr.to_string(),
-        "max_connections = 1",
-        "",
-    ))
-    .await;
+    let gateway = Gateway::start(&config(&up.addr.to_string(), "max_connections = 1", "")).await;
     let tunnel = open_tunnel(&gateway).await;
     // The one connection slot is the tunnel's: a second client is not served.
-    let mut second = TcpStream::connect(gateway.addr("web")).await.expect("connect");
+    let mut second = TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
     second
         .write_all(b"GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
@@ -207,7 +231,9 @@ async fn a_tunnel_counts_against_max_connections() {
     );
     // The tunnel ends: the slot frees and the waiting client is served.
     drop(tunnel);
-    let answer = read_to_close(&mut second).await.expect("served after the tunnel closed");
+    let answer = read_to_close(&mut second)
+        .await
+        .expect("served after the tunnel closed");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
@@ -221,7 +247,9 @@ async fn an_http2_client_that_stops_answering_pings_is_disconnected() {
         "",
     ))
     .await;
-    let mut stream = TcpStream::connect(gateway.addr("web")).await.expect("connect");
+    let mut stream = TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
     // The preface and an empty SETTINGS frame; then silence: no SETTINGS
     // ack, no PING ack.
     stream
@@ -230,13 +258,18 @@ async fn an_http2_client_that_stops_answering_pings_is_disconnected() {
         .expect("preface");
     let started = Instant::now();
     let mut frames = Vec::new();
-    let got = read_to_close(&mut stream).await.expect("the gateway hung up on a silent client");
+    let got = read_to_close(&mut stream)
+        .await
+        .expect("the gateway hung up on a silent client");
     let mut rest = &got[..];
     while rest.len() >= 9 {
         let len = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
         frames.push(rest[3]);
         rest = &rest[(9 + len).min(rest.len())..];
     }
-    assert!(frames.contains(&0x6), "a PING was sent: frame types {frames:?}");
+    assert!(
+        frames.contains(&0x6),
+        "a PING was sent: frame types {frames:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
 }

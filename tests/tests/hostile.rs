@@ -174,14 +174,19 @@ async fn under_load_a_few_traps_cost_only_requests_paused_in_the_trapped_instanc
     for task in load {
         innocent_failed += task.await.expect("task");
     }
-    println!("innocent requests failed by 3 traps under 32-connection load: {innocent_failed} of 640");
+    println!(
+        "innocent requests failed by 3 traps under 32-connection load: {innocent_failed} of 640"
+    );
     // Only requests bound to a trapped instance at its trap may fail: with
     // one instance per worker, at most the 32 in flight, per trap.
     assert!(innocent_failed <= 3 * 32, "{innocent_failed}");
     // The traps counted once each, interleaved with successes: the filter
     // was never taken out of service, and serves everyone now.
     assert!(
-        !gateway.logs().iter().any(|l| l.contains("taken out of service")),
+        !gateway
+            .logs()
+            .iter()
+            .any(|l| l.contains("taken out of service")),
         "{:?}",
         gateway.logs()
     );

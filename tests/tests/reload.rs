@@ -169,7 +169,9 @@ async fn a_changed_filter_config_is_loaded_anew_on_reload() {
     let gateway = Gateway::start(&config).await;
     let mut client = gateway.http1("web").await;
     assert_eq!(client.get("/x").await.header("x-out"), Some("one"));
-    gateway.rewrite_config(&stamped(&up, "two", "/").replace("max_instances = 1", "max_instances = 4"));
+    gateway.rewrite_config(
+        &stamped(&up, "two", "/").replace("max_instances = 1", "max_instances = 4"),
+    );
     assert!(gateway.wait_for_log("config reloaded", WAIT));
     assert_eq!(client.get("/x").await.header("x-out"), Some("two"));
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::retry::{CircuitBreakerConfig, RetryBudgetConfig, RetryConfig};
 use super::tls::UpstreamTlsConfig;
 
 /// How a cluster picks an endpoint for each request (or connection, on L4).
@@ -35,7 +36,10 @@ pub struct ClusterConfig {
     /// Longest the upstream may go without sending response body data
     /// once the body has begun (nginx's `proxy_read_timeout`); then the
     /// response is cut. 0s: no limit.
-    #[serde(default = "default_response_idle_timeout", with = "crate::config::duration")]
+    #[serde(
+        default = "default_response_idle_timeout",
+        with = "crate::config::duration"
+    )]
     pub response_idle_timeout: Duration,
     /// Pooled keep-alive connections unused this long are closed.
     #[serde(default = "default_idle_timeout", with = "crate::config::duration")]
@@ -52,6 +56,13 @@ pub struct ClusterConfig {
     /// Speak TLS to the endpoints.
     #[serde(default)]
     pub tls: Option<UpstreamTlsConfig>,
+    /// Retries, their budget and the overload limits (`config::retry`).
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub retry_budget: RetryBudgetConfig,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
 }
 
 fn default_connect_timeout() -> Duration {

@@ -12,6 +12,7 @@ pub mod filter;
 mod listener;
 pub mod pem;
 mod plugin_config;
+mod retry;
 mod tls;
 mod tracing;
 mod validate;
@@ -27,6 +28,7 @@ pub use cluster::{BalancePolicy, ClusterConfig};
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
 pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};
+pub use retry::{CircuitBreakerConfig, RetryBudgetConfig, RetryConfig, RetryOn};
 pub use tls::{
     name_matches, CertificateConfig, ClientAuth, ListenerTlsConfig, SniRouteConfig, TcpProxyConfig,
     UpstreamTlsConfig,

@@ -58,7 +58,11 @@ pub struct LoadedSet {
 impl LoadedSet {
     /// A loaded filter of the configuration in force with exactly `config`
     /// and the same module bytes on disk.
-    async fn reusable(&self, host: &Arc<FilterHost>, config: &FilterConfig) -> Option<Arc<LoadedFilter>> {
+    async fn reusable(
+        &self,
+        host: &Arc<FilterHost>,
+        config: &FilterConfig,
+    ) -> Option<Arc<LoadedFilter>> {
         // Taken out of the set: two chains with the same filter each had
         // their own, and each gets its own again.
         let candidate = {

@@ -322,7 +322,10 @@ impl LoadedFilter {
     pub fn module_unchanged(&self) -> bool {
         read_capped(&self.config.path, self.host.config.max_module_size.as_u64())
             .map(|wasm| {
-                let digest: String = Sha256::digest(&wasm).iter().map(|b| format!("{b:02x}")).collect();
+                let digest: String = Sha256::digest(&wasm)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
                 digest == self.sha256
             })
             .unwrap_or(false)

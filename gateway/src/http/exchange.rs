@@ -5,7 +5,8 @@
 //! 2. `authority`: one authority for routing, filters and the upstream;
 //! 3. listener and folder filters, request phase;
 //! 4. route chosen (table, or a filter's `gateway.upstream`), route filters;
-//! 5. `upstream`: endpoint, pooled connection, the exchange with it;
+//! 5. `upstream`: the cluster's circuit breaker, then the tries (endpoint,
+//!    pooled connection, the exchange with it) under the retry policy;
 //! 6. `respond`: response filters, innermost chain first;
 //! 7. `finish`: access line, metrics, filter contexts finished, the
 //!    connection's in-flight count released. `Drop` runs it too, so a
@@ -27,11 +28,15 @@ use super::route::{host_without_port, RouteAction};
 use super::service::ConnService;
 use crate::filter::{ChainRun, FilterChain, RequestMeta};
 use crate::state::{ListenerRuntime, Snapshot};
+use crate::upstream::breaker::Permit;
+use crate::upstream::retry::RetryPolicy;
 
 /// Where a request is going, once the route is known.
 struct Target {
     cluster: Arc<str>,
     timeout: Option<std::time::Duration>,
+    /// The route's retry policy; `None`: the cluster's.
+    retry: Option<Arc<RetryPolicy>>,
 }
 
 /// One request in flight.
@@ -46,6 +51,9 @@ pub(crate) struct Exchange {
     pub(crate) bytes_out: u64,
     pub(crate) completed: bool,
     finished: bool,
+    /// Counts the request against its cluster's `max_requests` until the
+    /// exchange is over (its response body included).
+    admitted: Option<Permit>,
 }
 
 impl Exchange {
@@ -84,6 +92,7 @@ impl Exchange {
             bytes_out: 0,
             completed: false,
             finished: false,
+            admitted: None,
         }
     }
 
@@ -193,6 +202,7 @@ impl Exchange {
             let target = Target {
                 cluster: Arc::from(cluster),
                 timeout: None,
+                retry: None,
             };
             return Ok(Routed::Forward(req, target));
         };
@@ -224,6 +234,7 @@ impl Exchange {
             Target {
                 cluster,
                 timeout: route.timeout,
+                retry: route.retry.clone(),
             },
         ))
     }
@@ -263,6 +274,7 @@ impl Exchange {
             .ok_or_else(|| ProxyError::UnknownCluster(target.cluster.to_string()))?
             .clone();
         self.record.cluster = Some(cluster.name_arc().clone());
+        self.admitted = Some(cluster.breaker.request()?);
         let upgrade = forward::upgrade_protocol(&req);
         let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let forwarded = Forwarded {
@@ -277,12 +289,12 @@ impl Exchange {
             endpoint: endpoint.map_or_else(String::new, |e| e.to_string()),
         };
 
-        let mut attempt = crate::trace::UpstreamAttempt::start(
-            self.trace.as_mut(),
-            &target.cluster,
-            req.headers_mut(),
-        );
         if let Some(downstream) = downstream_upgrade {
+            let mut attempt = crate::trace::UpstreamAttempt::start(
+                self.trace.as_mut(),
+                &target.cluster,
+                req.headers_mut(),
+            );
             let (endpoint, mut resp) = tokio::time::timeout(timeout, cluster.upgrade(req))
                 .await
                 .map_err(|_| timed_out(None))??;
@@ -303,19 +315,13 @@ impl Exchange {
             return Ok(resp.map(body::boxed));
         }
 
-        let connecting = Instant::now();
-        let conn = cluster.connect().await?;
-        let endpoint = conn.endpoint().clone();
-        attempt.endpoint(&endpoint);
-        let sent = Instant::now();
-        self.record.upstream_connect = Some(sent - connecting);
-        let mut resp = match tokio::time::timeout(timeout, conn.send(req)).await {
-            Ok(result) => result?,
-            Err(_) => return Err(timed_out(Some(&endpoint))),
-        };
-        self.record.upstream_header = Some(sent.elapsed());
-        attempt.response(resp.status().as_u16());
-        self.record.endpoint = Some(endpoint);
+        let policy = target.retry.as_ref().unwrap_or(&cluster.retry);
+        let outcome =
+            super::attempts::forward(&cluster, policy, req, timeout, self.trace.as_mut()).await;
+        self.record.endpoint = outcome.endpoint;
+        self.record.upstream_connect = outcome.connect;
+        self.record.upstream_header = outcome.header;
+        let mut resp = outcome.result?;
         forward::from_upstream(&mut resp, false);
         Ok(resp)
     }
@@ -368,6 +374,7 @@ impl Exchange {
             run.set_response_code(self.record.status);
             run.finish();
         }
+        self.admitted = None;
         self.conn.activity.request_done();
     }
 }

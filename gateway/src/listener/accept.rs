@@ -44,7 +44,10 @@ pub async fn accept_loop(
         let permit = match permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                tracing::debug!(listener = name, "at max_connections: a connection waits for a slot");
+                tracing::debug!(
+                    listener = name,
+                    "at max_connections: a connection waits for a slot"
+                );
                 tokio::select! {
                     permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
                     () = shutdown.started() => return,

@@ -163,11 +163,16 @@ mod tests {
         assert!(!sock.keepalive().expect("read option"));
         set_tcp_keepalive(&accepted, Duration::from_secs(45));
         assert!(sock.keepalive().expect("read option"));
-        assert_eq!(sock.keepalive_time().expect("read option"), Duration::from_secs(45));
+        assert_eq!(
+            sock.keepalive_time().expect("read option"),
+            Duration::from_secs(45)
+        );
         // Zero leaves a connection as it was.
         let _other = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let (second, _) = listener.accept().await.expect("accept");
         set_tcp_keepalive(&second, Duration::ZERO);
-        assert!(!socket2::SockRef::from(&second).keepalive().expect("read option"));
+        assert!(!socket2::SockRef::from(&second)
+            .keepalive()
+            .expect("read option"));
     }
 }

@@ -76,7 +76,11 @@ impl<I: Read + Unpin> Read for SendTimeout<I> {
 }
 
 impl<I: Write + Unpin> Write for SendTimeout<I> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_write(cx, buf);
         this.progress(r, cx)
@@ -156,7 +160,9 @@ mod tests {
             }
             total
         });
-        write_all(&mut io, &[1u8; 4096]).await.expect("progress resets the clock");
+        write_all(&mut io, &[1u8; 4096])
+            .await
+            .expect("progress resets the clock");
         drop(io);
         assert_eq!(reader.await.ok(), Some(4096));
     }

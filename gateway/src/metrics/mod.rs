@@ -3,6 +3,7 @@
 //! worker ([`requests`]); the rest are in one registry of atomics.
 
 pub mod requests;
+pub mod traffic;
 
 use std::sync::OnceLock;
 
@@ -225,6 +226,7 @@ pub fn encode(filters: &[crate::filter::MetricSnapshot]) -> String {
         out.clear();
     }
     requests::encode(&mut out);
+    traffic::encode(&mut out);
     encode_filter_metrics(&mut out, filters);
     let _ = prometheus_client::encoding::text::encode_eof(&mut out);
     out

@@ -235,7 +235,10 @@ async fn a_trap_counts_once_however_many_requests_were_bound_to_the_instance() {
             bystanders.push(run);
         }
         let mut attack = chain.start(meta()).expect("run");
-        assert!(attack.on_request(request(&[("x-attack", "1")])).await.is_err());
+        assert!(attack
+            .on_request(request(&[("x-attack", "1")]))
+            .await
+            .is_err());
         // Requests paused inside the trapped instance get the failure policy...
         for mut run in bystanders {
             let resp = run.on_response(http::Response::new(full("x"))).await;
@@ -249,7 +252,10 @@ async fn a_trap_counts_once_however_many_requests_were_bound_to_the_instance() {
         let mut next = chain.start(meta()).expect("run");
         assert!(next.on_request(request(&[])).await.is_ok(), "round {round}");
         let resp = next.on_response(http::Response::new(full("fine"))).await;
-        assert_eq!(resp.headers().get("x-resp").map(|v| v.as_bytes()), Some(&b"yes"[..]));
+        assert_eq!(
+            resp.headers().get("x-resp").map(|v| v.as_bytes()),
+            Some(&b"yes"[..])
+        );
         next.finish();
     }
 }
