@@ -89,6 +89,10 @@ impl Snapshot {
         previous: Option<&Snapshot>,
         loader: &ChainLoader,
     ) -> Snapshot {
+        if let Some(host) = &loader.host {
+            // Filters check the cluster names they route to at configure time.
+            host.set_clusters(config.clusters.iter().map(|c| c.name.as_str()));
+        }
         let mut listeners = HashMap::new();
         for listener in &config.listeners {
             if listener.protocol == Protocol::Tcp {

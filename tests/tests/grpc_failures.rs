@@ -31,10 +31,12 @@ async fn gateway_failures_reach_grpc_clients_as_grpc_statuses() {
         .unary(request("x"), path, RawCodec)
         .await
         .expect_err("down");
+    // The connect fails (and, retried, finds the endpoint ejected).
     assert_eq!(status.code(), Code::Unavailable);
-    assert_eq!(
-        status.message(),
-        "cannot connect to upstream in cluster down"
+    assert!(
+        status.message().ends_with("in cluster down"),
+        "{}",
+        status.message()
     );
 
     // That failure ejected the cluster's only endpoint: no healthy one.

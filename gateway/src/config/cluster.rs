@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::retry::{CircuitBreakerConfig, RetryBudgetConfig, RetryConfig};
 use super::tls::UpstreamTlsConfig;
 
 /// How a cluster picks an endpoint for each request (or connection, on L4).
@@ -72,6 +73,13 @@ pub struct ClusterConfig {
     /// Speak TLS to the endpoints.
     #[serde(default)]
     pub tls: Option<UpstreamTlsConfig>,
+    /// Retries, their budget and the overload limits (`config::retry`).
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub retry_budget: RetryBudgetConfig,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
     /// `http1`, `h2`, `h2c` or `auto` (the default); spanned so that a
     /// protocol at odds with `[cluster.tls]` is reported at its line.
     #[serde(default)]

@@ -184,6 +184,9 @@ pub struct RouteConfig {
     /// Overrides the cluster's request timeout for this route.
     #[serde(default, with = "crate::config::duration::option")]
     pub timeout: Option<Duration>,
+    /// This route's retry policy, replacing the cluster's `[cluster.retry]`.
+    #[serde(default)]
+    pub retry: Option<super::RetryConfig>,
     /// Filters run for this route only, after the listener's chain.
     #[serde(default, rename = "filter")]
     pub filters: Vec<FilterConfig>,

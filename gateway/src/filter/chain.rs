@@ -34,6 +34,10 @@ pub struct ChainRun {
     /// This request's callouts in flight; made on the first one.
     calls: Option<Callouts>,
     finished: bool,
+    /// The request's span, parent of the filter call spans (tracing on).
+    trace: Option<opentelemetry::Context>,
+    /// The filter that answered the request itself, if one did.
+    answered_by: Option<usize>,
 }
 
 impl std::fmt::Debug for FilterChain {
@@ -117,6 +121,8 @@ impl FilterChain {
             core: Arc::new(Mutex::new(core)),
             calls: None,
             finished: false,
+            trace: None,
+            answered_by: None,
         })
     }
 }
@@ -145,15 +151,49 @@ impl ChainRun {
         }
     }
 
+    /// Makes filter calls children of the request's span.
+    pub fn set_trace(&mut self, trace: Option<&crate::trace::RequestTrace>) {
+        self.trace = trace.map(|t| t.context().clone());
+    }
+
+    /// The name of the filter that answered the request itself, if any.
+    pub fn answered_by(&self) -> Option<String> {
+        let i = self.answered_by?;
+        Some(self.core().filters.get(i)?.name().to_string())
+    }
+
     /// Runs `phase` on filter `i`, waiting out a pause.
     async fn step(&mut self, i: usize, dir: Dir, phase: Phase) -> Result<(), http::Response<Body>> {
+        let mut span = self.call_span(i, dir, phase);
         let step = self.core().call(i, dir, phase);
         self.dispatch_calls();
-        match step {
+        let result = match step {
             Step::Continue => Ok(()),
             Step::Respond(r) => Err(r),
             Step::Pause => self.wait(i, dir).await,
+        };
+        if let Err(r) = &result {
+            self.answered_by = Some(i);
+            span.answered(r.status().as_u16());
         }
+        result
+    }
+
+    /// The span of one filter callback (nothing when tracing is off).
+    fn call_span(&self, i: usize, dir: Dir, phase: Phase) -> crate::trace::FilterCall {
+        let name = match self.trace {
+            Some(_) => self.core().filters[i].name().to_string(),
+            None => String::new(),
+        };
+        let phase = match (dir, phase) {
+            (Dir::Request, Phase::Headers(..)) => "request_headers",
+            (Dir::Request, Phase::Body(..)) => "request_body",
+            (Dir::Request, Phase::Trailers(..)) => "request_trailers",
+            (Dir::Response, Phase::Headers(..)) => "response_headers",
+            (Dir::Response, Phase::Body(..)) => "response_body",
+            (Dir::Response, Phase::Trailers(..)) => "response_trailers",
+        };
+        crate::trace::FilterCall::start(self.trace.as_ref(), &name, phase)
     }
 
     /// Waits until filter `i` resumes the stream (after a callout answer,
@@ -219,6 +259,7 @@ impl ChainRun {
         for i in 0..n {
             let bound = self.core().bind(i);
             if let Some(r) = bound {
+                self.answered_by = Some(i);
                 return Err(r);
             }
             let count = self

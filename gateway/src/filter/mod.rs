@@ -12,6 +12,7 @@ mod body;
 mod body_walk;
 mod cache;
 mod chain;
+mod clusters;
 mod convert;
 mod core;
 mod engine;

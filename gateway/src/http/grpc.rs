@@ -110,25 +110,14 @@ pub fn status_response(code: u32, message: &str) -> Response<Body> {
 }
 
 /// The gRPC form of a failure: a timeout is DEADLINE_EXCEEDED, the rest
-/// follows the HTTP status the failure has for other clients.
+/// follows the HTTP status the failure has for other clients; its one
+/// line is the message, and headers such as `x-gateway-overloaded` stay.
 pub fn error_response(error: &ProxyError) -> Response<Body> {
     let code = match error {
         ProxyError::UpstreamTimeout { .. } | ProxyError::RequestTimeout => code::DEADLINE_EXCEEDED,
         _ => code_for(error.status()),
     };
-    let status = error.status();
-    // The plain answer's body is in memory: its one line is the message.
-    let text = error
-        .to_response()
-        .into_body()
-        .collect()
-        .now_or_never()
-        .and_then(Result::ok)
-        .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_owned())
-        .unwrap_or_default();
-    let mut response = status_response(code, &text);
-    response.extensions_mut().insert(AnsweredAs(status));
-    response
+    convert(error.to_response(), code)
 }
 
 /// Converts a local answer (a filter's, a direct route's) to a gRPC
@@ -138,8 +127,13 @@ pub fn local_answer(response: Response<Body>) -> Response<Body> {
     if is_grpc(response.headers()) || response.headers().contains_key("grpc-status") {
         return response;
     }
+    let code = code_for(response.status());
+    convert(response, code)
+}
+
+/// `response` as a gRPC error with `code`, its body's text as the message.
+fn convert(response: Response<Body>, code: u32) -> Response<Body> {
     let (parts, body) = response.into_parts();
-    let code = code_for(parts.status);
     // Local answers are in memory; one that is not (or is long) gives
     // way to the status's reason phrase.
     let text = match http_body_util::Limited::new(body, 1024)
@@ -152,7 +146,11 @@ pub fn local_answer(response: Response<Body>) -> Response<Body> {
     let mut grpc = status_response(code, &text);
     grpc.extensions_mut().insert(AnsweredAs(parts.status));
     for (name, value) in &parts.headers {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+        // The answer's own framing goes; HTTP/2 forbids `connection`.
+        if name != header::CONTENT_TYPE
+            && name != header::CONTENT_LENGTH
+            && name != header::CONNECTION
+        {
             grpc.headers_mut().append(name, value.clone());
         }
     }

@@ -13,6 +13,7 @@ use http_body::{Frame, SizeHint};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
+use super::breaker::Permit;
 use crate::http::body::{Body, BoxError};
 
 /// A stream's place on a connection: counted while the request is in
@@ -43,6 +44,9 @@ pub struct H2Stream {
 /// A pooled HTTP/2 connection of one worker.
 struct H2Conn {
     tx: http2::SendRequest<Body>,
+    /// Counts the connection against the cluster's `max_connections`
+    /// until it leaves the pool (closed or idle).
+    _permit: Permit,
     scheme: &'static str,
     /// Streams in flight on it.
     active: Arc<AtomicU32>,
@@ -73,9 +77,10 @@ impl H2Conns {
     }
 
     /// Keeps the connection `stream` was opened on for later requests.
-    pub fn share(&mut self, stream: &H2Stream) {
+    pub fn share(&mut self, stream: &H2Stream, permit: Permit) {
         self.conns.push(H2Conn {
             tx: stream.tx.clone(),
+            _permit: permit,
             scheme: stream.scheme,
             active: stream.slot.0.clone(),
             last_used: Instant::now(),

@@ -1,15 +1,20 @@
-//! Upstream clusters: endpoints, balancing, passive health and the
-//! keep-alive connection pool.
+//! Upstream clusters: endpoints, balancing, passive health, the
+//! keep-alive connection pool, and retry policies, budgets and circuit
+//! breakers.
 
 mod balancer;
+pub mod breaker;
+mod budget;
 pub mod callout;
 mod cluster;
 mod endpoint;
 mod h2;
 mod http1;
 mod pool;
+pub mod retry;
 mod tls;
 
+pub use breaker::Limit;
 pub use cluster::{Cluster, ClusterSet, Connection, EndpointLease};
 pub use endpoint::EndpointHealth;
 pub use pool::connect_tcp;
@@ -37,5 +42,10 @@ pub enum UpstreamError {
         cluster: String,
         endpoint: String,
         source: http1::Http1Error,
+        /// A pooled connection failed before any answer: the upstream had
+        /// closed it while idle, and the request never reached it.
+        stale: bool,
     },
+    #[error("cluster `{cluster}` is over its {} limit", limit.as_str())]
+    Overloaded { cluster: String, limit: Limit },
 }

@@ -14,6 +14,7 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::breaker::Permit;
 use super::h2::{self, H2Conns, H2Stream};
 use super::http1::{Http1Conn, Stream};
 use super::tls::UpstreamTls;
@@ -94,14 +95,18 @@ impl EndpointPool {
 
     /// A new connection joins the pool: an HTTP/2 one at once (it is shared
     /// while in use), an HTTP/1.1 one when its exchange is over (`checkin`).
-    pub fn share(&self, sender: Sender) -> Sender {
-        if let Sender::Http2(stream) = &sender {
-            self.has_h2.store(true, Ordering::Relaxed);
-            self.h2
-                .get()
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .share(stream);
+    /// Either holds its circuit-breaker `permit` for as long as it lives.
+    pub fn share(&self, mut sender: Sender, permit: Permit) -> Sender {
+        match &mut sender {
+            Sender::Http1(conn) => conn.hold(permit),
+            Sender::Http2(stream) => {
+                self.has_h2.store(true, Ordering::Relaxed);
+                self.h2
+                    .get()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .share(stream, permit);
+            }
         }
         sender
     }
