@@ -209,3 +209,45 @@ async fn a_malformed_grpc_request_is_answered_in_grpc_form() {
         status.message()
     );
 }
+
+#[tokio::test]
+async fn http2_connections_count_against_the_circuit_breaker() {
+    let upstream = GrpcUpstream::start("u", None).await;
+    let limits = "h2_max_concurrent_streams = 1\n[cluster.circuit_breaker]\nmax_connections = 1";
+    let gateway = gateway(&upstream, limits, "").await;
+    let mut client = grpc::client(gateway.addr("web")).await;
+
+    // One held call fills the only connection the breaker allows.
+    client.ready().await.expect("ready");
+    let mut held = request("1");
+    held.metadata_mut()
+        .insert("x-hold", "1".parse().expect("value"));
+    let mut stream = client
+        .server_streaming(held, method("ServerStream"), RawCodec)
+        .await
+        .expect("call")
+        .into_inner();
+    let first = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("in time");
+    assert_eq!(first.expect("ok").map(|b| text(&b)), Some("0".into()));
+
+    // A second call would need a second connection: refused at once.
+    client.ready().await.expect("ready");
+    let status = client
+        .unary(request("x"), method("Unary"), RawCodec)
+        .await
+        .expect_err("overloaded");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(
+        status
+            .metadata()
+            .get("x-gateway-overloaded")
+            .map(|v| v.to_str().unwrap_or("")),
+        Some("max_connections")
+    );
+    assert_eq!(upstream.connections(), 1);
+
+    upstream.release();
+    assert_eq!(drain(&mut stream).await, (Vec::new(), Ok(())));
+}
