@@ -1,6 +1,6 @@
 //! Upstream clusters: endpoints, balancing, passive health, the
-//! keep-alive connection pool, and retry policies, budgets and circuit
-//! breakers.
+//! keep-alive connection pool (HTTP/1.1, and multiplexed HTTP/2), and
+//! retry policies, budgets and circuit breakers.
 
 mod balancer;
 pub mod breaker;
