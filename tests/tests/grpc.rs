@@ -85,6 +85,25 @@ async fn unary_and_streaming_calls_pass_over_h2c() {
     assert_eq!(upstream.te_trailers_seen(), 24);
 }
 
+#[tokio::test]
+async fn calls_arriving_together_on_a_cold_worker_share_one_connection() {
+    let upstream = GrpcUpstream::start("u", None).await;
+    let gateway = gateway(&upstream, "", "").await;
+    let client = grpc::client(gateway.addr("web")).await;
+    let calls = (0..20).map(|i| {
+        let mut c = client.clone();
+        async move {
+            c.ready().await.expect("ready");
+            c.unary(request(&i.to_string()), method("Unary"), RawCodec)
+                .await
+        }
+    });
+    for answer in futures_util::future::join_all(calls).await {
+        answer.expect("unary");
+    }
+    assert_eq!(upstream.connections(), 1, "the first connect was shared");
+}
+
 #[test]
 fn a_protocol_at_odds_with_tls_is_refused_with_file_line_and_key() {
     for (protocol, tls, why) in [

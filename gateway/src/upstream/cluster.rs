@@ -74,6 +74,7 @@ impl Cluster {
                     config.max_idle_per_endpoint,
                     config.idle_timeout,
                     config.h2_max_concurrent_streams,
+                    config.protocol(),
                 )
             })
             .collect();
@@ -147,7 +148,9 @@ impl Cluster {
     pub async fn connect_to(self: &Arc<Self>, index: usize) -> Result<Connection, UpstreamError> {
         let endpoint = &self.endpoints[index];
         let in_flight = endpoint.start_request();
-        if let Some(sender) = self.pools[index].checkout() {
+        // HTTP/2: requests arriving while a connection opens share it.
+        let (pooled, _connecting) = self.pools[index].checkout_or_connect().await;
+        if let Some(sender) = pooled {
             return Ok(self.connection(index, sender, in_flight));
         }
         self.open(index, in_flight).await

@@ -7,7 +7,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1;
@@ -52,17 +52,27 @@ pub struct EndpointPool {
     /// Set once an HTTP/2 connection joined: until then checkout goes
     /// straight to the HTTP/1.1 list (the common case costs one load).
     has_h2: AtomicBool,
+    /// Per worker: an HTTP/2 connect under way, which requests arriving
+    /// meanwhile wait for and share instead of each opening their own.
+    connecting: PerWorker<Mutex<Option<Arc<tokio::sync::Notify>>>>,
     max_idle: usize,
     idle_timeout: Duration,
     max_streams: u32,
 }
 
 impl EndpointPool {
-    pub fn new(max_idle: usize, idle_timeout: Duration, max_streams: NonZeroU32) -> Self {
+    pub fn new(
+        max_idle: usize,
+        idle_timeout: Duration,
+        max_streams: NonZeroU32,
+        protocol: UpstreamProtocol,
+    ) -> Self {
+        let h2 = matches!(protocol, UpstreamProtocol::H2 | UpstreamProtocol::H2c);
         Self {
             idle: PerWorker::default(),
             h2: PerWorker::default(),
-            has_h2: AtomicBool::new(false),
+            has_h2: AtomicBool::new(h2),
+            connecting: PerWorker::default(),
             max_idle,
             idle_timeout,
             max_streams: max_streams.get(),
@@ -91,6 +101,45 @@ impl EndpointPool {
             }
         }
         None
+    }
+
+    /// A pooled connection, as [`EndpointPool::checkout`]; when there is
+    /// none and the endpoint speaks HTTP/2, first waits for a connect
+    /// another request of this worker has under way (its connection will
+    /// have room), and otherwise returns a guard saying this request
+    /// connects: hold it until the new connection is shared.
+    pub async fn checkout_or_connect(&self) -> (Option<Sender>, Option<Connecting<'_>>) {
+        loop {
+            if let Some(sender) = self.checkout() {
+                return (Some(sender), None);
+            }
+            if !self.has_h2.load(Ordering::Relaxed) {
+                return (None, None);
+            }
+            let slot = self.connecting.get();
+            let under_way = {
+                let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+                match &*slot {
+                    Some(notify) => notify.clone(),
+                    None => {
+                        *slot = Some(Arc::new(tokio::sync::Notify::new()));
+                        return (None, Some(Connecting { pool: self }));
+                    }
+                }
+            };
+            let done = under_way.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            // The connect may have ended between the lock and `enable`.
+            let still = slot
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .is_some_and(|n| Arc::ptr_eq(n, &under_way));
+            if still {
+                done.await;
+            }
+        }
     }
 
     /// A new connection joins the pool: an HTTP/2 one at once (it is shared
@@ -135,6 +184,28 @@ impl EndpointPool {
             h2.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .reap(self.idle_timeout);
+        }
+    }
+}
+
+/// A request of this worker is opening an HTTP/2 connection to the
+/// endpoint; dropping it (connected, failed or abandoned) wakes those
+/// waiting in [`EndpointPool::checkout_or_connect`].
+pub struct Connecting<'a> {
+    pool: &'a EndpointPool,
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        let notify = self
+            .pool
+            .connecting
+            .get()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(notify) = notify {
+            notify.notify_waiters();
         }
     }
 }
