@@ -251,3 +251,64 @@ async fn http2_connections_count_against_the_circuit_breaker() {
     upstream.release();
     assert_eq!(drain(&mut stream).await, (Vec::new(), Ok(())));
 }
+
+#[tokio::test]
+async fn calls_waiting_on_a_connect_that_fails_do_not_connect_one_by_one() {
+    // An endpoint that accepts TCP and never answers the TLS handshake:
+    // every connect ends at connect_timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let pki = gateway_tests::tls::Pki::new("ca");
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("ca.pem"), &pki.ca.cert_pem).expect("CA");
+    let gateway = gateway_tests::Gateway::start_in(
+        dir,
+        &format!(
+            r#"
+            [runtime]
+            workers = 1
+            [[listener]]
+            name = "web"
+            protocol = "http"
+            address = "127.0.0.1:0"
+            [[listener.route]]
+            path_prefix = "/"
+            cluster = "c"
+            [[cluster]]
+            name = "c"
+            endpoints = ["{addr}"]
+            protocol = "h2"
+            connect_timeout = "500ms"
+            eject_after_failures = 1000
+            [cluster.tls]
+            ca = "ca.pem"
+            sni = "upstream.test"
+            "#
+        ),
+    )
+    .await;
+    let client = grpc::client(gateway.addr("web")).await;
+    let started = Instant::now();
+    let calls = (0..8).map(|_| {
+        let mut c = client.clone();
+        async move {
+            c.ready().await.expect("ready");
+            c.unary(request("x"), method("Unary"), RawCodec).await
+        }
+    });
+    for answer in futures_util::future::join_all(calls).await {
+        assert_eq!(answer.expect_err("no upstream").code(), Code::Unavailable);
+    }
+    // One by one, 8 calls would take at least 8 connect timeouts (4 s).
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(3500), "{took:?}");
+    held.abort();
+}

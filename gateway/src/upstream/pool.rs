@@ -106,40 +106,41 @@ impl EndpointPool {
     /// A pooled connection, as [`EndpointPool::checkout`]; when there is
     /// none and the endpoint speaks HTTP/2, first waits for a connect
     /// another request of this worker has under way (its connection will
-    /// have room), and otherwise returns a guard saying this request
-    /// connects: hold it until the new connection is shared.
+    /// likely have room), and otherwise returns a guard saying this request
+    /// connects: hold it until the new connection is shared. After one
+    /// wait a request connects on its own, so a connect that failed (or a
+    /// connection already full) never makes requests connect one by one.
     pub async fn checkout_or_connect(&self) -> (Option<Sender>, Option<Connecting<'_>>) {
-        loop {
-            if let Some(sender) = self.checkout() {
-                return (Some(sender), None);
-            }
-            if !self.has_h2.load(Ordering::Relaxed) {
-                return (None, None);
-            }
-            let slot = self.connecting.get();
-            let under_way = {
-                let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-                match &*slot {
-                    Some(notify) => notify.clone(),
-                    None => {
-                        *slot = Some(Arc::new(tokio::sync::Notify::new()));
-                        return (None, Some(Connecting { pool: self }));
-                    }
-                }
-            };
-            let done = under_way.notified();
-            tokio::pin!(done);
-            done.as_mut().enable();
-            // The connect may have ended between the lock and `enable`.
-            let still = slot
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .is_some_and(|n| Arc::ptr_eq(n, &under_way));
-            if still {
-                done.await;
-            }
+        if let Some(sender) = self.checkout() {
+            return (Some(sender), None);
         }
+        if !self.has_h2.load(Ordering::Relaxed) {
+            return (None, None);
+        }
+        let slot = self.connecting.get();
+        let under_way = {
+            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+            match &*slot {
+                Some(notify) => notify.clone(),
+                None => {
+                    *slot = Some(Arc::new(tokio::sync::Notify::new()));
+                    return (None, Some(Connecting { pool: self }));
+                }
+            }
+        };
+        let done = under_way.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        // The connect may have ended between the lock and `enable`.
+        let still = slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|n| Arc::ptr_eq(n, &under_way));
+        if still {
+            done.await;
+        }
+        (self.checkout(), None)
     }
 
     /// A new connection joins the pool: an HTTP/2 one at once (it is shared
