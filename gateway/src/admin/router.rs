@@ -17,6 +17,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("/overview", "GET, HEAD"),
     ("/config", "GET, HEAD"),
     ("/filters", "GET, HEAD"),
+    ("/services", "GET, HEAD"),
     ("/metrics", "GET, HEAD"),
     ("/drain", "POST, DELETE"),
     ("/logging", "GET, HEAD, POST"),
@@ -53,6 +54,7 @@ pub(super) async fn handle(admin: &AdminState, req: Request<Incoming>) -> Respon
             json(&config)
         }
         ("/filters", true) => json(&admin.state.load_full().filter_status().await),
+        ("/services", true) => json(&super::services::status(admin)),
         ("/metrics", true) => {
             let filters = admin
                 .filter_host

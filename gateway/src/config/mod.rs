@@ -11,6 +11,7 @@ pub mod filter;
 mod listener;
 pub mod pem;
 mod plugin_config;
+pub mod service;
 mod tls;
 mod validate;
 
@@ -24,6 +25,7 @@ pub use cluster::{BalancePolicy, ClusterConfig};
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
 pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};
+pub use service::ServiceConfig;
 pub use tls::{
     name_matches, CertificateConfig, ClientAuth, ListenerTlsConfig, SniRouteConfig, TcpProxyConfig,
     UpstreamTlsConfig,
@@ -45,6 +47,9 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     #[serde(default, rename = "cluster")]
     pub clusters: Vec<ClusterConfig>,
+    /// Services: root-only modules run once per process (docs/services.md).
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceConfig>,
     /// Where the file was read from; relative paths in it resolve against
     /// its directory.
     #[serde(skip)]
@@ -137,6 +142,16 @@ impl Config {
         if let Some(path) = &mut self.access_log.path {
             if path.is_relative() {
                 *path = base.join(&*path);
+            }
+        }
+        if let Some(dir) = &mut self.wasm.services_dir {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
+        for service in &mut self.services {
+            if service.path.is_relative() {
+                service.path = base.join(&service.path);
             }
         }
         for listener in &mut self.listeners {

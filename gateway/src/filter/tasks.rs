@@ -16,6 +16,7 @@ fn discard(cell: &InstanceCell, inst: &FilterInstance, callback: &str, fault: &G
     cell.dead.store(true, std::sync::atomic::Ordering::Relaxed);
     let filter = &inst.store.data().filter.config.name;
     tracing::warn!(%filter, "{callback} failed, instance discarded: {fault}");
+    cell.watch.died(format!("{callback}: {fault}"));
 }
 
 fn runtime() -> Option<tokio::runtime::Handle> {
@@ -68,6 +69,7 @@ fn set_ticker(host: &Arc<FilterHost>, cell: &Arc<InstanceCell>, period: Duration
                     discard(&cell, &inst, "proxy_on_tick", &fault);
                     break;
                 }
+                cell.watch.ticked();
                 effects
             };
             for call in effects.calls {

@@ -84,6 +84,7 @@ async fn reload(gateway: &Arc<Gateway>, listeners: &mut ListenerSet) {
     let snapshot = build_snapshot(config.clone(), Some(&previous), &gateway.loader).await;
     crate::access_log::configure(&config.access_log);
     gateway.state.store(Arc::new(snapshot));
+    gateway.services.apply(&config).await;
     if let Err(e) = listeners.apply(gateway, &config, false).await {
         tracing::error!("config reload: {e:#}");
     }

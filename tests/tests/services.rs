@@ -1,0 +1,343 @@
+//! Services: root-only modules run once per gateway process. The official
+//! SDK's `hello_world` runs unmodified; a service and a filter share data;
+//! hot reload, limits and failures behave as for filters. Waits are on the
+//! gateway's log lines and admin answers, never on sleeps.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gateway_tests::{wasm, Gateway, Http1Client, Upstream, WAIT};
+
+/// A gateway with an admin listener, one listener routing everything to
+/// `up`, and `extra` appended (services, `[wasm]` settings).
+fn config(up: &Upstream, wasm_section: &str, extra: &str) -> String {
+    format!(
+        r#"
+        [runtime]
+        workers = 1
+        [admin]
+        address = "127.0.0.1:0"
+        [wasm]
+        cache_dir = ""
+        {wasm_section}
+        [[listener]]
+        name = "web"
+        protocol = "http"
+        address = "127.0.0.1:0"
+        [[listener.route]]
+        path_prefix = "/"
+        cluster = "up"
+        [[cluster]]
+        name = "up"
+        endpoints = ["{}"]
+        {extra}
+        "#,
+        up.addr
+    )
+}
+
+fn count(gateway: &Gateway, needle: &str) -> usize {
+    gateway.logs().iter().filter(|l| l.contains(needle)).count()
+}
+
+/// The line number of the first log line containing `needle` after line `from`.
+fn position(gateway: &Gateway, needle: &str, from: usize) -> Option<usize> {
+    gateway
+        .logs()
+        .iter()
+        .enumerate()
+        .skip(from)
+        .find(|(_, l)| l.contains(needle))
+        .map(|(i, _)| i)
+}
+
+async fn admin_get(gateway: &Gateway, path: &str) -> String {
+    let admin = gateway.admin.expect("admin listener");
+    let reply = Http1Client::connect(admin).await.get(path).await;
+    assert_eq!(reply.status.as_u16(), 200, "{path}: {}", reply.text());
+    reply.text()
+}
+
+/// The `/services` entry of `name`.
+async fn service(gateway: &Gateway, name: &str) -> serde_json::Value {
+    let json: serde_json::Value =
+        serde_json::from_str(&admin_get(gateway, "/services").await).expect("services json");
+    json["services"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no service {name} in {json}"))
+}
+
+/// Polls `/services` until `check` holds for service `name` (bounded by WAIT).
+async fn service_until(
+    gateway: &Gateway,
+    name: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = service(gateway, name).await;
+        if check(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "service {name} never got there: {status}"
+        );
+        // Polling an admin endpoint, not a synchronisation sleep: the
+        // state is only visible there.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_official_sdk_hello_world_runs_unmodified_as_a_service() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = config(
+        &up,
+        "",
+        &format!(
+            "[[service]]\nname = \"hello\"\npath = \"{}\"\n",
+            wasm::path("tw-hello-world").display()
+        ),
+    );
+    let gateway = Gateway::start_in(dir, &text).await;
+    assert!(gateway.wait_for_log("Hello, World!", WAIT), "no start line");
+    // Its 5-second timer fires on the service's one instance.
+    assert!(
+        gateway.wait_for_log("there is no lucky number", Duration::from_secs(15)),
+        "no tick line: {:?}",
+        gateway.logs()
+    );
+    // One instance per process: one start line, whatever the workers.
+    assert_eq!(count(&gateway, "Hello, World!"), 1);
+    // Requests are unaffected.
+    let mut client = gateway.http1("web").await;
+    for _ in 0..3 {
+        let reply = client.get("/any").await;
+        assert_eq!(reply.status.as_u16(), 200);
+        assert_eq!(reply.text(), "up");
+    }
+    let status = service_until(&gateway, "hello", |s| s["last_tick"].is_string()).await;
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["source"], "config");
+    assert_eq!(status["sha256"].as_str().map(str::len), Some(64));
+    let metrics = admin_get(&gateway, "/metrics").await;
+    assert!(
+        metrics.contains("gateway_service_up{service=\"hello\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gateway_service_info{service=\"hello\",sha256=\""),
+        "{metrics}"
+    );
+    assert!(metrics.contains("gateway_service_last_tick_timestamp_seconds{service=\"hello\"}"));
+}
+
+#[tokio::test]
+async fn a_service_dropped_in_a_filter_folder_is_reported_once_and_fails_closed() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let filters = dir.path().join("filters");
+    std::fs::create_dir(&filters).expect("mkdir");
+    std::fs::copy(wasm::path("tw-hello-world"), filters.join("hello.wasm")).expect("copy");
+    let text = config(&up, "", "").replace(
+        "address = \"127.0.0.1:0\"\n        [[listener.route]]",
+        "address = \"127.0.0.1:0\"\n        filters_dir = \"filters\"\n        [[listener.route]]",
+    );
+    let gateway = Gateway::start_in(dir, &text).await;
+    let mut client = gateway.http1("web").await;
+    for _ in 0..5 {
+        let reply = client.get("/").await;
+        assert_eq!(
+            reply.status.as_u16(),
+            503,
+            "the filter's failure policy (closed)"
+        );
+        assert!(reply.text().contains("hello"), "{}", reply.text());
+    }
+    assert_eq!(up.received().len(), 0);
+    assert!(gateway.wait_for_log("no HTTP context: is this a service?", WAIT));
+    assert!(gateway.wait_for_log("missing ContextType", WAIT));
+    // Everything the five requests logged is in: the access log lines.
+    assert!(
+        gateway.wait_for_log_count("status=503", 5, WAIT),
+        "{:?}",
+        gateway.logs()
+    );
+    assert_eq!(
+        count(&gateway, "no HTTP context: is this a service?"),
+        1,
+        "{:?}",
+        gateway.logs()
+    );
+    // The guest's own panic line is logged once too, not once per request.
+    assert_eq!(
+        count(&gateway, "missing ContextType"),
+        1,
+        "{:?}",
+        gateway.logs()
+    );
+    let filters = admin_get(&gateway, "/filters").await;
+    assert!(
+        filters.contains("no HTTP context: is this a service?"),
+        "{filters}"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_service_replaces_the_old_one_only_after_it_started() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let services = dir.path().join("services");
+    std::fs::create_dir(&services).expect("mkdir");
+    let hello = std::fs::read(wasm::path("tw-hello-world")).expect("module");
+    std::fs::write(services.join("hello.wasm"), &hello).expect("module");
+    let text = config(
+        &up,
+        "services_dir = \"services\"\nservices_poll = \"100ms\"",
+        "",
+    );
+    let gateway = Gateway::start_in(dir, &text).await;
+    assert!(gateway.wait_for_log("Hello, World!", WAIT));
+    let first = service(&gateway, "hello").await;
+    assert_eq!(first["source"], "folder");
+    assert_eq!(first["generation"], 1);
+
+    // A broken version is reported; the running one keeps running.
+    replace(&services.join("hello.wasm"), b"not wasm at all");
+    assert!(gateway.wait_for_log(
+        "new version rejected, the previous version keeps running",
+        WAIT
+    ));
+    let kept = service(&gateway, "hello").await;
+    assert_eq!(kept["state"], "running");
+    assert_eq!(kept["sha256"], first["sha256"]);
+    assert!(kept["pending_error"].is_string(), "{kept}");
+    assert_eq!(count(&gateway, "service stopped"), 0);
+
+    // A good version (the module back, a new sidecar) starts, then the
+    // old one is stopped (proxy_on_done, proxy_on_delete).
+    let before = gateway.logs().len();
+    std::fs::write(services.join("hello.toml"), "vm_config = \"v2\"\n").expect("sidecar");
+    replace(&services.join("hello.wasm"), &hello);
+    assert!(
+        gateway.wait_for_log("service stopped", WAIT),
+        "{:?}",
+        gateway.logs()
+    );
+    let started = position(&gateway, "Hello, World!", before).expect("the new version started");
+    let stopped = position(&gateway, "service stopped", before).expect("the old one stopped");
+    assert!(
+        started < stopped,
+        "new started at line {started}, old stopped at {stopped}"
+    );
+    let second = service(&gateway, "hello").await;
+    assert_eq!(second["generation"], 2);
+    assert!(second["pending_error"].is_null(), "{second}");
+    assert_eq!(count(&gateway, "service stopped"), 1);
+
+    // Removed from the folder: stopped.
+    std::fs::remove_file(services.join("hello.wasm")).expect("rm");
+    assert!(gateway.wait_for_log_count("service stopped", 2, WAIT));
+    assert!(gateway.wait_for_log("service removed", WAIT));
+}
+
+/// Writes `bytes` to `path` the way deploy tools do: a temporary file
+/// renamed over the old one.
+fn replace(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("wasm.tmp");
+    std::fs::write(&tmp, bytes).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+#[tokio::test]
+async fn a_service_over_its_deadline_or_memory_restarts_with_back_off_and_filters_keep_serving() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let module = wasm::hostile("service_failing", dir.path());
+    let services = format!(
+        r#"
+        [[service]]
+        name = "looping"
+        path = "{0}"
+        deadline = "20ms"
+        [[service]]
+        name = "growing"
+        path = "{0}"
+        vm_config = "grow"
+        memory_limit = "1MiB"
+        "#,
+        module.display()
+    );
+    let text = config(&up, "failure_backoff = \"50ms\"", &services);
+    let mut gateway = Gateway::start_in(dir, &text).await;
+    let mut client = gateway.http1("web").await;
+    // Each instance starts, ticks once, then fails; it is restarted, again
+    // and again, with the process and the listener untouched.
+    for name in ["looping", "growing"] {
+        let status = service_until(&gateway, name, |s| s["restarts"].as_u64() >= Some(2)).await;
+        let error = status["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(error.contains("proxy_on_tick"), "{name}: {error}");
+        if name == "looping" {
+            assert!(error.contains("deadline exceeded"), "{error}");
+        }
+        let reply = client.get("/during").await;
+        assert_eq!(reply.status.as_u16(), 200);
+        assert_eq!(reply.text(), "up");
+    }
+    assert!(count(&gateway, "hostile service started") >= 6);
+    assert!(count(&gateway, "hostile service ticked") >= 4);
+    let metrics = admin_get(&gateway, "/metrics").await;
+    assert!(
+        metrics.contains("gateway_service_failures_total{service=\"looping\"}"),
+        "{metrics}"
+    );
+    // Back-off: the waits double (50, 100, 200 ms...), so a second of
+    // failing makes a handful of restarts, not hundreds.
+    let restarts = service(&gateway, "looping").await["restarts"]
+        .as_u64()
+        .unwrap_or(0);
+    let started = Instant::now();
+    let later = service_until(&gateway, "looping", |s| {
+        s["restarts"].as_u64() > Some(restarts + 1)
+    })
+    .await;
+    assert!(started.elapsed() >= Duration::from_millis(100), "{later}");
+    assert!(
+        gateway.wait_exit(Duration::from_millis(1)).is_none(),
+        "the gateway is still up"
+    );
+}
+
+#[tokio::test]
+async fn a_service_that_does_not_start_is_reported_and_the_gateway_serves() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let broken = dir.path().join("broken.wasm");
+    std::fs::write(&broken, b"\0asm but not really").expect("write");
+    let text = config(
+        &up,
+        "",
+        &format!(
+            "[[service]]\nname = \"broken\"\npath = \"{}\"\n",
+            broken.display()
+        ),
+    );
+    let mut gateway = Gateway::start_in(dir, &text).await;
+    let status = service(&gateway, "broken").await;
+    assert_eq!(status["state"], "failed");
+    assert!(
+        status["pending_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("compiling")),
+        "{status}"
+    );
+    let reply = gateway.http1("web").await.get("/").await;
+    assert_eq!(reply.status.as_u16(), 200);
+    assert!(gateway.wait_exit(Duration::from_millis(1)).is_none());
+}
