@@ -62,8 +62,12 @@ mod host;
 mod http;
 pub mod log;
 pub mod metrics;
+pub mod queue;
 pub mod random;
 mod runtime;
+pub mod service;
+mod service_export;
+mod service_runtime;
 pub mod shared;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
@@ -76,11 +80,14 @@ pub use callout::{Callout, CalloutRequest, CalloutResponse};
 pub use filter::{Decision, Filter, LocalResponse, ResponseDecision};
 pub use http::{Request, Response, CLIENT_ADDRESS_PROPERTY, UPSTREAM_PROPERTY};
 pub use log::LogLevel;
+pub use queue::Queue;
+pub use service::Service;
 
 /// Used by [`export_filter!`]; not a stable API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::runtime::Runtime;
+    pub use crate::service_runtime::ServiceRuntime;
 }
 
 // The README's Rust blocks compile as doctests, so its example cannot rot.

@@ -341,3 +341,147 @@ async fn a_service_that_does_not_start_is_reported_and_the_gateway_serves() {
     assert_eq!(reply.status.as_u16(), 200);
     assert!(gateway.wait_exit(Duration::from_millis(1)).is_none());
 }
+
+/// An upstream serving a deny list that the test changes, counting fetches.
+struct ListServer {
+    addr: std::net::SocketAddr,
+    list: std::sync::Arc<std::sync::Mutex<String>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ListServer {
+    async fn start(list: &str) -> ListServer {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let list = std::sync::Arc::new(std::sync::Mutex::new(list.to_string()));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (l, f) = (list.clone(), fetches.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (l, f) = (l.clone(), f.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_req| {
+                        f.fetch_add(1, Ordering::SeqCst);
+                        let body = l.lock().expect("list").clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(body)),
+                            ))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        ListServer {
+            addr,
+            list,
+            fetches,
+            task,
+        }
+    }
+
+    fn set(&self, list: &str) {
+        *self.list.lock().expect("list") = list.to_string();
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for ListServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Sends requests until one gets `status`; returns how long that took
+/// (bounded by WAIT).
+async fn until_status(gateway: &Gateway, status: u16) -> Duration {
+    let started = Instant::now();
+    let mut client = gateway.http1("web").await;
+    loop {
+        if client.get("/").await.status.as_u16() == status {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < WAIT, "never got {status}");
+        // Paced client requests, not a synchronisation sleep: the change
+        // is only visible through them.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_bundled_denylist_service_and_filter_follow_the_upstream_list() {
+    const PERIOD: Duration = Duration::from_millis(300);
+    let up = Upstream::start("up").await;
+    let lists = ListServer::start("# nobody yet\n10.9.9.9\n").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let extra = format!(
+        r#"
+        [[cluster]]
+        name = "lists"
+        endpoints = ["{lists}"]
+        [[service]]
+        name = "denylist-sync"
+        path = "{service}"
+        vm_id = "denylist"
+        config = {{ cluster = "lists", path = "/deny", period_ms = {period} }}
+        "#,
+        lists = lists.addr,
+        service = wasm::path("filter-denylist-sync").display(),
+        period = PERIOD.as_millis(),
+    );
+    let text = config(&up, "", &extra).replace(
+        "address = \"127.0.0.1:0\"\n        [[listener.route]]",
+        &format!(
+            "address = \"127.0.0.1:0\"\n        [[listener.filter]]\n        name = \"denylist\"\n        path = \"{}\"\n        vm_id = \"denylist\"\n        [[listener.route]]",
+            wasm::path("filter-denylist").display()
+        ),
+    );
+    let gateway = Gateway::start_in(dir, &text).await;
+    assert!(
+        gateway
+            .log_count_reaches("deny list updated: 1 clients", 1, WAIT)
+            .await
+    );
+    let mut client = gateway.http1("web").await;
+    assert_eq!(client.get("/").await.status.as_u16(), 200, "not listed");
+
+    // The test's client (127.0.0.1) goes on the list upstream: the filter
+    // follows at the service's next fetch, within one period.
+    let fetched = lists.fetches();
+    lists.set("10.9.9.9\n127.0.0.1\n");
+    let took = until_status(&gateway, 403).await;
+    assert!(
+        lists.fetches() <= fetched + 2,
+        "followed at the first fetch after the change (or the one in flight)"
+    );
+    assert!(took < PERIOD * 2 + Duration::from_secs(1), "took {took:?}");
+    let reached = up.received().len();
+    for _ in 0..3 {
+        let reply = client.get("/").await;
+        assert_eq!(reply.status.as_u16(), 403);
+        assert_eq!(reply.text(), "forbidden\n");
+    }
+    assert_eq!(
+        up.received().len(),
+        reached,
+        "denied requests never reach the upstream"
+    );
+
+    // Off the list again: served again.
+    lists.set("10.9.9.9\n");
+    let took = until_status(&gateway, 200).await;
+    assert!(took < PERIOD * 2 + Duration::from_secs(1), "took {took:?}");
+    let status = service(&gateway, "denylist-sync").await;
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["vm_id"], "denylist");
+}
