@@ -133,6 +133,9 @@ async fn the_official_sdk_hello_world_runs_unmodified_as_a_service() {
         "{metrics}"
     );
     assert!(metrics.contains("gateway_service_last_tick_timestamp_seconds{service=\"hello\"}"));
+    let page = admin_get(&gateway, "/").await;
+    let table = page.split("<table id=\"services\">").nth(1).expect("services table");
+    assert!(table.contains("<b>hello</b>") && table.contains("running"), "{page}");
 }
 
 #[tokio::test]
