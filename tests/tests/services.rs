@@ -134,8 +134,14 @@ async fn the_official_sdk_hello_world_runs_unmodified_as_a_service() {
     );
     assert!(metrics.contains("gateway_service_last_tick_timestamp_seconds{service=\"hello\"}"));
     let page = admin_get(&gateway, "/").await;
-    let table = page.split("<table id=\"services\">").nth(1).expect("services table");
-    assert!(table.contains("<b>hello</b>") && table.contains("running"), "{page}");
+    let table = page
+        .split("<table id=\"services\">")
+        .nth(1)
+        .expect("services table");
+    assert!(
+        table.contains("<b>hello</b>") && table.contains("running"),
+        "{page}"
+    );
 }
 
 #[tokio::test]
@@ -487,4 +493,50 @@ async fn the_bundled_denylist_service_and_filter_follow_the_upstream_list() {
     let status = service(&gateway, "denylist-sync").await;
     assert_eq!(status["state"], "running");
     assert_eq!(status["vm_id"], "denylist");
+}
+
+#[tokio::test]
+async fn filters_feed_a_queue_the_service_drains_by_vm_id() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let module = wasm::path("tw-queue-pair");
+    let extra = format!(
+        "[[service]]\nname = \"events\"\npath = \"{0}\"\nvm_id = \"events-vm\"\nconfig = \"service\"\n",
+        module.display()
+    );
+    let text = config(&up, "", &extra).replace(
+        "address = \"127.0.0.1:0\"\n        [[listener.route]]",
+        &format!(
+            "address = \"127.0.0.1:0\"\n        [[listener.filter]]\n        name = \"events-filter\"\n        path = \"{}\"\n        vm_id = \"events-vm\"\n        config = \"filter\"\n        [[listener.route]]",
+            module.display()
+        ),
+    );
+    let gateway = Gateway::start_in(dir, &text).await;
+    let mut client = gateway.http1("web").await;
+    for i in 1..=5 {
+        assert_eq!(client.get(&format!("/e{i}")).await.status.as_u16(), 200);
+    }
+    // The service drained what the filter enqueued, and published the
+    // count in the shared data the filter reads (same vm_id).
+    assert!(
+        gateway.log_count_reaches("events: /e5", 1, WAIT).await,
+        "{:?}",
+        gateway.logs()
+    );
+    let reply = client.get("/after").await;
+    let seen: u64 = reply
+        .header("x-events-seen")
+        .and_then(|v| v.parse().ok())
+        .expect("x-events-seen");
+    assert!(seen >= 5, "seen {seen}");
+    let drained = gateway
+        .logs()
+        .iter()
+        .filter(|l| l.contains("drained") && l.contains("filter=\"events\""))
+        .count();
+    assert!(
+        drained >= 1,
+        "drained by the service itself: {:?}",
+        gateway.logs()
+    );
 }

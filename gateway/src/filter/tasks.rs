@@ -123,11 +123,17 @@ pub(crate) fn queue_waker(
     slot: Arc<OnceLock<Weak<InstanceCell>>>,
 ) -> QueueWaker {
     let host = Arc::downgrade(&host);
+    // The runtime the instance was started on (the control runtime for
+    // services and for filters started at load), so that the enqueuing
+    // worker does not run another instance's guest code.
+    let home = runtime();
     Arc::new(move |queue: u32| {
         let Some(weak) = slot.get().cloned() else {
             return;
         };
-        let Some(rt) = runtime() else { return };
+        let Some(rt) = home.clone().or_else(runtime) else {
+            return;
+        };
         let host = host.clone();
         rt.spawn(async move {
             let (Some(cell), Some(host)) = (weak.upgrade(), host.upgrade()) else {
