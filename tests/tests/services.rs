@@ -540,3 +540,32 @@ async fn filters_feed_a_queue_the_service_drains_by_vm_id() {
         gateway.logs()
     );
 }
+
+#[tokio::test]
+async fn a_config_reload_starts_changed_services_and_stops_removed_ones() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let entry = |vm_config: &str| {
+        format!(
+            "[[service]]\nname = \"hello\"\npath = \"{}\"\nvm_config = \"{vm_config}\"\n",
+            wasm::path("tw-hello-world").display()
+        )
+    };
+    let gateway = Gateway::start_in(dir, &config(&up, "", &entry("v1"))).await;
+    assert!(gateway.wait_for_log("Hello, World!", WAIT));
+    // Unchanged on reload: left running, not restarted.
+    gateway.rewrite_config(&config(&up, "", &entry("v1")));
+    assert!(gateway.log_count_reaches("config reloaded", 1, WAIT).await);
+    assert_eq!(count(&gateway, "Hello, World!"), 1);
+    // Changed: the new one starts, then the old one stops.
+    gateway.rewrite_config(&config(&up, "", &entry("v2")));
+    assert!(gateway.log_count_reaches("service stopped", 1, WAIT).await);
+    assert_eq!(count(&gateway, "Hello, World!"), 2);
+    assert_eq!(service(&gateway, "hello").await["generation"], 2);
+    // Removed: stopped, and gone from /services.
+    gateway.rewrite_config(&config(&up, "", ""));
+    assert!(gateway.log_count_reaches("service removed", 1, WAIT).await);
+    let json: serde_json::Value =
+        serde_json::from_str(&admin_get(&gateway, "/services").await).expect("json");
+    assert_eq!(json["services"].as_array().map(Vec::len), Some(0), "{json}");
+}

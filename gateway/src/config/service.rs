@@ -122,4 +122,37 @@ mod tests {
             wrong.check()
         );
     }
+
+    #[test]
+    fn bad_services_are_reported_with_file_and_key() {
+        let text = r#"
+[wasm]
+services_dir = "no-such-dir"
+
+[[service]]
+name = "a"
+path = "a.wasm"
+
+[[service]]
+name = "a"
+path = "a.so"
+deadline = "1h"
+"#;
+        let path = std::path::Path::new("/etc/gateway/gateway.toml");
+        let errors = crate::config::Config::parse(path, text)
+            .err()
+            .expect("rejected")
+            .to_string();
+        assert!(errors.contains("gateway.toml"), "{errors}");
+        assert!(
+            errors.contains("service[1].name") && errors.contains("duplicate service name `a`"),
+            "{errors}"
+        );
+        assert!(errors.contains("path must name a .wasm file"), "{errors}");
+        assert!(
+            errors.contains("deadline must be between 1ms and 10s"),
+            "{errors}"
+        );
+        assert!(errors.contains("wasm.services_dir"), "{errors}");
+    }
 }
