@@ -140,8 +140,7 @@ deadline = "1h"
 "#;
         let path = std::path::Path::new("/etc/gateway/gateway.toml");
         let errors = crate::config::Config::parse(path, text)
-            .err()
-            .expect("rejected")
+            .expect_err("rejected")
             .to_string();
         assert!(errors.contains("gateway.toml"), "{errors}");
         assert!(

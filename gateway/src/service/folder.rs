@@ -68,7 +68,7 @@ pub(super) async fn watch(set: Weak<ServiceSet>, dir: PathBuf, poll: Duration, g
     };
     let mut last = listing(&dir);
     loop {
-        tokio::select! {
+        let changed = tokio::select! {
             event = rx.recv() => {
                 if event.is_none() {
                     return;
@@ -76,19 +76,18 @@ pub(super) async fn watch(set: Weak<ServiceSet>, dir: PathBuf, poll: Duration, g
                 // Let a burst (write, rename, symlink swap) settle.
                 tokio::time::sleep(DEBOUNCE).await;
                 while rx.try_recv().is_ok() {}
+                true
             }
-            () = tokio::time::sleep(poll) => {
-                // A poll with nothing changed costs a listing, not a load.
-                if listing(&dir) == last {
-                    continue;
-                }
-            }
-        }
+            // A poll with nothing changed costs a listing, not a load.
+            () = tokio::time::sleep(poll) => listing(&dir) != last,
+        };
         let Some(set) = set.upgrade() else { return };
         if set.folder_generation() != generation {
             return;
         }
-        last = listing(&dir);
-        set.reconcile().await;
+        if changed {
+            last = listing(&dir);
+            set.reconcile().await;
+        }
     }
 }
