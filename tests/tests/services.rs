@@ -569,3 +569,27 @@ async fn a_config_reload_starts_changed_services_and_stops_removed_ones() {
         serde_json::from_str(&admin_get(&gateway, "/services").await).expect("json");
     assert_eq!(json["services"].as_array().map(Vec::len), Some(0), "{json}");
 }
+
+#[tokio::test]
+async fn gateway_check_starts_services_too() {
+    let good = format!(
+        "[[service]]\nname = \"hello\"\npath = \"{}\"\n",
+        wasm::path("tw-hello-world").display()
+    );
+    let (output, _, _dir) = gateway_tests::check_config(&good);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("ok: service `hello`"), "{stdout}");
+    let bad = format!(
+        "[[service]]\nname = \"sync\"\npath = \"{}\"\nconfig = {{ period_ms = 0 }}\n",
+        wasm::path("filter-denylist-sync").display()
+    );
+    let (output, _, _dir) = gateway_tests::check_config(&bad);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("service `sync` (key `service[0]`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("configuration rejected"), "{stderr}");
+}

@@ -21,6 +21,12 @@ use crate::filter::hosting::{FilterCode, FilterHost};
 use running::Running;
 pub use running::ServiceState;
 
+/// Every module of a services folder with its settings (from its sidecar),
+/// or why the sidecar is unusable; for `gateway check`.
+pub fn folder_modules(dir: &std::path::Path) -> Vec<(ServiceConfig, Result<(), String>)> {
+    folder::modules(dir)
+}
+
 /// Every service of the process.
 pub struct ServiceSet {
     host: Arc<FilterHost>,
