@@ -473,7 +473,7 @@ async fn the_bundled_denylist_service_and_filter_follow_the_upstream_list() {
         lists.fetches() <= fetched + 2,
         "followed at the first fetch after the change (or the one in flight)"
     );
-    assert!(took < PERIOD * 2 + Duration::from_secs(1), "took {took:?}");
+    assert!(took < PERIOD * 2 + Duration::from_secs(5), "took {took:?}");
     let reached = up.received().len();
     for _ in 0..3 {
         let reply = client.get("/").await;
@@ -489,7 +489,7 @@ async fn the_bundled_denylist_service_and_filter_follow_the_upstream_list() {
     // Off the list again: served again.
     lists.set("10.9.9.9\n");
     let took = until_status(&gateway, 200).await;
-    assert!(took < PERIOD * 2 + Duration::from_secs(1), "took {took:?}");
+    assert!(took < PERIOD * 2 + Duration::from_secs(5), "took {took:?}");
     let status = service(&gateway, "denylist-sync").await;
     assert_eq!(status["state"], "running");
     assert_eq!(status["vm_id"], "denylist");
