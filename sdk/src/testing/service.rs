@@ -164,6 +164,25 @@ impl<S: Service> ServiceTest<S> {
         self
     }
 
+    /// Asks the service for an HTTP context, as a host running it as a
+    /// filter would. It has none: `Err` with what it says (logged at
+    /// `Critical` too; on wasm32 the panic traps, which the gateway reports
+    /// as "no HTTP context: is this a service?").
+    pub fn create_http_context(&mut self) -> Result<(), String> {
+        self.enter();
+        let runtime = &self.runtime;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.on_context_create(ROOT_CONTEXT + 1, ROOT_CONTEXT)
+        }))
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_default()
+        })
+    }
+
     /// Stops the service (`proxy_on_done`, then `proxy_on_delete`).
     pub fn stop(&mut self) {
         self.enter();
