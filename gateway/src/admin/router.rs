@@ -119,7 +119,9 @@ fn ready(admin: &AdminState) -> Response<Body> {
 fn redact(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
-            let is_filter = map.contains_key("path") && map.contains_key("isolation");
+            // Filters and services (same keys but `isolation`).
+            let is_filter = map.contains_key("path")
+                && (map.contains_key("isolation") || map.contains_key("max_callout_timeout"));
             let is_admin =
                 map.contains_key("token_file") && map.contains_key("header_read_timeout");
             for (key, v) in map.iter_mut() {
@@ -166,7 +168,8 @@ mod tests {
                 "name": "web",
                 "filter": [{"name": "auth", "path": "a.wasm", "isolation": "shared", "config": "{\"tokens\":[\"s3cret\"]}"}],
                 "route": [{"cluster": "c", "config": "not a filter"}],
-            }]
+            }],
+            "service": [{"name": "sync", "path": "s.wasm", "max_callout_timeout": "30s", "config": "{\"key\":\"s3cret\"}"}]
         });
         redact(&mut config);
         let text = config.to_string();
