@@ -101,7 +101,9 @@ async fn the_official_sdk_hello_world_runs_unmodified_as_a_service() {
             "[[service]]\nname = \"hello\"\npath = \"{}\"\n",
             wasm::path("tw-hello-world").display()
         ),
-    );
+    )
+    // Several workers, still one instance.
+    .replace("workers = 1", "workers = 3");
     let gateway = Gateway::start_in(dir, &text).await;
     assert!(gateway.wait_for_log("Hello, World!", WAIT), "no start line");
     // Its 5-second timer fires on the service's one instance.
