@@ -150,9 +150,9 @@ async fn the_official_sdk_hello_world_runs_unmodified_as_a_service() {
 async fn a_service_dropped_in_a_filter_folder_is_reported_once_and_fails_closed() {
     let up = Upstream::start("up").await;
     let dir = tempfile::tempdir().expect("dir");
-    let filters = dir.path().join("filters");
-    std::fs::create_dir(&filters).expect("mkdir");
-    std::fs::copy(wasm::path("tw-hello-world"), filters.join("hello.wasm")).expect("copy");
+    let folder = dir.path().join("filters");
+    std::fs::create_dir(&folder).expect("mkdir");
+    std::fs::copy(wasm::path("tw-hello-world"), folder.join("hello.wasm")).expect("copy");
     let text = config(&up, "", "").replace(
         "address = \"127.0.0.1:0\"\n        [[listener.route]]",
         "address = \"127.0.0.1:0\"\n        filters_dir = \"filters\"\n        [[listener.route]]",
@@ -195,6 +195,18 @@ async fn a_service_dropped_in_a_filter_folder_is_reported_once_and_fails_closed(
         filters.contains("no HTTP context: is this a service?"),
         "{filters}"
     );
+
+    // Failing open, the module is skipped: requests reach the upstream.
+    std::fs::write(folder.join("hello.toml"), "failure = \"open\"\n").expect("sidecar");
+    assert!(gateway.wait_for_log_count("filter version now serving", 2, WAIT));
+    for _ in 0..3 {
+        let reply = client.get("/").await;
+        assert_eq!(reply.status.as_u16(), 200);
+        assert_eq!(reply.text(), "up");
+    }
+    assert!(gateway.wait_for_log_count("no HTTP context: is this a service?", 2, WAIT));
+    assert!(gateway.wait_for_log_count("status=200", 3, WAIT));
+    assert_eq!(count(&gateway, "no HTTP context: is this a service?"), 2);
 }
 
 #[tokio::test]
