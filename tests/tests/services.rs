@@ -499,6 +499,9 @@ async fn the_bundled_denylist_service_and_filter_follow_the_upstream_list() {
         reached,
         "denied requests never reach the upstream"
     );
+    let metrics = admin_get(&gateway, "/metrics").await;
+    let denied = "gateway_filter_counter_total{filter=\"denylist\",name=\"denylist_denied\"}";
+    assert!(metrics.contains(denied), "{metrics}");
 
     // Off the list again: served again.
     lists.set("10.9.9.9\n");
