@@ -362,6 +362,15 @@ async fn a_service_that_does_not_start_is_reported_and_the_gateway_serves() {
     );
     let reply = gateway.http1("web").await.get("/").await;
     assert_eq!(reply.status.as_u16(), 200);
+    let metrics = admin_get(&gateway, "/metrics").await;
+    assert!(
+        metrics.contains("gateway_service_up{service=\"broken\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gateway_service_loads_total{service=\"broken\",result=\"rejected\"} 1"),
+        "{metrics}"
+    );
     assert!(gateway.wait_exit(Duration::from_millis(1)).is_none());
 }
 

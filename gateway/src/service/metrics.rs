@@ -51,12 +51,11 @@ pub(super) fn reloaded(service: &str, ok: bool) {
 
 /// Appends the service families to a scrape.
 pub fn encode(out: &mut String) {
-    let running = lock(&board().set)
-        .upgrade()
-        .map(|s| s.running())
-        .unwrap_or_default();
+    let set = lock(&board().set).upgrade();
+    let running = set.as_ref().map(|s| s.running()).unwrap_or_default();
+    let never = set.as_ref().map(|s| s.never_started()).unwrap_or_default();
     let counts = lock(&board().counts);
-    if running.is_empty() && counts.loads.is_empty() {
+    if running.is_empty() && never.is_empty() && counts.loads.is_empty() {
         return;
     }
     let family = |out: &mut String, name: &str, kind: &str, help: &str| {
@@ -67,8 +66,11 @@ pub fn encode(out: &mut String) {
         out,
         "gateway_service_up",
         "gauge",
-        "1 while the service's instance runs, 0 while it restarts",
+        "1 while the service's instance runs, 0 while it restarts or when no version started",
     );
+    for name in &never {
+        let _ = writeln!(out, "gateway_service_up{{service=\"{}\"}} 0", escape(name));
+    }
     for r in &running {
         let up = u8::from(r.state() == ServiceState::Running);
         let _ = writeln!(

@@ -279,6 +279,15 @@ impl ServiceSet {
             .filter_map(|s| s.running.clone())
             .collect()
     }
+
+    /// Services of which no version ever started, for the metrics.
+    pub(crate) fn never_started(&self) -> Vec<String> {
+        lock(&self.slots)
+            .iter()
+            .filter(|(_, s)| s.running.is_none())
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
 }
 
 /// Stops `running` off the async threads (its guest calls are bounded by
