@@ -31,6 +31,10 @@
 //! # assert_eq!(test.request(gateway_sdk::testing::TestRequest::get("/ping")).local_response().unwrap().status, 200);
 //! ```
 //!
+//! Work outside requests (refreshing a deny list for the filters, draining a
+//! queue they fill) is a [`Service`], exported with [`export_service!`]: the
+//! gateway runs it once per process (see `docs/services.md`).
+//!
 //! Build it with `cargo build --release --target wasm32-unknown-unknown` and
 //! drop the `.wasm` into the gateway's filter folder (see the README). Test it
 //! natively with [`testing`].
