@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod trace;
 pub mod upstream;
 pub mod worker;

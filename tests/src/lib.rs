@@ -25,6 +25,7 @@
 
 pub mod assemblyscript;
 mod client;
+pub mod collector;
 mod gateway;
 pub mod tls;
 mod upstream;

@@ -32,6 +32,11 @@ pub struct ClusterConfig {
     /// Time until the upstream's response headers arrive; then 504.
     #[serde(default = "default_request_timeout", with = "crate::config::duration")]
     pub request_timeout: Duration,
+    /// Longest the upstream may go without sending response body data
+    /// once the body has begun (nginx's `proxy_read_timeout`); then the
+    /// response is cut. 0s: no limit.
+    #[serde(default = "default_response_idle_timeout", with = "crate::config::duration")]
+    pub response_idle_timeout: Duration,
     /// Pooled keep-alive connections unused this long are closed.
     #[serde(default = "default_idle_timeout", with = "crate::config::duration")]
     pub idle_timeout: Duration,
@@ -54,6 +59,9 @@ fn default_connect_timeout() -> Duration {
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(15)
+}
+fn default_response_idle_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(60)

@@ -12,6 +12,7 @@ mod body;
 mod body_walk;
 mod cache;
 mod chain;
+mod clusters;
 mod convert;
 mod core;
 mod engine;
@@ -45,6 +46,7 @@ pub(crate) mod hosting {
 pub use abi::{decode_pairs, encode_pairs};
 pub use chain::{ChainRun, FilterChain};
 pub use engine::FilterHost;
+pub use loading::LoadedSet;
 pub use folder::{modules as folder_modules, FilterFolder};
 pub use instance::GuestFault;
 pub use metrics::{MetricKind, MetricSnapshot};

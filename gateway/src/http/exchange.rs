@@ -40,6 +40,8 @@ pub(crate) struct Exchange {
     snapshot: Arc<Snapshot>,
     pub(crate) record: AccessRecord,
     runs: Vec<ChainRun>,
+    /// The request's span when tracing is on.
+    trace: Option<crate::trace::RequestTrace>,
     /// Bytes of the response body sent, and whether it was sent whole.
     pub(crate) bytes_out: u64,
     pub(crate) completed: bool,
@@ -51,9 +53,11 @@ impl Exchange {
     pub(crate) fn start(conn: &ConnService, req: &Request<Incoming>) -> Exchange {
         conn.activity.request_started();
         let snapshot = conn.service.state.load_full();
+        let id = request_id(req, &snapshot);
+        let trace = crate::trace::RequestTrace::start(req, &conn.service.listener, &id);
         let record = AccessRecord {
             listener: conn.service.listener.clone(),
-            id: request_id(req, &snapshot),
+            id,
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
@@ -65,12 +69,18 @@ impl Exchange {
             endpoint: None,
             error: None,
             bytes_in: None,
+            conn: conn.conn.clone(),
+            upstream_connect: None,
+            upstream_header: None,
+            filter: None,
+            trace_id: None,
         };
         Exchange {
             conn: conn.clone(),
             snapshot,
             record,
             runs: Vec::new(),
+            trace,
             bytes_out: 0,
             completed: false,
             finished: false,
@@ -229,8 +239,12 @@ impl Exchange {
         let Some(mut run) = chain.start(self.meta()) else {
             return Ok((req, None));
         };
+        run.set_trace(self.trace.as_ref());
         let result = run.on_request(req).await;
         let steered = run.upstream_override();
+        if result.is_err() {
+            self.record.filter = run.answered_by();
+        }
         self.runs.push(run);
         result.map(|req| (req, steered))
     }
@@ -263,26 +277,44 @@ impl Exchange {
             endpoint: endpoint.map_or_else(String::new, |e| e.to_string()),
         };
 
+        let mut attempt = crate::trace::UpstreamAttempt::start(
+            self.trace.as_mut(),
+            &target.cluster,
+            req.headers_mut(),
+        );
         if let Some(downstream) = downstream_upgrade {
             let (endpoint, mut resp) = tokio::time::timeout(timeout, cluster.upgrade(req))
                 .await
                 .map_err(|_| timed_out(None))??;
+            attempt.endpoint(&endpoint);
+            attempt.response(resp.status().as_u16());
             self.record.endpoint = Some(endpoint);
             let upgraded = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
             if upgraded {
                 let upstream = hyper::upgrade::on(&mut resp);
-                tokio::spawn(forward::tunnel(downstream, upstream));
+                tokio::spawn(super::tunnel::tunnel(
+                    downstream,
+                    upstream,
+                    self.conn.service.limits.tunnel_idle_timeout,
+                    self.conn.permit.clone(),
+                ));
             }
             forward::from_upstream(&mut resp, upgraded);
             return Ok(resp.map(body::boxed));
         }
 
+        let connecting = Instant::now();
         let conn = cluster.connect().await?;
         let endpoint = conn.endpoint().clone();
+        attempt.endpoint(&endpoint);
+        let sent = Instant::now();
+        self.record.upstream_connect = Some(sent - connecting);
         let mut resp = match tokio::time::timeout(timeout, conn.send(req)).await {
             Ok(result) => result?,
             Err(_) => return Err(timed_out(Some(&endpoint))),
         };
+        self.record.upstream_header = Some(sent.elapsed());
+        attempt.response(resp.status().as_u16());
         self.record.endpoint = Some(endpoint);
         forward::from_upstream(&mut resp, false);
         Ok(resp)
@@ -292,6 +324,9 @@ impl Exchange {
     async fn respond(&mut self, mut resp: Response<Body>) -> Response<Body> {
         for run in self.runs.iter_mut().rev() {
             resp = run.on_response(resp).await;
+            if self.record.filter.is_none() {
+                self.record.filter = run.answered_by();
+            }
         }
         resp
     }
@@ -321,6 +356,11 @@ impl Exchange {
             // closed connection): nginx's 499.
             self.record.status = 499;
             self.record.error.get_or_insert("downstream_closed");
+        }
+        if let Some(trace) = &self.trace {
+            let r = &self.record;
+            trace.finish(r.status, r.route.as_deref(), r.cluster.as_deref(), r.error);
+            self.record.trace_id = Some(trace.trace_id());
         }
         self.record
             .emit(self.snapshot.access_log, self.bytes_out, self.completed);

@@ -10,3 +10,4 @@ pub mod path;
 pub mod request_body;
 pub mod route;
 pub mod service;
+mod tunnel;

@@ -367,7 +367,8 @@ impl PoolReturn {
         let mut response = http::Response::new(crate::http::body::empty());
         *response.status_mut() = head.status;
         *response.version_mut() = http::Version::HTTP_11;
-        let body = http1::response_body(conn, &head, self);
+        let idle = self.cluster.config.response_idle_timeout;
+        let body = http1::response_body(conn, &head, self, idle);
         *response.headers_mut() = head.headers;
         *response.body_mut() = body;
         Ok(response)
