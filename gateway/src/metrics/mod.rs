@@ -228,6 +228,7 @@ pub fn encode(filters: &[crate::filter::MetricSnapshot]) -> String {
     requests::encode(&mut out);
     traffic::encode(&mut out);
     encode_filter_metrics(&mut out, filters);
+    crate::service::metrics::encode(&mut out);
     let _ = prometheus_client::encoding::text::encode_eof(&mut out);
     out
 }
