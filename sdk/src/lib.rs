@@ -63,6 +63,8 @@ mod http;
 pub mod log;
 pub mod metrics;
 pub mod random;
+#[cfg(feature = "json")]
+pub mod redis;
 mod runtime;
 pub mod shared;
 #[cfg(not(target_arch = "wasm32"))]

@@ -130,7 +130,16 @@ fn clusters(out: &mut String, view: &Overview) {
     let mut rows = Vec::new();
     for c in &view.clusters {
         for (i, e) in c.endpoints.iter().enumerate() {
-            let health = if e.healthy {
+            let health = if let Some(r) = &c.redis {
+                // A Redis cluster's reachability is the cluster's, as commands saw it.
+                format!(
+                    "redis {} · {:.2} ms · {} errors, {} unavailable",
+                    r.state,
+                    r.latency_ms,
+                    r.commands_error,
+                    r.commands_unavailable + r.commands_timeout
+                )
+            } else if e.healthy {
                 "<span class=\"healthy\">healthy</span>".to_string()
             } else {
                 format!(
@@ -272,6 +281,7 @@ mod tests {
                     in_flight: 0,
                     consecutive_failures: 0,
                 }],
+                redis: None,
             }],
             chains: serde_json::json!({"chains": [{"listener": HOSTILE, "route": HOSTILE,
                 "filters": [{"name": HOSTILE, "sha256": HOSTILE, "state": "failed", "last_error": HOSTILE}]}]}),

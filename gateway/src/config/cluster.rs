@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::redis::RedisConfig;
 use super::tls::UpstreamTlsConfig;
 
 /// How a cluster picks an endpoint for each request (or connection, on L4).
@@ -15,6 +16,18 @@ pub enum BalancePolicy {
     /// Power of two choices on requests in flight.
     LeastRequest,
     Random,
+}
+
+/// What a cluster's endpoints speak.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterProtocol {
+    /// HTTP/1.1, or HTTP/2 when a TLS endpoint picks `h2` by ALPN.
+    #[default]
+    Auto,
+    /// Redis (RESP): not a route target; filters reach it through
+    /// `proxy_http_call` (the body convention is in docs/abi.md).
+    Redis,
 }
 
 /// One cluster.
@@ -47,6 +60,13 @@ pub struct ClusterConfig {
     /// Speak TLS to the endpoints.
     #[serde(default)]
     pub tls: Option<UpstreamTlsConfig>,
+    /// What the endpoints speak.
+    #[serde(default)]
+    pub protocol: ClusterProtocol,
+    /// `[cluster.redis]`: credentials, database, connections; only with
+    /// `protocol = "redis"`.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
 }
 
 fn default_connect_timeout() -> Duration {

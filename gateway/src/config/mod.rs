@@ -11,6 +11,7 @@ pub mod filter;
 mod listener;
 pub mod pem;
 mod plugin_config;
+mod redis;
 mod tls;
 mod validate;
 
@@ -20,7 +21,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use admin::AdminConfig;
-pub use cluster::{BalancePolicy, ClusterConfig};
+pub use cluster::{BalancePolicy, ClusterConfig, ClusterProtocol};
+pub use redis::RedisConfig;
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
 pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};

@@ -36,6 +36,9 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
                 }
             }
         }
+        for (k, message) in super::redis::problems(cluster) {
+            err(None, format!("{key}.{k}"), message);
+        }
         for (j, endpoint) in cluster.endpoints.iter().enumerate() {
             if let Err(why) = check_endpoint(endpoint) {
                 err(
@@ -166,6 +169,12 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
                             Some(name.span()),
                             format!("{key}.cluster"),
                             format!("unknown cluster `{}`", name.get_ref()),
+                        );
+                    } else if super::redis::is_redis(config, name.get_ref()) {
+                        err(
+                            Some(name.span()),
+                            format!("{key}.cluster"),
+                            format!("cluster `{}` speaks redis: filters reach it by callout, routes cannot", name.get_ref()),
                         );
                     }
                 }

@@ -2,6 +2,7 @@
 //! them (the admin listener only reads them). Request series are kept per
 //! worker ([`requests`]); the rest are in one registry of atomics.
 
+pub mod redis;
 pub mod requests;
 
 use std::sync::OnceLock;
@@ -171,6 +172,7 @@ pub fn encode(filters: &[crate::filter::MetricSnapshot]) -> String {
         out.clear();
     }
     requests::encode(&mut out);
+    redis::encode(&mut out);
     encode_filter_metrics(&mut out, filters);
     let _ = prometheus_client::encoding::text::encode_eof(&mut out);
     out

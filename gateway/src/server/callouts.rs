@@ -37,6 +37,9 @@ impl CalloutClient for SnapshotCallouts {
             .ok_or_else(|| CalloutError::UnknownCluster(cluster.to_string()));
         Box::pin(async move {
             let cluster = cluster?;
+            if let Some(redis) = cluster.redis() {
+                return Ok(redis.callout(request.into_body(), timeout).await);
+            }
             let exchange = async {
                 let conn = cluster
                     .connect()

@@ -23,6 +23,8 @@ pub struct Cluster {
     balancer: Balancer,
     /// TLS to the endpoints, from `[cluster.tls]`.
     tls: Option<UpstreamTls>,
+    /// `protocol = "redis"`: the connections filters' callouts use.
+    redis: Option<Arc<super::RedisCluster>>,
 }
 
 /// All clusters of a configuration, by name.
@@ -73,8 +75,11 @@ impl Cluster {
                 None
             }
         });
+        let redis = (config.protocol == crate::config::ClusterProtocol::Redis)
+            .then(|| Arc::new(super::RedisCluster::new(&config)));
         Self {
             tls,
+            redis,
             name: Arc::from(config.name.as_str()),
             balancer: Balancer::new(config.balance),
             endpoints,
@@ -85,6 +90,11 @@ impl Cluster {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The Redis connections, when the cluster speaks Redis.
+    pub fn redis(&self) -> Option<&Arc<super::RedisCluster>> {
+        self.redis.as_ref()
     }
 
     /// The name, shared (for logs and metrics labels).

@@ -7,11 +7,14 @@ mod cluster;
 mod endpoint;
 mod http1;
 mod pool;
+mod redis;
+mod redis_reply;
 mod tls;
 
 pub use cluster::{Cluster, ClusterSet, Connection, EndpointLease};
 pub use endpoint::EndpointHealth;
 pub use pool::connect_tcp;
+pub use redis::{RedisCluster, RedisStatus};
 
 /// What went wrong reaching an upstream; `http::error` turns it into a
 /// status.

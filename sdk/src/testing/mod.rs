@@ -39,6 +39,8 @@ mod body;
 mod exchange;
 mod host;
 mod message;
+#[cfg(feature = "json")]
+mod redis;
 
 use crate::abi::action;
 use crate::filter::Filter;
@@ -52,6 +54,8 @@ use std::time::Duration;
 pub use exchange::Exchange;
 pub use host::SentCallout;
 pub use message::{TestRequest, TestResponse};
+#[cfg(feature = "json")]
+pub use redis::redis_command;
 
 const ROOT_CONTEXT: u32 = 1;
 
