@@ -26,12 +26,14 @@
 pub mod assemblyscript;
 mod client;
 mod gateway;
+pub mod redis;
 pub mod tls;
 mod upstream;
 pub mod wasm;
 
 pub use client::{Http1Client, Http2Client, Reply};
 pub use gateway::{binary, check_config, Gateway};
+pub use redis::RedisServer;
 pub use upstream::{Received, Upstream};
 
 /// How long any single wait in a test may take before it fails.

@@ -39,12 +39,21 @@ struct KeyState {
     /// Admitted since the sync in flight left (not in its totals).
     admitted_since_send: u64,
     syncing: bool,
+    /// Requests seen that the sync in flight carries.
+    sent_seen: u64,
     /// This participant's share of the key's traffic, from the last reply
     /// (carried into the next window); `None` until Redis answered once.
     share: Option<f64>,
     /// The fleet's admissions in the window, as of the last reply.
     fleet_admitted: u64,
 }
+
+/// The part of its share of the remaining budget a participant may spend
+/// before its next sync. The others still hold allowances computed from
+/// older totals; handing out half at a time keeps their sum within what
+/// is left even when every participant spends all of its allowance in one
+/// sync period, and the remainder is handed out at the following syncs.
+const HANDOUT: f64 = 0.5;
 
 thread_local! {
     static KEYS: RefCell<HashMap<String, KeyState>> = RefCell::new(HashMap::new());
@@ -90,7 +99,9 @@ pub fn window_of(config: &GlobalConfig, now_ms: u64) -> (u64, u64) {
 
 /// Decides one request for `key` at `now_ms`. `None`: this participant
 /// has never heard from Redis about the key; ask first ([`first_contact`]).
-pub fn decide(config: &GlobalConfig, key: &str, now_ms: u64) -> Option<Verdict> {
+/// `counted`: the request was already counted as seen at Redis (by its
+/// first contact).
+pub fn decide(config: &GlobalConfig, key: &str, now_ms: u64, counted: bool) -> Option<Verdict> {
     if redis_down() {
         return Some(Verdict::Unavailable);
     }
@@ -109,12 +120,14 @@ pub fn decide(config: &GlobalConfig, key: &str, now_ms: u64) -> Option<Verdict> 
         if state.window != window {
             *state = KeyState {
                 window,
-                allowance: config.limit as f64 * share,
+                allowance: config.limit as f64 * share * HANDOUT,
                 share: Some(share),
                 ..KeyState::default()
             };
         }
-        state.seen += 1;
+        if !counted {
+            state.seen += 1;
+        }
         state.mine_seen += 1;
         let admit = state.allowance >= 1.0
             || (state.allowance > 0.0 && gateway_sdk::random::chance(state.allowance));
@@ -157,10 +170,10 @@ fn sync_command(config: &GlobalConfig, key: &str, window: u64, admitted: u64, se
 }
 
 /// The first request of a key in this participant: the command that
-/// reads the fleet's totals of the window (adding nothing).
+/// counts it as seen and reads the fleet's totals of the window.
 pub fn first_contact(config: &GlobalConfig, key: &str, now_ms: u64) -> redis::RedisCommand {
     let (window, _) = window_of(config, now_ms);
-    sync_command(config, key, window, 0, 0)
+    sync_command(config, key, window, 0, 1)
 }
 
 /// Takes in the first-contact reply; then [`decide`] can answer. False
@@ -179,13 +192,23 @@ pub fn first_reply(config: &GlobalConfig, key: &str, now_ms: u64, reply: &RedisR
         if state.share.is_some() {
             return; // another request of the key got here first
         }
-        // Alone so far: the whole budget; others active: half of it
-        // until the first sync tells this participant's real share.
-        let share = if seen == 0 { 1.0 } else { 0.5 };
+        // Alone in the window (this request is the only one seen): the
+        // whole budget. Others active: until the first sync tells this
+        // participant its real share, it may admit what the whole fleet
+        // would in one sync period, so several gateways starting (or
+        // recovering) at once cannot overshoot much.
+        let remaining = config.limit.saturating_sub(admitted) as f64;
+        let (share, allowance) = if seen <= 1 {
+            (1.0, remaining)
+        } else {
+            let first_period = (config.limit * config.sync_ms / config.window_ms).max(1) as f64;
+            let share = 1.0 / seen as f64;
+            (share, (remaining * share).min(first_period))
+        };
         *state = KeyState {
             window,
             fleet_admitted: admitted,
-            allowance: config.limit.saturating_sub(admitted) as f64 * share,
+            allowance,
             share: Some(share),
             ..KeyState::default()
         };
@@ -232,6 +255,7 @@ pub fn sync(config: &GlobalConfig, now_ms: u64) {
             .filter(|(_, s)| s.window == window && !s.syncing && s.seen > 0)
             .map(|(k, s)| {
                 s.syncing = true;
+                s.sent_seen = s.seen;
                 s.admitted_since_send = 0;
                 let sent = (k.clone(), s.admitted, s.seen);
                 s.admitted = 0;
@@ -269,13 +293,17 @@ fn on_sync_reply(config: &GlobalConfig, key: &str, window: u64, reply: &RedisRep
         if state.window != window {
             return; // a reply about a window gone by
         }
-        // My share: what I saw of what the fleet saw (mine sent so far
-        // are all in `seen`; the unsent part is not yet anyone's).
-        let mine = state.mine_seen - state.seen;
-        let share = (mine as f64 / seen.max(1) as f64).clamp(0.0, 1.0);
+        // My share: what I saw of what the fleet saw. My figure is fresh
+        // up to this sync, the others' lag by half a sync period on
+        // average (they sync at other moments), so half of my latest
+        // delta is left out of both: otherwise every participant counts
+        // itself high and the shares add up to more than 1.
+        let mine = (state.mine_seen - state.seen) as f64;
+        let half_delta = state.sent_seen as f64 / 2.0;
+        let share = ((mine - half_delta) / (seen as f64 - half_delta).max(1.0)).clamp(0.0, 1.0);
         state.share = Some(share);
         state.fleet_admitted = admitted;
         let remaining = config.limit.saturating_sub(admitted) as f64;
-        state.allowance = (remaining * share - state.admitted_since_send as f64).max(0.0);
+        state.allowance = (remaining * share * HANDOUT - state.admitted_since_send as f64).max(0.0);
     });
 }

@@ -254,14 +254,14 @@ impl Filter for RateLimit {
         };
         let global = global_of(&self.config, &global);
         let now_ms = now_nanos() / 1_000_000;
-        match global::decide(&global, &key, now_ms) {
+        match global::decide(&global, &key, now_ms, false) {
             Some(verdict) => self.act(&global, &key, now_ms, verdict),
             // First request of the key here: ask Redis where the fleet is.
             None => global::first_contact(&global, &key, now_ms).then(
                 move |this: &mut Self, _, reply| {
                     let now_ms = now_nanos() / 1_000_000;
-                    global::first_reply(&global, &key, now_ms, &reply);
-                    match global::decide(&global, &key, now_ms) {
+                    let counted = global::first_reply(&global, &key, now_ms, &reply);
+                    match global::decide(&global, &key, now_ms, counted) {
                         Some(verdict) => this.act(&global, &key, now_ms, verdict),
                         None => this.unavailable(&global, &key),
                     }
@@ -472,12 +472,12 @@ mod tests {
             assert!(response.headers.iter().any(|(n, _)| n == name), "{name}");
         }
         drop(limited);
-        // The timer reports 3 admitted, 4 seen.
+        // The timer reports 3 admitted, 3 seen (the first was counted by its first contact).
         test.tick();
         let sync = test.detached_callouts();
         assert_eq!(sync.len(), 1);
         let args = redis_command(&sync[0]);
-        assert_eq!((args[4].as_u64(), args[5].as_u64()), (Some(3), Some(4)));
+        assert_eq!((args[4].as_u64(), args[5].as_u64()), (Some(3), Some(3)));
         // Another gateway took most of the window: nothing left here.
         test.answer_redis(sync[0].token, totals(3, 8));
         assert_eq!(test.request(from("10.0.0.1")).response_status(), Some(429));

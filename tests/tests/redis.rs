@@ -1,0 +1,98 @@
+//! Redis clusters as filters see them, through the bundled `ratelimit`
+//! filter's global mode against a real `redis-server`: the limit, the
+//! headers, what Redis holds, admin and metrics, and an outage.
+
+use std::time::Duration;
+
+use gateway_tests::redis::ratelimit_config;
+use gateway_tests::{Gateway, Http1Client, RedisServer, WAIT};
+
+const LIMIT_5_PER_MINUTE: &str = r#"{"capacity": 2, "per_second": 0.01, "header": "x-tenant",
+    "name": "it", "global": {"limit": 5, "window_ms": 60000, "sync_ms": 20}}"#;
+
+async fn get(client: &mut Http1Client, tenant: &str) -> gateway_tests::Reply {
+    let request = http::Request::get("/")
+        .header("host", "gw")
+        .header("x-tenant", tenant)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("request");
+    client.send(request).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_limit_is_kept_in_redis_and_answered_with_ratelimit_headers() {
+    let redis = RedisServer::start();
+    let gateway = Gateway::start(&ratelimit_config(redis.addr, LIMIT_5_PER_MINUTE, 1)).await;
+    let mut client = gateway.http1("web").await;
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let reply = get(&mut client, "acme").await;
+        statuses.push(reply.status.as_u16());
+        if reply.status == 200 {
+            assert_eq!(reply.header("ratelimit-limit"), Some("5"));
+        } else {
+            assert_eq!(reply.status, 429);
+            assert!(reply.header("retry-after").is_some());
+            assert_eq!(reply.header("ratelimit-remaining"), Some("0"));
+            assert!(reply.header("ratelimit-reset").is_some());
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
+    // The timer reports to Redis: the window's hash holds 5 admitted.
+    let window = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis()
+        / 60_000;
+    let hash = format!("ratelimit:it:header:acme:{window}");
+    let deadline = std::time::Instant::now() + WAIT;
+    while redis.command(&["HGET", &hash, "a"]) != "5" {
+        assert!(std::time::Instant::now() < deadline, "Redis never got the count");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another tenant has its own limit.
+    assert_eq!(get(&mut client, "other").await.status, 200);
+
+    // Admin and metrics show the Redis cluster.
+    let mut admin = Http1Client::connect(gateway.admin.expect("admin")).await;
+    let overview = admin.get("/overview").await.text();
+    assert!(overview.contains(r#""state":"up""#), "{overview}");
+    let metrics = admin.get("/metrics").await.text();
+    assert!(
+        metrics.contains(r#"gateway_redis_commands_total{cluster="redis",result="ok"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("gateway_redis_command_duration_seconds_bucket"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_the_local_bucket_limits_and_the_global_mode_comes_back() {
+    let mut redis = RedisServer::start();
+    let gateway = Gateway::start(&ratelimit_config(redis.addr, LIMIT_5_PER_MINUTE, 1)).await;
+    let mut client = gateway.http1("web").await;
+    assert_eq!(get(&mut client, "a").await.status, 200);
+    redis.stop();
+    // Requests keep being answered: the local bucket (capacity 2) applies.
+    let mut statuses = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !gateway.wait_for_log("unreachable: limiting", Duration::ZERO) {
+        assert!(std::time::Instant::now() < deadline, "the outage was never noticed");
+        statuses.push(get(&mut client, "b").await.status.as_u16());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..4 {
+        statuses.push(get(&mut client, "b").await.status.as_u16());
+    }
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+    assert!(statuses.ends_with(&[429, 429]), "local bucket limits: {statuses:?}");
+    let mut admin = Http1Client::connect(gateway.admin.expect("admin")).await;
+    let metrics = admin.get("/metrics").await.text();
+    assert!(metrics.contains("ratelimit_redis_unavailable"), "{metrics}");
+    // Redis returns: the filter notices by itself and says so once.
+    redis.restart();
+    assert!(gateway.wait_for_log("global limit again", WAIT));
+    assert_eq!(get(&mut client, "c").await.status, 200);
+    let logs = gateway.logs();
+    let changes = logs.iter().filter(|l| l.contains("unreachable: limiting")).count();
+    assert_eq!(changes, 1, "one line per state change: {logs:#?}");
+}
