@@ -56,7 +56,13 @@ async fn the_global_limit_is_kept_in_redis_and_answered_with_ratelimit_headers()
     // Admin and metrics show the Redis cluster.
     let mut admin = Http1Client::connect(gateway.admin.expect("admin")).await;
     let overview = admin.get("/overview").await.text();
-    assert!(overview.contains(r#""state":"up""#), "{overview}");
+    let overview: serde_json::Value = serde_json::from_str(&overview).expect("overview JSON");
+    let cluster = overview["clusters"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "redis"))
+        .expect("the redis cluster in the overview");
+    assert_eq!(cluster["redis"]["state"], "up", "{cluster}");
+    assert!(cluster["redis"]["commands_ok"].as_u64() >= Some(1), "{cluster}");
     let metrics = admin.get("/metrics").await.text();
     assert!(
         metrics.contains(r#"gateway_redis_commands_total{cluster="redis",result="ok"}"#),

@@ -211,7 +211,7 @@ impl RateLimit {
                 ip_of(&request.client_address().unwrap_or_default())
             ),
         };
-        format!("ratelimit/{}/{client}", self.config.name)
+        client
     }
 }
 
@@ -248,6 +248,7 @@ impl Filter for RateLimit {
     }
 
     fn on_request(&mut self, request: &mut Request) -> Decision<Self> {
+        // `ip:1.2.3.4` or `header:value`: the Redis key's last part.
         let key = self.key(request);
         let Some(global) = self.config.global.clone() else {
             return self.local(&key);
@@ -298,7 +299,8 @@ impl RateLimit {
             updated_nanos: now,
         };
         let config = &self.config;
-        let outcome = shared::update(key, |stored| {
+        let key = format!("ratelimit/{}/{key}", self.config.name);
+        let outcome = shared::update(&key, |stored| {
             let bucket = stored.and_then(Bucket::decode).unwrap_or(full);
             let (bucket, wait) = bucket.take(now, config);
             (bucket.encode(), wait.map(|w| (w, bucket.tokens)))
