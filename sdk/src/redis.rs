@@ -137,7 +137,12 @@ impl RedisReply {
     /// The callout answer a host following the convention sends for this
     /// reply (what [`crate::testing`] delivers).
     pub fn to_answer(&self) -> (u16, Vec<u8>) {
-        let error = |status, why: &str| (status, serde_json::json!({ "error": why }).to_string().into_bytes());
+        let error = |status, why: &str| {
+            (
+                status,
+                serde_json::json!({ "error": why }).to_string().into_bytes(),
+            )
+        };
         match self {
             RedisReply::Value(v) => (200, v.to_string().into_bytes()),
             RedisReply::Error(e) => error(422, e),
@@ -183,8 +188,7 @@ mod tests {
             RedisReply::Error("ERR no".into()),
         ] {
             let (status, body) = reply.to_answer();
-            let answer =
-                CalloutResponse::new(vec![(":status".into(), status.to_string())], body);
+            let answer = CalloutResponse::new(vec![(":status".into(), status.to_string())], body);
             assert_eq!(RedisReply::from(answer), reply);
         }
         assert!(RedisReply::from(CalloutResponse::failed()).is_unavailable());

@@ -1,6 +1,7 @@
-//! Redis clusters as filters see them, through the bundled `ratelimit`
-//! filter's global mode against a real `redis-server`: the limit, the
-//! headers, what Redis holds, admin and metrics, and an outage.
+//! Redis clusters as filters see them, against a real `redis-server`: the
+//! callout convention from a filter of the official proxy-wasm SDK, and the
+//! bundled `ratelimit` filter's global mode (the limit, the headers, what
+//! Redis holds, admin and metrics, an outage).
 
 use std::time::Duration;
 
@@ -47,7 +48,10 @@ async fn the_global_limit_is_kept_in_redis_and_answered_with_ratelimit_headers()
     let hash = format!("ratelimit:it:header:acme:{window}");
     let deadline = std::time::Instant::now() + WAIT;
     while redis.command(&["HGET", &hash, "a"]) != "5" {
-        assert!(std::time::Instant::now() < deadline, "Redis never got the count");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Redis never got the count"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Another tenant has its own limit.
@@ -62,7 +66,10 @@ async fn the_global_limit_is_kept_in_redis_and_answered_with_ratelimit_headers()
         .and_then(|c| c.iter().find(|c| c["name"] == "redis"))
         .expect("the redis cluster in the overview");
     assert_eq!(cluster["redis"]["state"], "up", "{cluster}");
-    assert!(cluster["redis"]["commands_ok"].as_u64() >= Some(1), "{cluster}");
+    assert!(
+        cluster["redis"]["commands_ok"].as_u64() >= Some(1),
+        "{cluster}"
+    );
     let metrics = admin.get("/metrics").await.text();
     assert!(
         metrics.contains(r#"gateway_redis_commands_total{cluster="redis",result="ok"}"#),
@@ -82,15 +89,24 @@ async fn without_redis_the_local_bucket_limits_and_the_global_mode_comes_back() 
     let mut statuses = Vec::new();
     let deadline = std::time::Instant::now() + WAIT;
     while !gateway.wait_for_log("unreachable: limiting", Duration::ZERO) {
-        assert!(std::time::Instant::now() < deadline, "the outage was never noticed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outage was never noticed"
+        );
         statuses.push(get(&mut client, "b").await.status.as_u16());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for _ in 0..4 {
         statuses.push(get(&mut client, "b").await.status.as_u16());
     }
-    assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
-    assert!(statuses.ends_with(&[429, 429]), "local bucket limits: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.ends_with(&[429, 429]),
+        "local bucket limits: {statuses:?}"
+    );
     let mut admin = Http1Client::connect(gateway.admin.expect("admin")).await;
     let metrics = admin.get("/metrics").await.text();
     assert!(metrics.contains("ratelimit_redis_unavailable"), "{metrics}");
@@ -99,6 +115,119 @@ async fn without_redis_the_local_bucket_limits_and_the_global_mode_comes_back() 
     assert!(gateway.wait_for_log("global limit again", WAIT));
     assert_eq!(get(&mut client, "c").await.status, 200);
     let logs = gateway.logs();
-    let changes = logs.iter().filter(|l| l.contains("unreachable: limiting")).count();
+    let changes = logs
+        .iter()
+        .filter(|l| l.contains("unreachable: limiting"))
+        .count();
     assert_eq!(changes, 1, "one line per state change: {logs:#?}");
+}
+
+/// A gateway whose every request runs the Redis command in its
+/// `x-redis-command` header through the official-SDK test filter.
+async fn command_gateway(redis: &RedisServer) -> Gateway {
+    Gateway::start(&format!(
+        r#"
+        [[listener]]
+        name = "web"
+        protocol = "http"
+        address = "127.0.0.1:0"
+        [[listener.filter]]
+        name = "redis-command"
+        path = "{}"
+        [[listener.route]]
+        path_prefix = "/"
+        [listener.route.direct]
+        status = 200
+        [[cluster]]
+        name = "redis"
+        protocol = "redis"
+        endpoints = ["{}"]
+        connect_timeout = "200ms"
+        request_timeout = "1s"
+        [cluster.redis]
+        database = 3
+        "#,
+        gateway_tests::wasm::path("tw-redis-command").display(),
+        redis.addr
+    ))
+    .await
+}
+
+async fn run(client: &mut Http1Client, command: &str) -> (u16, serde_json::Value) {
+    let request = http::Request::get("/")
+        .header("host", "gw")
+        .header("x-redis-command", command)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("request");
+    let reply = client.send(request).await;
+    let body = serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null);
+    (reply.status.as_u16(), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_proxy_wasm_filter_reaches_redis_by_the_json_convention() {
+    use serde_json::json;
+    let mut redis = RedisServer::start();
+    let gateway = command_gateway(&redis).await;
+    let mut client = gateway.http1("web").await;
+    assert_eq!(
+        run(&mut client, r#"["SET", "greeting", "hello"]"#).await,
+        (200, json!("OK"))
+    );
+    assert_eq!(
+        run(&mut client, r#"["GET", "greeting"]"#).await,
+        (200, json!("hello"))
+    );
+    assert_eq!(
+        run(&mut client, r#"["INCRBY", "n", 5]"#).await,
+        (200, json!(5))
+    );
+    assert_eq!(
+        run(&mut client, r#"["GET", "missing"]"#).await,
+        (200, json!(null))
+    );
+    assert_eq!(
+        run(&mut client, r#"["RPUSH", "l", "a", "b"]"#).await,
+        (200, json!(2))
+    );
+    assert_eq!(
+        run(&mut client, r#"["LRANGE", "l", 0, -1]"#).await,
+        (200, json!(["a", "b"]))
+    );
+    // The configured database (3) was selected: database 0 has no such key.
+    assert_eq!(redis.command(&["EXISTS", "greeting"]), ":0");
+    assert_eq!(
+        run(&mut client, r#"["EXISTS", "greeting"]"#).await,
+        (200, json!(1))
+    );
+    // A Redis error reply, a malformed command.
+    let (status, body) = run(&mut client, r#"["INCR", "greeting"]"#).await;
+    assert_eq!(status, 422);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not an integer")),
+        "{body}"
+    );
+    let (status, body) = run(&mut client, "GET greeting").await;
+    assert_eq!((status, body["error"].is_string()), (400, true));
+    // Redis gone: 503 (or 504 while a reconnect is under way), never a hang.
+    redis.stop();
+    let (status, _) = run(&mut client, r#"["GET", "greeting"]"#).await;
+    assert!(status == 503 || status == 504, "{status}");
+    // Back (empty: no persistence): answered again without restarting anything.
+    redis.restart();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = run(&mut client, r#"["PING"]"#).await;
+        if status == 200 {
+            assert_eq!(body, json!("PONG"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Redis never came back: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -64,8 +64,12 @@ thread_local! {
 
 /// What the global limit says about one request.
 pub enum Verdict {
-    Admit { remaining: u64 },
-    Reject { remaining: u64 },
+    Admit {
+        remaining: u64,
+    },
+    Reject {
+        remaining: u64,
+    },
     /// Redis is unreachable: decide by the configured policy.
     Unavailable,
 }
@@ -87,7 +91,10 @@ fn set_redis_down(config: &GlobalConfig, down: bool) {
         };
         gateway_sdk::warn!("redis cluster {:?} unreachable: {policy}", config.cluster);
     } else {
-        gateway_sdk::info!("redis cluster {:?} reachable: global limit again", config.cluster);
+        gateway_sdk::info!(
+            "redis cluster {:?} reachable: global limit again",
+            config.cluster
+        );
     }
 }
 
@@ -131,7 +138,9 @@ pub fn decide(config: &GlobalConfig, key: &str, now_ms: u64, counted: bool) -> O
         state.mine_seen += 1;
         let admit = state.allowance >= 1.0
             || (state.allowance > 0.0 && gateway_sdk::random::chance(state.allowance));
-        let remaining = config.limit.saturating_sub(state.fleet_admitted + state.admitted);
+        let remaining = config
+            .limit
+            .saturating_sub(state.fleet_admitted + state.admitted);
         if admit {
             state.allowance = (state.allowance - 1.0).max(0.0);
             state.admitted += 1;
@@ -152,7 +161,13 @@ fn evict(keys: &mut HashMap<String, KeyState>, window: u64) {
 }
 
 /// The command that adds `admitted`/`seen` to the key's window at Redis.
-fn sync_command(config: &GlobalConfig, key: &str, window: u64, admitted: u64, seen: u64) -> redis::RedisCommand {
+fn sync_command(
+    config: &GlobalConfig,
+    key: &str,
+    window: u64,
+    admitted: u64,
+    seen: u64,
+) -> redis::RedisCommand {
     let hash = format!("ratelimit:{}:{key}:{window}", config.name);
     redis::command(
         "EVAL",
@@ -287,9 +302,13 @@ fn on_sync_reply(config: &GlobalConfig, key: &str, window: u64, reply: &RedisRep
     set_redis_down(config, totals.is_none());
     KEYS.with(|keys| {
         let mut keys = keys.borrow_mut();
-        let Some(state) = keys.get_mut(key) else { return };
+        let Some(state) = keys.get_mut(key) else {
+            return;
+        };
         state.syncing = false;
-        let Some((admitted, seen)) = totals else { return };
+        let Some((admitted, seen)) = totals else {
+            return;
+        };
         if state.window != window {
             return; // a reply about a window gone by
         }

@@ -456,7 +456,10 @@ mod tests {
         let mut test = FilterTest::<RateLimit>::new(GLOBAL).unwrap();
         assert_eq!(test.tick_period(), Some(Duration::from_millis(50)));
         let mut first = test.request(from("10.0.0.1"));
-        assert!(first.is_paused(), "the first request of a key waits for Redis");
+        assert!(
+            first.is_paused(),
+            "the first request of a key waits for Redis"
+        );
         let command = redis_command(&first.callouts()[0]);
         assert_eq!(command[0], "EVAL");
         first.answer_redis(totals(0, 0));
@@ -470,7 +473,12 @@ mod tests {
         let limited = test.request(from("10.0.0.1"));
         let response = limited.local_response().unwrap();
         assert_eq!(response.status, 429);
-        for name in ["retry-after", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
+        for name in [
+            "retry-after",
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "ratelimit-reset",
+        ] {
             assert!(response.headers.iter().any(|(n, _)| n == name), "{name}");
         }
         drop(limited);

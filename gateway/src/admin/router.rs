@@ -114,15 +114,22 @@ fn ready(admin: &AdminState) -> Response<Body> {
 
 /// Secrets in the config in force are shown as their size only: filter
 /// configurations (API keys, tokens) and the admin token.
+/// `[cluster.redis]`, whose `password` is a secret.
+fn map_has_redis_keys(map: &serde_json::Map<String, serde_json::Value>) -> bool {
+    map.contains_key("max_in_flight") && map.contains_key("database")
+}
+
 fn redact(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
             let is_filter = map.contains_key("path") && map.contains_key("isolation");
             let is_admin =
                 map.contains_key("token_file") && map.contains_key("header_read_timeout");
+            let is_redis = map_has_redis_keys(map);
             for (key, v) in map.iter_mut() {
                 let secret = (is_filter && (key == "config" || key == "vm_config"))
-                    || (is_admin && key == "token");
+                    || (is_admin && key == "token")
+                    || (is_redis && key == "password");
                 match v.as_str() {
                     Some(s) if secret => *v = format!("<redacted, {} bytes>", s.len()).into(),
                     _ => redact(v),
@@ -164,12 +171,14 @@ mod tests {
                 "name": "web",
                 "filter": [{"name": "auth", "path": "a.wasm", "isolation": "shared", "config": "{\"tokens\":[\"s3cret\"]}"}],
                 "route": [{"cluster": "c", "config": "not a filter"}],
-            }]
+            }],
+            "cluster": [{"name": "r", "redis": {"password": "pa55", "database": 0, "max_in_flight": 8}}]
         });
         redact(&mut config);
         let text = config.to_string();
         assert!(!text.contains("s3cret"), "{text}");
         assert!(!text.contains("t0ken"), "{text}");
+        assert!(!text.contains("pa55"), "{text}");
         assert!(text.contains("<redacted, 21 bytes>"), "{text}");
         assert!(text.contains("<redacted, 5 bytes>"), "{text}");
         assert!(text.contains("not a filter"));

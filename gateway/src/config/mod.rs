@@ -22,10 +22,10 @@ use serde::{Deserialize, Serialize};
 
 pub use admin::AdminConfig;
 pub use cluster::{BalancePolicy, ClusterConfig, ClusterProtocol};
-pub use redis::RedisConfig;
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
 pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};
+pub use redis::RedisConfig;
 pub use tls::{
     name_matches, CertificateConfig, ClientAuth, ListenerTlsConfig, SniRouteConfig, TcpProxyConfig,
     UpstreamTlsConfig,

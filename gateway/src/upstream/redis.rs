@@ -175,11 +175,9 @@ impl RedisCluster {
             let client = self.client(endpoint)?;
             let mut own = Vec::new();
             for _ in 0..self.redis.connections.max(1) {
-                let manager = ConnectionManager::new_lazy_with_config(
-                    client.clone(),
-                    self.manager_config(),
-                )
-                .map_err(|e| format!("endpoint {endpoint}: {e}"))?;
+                let manager =
+                    ConnectionManager::new_lazy_with_config(client.clone(), self.manager_config())
+                        .map_err(|e| format!("endpoint {endpoint}: {e}"))?;
                 own.push(manager);
             }
             all.push(own);
@@ -204,7 +202,8 @@ impl RedisCluster {
             .rsplit_once(':')
             .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)))
             .ok_or_else(|| format!("endpoint `{endpoint}` is not host:port"))?;
-        let mut settings = redis::RedisConnectionInfo::default().set_db(i64::from(self.redis.database));
+        let mut settings =
+            redis::RedisConnectionInfo::default().set_db(i64::from(self.redis.database));
         if let Some(user) = &self.redis.username {
             settings = settings.set_username(user);
         }
@@ -233,7 +232,9 @@ impl RedisCluster {
                     .map_err(error)?
                     .set_redis_settings(settings);
                 let root_cert = match &tls.ca {
-                    Some(ca) => Some(std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?),
+                    Some(ca) => {
+                        Some(std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?)
+                    }
                     None => None,
                 };
                 let certs = redis::TlsCertificates {
@@ -279,7 +280,11 @@ impl RedisCluster {
             Outcome::Reply(_) => None,
         };
         if let Some(why) = &why {
-            *self.health.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+            *self
+                .health
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
         }
         let new = if reachable { 1 } else { 2 };
         let old = self.health.state.swap(new, Ordering::Relaxed);
@@ -310,7 +315,12 @@ impl RedisCluster {
             commands_unavailable: c.unavailable.get(),
             commands_timeout: c.timeout.get(),
             latency_ms: self.health.latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
-            last_error: self.health.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            last_error: self
+                .health
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 }

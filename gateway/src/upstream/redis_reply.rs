@@ -24,11 +24,17 @@ pub fn parse_command(body: &[u8]) -> Result<redis::Cmd, String> {
         match arg {
             Json::String(s) => cmd.arg(s.as_bytes()),
             Json::Number(n) => cmd.arg(n.to_string()),
-            Json::Object(o) => match o.get("base64").and_then(Json::as_str).map(|b| {
-                base64::engine::general_purpose::STANDARD.decode(b)
-            }) {
+            Json::Object(o) => match o
+                .get("base64")
+                .and_then(Json::as_str)
+                .map(|b| base64::engine::general_purpose::STANDARD.decode(b))
+            {
                 Some(Ok(bytes)) => cmd.arg(bytes),
-                _ => return Err(format!("argument {i}: an object must be {{\"base64\": \"...\"}}")),
+                _ => {
+                    return Err(format!(
+                        "argument {i}: an object must be {{\"base64\": \"...\"}}"
+                    ))
+                }
             },
             _ => return Err(format!("argument {i}: expected a string or a number")),
         };
@@ -93,7 +99,7 @@ mod tests {
 
     #[test]
     fn commands_take_strings_numbers_and_binary() {
-        let cmd = parse_command(br#"["SET", "k", 12, {"base64": "AP8="}]"#).unwrap();
+        let cmd = parse_command(br#"["SET", "k", 12, {"base64": "AP8="}]"#).expect("a command");
         assert_eq!(
             cmd.get_packed_command(),
             b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n12\r\n$2\r\n\x00\xff\r\n"
@@ -102,9 +108,15 @@ mod tests {
 
     #[test]
     fn bad_commands_say_why() {
-        assert!(parse_command(b"GET k").unwrap_err().contains("JSON array"));
-        assert!(parse_command(b"[]").unwrap_err().contains("command name"));
-        assert!(parse_command(br#"["GET", true]"#).unwrap_err().contains("argument 1"));
+        assert!(parse_command(b"GET k")
+            .expect_err("rejected")
+            .contains("JSON array"));
+        assert!(parse_command(b"[]")
+            .expect_err("rejected")
+            .contains("command name"));
+        assert!(parse_command(br#"["GET", true]"#)
+            .expect_err("rejected")
+            .contains("argument 1"));
     }
 
     #[test]
@@ -116,7 +128,10 @@ mod tests {
             Value::BulkString(vec![0xff]),
             Value::Okay,
         ]);
-        assert_eq!(to_json(&reply), json!([3, null, "hi", {"base64": "/w=="}, "OK"]));
+        assert_eq!(
+            to_json(&reply),
+            json!([3, null, "hi", {"base64": "/w=="}, "OK"])
+        );
         let map = Value::Map(vec![(Value::SimpleString("a".into()), Value::Int(1))]);
         assert_eq!(to_json(&map), json!({"a": 1}));
     }

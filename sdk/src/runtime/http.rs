@@ -262,8 +262,8 @@ fn read_answer(headers: usize, body_size: usize) -> CalloutResponse {
         return CalloutResponse::failed();
     }
     let headers = host::with(|h| h.map_pairs(MapType::CalloutResponseHeaders));
-    let body = host::with(|h| h.buffer(BufferType::CalloutResponseBody, 0, body_size))
-        .unwrap_or_default();
+    let body =
+        host::with(|h| h.buffer(BufferType::CalloutResponseBody, 0, body_size)).unwrap_or_default();
     CalloutResponse::new(headers, body)
 }
 
