@@ -79,3 +79,53 @@ pub(super) fn is_redis(config: &super::Config, name: &str) -> bool {
         .iter()
         .any(|c| c.name == name && c.protocol == ClusterProtocol::Redis)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use std::path::Path;
+
+    fn errors(text: &str) -> String {
+        match Config::parse(Path::new("gateway.toml"), text) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const LISTENER: &str = r#"
+        [[listener]]
+        name = "web"
+        protocol = "http"
+        address = "127.0.0.1:0"
+        [[listener.route]]
+        path = "/"
+        cluster = "cache"
+    "#;
+
+    #[test]
+    fn a_redis_cluster_is_no_route_target() {
+        let text = format!(
+            "{LISTENER}\n[[cluster]]\nname = \"cache\"\nprotocol = \"redis\"\nendpoints = [\"127.0.0.1:6379\"]\n"
+        );
+        let errors = errors(&text);
+        assert!(errors.contains("listener[0].route[0].cluster"), "{errors}");
+        assert!(errors.contains("speaks redis"), "{errors}");
+    }
+
+    #[test]
+    fn redis_settings_are_checked() {
+        let text =
+            "[[cluster]]\nname = \"r\"\nprotocol = \"redis\"\n[cluster.redis]\nconnections = 0\n";
+        let found = errors(text);
+        assert!(found.contains("cluster[0].endpoints"), "{found}");
+        assert!(found.contains("cluster[0].redis.connections"), "{found}");
+        let text = "[[cluster]]\nname = \"h\"\nendpoints = [\"127.0.0.1:80\"]\n[cluster.redis]\n";
+        assert!(
+            errors(text).contains("cluster[0].redis"),
+            "{}",
+            errors(text)
+        );
+        let text = "[[cluster]]\nname = \"r\"\nprotocol = \"redis\"\nendpoints = [\"127.0.0.1:6379\"]\n[cluster.redis]\npassword = \"x\"\ndatabase = 2\n";
+        assert_eq!(errors(text), "");
+    }
+}
