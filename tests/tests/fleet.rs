@@ -150,10 +150,19 @@ async fn three_gateways_hold_one_global_limit_through_a_redis_outage() {
         }
         from += WINDOW;
     }
-    let errors = record
+    let errors: Vec<_> = record
         .iter()
         .filter(|(_, _, s)| *s != 200 && *s != 429)
-        .count();
-    assert_eq!(errors, 0, "every request is answered 200 or 429");
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "every request is answered 200 or 429; (second, gateway, status): {errors:?}\n{}",
+        gateways
+            .iter()
+            .flat_map(|g| g.logs())
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     assert!(failures.is_empty(), "{failures:#?}");
 }

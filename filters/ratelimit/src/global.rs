@@ -46,6 +46,11 @@ struct KeyState {
     share: Option<f64>,
     /// The fleet's admissions in the window, as of the last reply.
     fleet_admitted: u64,
+    /// Mine and the fleet's seen requests as of the last reply: this
+    /// window's, and the previous window's last (the share is measured
+    /// over both, so it is not noisy early in a window).
+    measured: (f64, f64),
+    previous: (f64, f64),
 }
 
 /// The part of its share of the remaining budget a participant may spend
@@ -125,10 +130,17 @@ pub fn decide(config: &GlobalConfig, key: &str, now_ms: u64, counted: bool) -> O
         let state = keys.entry(key.to_string()).or_default();
         let share = state.share?;
         if state.window != window {
+            // Only the window just gone by tells the share.
+            let previous = if state.window + 1 == window {
+                state.measured
+            } else {
+                (0.0, 0.0)
+            };
             *state = KeyState {
                 window,
                 allowance: config.limit as f64 * share * HANDOUT,
                 share: Some(share),
+                previous,
                 ..KeyState::default()
             };
         }
@@ -319,7 +331,10 @@ fn on_sync_reply(config: &GlobalConfig, key: &str, window: u64, reply: &RedisRep
         // itself high and the shares add up to more than 1.
         let mine = (state.mine_seen - state.seen) as f64;
         let half_delta = state.sent_seen as f64 / 2.0;
-        let share = ((mine - half_delta) / (seen as f64 - half_delta).max(1.0)).clamp(0.0, 1.0);
+        state.measured = (mine - half_delta, seen as f64 - half_delta);
+        let (prev_mine, prev_fleet) = state.previous;
+        let share = ((state.measured.0 + prev_mine) / (state.measured.1 + prev_fleet).max(1.0))
+            .clamp(0.0, 1.0);
         state.share = Some(share);
         state.fleet_admitted = admitted;
         let remaining = config.limit.saturating_sub(admitted) as f64;
