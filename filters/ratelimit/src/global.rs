@@ -57,8 +57,9 @@ struct KeyState {
 /// before its next sync. The others still hold allowances computed from
 /// older totals; handing out half at a time keeps their sum within what
 /// is left even when every participant spends all of its allowance in one
-/// sync period, and the remainder is handed out at the following syncs.
-const HANDOUT: f64 = 0.5;
+/// sync period (at most half would do; a little less leaves room for late
+/// timers), and the remainder is handed out at the following syncs.
+const HANDOUT: f64 = 0.35;
 
 thread_local! {
     static KEYS: RefCell<HashMap<String, KeyState>> = RefCell::new(HashMap::new());
