@@ -119,6 +119,8 @@ pub fn ratelimit_config(redis: SocketAddr, filter_config: &str, workers: usize) 
         name = "ratelimit"
         path = "{wasm}"
         config = '''{filter_config}'''
+        # A loaded test machine must not turn a slow guest call into a fault.
+        deadline = "1s"
         [[listener.route]]
         path_prefix = "/"
         [listener.route.direct]

@@ -6,12 +6,13 @@
 //! requests it may still admit before it hears from Redis again. Every
 //! `sync_ms` the timer sends what it admitted and saw since the last sync
 //! (`HINCRBY` on the window's hash, in one script) and gets back the
-//! fleet's totals. The new allowance is the remaining budget of the window
-//! times this participant's share of the fleet's traffic
-//! (`my seen / fleet seen`), so participants split what is left in
-//! proportion to their load and the sum of allowances is the remaining
-//! budget. Fractions of a request are admitted by chance, so nothing is
-//! lost to rounding on average. See README.md for the error bound.
+//! fleet's totals. The new allowance is a part ([`HANDOUT`]) of the
+//! remaining budget of the window times this participant's share of the
+//! fleet's traffic (`my seen / fleet seen`), so participants split what is
+//! left in proportion to their load without their allowances adding up to
+//! more than is left. Fractions of a request are admitted by chance, so
+//! nothing is lost to rounding on average. See README.md for the error
+//! bound and the figures measured.
 
 use crate::{GlobalConfig, Unavailable};
 use gateway_sdk::metrics::{Counter, Gauge};
