@@ -13,11 +13,19 @@ pub struct RedisServer {
     child: Option<Child>,
     pub addr: SocketAddr,
     dir: tempfile::TempDir,
+    args: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts `redis-server` on a free port and waits until it answers.
     pub fn start() -> RedisServer {
+        Self::start_with(Vec::new())
+    }
+
+    /// Like [`Self::start`] with more `redis-server` arguments. With the
+    /// marker `--tls-port` (no value) among them, the port is the TLS one
+    /// (plain TCP off) and readiness is the port accepting connections.
+    pub fn start_with(args: Vec<String>) -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -26,6 +34,7 @@ impl RedisServer {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             dir: tempfile::tempdir().expect("temp dir"),
+            args,
         };
         server.restart();
         server
@@ -34,9 +43,18 @@ impl RedisServer {
     /// Starts the server again on the same port (empty: no persistence).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "redis-server is running");
+        let tls = self.args.iter().any(|a| a == "--tls-port");
+        let port = self.addr.port().to_string();
+        let ports = if tls {
+            vec!["--port", "0", "--tls-port", &port]
+        } else {
+            vec!["--port", &port]
+        };
+        let args = self.args.iter().filter(|a| *a != "--tls-port");
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port"])
-            .arg(self.addr.port().to_string())
+            .args(["--bind", "127.0.0.1"])
+            .args(ports)
+            .args(args)
             .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -47,7 +65,13 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
-            if self.try_command(&["PING"]).is_some_and(|r| r == "+PONG") {
+            let ready = if tls {
+                TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok()
+            } else {
+                self.try_command(&["PING"])
+                    .is_some_and(|r| r == "+PONG" || r.starts_with("-NOAUTH"))
+            };
+            if ready {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -125,6 +125,10 @@ async fn without_redis_the_local_bucket_limits_and_the_global_mode_comes_back() 
 /// A gateway whose every request runs the Redis command in its
 /// `x-redis-command` header through the official-SDK test filter.
 async fn command_gateway(redis: &RedisServer) -> Gateway {
+    command_gateway_with(redis, "[cluster.redis]\ndatabase = 3").await
+}
+
+async fn command_gateway_with(redis: &RedisServer, cluster_extra: &str) -> Gateway {
     Gateway::start(&format!(
         r#"
         [[listener]]
@@ -144,8 +148,7 @@ async fn command_gateway(redis: &RedisServer) -> Gateway {
         endpoints = ["{}"]
         connect_timeout = "200ms"
         request_timeout = "1s"
-        [cluster.redis]
-        database = 3
+        {cluster_extra}
         "#,
         gateway_tests::wasm::path("tw-redis-command").display(),
         redis.addr
@@ -230,4 +233,46 @@ async fn any_proxy_wasm_filter_reaches_redis_by_the_json_convention() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_with_a_password() {
+    use serde_json::json;
+    let pki = gateway_tests::tls::Pki::new("redis test CA");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = pki.server(&["localhost"]).write(dir.path(), "redis");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca.cert_pem).expect("write CA");
+    let arg = |p: &std::path::Path| p.display().to_string();
+    let redis = RedisServer::start_with(vec![
+        "--tls-port".into(),
+        "--tls-cert-file".into(),
+        arg(&cert),
+        "--tls-key-file".into(),
+        arg(&key),
+        "--tls-ca-cert-file".into(),
+        arg(&ca),
+        "--tls-auth-clients".into(),
+        "no".into(),
+        "--requirepass".into(),
+        "s3cret".into(),
+    ]);
+    let tls = |password: &str| {
+        format!(
+            "[cluster.tls]\nca = \"{}\"\nsni = \"localhost\"\n[cluster.redis]\npassword = \"{password}\"",
+            ca.display()
+        )
+    };
+    let gateway = command_gateway_with(&redis, &tls("s3cret")).await;
+    let mut client = gateway.http1("web").await;
+    assert_eq!(
+        run(&mut client, r#"["SET", "k", "v"]"#).await,
+        (200, json!("OK"))
+    );
+    assert_eq!(run(&mut client, r#"["GET", "k"]"#).await, (200, json!("v")));
+    // A wrong password: no answer to give, so "unreachable", with the reason.
+    let wrong = command_gateway_with(&redis, &tls("wrong")).await;
+    let mut client = wrong.http1("web").await;
+    let (status, body) = run(&mut client, r#"["GET", "k"]"#).await;
+    assert_eq!(status, 503, "{body}");
 }

@@ -154,13 +154,17 @@ impl RedisCluster {
             match conn.send_packed_command(&cmd).await {
                 Ok(redis::Value::ServerError(e)) => return Outcome::RedisError(e.to_string()),
                 Ok(value) => return Outcome::Reply(value),
-                Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
-                    last = Outcome::Unavailable(e.to_string());
+                // Redis answered this command with an error.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+                    ) =>
+                {
+                    return Outcome::RedisError(e.to_string());
                 }
-                Err(e) if e.kind() == redis::ErrorKind::Io || e.is_connection_refusal() => {
-                    last = Outcome::Unavailable(e.to_string());
-                }
-                Err(e) => return Outcome::RedisError(e.to_string()),
+                // No answer: connect, TLS, AUTH, I/O, timeout.
+                Err(e) => last = Outcome::Unavailable(e.to_string()),
             }
         }
         last
