@@ -27,7 +27,8 @@
 //! body `["INCRBY", "hits", 1]` (strings and numbers; `{"base64": "..."}`
 //! for binary); answer status 200 with the reply as JSON, 422 with
 //! `{"error": "..."}` when Redis answered an error, 400 for a malformed
-//! command, 503 when Redis is unreachable, 504 on timeout.
+//! command, 503 when Redis gave no answer (unreachable, TLS or `AUTH`
+//! failed), 504 on timeout.
 
 use crate::callout::{CalloutRequest, CalloutResponse};
 use crate::filter::Decision;
