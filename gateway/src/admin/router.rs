@@ -17,6 +17,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("/overview", "GET, HEAD"),
     ("/config", "GET, HEAD"),
     ("/filters", "GET, HEAD"),
+    ("/services", "GET, HEAD"),
     ("/metrics", "GET, HEAD"),
     ("/drain", "POST, DELETE"),
     ("/logging", "GET, HEAD, POST"),
@@ -53,6 +54,7 @@ pub(super) async fn handle(admin: &AdminState, req: Request<Incoming>) -> Respon
             json(&config)
         }
         ("/filters", true) => json(&admin.state.load_full().filter_status().await),
+        ("/services", true) => json(&super::services::status(admin)),
         ("/metrics", true) => {
             let filters = admin
                 .filter_host
@@ -122,7 +124,9 @@ fn map_has_redis_keys(map: &serde_json::Map<String, serde_json::Value>) -> bool 
 fn redact(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
-            let is_filter = map.contains_key("path") && map.contains_key("isolation");
+            // Filters and services (same keys but `isolation`).
+            let is_filter = map.contains_key("path")
+                && (map.contains_key("isolation") || map.contains_key("max_callout_timeout"));
             let is_admin =
                 map.contains_key("token_file") && map.contains_key("header_read_timeout");
             let is_redis = map_has_redis_keys(map);
@@ -172,7 +176,8 @@ mod tests {
                 "filter": [{"name": "auth", "path": "a.wasm", "isolation": "shared", "config": "{\"tokens\":[\"s3cret\"]}"}],
                 "route": [{"cluster": "c", "config": "not a filter"}],
             }],
-            "cluster": [{"name": "r", "redis": {"password": "pa55", "database": 0, "max_in_flight": 8}}]
+            "cluster": [{"name": "r", "redis": {"password": "pa55", "database": 0, "max_in_flight": 8}}],
+            "service": [{"name": "sync", "path": "s.wasm", "max_callout_timeout": "30s", "config": "{\"key\":\"s3cret\"}"}]
         });
         redact(&mut config);
         let text = config.to_string();

@@ -1,6 +1,7 @@
 //! Configuration: one TOML file, typed serde structs, validated whole
 //! before anything starts. Every error names the file, line, column and key.
 
+mod access_log;
 mod admin;
 mod cluster;
 pub mod duration;
@@ -12,7 +13,10 @@ mod listener;
 pub mod pem;
 mod plugin_config;
 mod redis;
+mod retry;
+pub mod service;
 mod tls;
+mod tracing;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -20,16 +24,20 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use access_log::{AccessLogField, AccessLogTemplate, TemplatePiece};
 pub use admin::AdminConfig;
 pub use cluster::{BalancePolicy, ClusterConfig, ClusterProtocol};
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
 pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};
 pub use redis::RedisConfig;
+pub use retry::{CircuitBreakerConfig, RetryBudgetConfig, RetryConfig, RetryOn};
+pub use service::ServiceConfig;
 pub use tls::{
     name_matches, CertificateConfig, ClientAuth, ListenerTlsConfig, SniRouteConfig, TcpProxyConfig,
     UpstreamTlsConfig,
 };
+pub use tracing::TracingConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -42,11 +50,16 @@ pub struct Config {
     #[serde(default)]
     pub access_log: AccessLogConfig,
     #[serde(default)]
+    pub tracing: TracingConfig,
+    #[serde(default)]
     pub wasm: FilterHostConfig,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
     #[serde(default, rename = "cluster")]
     pub clusters: Vec<ClusterConfig>,
+    /// Services: root-only modules run once per process (docs/services.md).
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceConfig>,
     /// Where the file was read from; relative paths in it resolve against
     /// its directory.
     #[serde(skip)]
@@ -82,6 +95,11 @@ pub struct AccessLogConfig {
     pub format: AccessLogFormat,
     /// A file to append to (reopened on SIGUSR1); stderr when absent.
     pub path: Option<PathBuf>,
+    /// What each line holds, in order (JSON keys; text `name=value`).
+    pub fields: Vec<AccessLogField>,
+    /// Text lines laid out nginx-style (`$client "$method $path" $status`),
+    /// instead of `fields`.
+    pub template: Option<AccessLogTemplate>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -98,6 +116,8 @@ impl Default for AccessLogConfig {
             enabled: true,
             format: AccessLogFormat::Text,
             path: None,
+            fields: AccessLogField::DEFAULT.to_vec(),
+            template: None,
         }
     }
 }
@@ -139,6 +159,16 @@ impl Config {
         if let Some(path) = &mut self.access_log.path {
             if path.is_relative() {
                 *path = base.join(&*path);
+            }
+        }
+        if let Some(dir) = &mut self.wasm.services_dir {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
+        for service in &mut self.services {
+            if service.path.is_relative() {
+                service.path = base.join(&service.path);
             }
         }
         for listener in &mut self.listeners {

@@ -19,6 +19,28 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
         }
     }
 
+    let log = &config.access_log;
+    if log.template.is_some() && log.format != super::AccessLogFormat::Text {
+        let span = super::tracing::key_span(text, "access_log", "template");
+        err(
+            span,
+            "access_log.template".into(),
+            "a template lays out text lines: set format = \"text\" or remove it".into(),
+        );
+    }
+    if log.fields.is_empty() && log.template.is_none() {
+        let span = super::tracing::key_span(text, "access_log", "fields");
+        err(
+            span,
+            "access_log.fields".into(),
+            "must name at least one field".into(),
+        );
+    }
+    for (key, message) in config.tracing.problems() {
+        let span = super::tracing::key_span(text, "tracing", key);
+        err(span, format!("tracing.{key}"), message);
+    }
+
     let mut clusters = HashSet::new();
     for (i, cluster) in config.clusters.iter().enumerate() {
         let key = format!("cluster[{i}]");
@@ -47,6 +69,29 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
                     format!("bad endpoint `{endpoint}`: {why}"),
                 );
             }
+        }
+    }
+
+    let mut services = HashSet::new();
+    for (i, service) in config.services.iter().enumerate() {
+        if !services.insert(service.name.as_str()) {
+            err(
+                None,
+                format!("service[{i}].name"),
+                format!("duplicate service name `{}`", service.name),
+            );
+        }
+        for problem in service.check() {
+            err(None, format!("service[{i}]"), problem);
+        }
+    }
+    if let Some(dir) = &config.wasm.services_dir {
+        if !base.join(dir).is_dir() {
+            err(
+                None,
+                "wasm.services_dir".into(),
+                format!("{} is not a directory", base.join(dir).display()),
+            );
         }
     }
 

@@ -1,7 +1,10 @@
-//! Upstream clusters: endpoints, balancing, passive health and the
-//! keep-alive connection pool.
+//! Upstream clusters: endpoints, balancing, passive health, the
+//! keep-alive connection pool, and retry policies, budgets and circuit
+//! breakers.
 
 mod balancer;
+pub mod breaker;
+mod budget;
 pub mod callout;
 mod cluster;
 mod endpoint;
@@ -9,8 +12,10 @@ mod http1;
 mod pool;
 mod redis;
 mod redis_reply;
+pub mod retry;
 mod tls;
 
+pub use breaker::Limit;
 pub use cluster::{Cluster, ClusterSet, Connection, EndpointLease};
 pub use endpoint::EndpointHealth;
 pub use pool::connect_tcp;
@@ -39,5 +44,10 @@ pub enum UpstreamError {
         cluster: String,
         endpoint: String,
         source: http1::Http1Error,
+        /// A pooled connection failed before any answer: the upstream had
+        /// closed it while idle, and the request never reached it.
+        stale: bool,
     },
+    #[error("cluster `{cluster}` is over its {} limit", limit.as_str())]
+    Overloaded { cluster: String, limit: Limit },
 }
