@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use toml::Spanned;
 
 use super::redis::RedisConfig;
 use super::retry::{CircuitBreakerConfig, RetryBudgetConfig, RetryConfig};
@@ -19,11 +20,11 @@ pub enum BalancePolicy {
     Random,
 }
 
-/// What a cluster's endpoints speak.
+/// The protocol spoken to a cluster's endpoints.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClusterProtocol {
-    /// HTTP/1.1, or HTTP/2 when a TLS endpoint picks `h2` by ALPN.
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 in cleartext; over TLS the endpoint's ALPN choice decides.
     #[default]
     Auto,
     /// Redis (RESP): not a route target; filters reach it through
@@ -69,9 +70,10 @@ pub struct ClusterConfig {
     /// Speak TLS to the endpoints.
     #[serde(default)]
     pub tls: Option<UpstreamTlsConfig>,
-    /// What the endpoints speak.
+    /// `auto` (the default) or `redis`; spanned so that a problem with it
+    /// is reported at its line.
     #[serde(default)]
-    pub protocol: ClusterProtocol,
+    pub protocol: Option<Spanned<UpstreamProtocol>>,
     /// `[cluster.redis]`: credentials, database, connections; only with
     /// `protocol = "redis"`.
     #[serde(default)]
@@ -83,6 +85,15 @@ pub struct ClusterConfig {
     pub retry_budget: RetryBudgetConfig,
     #[serde(default)]
     pub circuit_breaker: CircuitBreakerConfig,
+}
+
+impl ClusterConfig {
+    /// The protocol spoken to the endpoints.
+    pub fn protocol(&self) -> UpstreamProtocol {
+        self.protocol
+            .as_ref()
+            .map_or_else(Default::default, |p| *p.get_ref())
+    }
 }
 
 fn default_connect_timeout() -> Duration {

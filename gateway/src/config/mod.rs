@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use access_log::{AccessLogField, AccessLogTemplate, TemplatePiece};
 pub use admin::AdminConfig;
-pub use cluster::{BalancePolicy, ClusterConfig, ClusterProtocol};
+pub use cluster::{BalancePolicy, ClusterConfig, UpstreamProtocol};
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
 pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterConfig, ClusterProtocol};
+use super::{ClusterConfig, UpstreamProtocol};
 
 /// Settings of a Redis cluster beyond endpoints and timeouts.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -50,8 +50,8 @@ fn default_max_in_flight() -> usize {
 /// Problems of a cluster's Redis settings, as (key below the cluster, message).
 pub(super) fn problems(cluster: &ClusterConfig) -> Vec<(&'static str, String)> {
     let mut problems = Vec::new();
-    match (cluster.protocol, &cluster.redis) {
-        (ClusterProtocol::Redis, redis) => {
+    match (cluster.protocol(), &cluster.redis) {
+        (UpstreamProtocol::Redis, redis) => {
             if cluster.endpoints.is_empty() {
                 problems.push(("endpoints", "a redis cluster needs an endpoint".into()));
             }
@@ -77,7 +77,7 @@ pub(super) fn is_redis(config: &super::Config, name: &str) -> bool {
     config
         .clusters
         .iter()
-        .any(|c| c.name == name && c.protocol == ClusterProtocol::Redis)
+        .any(|c| c.name == name && c.protocol() == UpstreamProtocol::Redis)
 }
 
 #[cfg(test)]

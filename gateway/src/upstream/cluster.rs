@@ -82,7 +82,7 @@ impl Cluster {
                 None
             }
         });
-        let redis = (config.protocol == crate::config::ClusterProtocol::Redis)
+        let redis = (config.protocol() == crate::config::UpstreamProtocol::Redis)
             .then(|| Arc::new(super::RedisCluster::new(&config)));
         let breaker = CircuitBreaker::new(&config.name, &config.circuit_breaker);
         Self {
