@@ -12,6 +12,7 @@ mod listener;
 pub mod pem;
 mod plugin_config;
 mod tls;
+mod traffic;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ pub use cluster::{BalancePolicy, ClusterConfig};
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
 pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};
+pub use traffic::{CheckKind, EndpointConfig, HealthCheckConfig, WeightedEndpoint};
 pub use tls::{
     name_matches, CertificateConfig, ClientAuth, ListenerTlsConfig, SniRouteConfig, TcpProxyConfig,
     UpstreamTlsConfig,

@@ -36,7 +36,11 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
                 }
             }
         }
+        for (k, message) in cluster.traffic_problems() {
+            err(None, format!("{key}.{k}"), message);
+        }
         for (j, endpoint) in cluster.endpoints.iter().enumerate() {
+            let endpoint = endpoint.address();
             if let Err(why) = check_endpoint(endpoint) {
                 err(
                     None,

@@ -277,7 +277,12 @@ impl Exchange {
             return Ok(resp.map(body::boxed));
         }
 
-        let conn = cluster.connect().await?;
+        let key = crate::upstream::request_key(&cluster.config, req.headers(), || {
+            self.runs.iter().rev().find_map(|run| {
+                run.property(crate::upstream::HASH_KEY_PROPERTY)
+            })
+        });
+        let conn = cluster.connect_keyed(key).await?;
         let endpoint = conn.endpoint().clone();
         let mut resp = match tokio::time::timeout(timeout, conn.send(req)).await {
             Ok(result) => result?,

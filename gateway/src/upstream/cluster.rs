@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::balancer::Balancer;
-use super::endpoint::{Endpoint, InFlight};
+use super::endpoint::{Endpoint, EndpointStatus, InFlight, Outlier};
 use super::http1::{self, Framing, Http1Conn, Http1Error};
 use super::pool::{self, EndpointPool, Sender};
 use super::tls::UpstreamTls;
@@ -48,16 +48,16 @@ pub struct EndpointLease {
 
 impl Cluster {
     pub fn new(config: ClusterConfig) -> Self {
-        let endpoints = config
+        let outlier = Outlier {
+            connect_failures: config.eject_after_failures,
+            resets: config.eject_after_resets,
+            status_5xx: config.eject_after_5xx,
+            ejection: config.ejection_time,
+        };
+        let endpoints: Vec<Endpoint> = config
             .endpoints
             .iter()
-            .map(|a| {
-                Endpoint::new(
-                    Arc::from(a.as_str()),
-                    config.eject_after_failures,
-                    config.ejection_time,
-                )
-            })
+            .map(|e| Endpoint::new(Arc::from(e.address()), e.weight(), outlier))
             .collect();
         let pools = config
             .endpoints
@@ -76,7 +76,11 @@ impl Cluster {
         Self {
             tls,
             name: Arc::from(config.name.as_str()),
-            balancer: Balancer::new(config.balance),
+            balancer: Balancer::for_endpoints(
+                config.balance,
+                &endpoints,
+                config.healthy_panic_threshold,
+            ),
             endpoints,
             pools,
             config,
@@ -96,10 +100,22 @@ impl Cluster {
     /// otherwise. A failed connect is retried once on another endpoint;
     /// nothing was sent, so that is always safe.
     pub async fn connect(self: &Arc<Self>) -> Result<Connection, UpstreamError> {
-        let first = self.pick(None)?;
+        self.connect_keyed(None).await
+    }
+
+    /// [`Cluster::connect`] for a request with a hash key (`ring_hash`;
+    /// see [`super::request_key`]).
+    pub async fn connect_keyed(
+        self: &Arc<Self>,
+        key: Option<u64>,
+    ) -> Result<Connection, UpstreamError> {
+        let first = self
+            .balancer
+            .pick_keyed(&self.endpoints, None, key)
+            .ok_or_else(|| self.no_healthy_endpoint())?;
         match self.connect_to(first).await {
             Ok(conn) => Ok(conn),
-            Err(first_err) => match self.balancer.pick(&self.endpoints, Some(first)) {
+            Err(first_err) => match self.balancer.pick_keyed(&self.endpoints, Some(first), key) {
                 Some(second) => self.connect_to(second).await,
                 None => Err(first_err),
             },
@@ -107,11 +123,15 @@ impl Cluster {
     }
 
     fn pick(&self, exclude: Option<usize>) -> Result<usize, UpstreamError> {
-        self.balancer.pick(&self.endpoints, exclude).ok_or_else(|| {
-            UpstreamError::NoHealthyEndpoint {
-                cluster: self.name().to_string(),
-            }
-        })
+        self.balancer
+            .pick(&self.endpoints, exclude)
+            .ok_or_else(|| self.no_healthy_endpoint())
+    }
+
+    fn no_healthy_endpoint(&self) -> UpstreamError {
+        UpstreamError::NoHealthyEndpoint {
+            cluster: self.name().to_string(),
+        }
     }
 
     async fn connect_to(self: &Arc<Self>, index: usize) -> Result<Connection, UpstreamError> {
@@ -266,6 +286,41 @@ impl Cluster {
         self.endpoints.iter().map(Endpoint::health).collect()
     }
 
+    /// Each endpoint's health, why and since when, and its counters.
+    pub fn endpoint_status(&self) -> Vec<EndpointStatus> {
+        self.endpoints.iter().map(Endpoint::status).collect()
+    }
+
+    /// Whether too few endpoints are healthy for health to count.
+    pub fn in_panic(&self) -> bool {
+        self.balancer.in_panic(&self.endpoints)
+    }
+
+    pub(super) fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    pub(super) fn upstream_tls(&self) -> Option<&UpstreamTls> {
+        self.tls.as_ref()
+    }
+
+    /// Passive health: how an exchange with endpoint `index` ended.
+    fn record_outcome<T>(&self, index: usize, result: &Result<http::Response<T>, UpstreamError>) {
+        let endpoint = &self.endpoints[index];
+        let ejected = match result {
+            Ok(response) => endpoint.record_status(response.status()),
+            Err(UpstreamError::Http1 { .. } | UpstreamError::Protocol { .. }) => {
+                endpoint.record_reset()
+            }
+            // Connect failures are counted where they happen.
+            Err(_) => false,
+        };
+        if ejected {
+            tracing::warn!(cluster = self.name(), endpoint = %endpoint.address,
+                ejection = ?self.config.ejection_time, "endpoint ejected after consecutive resets or 5xx");
+        }
+    }
+
     /// Closes pooled connections that sat idle too long.
     pub fn reap_idle(&self) {
         for pool in &self.pools {
@@ -295,11 +350,13 @@ impl Connection {
         match sender {
             Sender::Http1(conn) => {
                 let back = PoolReturn {
-                    cluster,
+                    cluster: cluster.clone(),
                     index,
                     _in_flight: in_flight,
                 };
-                back.exchange(conn, request).await
+                let result = back.exchange(conn, request).await;
+                cluster.record_outcome(index, &result);
+                result
             }
             Sender::Http2(mut tx) => {
                 let request = to_http2(request);
@@ -307,13 +364,15 @@ impl Connection {
                 // The connection stays in the pool, shared; the request
                 // counts as in flight until its response head is in.
                 drop(in_flight);
-                result
+                let result = result
                     .map(|r| r.map(crate::http::body::boxed))
                     .map_err(|source| UpstreamError::Protocol {
                         cluster: cluster.name().to_string(),
                         endpoint: cluster.endpoints[index].address.to_string(),
                         source,
-                    })
+                    });
+                cluster.record_outcome(index, &result);
+                result
             }
         }
     }
@@ -414,10 +473,12 @@ impl ClusterSet {
                     .and_then(|p| p.clusters.get(&c.name))
                     .filter(|old| same_config(&old.config, c))
                     .cloned();
-                (
-                    c.name.clone(),
-                    kept.unwrap_or_else(|| Arc::new(Cluster::new(c.clone()))),
-                )
+                let cluster = kept.unwrap_or_else(|| {
+                    let new = Arc::new(Cluster::new(c.clone()));
+                    super::health::start(&new);
+                    new
+                });
+                (c.name.clone(), cluster)
             })
             .collect();
         Self { clusters }

@@ -1,16 +1,22 @@
-//! Upstream clusters: endpoints, balancing, passive health and the
-//! keep-alive connection pool.
+//! Upstream clusters: endpoints, balancing, active and passive health,
+//! DNS, and the keep-alive connection pool.
 
 mod balancer;
 pub mod callout;
 mod cluster;
+mod dns;
 mod endpoint;
+mod health;
 mod http1;
 mod pool;
+mod request_key;
+mod ring;
 mod tls;
 
 pub use cluster::{Cluster, ClusterSet, Connection, EndpointLease};
-pub use endpoint::EndpointHealth;
+pub use endpoint::{EndpointHealth, EndpointStatus};
+pub use health::metrics::encode as encode_endpoint_metrics;
+pub use request_key::{request_key, HASH_KEY_PROPERTY};
 pub use pool::connect_tcp;
 
 /// What went wrong reaching an upstream; `http::error` turns it into a
