@@ -1,0 +1,256 @@
+//! Cluster health as users see it: active checks take an endpoint out of
+//! rotation and bring it back, passive ejection on 5xx, the immediate 503
+//! and the panic threshold, health kept across a reload, and all of it in
+//! `GET /clusters` and the metrics.
+
+#[path = "support/admin.rs"]
+mod admin;
+#[path = "support/switchable.rs"]
+mod switchable;
+
+use std::time::{Duration, Instant};
+
+use gateway_tests::{check_config, Gateway, Http1Client};
+use switchable::Switchable;
+
+/// A gateway with an admin listener, one route per cluster
+/// (`/<cluster>/...`) and the clusters given.
+fn config(clusters: &str) -> String {
+    let names: Vec<&str> = clusters
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("name = \""))
+        .filter_map(|l| l.strip_suffix('"'))
+        .collect();
+    let routes: String = names
+        .iter()
+        .map(|n| format!("[[listener.route]]\npath_prefix = \"/{n}\"\ncluster = \"{n}\"\n"))
+        .collect();
+    format!(
+        r#"
+[access_log]
+enabled = false
+[admin]
+address = "127.0.0.1:0"
+[[listener]]
+name = "web"
+protocol = "http"
+address = "127.0.0.1:0"
+{routes}
+{clusters}
+"#
+    )
+}
+
+/// Sends `n` requests to `path` on one keep-alive connection; returns the
+/// bodies (upstream names) with their statuses.
+async fn send(client: &mut Http1Client, path: &str, n: usize) -> Vec<(u16, String)> {
+    let mut replies = Vec::new();
+    for _ in 0..n {
+        let reply = client.get(path).await;
+        replies.push((reply.status.as_u16(), reply.text()));
+    }
+    replies
+}
+
+const CHECKED: &str = r#"
+[health_check]
+interval = "50ms"
+timeout = "1s"
+unhealthy_threshold = 2
+healthy_threshold = 2
+path = "/healthz"
+expected_statuses = ["200-299"]
+"#;
+
+#[tokio::test]
+async fn an_endpoint_failing_its_checks_leaves_rotation_and_comes_back() {
+    let (a, b) = (Switchable::start("a").await, Switchable::start("b").await);
+    let cluster = format!(
+        "[[cluster]]\nname = \"c\"\nendpoints = [\"{}\", \"{}\"]\n{}",
+        a.addr,
+        b.addr,
+        CHECKED.replace("[health_check]", "[cluster.health_check]")
+    );
+    let gateway = Gateway::start(&config(&cluster)).await;
+    let admin = gateway.admin.expect("admin");
+    let mut client = gateway.http1("web").await;
+    let (a_addr, b_addr) = (a.addr.to_string(), b.addr.to_string());
+
+    a.set_health(503);
+    let out = admin::wait_health(admin, "c", &a_addr, "unhealthy").await;
+    assert_eq!(out["reason"], "active check: HTTP 503", "{out:#}");
+    assert!(out["since"].as_str().is_some_and(|s| s.ends_with('Z')), "{out:#}");
+    let replies = send(&mut client, "/c/x", 20).await;
+    assert!(replies.iter().all(|r| *r == (200, "b".to_string())), "{replies:?}");
+    let metrics = admin::metrics(admin).await;
+    let gauge = format!("gateway_endpoint_healthy{{cluster=\"c\",endpoint=\"{a_addr}\"}} 0");
+    assert!(metrics.contains(&gauge), "{metrics}");
+
+    a.set_health(200);
+    let back = admin::wait_health(admin, "c", &a_addr, "healthy").await;
+    assert!(back["reason"].is_null(), "{back:#}");
+    let replies = send(&mut client, "/c/x", 20).await;
+    let to_a = replies.iter().filter(|r| r.1 == "a").count();
+    assert_eq!(to_a, 10, "round robin again over both: {replies:?}");
+    assert_eq!(admin::endpoint(&admin::clusters(admin).await, "c", &b_addr)["health"], "healthy");
+}
+
+#[tokio::test]
+async fn checks_run_once_per_process_not_once_per_worker() {
+    let a = Switchable::start("a").await;
+    let cluster = format!(
+        "[[cluster]]\nname = \"c\"\nendpoints = [\"{}\"]\n[cluster.health_check]\ninterval = \"200ms\"\npath = \"/healthz\"\n",
+        a.addr
+    );
+    let text = config(&cluster).replace("[admin]", "[runtime]\nworkers = 4\n[admin]");
+    let gateway = Gateway::start(&text).await;
+    let started = Instant::now();
+    let deadline = started + gateway_tests::WAIT;
+    while a.checks() < 6 {
+        assert!(Instant::now() < deadline, "checks stopped at {}", a.checks());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One checker at 200ms makes ~5 checks a second; one per worker
+    // would make four times as many.
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = a.checks() as f64 / elapsed.max(0.2);
+    assert!(rate < 9.0, "{} checks in {elapsed:.2}s", a.checks());
+    drop(gateway);
+}
+
+#[tokio::test]
+async fn with_every_endpoint_down_the_answer_is_an_immediate_503_naming_the_cluster() {
+    let (a, b) = (Switchable::start("a").await, Switchable::start("b").await);
+    let tcp = "[cluster.health_check]\nkind = \"tcp\"\ninterval = \"50ms\"\nunhealthy_threshold = 1\nhealthy_threshold = 1\n";
+    let clusters = format!(
+        "[[cluster]]\nname = \"strict\"\nendpoints = [\"{a}\", \"{b}\"]\nconnect_timeout = \"5s\"\n{tcp}\n\
+         [[cluster]]\nname = \"panicky\"\nendpoints = [\"{a}\", \"{b}\"]\nhealthy_panic_threshold = 50\n\
+         [cluster.health_check]\ninterval = \"50ms\"\npath = \"/healthz\"\nunhealthy_threshold = 1\nhealthy_threshold = 1\n",
+        a = a.addr,
+        b = b.addr
+    );
+    let gateway = Gateway::start(&config(&clusters)).await;
+    let admin = gateway.admin.expect("admin");
+    let mut client = gateway.http1("web").await;
+
+    // The HTTP checks of `panicky` fail on both, the traffic would not:
+    // below the panic threshold every endpoint takes traffic.
+    a.set_health(500);
+    b.set_health(500);
+    admin::wait_health(admin, "panicky", &a.addr.to_string(), "unhealthy").await;
+    admin::wait_health(admin, "panicky", &b.addr.to_string(), "unhealthy").await;
+    let replies = send(&mut client, "/panicky/x", 10).await;
+    assert!(replies.iter().all(|r| r.0 == 200), "{replies:?}");
+    let view = admin::clusters(admin).await;
+    let panicky = view["clusters"].as_array().unwrap().iter().find(|c| c["name"] == "panicky").unwrap();
+    assert_eq!(panicky["panic"], true, "{panicky:#}");
+
+    // Both endpoints of `strict` stop listening: its TCP checks fail.
+    let (a_addr, b_addr) = (a.addr.to_string(), b.addr.to_string());
+    drop((a, b));
+    admin::wait_health(admin, "strict", &a_addr, "unhealthy").await;
+    admin::wait_health(admin, "strict", &b_addr, "unhealthy").await;
+    let started = Instant::now();
+    let reply = client.get("/strict/x").await;
+    assert_eq!(reply.status, 503);
+    assert!(reply.text().contains("strict"), "{}", reply.text());
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn consecutive_5xx_eject_an_endpoint_and_the_metrics_count_it() {
+    let (a, b) = (Switchable::start("a").await, Switchable::start("b").await);
+    let cluster = format!(
+        "[[cluster]]\nname = \"c\"\nendpoints = [\"{}\", \"{}\"]\neject_after_5xx = 3\nejection_time = \"60s\"\n",
+        a.addr, b.addr
+    );
+    let gateway = Gateway::start(&config(&cluster)).await;
+    let admin = gateway.admin.expect("admin");
+    let mut client = gateway.http1("web").await;
+    a.set_status(500);
+    // Round robin: a answers 500 on every other request until it is out.
+    let replies = send(&mut client, "/c/x", 6).await;
+    assert_eq!(replies.iter().filter(|r| r.0 == 500).count(), 3, "{replies:?}");
+    let replies = send(&mut client, "/c/x", 10).await;
+    assert!(replies.iter().all(|r| *r == (200, "b".to_string())), "{replies:?}");
+
+    let a_addr = a.addr.to_string();
+    let view = admin::clusters(admin).await;
+    let entry = admin::endpoint(&view, "c", &a_addr);
+    assert_eq!(entry["health"], "ejected", "{entry:#}");
+    assert_eq!(entry["reason"], "passive: consecutive 5xx responses");
+    assert_eq!(entry["ejections"], 1);
+    assert_eq!(entry["failures"], 3);
+    let metrics = admin::metrics(admin).await;
+    for line in [
+        format!("gateway_endpoint_ejections_total{{cluster=\"c\",endpoint=\"{a_addr}\"}} 1"),
+        format!("gateway_endpoint_requests_total{{cluster=\"c\",endpoint=\"{a_addr}\"}} 3"),
+        format!("gateway_endpoint_failures_total{{cluster=\"c\",endpoint=\"{a_addr}\"}} 3"),
+        format!("gateway_endpoint_healthy{{cluster=\"c\",endpoint=\"{a_addr}\"}} 0"),
+    ] {
+        assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn a_reload_that_keeps_the_cluster_keeps_its_health() {
+    let a = Switchable::start("a").await;
+    let b = Switchable::start("b").await;
+    let cluster = format!(
+        "[[cluster]]\nname = \"c\"\nendpoints = [\"{}\", \"{}\"]\n{}",
+        a.addr,
+        b.addr,
+        CHECKED.replace("[health_check]", "[cluster.health_check]")
+    );
+    let text = config(&cluster);
+    let gateway = Gateway::start(&text).await;
+    let admin = gateway.admin.expect("admin");
+    let a_addr = a.addr.to_string();
+    a.set_health(503);
+    let before = admin::wait_health(admin, "c", &a_addr, "unhealthy").await;
+
+    // A new route; the cluster is unchanged.
+    gateway.rewrite_config(&text.replace(
+        "[[cluster]]",
+        "[[listener.route]]\npath_prefix = \"/other\"\ncluster = \"c\"\n[[cluster]]",
+    ));
+    gateway.hangup();
+    assert!(gateway.wait_for_log("config reloaded", gateway_tests::WAIT), "{:?}", gateway.logs());
+    let mut client = gateway.http1("web").await;
+    let replies = send(&mut client, "/other", 10).await;
+    assert!(replies.iter().all(|r| *r == (200, "b".to_string())), "{replies:?}");
+    let after = admin::endpoint(&admin::clusters(admin).await, "c", &a_addr).clone();
+    assert_eq!(after["health"], "unhealthy");
+    assert_eq!(after["since"], before["since"], "{before:#} {after:#}");
+}
+
+#[test]
+fn gateway_check_names_the_bad_traffic_keys() {
+    let text = config(
+        r#"
+[[cluster]]
+name = "c"
+endpoints = ["127.0.0.1:1", { address = "127.0.0.1:2", weight = 0 }]
+hash_header = "x-user"
+healthy_panic_threshold = 101
+[cluster.health_check]
+path = "healthz"
+expected_statuses = ["200-2xx"]
+unhealthy_threshold = 0
+"#,
+    );
+    let (output, path, _dir) = check_config(&text);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for key in [
+        "cluster[0].endpoints[1].weight",
+        "cluster[0].hash_header",
+        "cluster[0].healthy_panic_threshold",
+        "cluster[0].health_check.path",
+        "cluster[0].health_check.expected_statuses[0]",
+        "cluster[0].health_check.unhealthy_threshold",
+    ] {
+        assert!(stderr.contains(key), "{key} not in:\n{stderr}");
+    }
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+}
