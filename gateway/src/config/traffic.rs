@@ -137,7 +137,9 @@ impl HealthCheckConfig {
 pub fn parse_status_range(text: &str) -> Result<(u16, u16), String> {
     let status = |s: &str| match s.trim().parse::<u16>() {
         Ok(n) if (100..=599).contains(&n) => Ok(n),
-        _ => Err(format!("`{text}` is not a status (100-599) or a range of them")),
+        _ => Err(format!(
+            "`{text}` is not a status (100-599) or a range of them"
+        )),
     };
     match text.split_once('-') {
         Some((lo, hi)) => {
@@ -201,10 +203,16 @@ fn check_problems(check: &HealthCheckConfig, problem: &mut impl FnMut(&str, Stri
         problem("health_check.timeout", "must be more than 0s".into());
     }
     if check.unhealthy_threshold == 0 {
-        problem("health_check.unhealthy_threshold", "must be at least 1".into());
+        problem(
+            "health_check.unhealthy_threshold",
+            "must be at least 1".into(),
+        );
     }
     if check.healthy_threshold == 0 {
-        problem("health_check.healthy_threshold", "must be at least 1".into());
+        problem(
+            "health_check.healthy_threshold",
+            "must be at least 1".into(),
+        );
     }
     if check.kind == CheckKind::Http {
         if http::Method::from_bytes(check.method.as_bytes()).is_err() {
@@ -213,7 +221,8 @@ fn check_problems(check: &HealthCheckConfig, problem: &mut impl FnMut(&str, Stri
                 format!("`{}` is not a method", check.method),
             );
         }
-        if !check.path.starts_with('/') || http::uri::PathAndQuery::try_from(check.path.as_str()).is_err()
+        if !check.path.starts_with('/')
+            || http::uri::PathAndQuery::try_from(check.path.as_str()).is_err()
         {
             problem(
                 "health_check.path",
@@ -247,7 +256,8 @@ mod tests {
         assert!(parse_status_range("399-200").is_err());
         assert!(parse_status_range("99").is_err());
         assert!(parse_status_range("2xx").is_err());
-        let check: HealthCheckConfig = toml::from_str("expected_statuses = [\"200\", \"300-302\"]").unwrap();
+        let check: HealthCheckConfig =
+            toml::from_str("expected_statuses = [\"200\", \"300-302\"]").expect("as the test set it up");
         assert!(check.passes(200) && check.passes(301));
         assert!(!check.passes(204) && !check.passes(503));
     }
@@ -258,10 +268,15 @@ mod tests {
         struct Endpoints {
             endpoints: Vec<EndpointConfig>,
         }
-        let parsed: Endpoints =
-            toml::from_str(r#"endpoints = ["a:1", { address = "b:2", weight = 10 }, { address = "c:3" }]"#)
-                .unwrap();
-        let weights: Vec<_> = parsed.endpoints.iter().map(|e| (e.address(), e.weight())).collect();
+        let parsed: Endpoints = toml::from_str(
+            r#"endpoints = ["a:1", { address = "b:2", weight = 10 }, { address = "c:3" }]"#,
+        )
+        .expect("as the test set it up");
+        let weights: Vec<_> = parsed
+            .endpoints
+            .iter()
+            .map(|e| (e.address(), e.weight()))
+            .collect();
         assert_eq!(weights, [("a:1", 1), ("b:2", 10), ("c:3", 1)]);
     }
 }

@@ -278,9 +278,10 @@ impl Exchange {
         }
 
         let key = crate::upstream::request_key(&cluster.config, req.headers(), || {
-            self.runs.iter().rev().find_map(|run| {
-                run.property(crate::upstream::HASH_KEY_PROPERTY)
-            })
+            self.runs
+                .iter()
+                .rev()
+                .find_map(|run| run.property(crate::upstream::HASH_KEY_PROPERTY))
         });
         let conn = cluster.connect_keyed(key).await?;
         let endpoint = conn.endpoint().clone();

@@ -42,7 +42,11 @@ impl Balancer {
 
     /// A balancer for `endpoints` (their weights and, for ring hash, their
     /// addresses).
-    pub fn for_endpoints(policy: BalancePolicy, endpoints: &[Endpoint], panic_threshold: u32) -> Self {
+    pub fn for_endpoints(
+        policy: BalancePolicy,
+        endpoints: &[Endpoint],
+        panic_threshold: u32,
+    ) -> Self {
         let weighted = endpoints.iter().any(|e| e.weight != 1);
         let schedule = if weighted && policy == BalancePolicy::RoundRobin {
             smooth_schedule(endpoints)
@@ -127,39 +131,48 @@ impl Balancer {
                 (Some(key), Some(ring)) => ring.find(key, usable),
                 _ => weighted_random(endpoints, usable),
             },
+            // As Envoy: with equal weights, the less busy of two random
+            // endpoints; with weights, a random pick on weight / (requests
+            // in flight + 1), so idle endpoints follow their weights and
+            // busy ones yield.
+            BalancePolicy::LeastRequest if self.weighted => {
+                let effective = |i: usize| {
+                    u64::from(endpoints[i].weight) * 1024 / (endpoints[i].in_flight() as u64 + 1)
+                };
+                pick_by_weight(n, usable, effective)
+            }
             BalancePolicy::LeastRequest => {
                 let a = weighted_random(endpoints, usable)?;
                 let b = weighted_random(endpoints, |i| i != a && usable(i)).unwrap_or(a);
-                // Fewer requests in flight per unit of weight wins.
-                let load = |i: usize| endpoints[i].in_flight() as u64 * u64::from(endpoints[other(i, a, b)].weight);
-                Some(if load(b) < load(a) { b } else { a })
+                Some(if endpoints[b].in_flight() < endpoints[a].in_flight() {
+                    b
+                } else {
+                    a
+                })
             }
             BalancePolicy::RoundRobin | BalancePolicy::Random => weighted_random(endpoints, usable),
         }
     }
 }
 
-/// Of the pair (a, b), the one that is not `i`.
-fn other(i: usize, a: usize, b: usize) -> usize {
-    if i == a {
-        b
-    } else {
-        a
-    }
-}
-
 /// A usable endpoint chosen at random in proportion to its weight.
 fn weighted_random(endpoints: &[Endpoint], usable: impl Fn(usize) -> bool) -> Option<usize> {
-    let total: u64 = (0..endpoints.len())
-        .filter(|&i| usable(i))
-        .map(|i| u64::from(endpoints[i].weight))
-        .sum();
+    pick_by_weight(endpoints.len(), usable, |i| u64::from(endpoints[i].weight))
+}
+
+/// One of `0..n` that is `usable`, at random in proportion to `weight`.
+fn pick_by_weight(
+    n: usize,
+    usable: impl Fn(usize) -> bool,
+    weight: impl Fn(usize) -> u64,
+) -> Option<usize> {
+    let total: u64 = (0..n).filter(|&i| usable(i)).map(&weight).sum();
     if total == 0 {
         return None;
     }
     let mut left = rand::rng().random_range(0..total);
-    (0..endpoints.len()).filter(|&i| usable(i)).find(|&i| {
-        let w = u64::from(endpoints[i].weight);
+    (0..n).filter(|&i| usable(i)).find(|&i| {
+        let w = weight(i);
         if left < w {
             true
         } else {
@@ -174,7 +187,10 @@ fn weighted_random(endpoints: &[Endpoint], usable: impl Fn(usize) -> bool) -> Op
 /// the schedule would be too long.
 fn smooth_schedule(endpoints: &[Endpoint]) -> Vec<u32> {
     let divisor = endpoints.iter().fold(0, |g, e| gcd(g, e.weight)).max(1);
-    let weights: Vec<i64> = endpoints.iter().map(|e| i64::from(e.weight / divisor)).collect();
+    let weights: Vec<i64> = endpoints
+        .iter()
+        .map(|e| i64::from(e.weight / divisor))
+        .collect();
     let total: i64 = weights.iter().sum();
     if total as u64 > MAX_SCHEDULE {
         return Vec::new();

@@ -85,16 +85,26 @@ fn weighted_round_robin_is_exact_and_spread_out() {
     let eps = weighted(&[5, 1, 1]);
     let schedule = smooth_schedule(&eps);
     assert_eq!(schedule.len(), 7);
-    assert!(schedule.windows(2).all(|w| w[0] == 0 || w[0] != w[1]), "{schedule:?}");
+    assert!(
+        schedule.windows(2).all(|w| w[0] == 0 || w[0] != w[1]),
+        "{schedule:?}"
+    );
 }
 
 #[test]
 fn weights_hold_for_random_and_least_request() {
-    for policy in [BalancePolicy::Random, BalancePolicy::LeastRequest, BalancePolicy::RingHash] {
+    for policy in [
+        BalancePolicy::Random,
+        BalancePolicy::LeastRequest,
+        BalancePolicy::RingHash,
+    ] {
         let eps = weighted(&[90, 10]);
         let b = Balancer::for_endpoints(policy, &eps, 0);
         let counts = shares(&b, &eps, 10_000);
-        assert!((8_700..=9_300).contains(&counts[0]), "{policy:?}: {counts:?}");
+        assert!(
+            (8_700..=9_300).contains(&counts[0]),
+            "{policy:?}: {counts:?}"
+        );
     }
 }
 
@@ -102,7 +112,11 @@ fn weights_hold_for_random_and_least_request() {
 fn weighted_picks_skip_ejected_endpoints() {
     let eps = weighted(&[9, 1]);
     assert!(eps[0].record_connect_failure());
-    for policy in [BalancePolicy::RoundRobin, BalancePolicy::Random, BalancePolicy::LeastRequest] {
+    for policy in [
+        BalancePolicy::RoundRobin,
+        BalancePolicy::Random,
+        BalancePolicy::LeastRequest,
+    ] {
         let b = Balancer::for_endpoints(policy, &eps, 0);
         assert_eq!(shares(&b, &eps, 100), [0, 100], "{policy:?}");
     }
@@ -113,12 +127,12 @@ fn ring_hash_keeps_a_key_on_its_endpoint_until_it_leaves() {
     let eps = endpoints(4);
     let b = Balancer::for_endpoints(BalancePolicy::RingHash, &eps, 0);
     let key = crate::upstream::ring::hash_key(b"user-42");
-    let first = b.pick_keyed(&eps, None, Some(key)).unwrap();
+    let first = b.pick_keyed(&eps, None, Some(key)).expect("as the test set it up");
     for _ in 0..20 {
         assert_eq!(b.pick_keyed(&eps, None, Some(key)), Some(first));
     }
     assert!(eps[first].record_connect_failure());
-    let moved = b.pick_keyed(&eps, None, Some(key)).unwrap();
+    let moved = b.pick_keyed(&eps, None, Some(key)).expect("as the test set it up");
     assert_ne!(moved, first);
 }
 

@@ -12,13 +12,15 @@ use arc_swap::ArcSwap;
 use super::Cluster;
 
 type Answers = HashMap<Arc<str>, Arc<[SocketAddr]>>;
+/// (good, failed) resolutions by `host:port`.
+type Counts = HashMap<Arc<str>, (u64, u64)>;
 
 /// The last good answer for each `host:port`, read by every connect
 /// (lock-free) and written by the resolving tasks.
 static ANSWERS: LazyLock<ArcSwap<Answers>> = LazyLock::new(ArcSwap::default);
 
 /// Resolutions of each `host:port`: (ok, failed), for the metrics.
-static COUNTS: LazyLock<Mutex<HashMap<Arc<str>, (u64, u64)>>> = LazyLock::new(Mutex::default);
+static COUNTS: LazyLock<Mutex<Counts>> = LazyLock::new(Mutex::default);
 
 /// Whether `address` names a host rather than an IP address.
 pub fn is_host_name(address: &str) -> bool {
@@ -34,7 +36,10 @@ pub fn resolved(address: &str) -> Option<Arc<[SocketAddr]>> {
 /// Every host name's resolution counts: (name, ok, failed).
 pub fn counts() -> Vec<(Arc<str>, u64, u64)> {
     let counts = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
-    let mut all: Vec<_> = counts.iter().map(|(n, (ok, f))| (n.clone(), *ok, *f)).collect();
+    let mut all: Vec<_> = counts
+        .iter()
+        .map(|(n, (ok, f))| (n.clone(), *ok, *f))
+        .collect();
     all.sort();
     all
 }
@@ -101,12 +106,15 @@ mod tests {
     #[test]
     fn a_failed_resolution_keeps_the_last_good_answer_and_is_counted() {
         let name: Arc<str> = "backend.test:8080".into();
-        let good: Vec<SocketAddr> = vec!["127.0.0.1:8080".parse().unwrap()];
+        let good: Vec<SocketAddr> = vec!["127.0.0.1:8080".parse().expect("as the test set it up")];
         assert!(apply(&name, Ok(good.clone())));
         assert!(!apply(&name, Err(std::io::Error::other("no such host"))));
         assert!(!apply(&name, Ok(Vec::new())));
         assert_eq!(resolved(&name).as_deref(), Some(&good[..]));
-        let (_, ok, failed) = counts().into_iter().find(|(n, ..)| *n == name).unwrap();
+        let (_, ok, failed) = counts()
+            .into_iter()
+            .find(|(n, ..)| *n == name)
+            .expect("as the test set it up");
         assert_eq!((ok, failed), (1, 2));
     }
 

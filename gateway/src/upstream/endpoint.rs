@@ -221,7 +221,11 @@ impl Endpoint {
         let ejection = Ejection::from_u8(s.ejection.load(Ordering::Relaxed));
         let (health, reason, since) = if check_failed {
             let detail = s.check_detail.lock().unwrap_or_else(|p| p.into_inner());
-            ("unhealthy", Some(format!("active check: {detail}")), check_since)
+            (
+                "unhealthy",
+                Some(format!("active check: {detail}")),
+                check_since,
+            )
         } else if ejected {
             let why = ejection.map_or("ejected", Ejection::as_str);
             ("ejected", Some(format!("passive: {why}")), ejected_at)
@@ -253,7 +257,6 @@ impl Endpoint {
                 .unwrap_or_default(),
         }
     }
-
 }
 
 /// Sets a consecutive-failure counter back to zero, writing (and so
@@ -323,7 +326,7 @@ mod tests {
         assert_eq!(status.health, "ejected");
         assert_eq!(status.ejections, 1);
         assert_eq!(status.failures, 3);
-        assert!(status.reason.unwrap().contains("connect failures"));
+        assert!(status.reason.expect("as the test set it up").contains("connect failures"));
     }
 
     #[test]
@@ -337,10 +340,16 @@ mod tests {
 
         let ep = Endpoint::new("127.0.0.1:1".into(), 1, outlier(3, 2, 2));
         assert!(!ep.record_status(http::StatusCode::INTERNAL_SERVER_ERROR));
-        assert!(!ep.record_status(http::StatusCode::OK), "a 2xx breaks the run");
+        assert!(
+            !ep.record_status(http::StatusCode::OK),
+            "a 2xx breaks the run"
+        );
         assert!(!ep.record_status(http::StatusCode::SERVICE_UNAVAILABLE));
         assert!(ep.record_status(http::StatusCode::SERVICE_UNAVAILABLE));
-        assert_eq!(ep.status().reason.as_deref(), Some("passive: consecutive 5xx responses"));
+        assert_eq!(
+            ep.status().reason.as_deref(),
+            Some("passive: consecutive 5xx responses")
+        );
 
         let ep = Endpoint::new("127.0.0.1:1".into(), 1, outlier(3, 2, 0));
         assert!(!ep.record_reset());

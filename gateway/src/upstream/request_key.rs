@@ -46,13 +46,13 @@ mod tests {
     use super::*;
 
     fn cluster(extra: &str) -> ClusterConfig {
-        toml::from_str(&format!("name = \"c\"\nbalance = \"ring_hash\"\n{extra}")).unwrap()
+        toml::from_str(&format!("name = \"c\"\nbalance = \"ring_hash\"\n{extra}")).expect("as the test set it up")
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
             .iter()
-            .map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap()))
+            .map(|(k, v)| (http::HeaderName::from_static(k), v.parse().expect("as the test set it up")))
             .collect()
     }
 
@@ -64,7 +64,10 @@ mod tests {
         assert_eq!(by_filter, Some(hash_key(b"tenant-7")));
         assert_eq!(request_key(&c, &h, || None), Some(hash_key(b"ann")));
         let cookie_only = headers(&[("cookie", "a=1; sid=s42")]);
-        assert_eq!(request_key(&c, &cookie_only, || None), Some(hash_key(b"s42")));
+        assert_eq!(
+            request_key(&c, &cookie_only, || None),
+            Some(hash_key(b"s42"))
+        );
         assert_eq!(request_key(&c, &HeaderMap::new(), || None), None);
     }
 

@@ -34,7 +34,9 @@ impl Ring {
         let size = (MIN_POINTS.max(count * 100)).min(MAX_POINTS) as u64;
         let mut points = Vec::new();
         for (index, (address, weight)) in endpoints.enumerate() {
-            let share = (size * u64::from(weight.max(1))).div_ceil(total.max(1)).max(1);
+            let share = (size * u64::from(weight.max(1)))
+                .div_ceil(total.max(1))
+                .max(1);
             for replica in 0..share {
                 let mut hasher = std::collections::hash_map::DefaultHasher::new();
                 (address, replica).hash(&mut hasher);
@@ -84,11 +86,14 @@ mod tests {
         let keys: Vec<u64> = (0..10_000u32)
             .map(|k| hash_key(format!("session-{k}").as_bytes()))
             .collect();
-        let before: Vec<usize> = keys.iter().map(|&k| ring.find(k, |_| true).unwrap()).collect();
+        let before: Vec<usize> = keys
+            .iter()
+            .map(|&k| ring.find(k, |_| true).expect("as the test set it up"))
+            .collect();
         let gone = 2;
         let after: Vec<usize> = keys
             .iter()
-            .map(|&k| ring.find(k, |i| i != gone).unwrap())
+            .map(|&k| ring.find(k, |i| i != gone).expect("as the test set it up"))
             .collect();
         let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
         // Exactly the keys of the endpoint that left move, nothing else.
@@ -109,13 +114,19 @@ mod tests {
         let to_b = (0..10_000u32)
             .filter(|k| ring.find(hash_key(&k.to_le_bytes()), |_| true) == Some(1))
             .count();
-        assert!((6_500..=8_500).contains(&to_b), "{to_b} of 10000 to weight 3 of 4");
+        assert!(
+            (6_500..=8_500).contains(&to_b),
+            "{to_b} of 10000 to weight 3 of 4"
+        );
     }
 
     #[test]
     fn nothing_usable_is_none() {
         let (_, ring) = ring(3);
         assert_eq!(ring.find(7, |_| false), None);
-        assert_eq!(Ring::new(std::iter::empty::<(&str, u32)>()).find(7, |_| true), None);
+        assert_eq!(
+            Ring::new(std::iter::empty::<(&str, u32)>()).find(7, |_| true),
+            None
+        );
     }
 }

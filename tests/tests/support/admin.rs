@@ -1,6 +1,9 @@
 //! Reading the admin's `GET /clusters` and `GET /metrics`, and waiting in
 //! a bounded poll for what they show.
 
+// Each test file uses some of these helpers.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -16,7 +19,11 @@ pub async fn clusters(admin: SocketAddr) -> Value {
 
 /// `GET /metrics` as text.
 pub async fn metrics(admin: SocketAddr) -> String {
-    Http1Client::connect(admin).await.get("/metrics").await.text()
+    Http1Client::connect(admin)
+        .await
+        .get("/metrics")
+        .await
+        .text()
 }
 
 /// The entry of endpoint `address` of cluster `cluster`.

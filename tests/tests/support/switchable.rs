@@ -1,6 +1,9 @@
 //! An upstream whose answers the test switches: the status of `/healthz`
 //! (what health checks see) and of every other path (what traffic sees).
 
+// Each test file uses some of these helpers.
+#![allow(dead_code)]
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
@@ -41,7 +44,8 @@ impl Switchable {
                         } else {
                             s.load(Ordering::SeqCst)
                         };
-                        let mut resp = Response::new(Full::new(Bytes::from_static(name.as_bytes())));
+                        let mut resp =
+                            Response::new(Full::new(Bytes::from_static(name.as_bytes())));
                         *resp.status_mut() = StatusCode::from_u16(code).expect("status");
                         async move { Ok::<_, Infallible>(resp) }
                     });

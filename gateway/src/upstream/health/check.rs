@@ -22,7 +22,11 @@ pub(super) async fn probe(
     }
 }
 
-async fn probe_once(cluster: &Cluster, index: usize, config: &HealthCheckConfig) -> Result<(), String> {
+async fn probe_once(
+    cluster: &Cluster,
+    index: usize,
+    config: &HealthCheckConfig,
+) -> Result<(), String> {
     let address = &cluster.endpoints()[index].address;
     let stream = connect_tcp(address, config.timeout)
         .await

@@ -5,21 +5,31 @@
 
 use std::fmt::Write as _;
 
-use super::super::{dns, ClusterSet};
+use super::super::{dns, ClusterSet, EndpointStatus};
 use crate::metrics::requests::escape;
+
+/// One family: name, type, help, and its value for an endpoint.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&EndpointStatus) -> u64,
+);
 
 /// Appends the endpoint families of `clusters` to `out`.
 pub fn encode(clusters: &ClusterSet, out: &mut String) {
     let mut all: Vec<_> = clusters.iter().collect();
     all.sort_by(|a, b| a.name().cmp(b.name()));
-    let rows: Vec<(String, super::super::endpoint::EndpointStatus)> = all
+    let rows: Vec<(String, EndpointStatus)> = all
         .iter()
         .flat_map(|c| {
-            let cluster = escape(c.name()).to_string();
-            c.endpoint_status().into_iter().map(move |s| (cluster.clone(), s))
+            let cluster = escape(c.name());
+            c.endpoint_status()
+                .into_iter()
+                .map(move |s| (cluster.clone(), s))
         })
         .collect();
-    let families: [(&str, &str, &str, fn(&super::super::endpoint::EndpointStatus) -> u64); 4] = [
+    let families: [Family; 4] = [
         (
             "gateway_endpoint_healthy",
             "gauge",
@@ -64,12 +74,21 @@ pub fn encode(clusters: &ClusterSet, out: &mut String) {
     let resolutions = dns::counts();
     if !resolutions.is_empty() {
         let family = "gateway_endpoint_resolutions";
-        let _ = writeln!(out, "# HELP {family} Resolutions of host-name endpoints by result (ok, failed).");
+        let _ = writeln!(
+            out,
+            "# HELP {family} Resolutions of host-name endpoints by result (ok, failed)."
+        );
         let _ = writeln!(out, "# TYPE {family} counter");
         for (name, ok, failed) in resolutions {
             let name = escape(&name);
-            let _ = writeln!(out, "{family}_total{{endpoint=\"{name}\",result=\"ok\"}} {ok}");
-            let _ = writeln!(out, "{family}_total{{endpoint=\"{name}\",result=\"failed\"}} {failed}");
+            let _ = writeln!(
+                out,
+                "{family}_total{{endpoint=\"{name}\",result=\"ok\"}} {ok}"
+            );
+            let _ = writeln!(
+                out,
+                "{family}_total{{endpoint=\"{name}\",result=\"failed\"}} {failed}"
+            );
         }
     }
 }

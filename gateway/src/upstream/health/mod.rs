@@ -64,7 +64,12 @@ async fn keep_checking(cluster: Weak<Cluster>, index: usize) {
 /// Counts one check's outcome; after `unhealthy_threshold` failures in a
 /// row the endpoint leaves the rotation, after `healthy_threshold` passes
 /// in a row it comes back.
-fn record(cluster: &Cluster, endpoint: &Endpoint, config: &HealthCheckConfig, outcome: Result<(), String>) {
+fn record(
+    cluster: &Cluster,
+    endpoint: &Endpoint,
+    config: &HealthCheckConfig,
+    outcome: Result<(), String>,
+) {
     let state = endpoint.state();
     let failed = state.check_failed.load(Ordering::Relaxed);
     match outcome {
@@ -103,8 +108,8 @@ mod tests {
         let config: ClusterConfig = toml::from_str(
             "name = \"c\"\nendpoints = [\"127.0.0.1:1\"]\n[health_check]\nunhealthy_threshold = 2\nhealthy_threshold = 3",
         )
-        .unwrap();
-        let check = config.health_check.clone().unwrap();
+        .expect("as the test set it up");
+        let check = config.health_check.clone().expect("as the test set it up");
         let cluster = Cluster::new(config);
         let ep = &cluster.endpoints()[0];
         let fail = || Err("HTTP 503".to_string());
@@ -112,7 +117,10 @@ mod tests {
         assert!(ep.is_available(), "one failure is below the threshold");
         record(&cluster, ep, &check, fail());
         assert!(!ep.is_available());
-        assert_eq!(ep.status().reason.as_deref(), Some("active check: HTTP 503"));
+        assert_eq!(
+            ep.status().reason.as_deref(),
+            Some("active check: HTTP 503")
+        );
         record(&cluster, ep, &check, Ok(()));
         record(&cluster, ep, &check, Ok(()));
         assert!(!ep.is_available(), "two passes are below the threshold");
