@@ -1,5 +1,6 @@
 //! Consistent hashing (`balance = "ring_hash"`): the same key reaches the
-//! same endpoint, and when one endpoint of N leaves only its keys move.
+//! same endpoint, and when one endpoint of N leaves only its keys move; a
+//! filter's `gateway.hash_key` comes before the configured header.
 
 #[path = "support/admin.rs"]
 mod admin;
@@ -8,7 +9,7 @@ mod switchable;
 
 use std::collections::HashMap;
 
-use gateway_tests::{Gateway, Http1Client};
+use gateway_tests::{wasm, Gateway, Http1Client};
 use http::Request;
 use http_body_util::Full;
 use switchable::Switchable;
@@ -126,4 +127,72 @@ async fn the_same_key_reaches_the_same_endpoint_and_one_leaving_moves_about_one_
     );
     assert_eq!(moved, held["e2"]);
     assert!(share <= 1.0 / ENDPOINTS as f64 + 0.1, "{share}");
+}
+
+/// Sets the property `gateway.hash_key` to the request's `x-tenant`
+/// header, when it has one.
+const TENANT_KEY: &str = r#"
+(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_property" (func $set (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
+    (if (i32.gt_u (global.get $heap) (i32.const 60000)) (then (global.set $heap (i32.const 4096))))
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_abi_version_0_2_1"))
+  (data (i32.const 0) "x-tenant")
+  (data (i32.const 32) "gateway\00hash_key")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 0) (i32.const 8) (i32.const 200) (i32.const 204)))
+      (then (drop (call $set (i32.const 32) (i32.const 16)
+                   (i32.load (i32.const 200)) (i32.load (i32.const 204))))))
+    (i32.const 0))
+)
+"#;
+
+#[tokio::test]
+async fn a_key_set_by_a_filter_comes_before_the_header() {
+    let mut upstreams = Vec::new();
+    for name in ["e0", "e1", "e2", "e3"] {
+        upstreams.push(Switchable::start(name).await);
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let module = wasm::wat_to(TENANT_KEY, &dir.path().join("tenant.wasm"));
+    let text = config(&upstreams).replace(
+        "[[listener.route]]",
+        &format!(
+            "[[listener.filter]]\nname = \"tenant\"\npath = \"{}\"\n[[listener.route]]",
+            module.display()
+        ),
+    );
+    let gateway = Gateway::start_in(dir, &text).await;
+    let mut client = gateway.http1("web").await;
+    let mut by_tenant: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut by_user = Vec::new();
+    for k in 0..40 {
+        let user = format!("user-{k}");
+        for tenant in ["t1", "t2"] {
+            let req = Request::get("/")
+                .header("x-user", &user)
+                .header("x-tenant", tenant)
+                .body(Full::default())
+                .expect("request");
+            let reply = client.send(req).await;
+            assert_eq!(reply.status, 200);
+            by_tenant.entry(tenant).or_default().push(reply.text());
+        }
+        by_user.push(with_header(&mut client, "x-user", &user).await.1);
+    }
+    for (tenant, endpoints) in &by_tenant {
+        assert!(
+            endpoints.iter().all(|e| *e == endpoints[0]),
+            "every user of {tenant} goes where the tenant key says: {endpoints:?}"
+        );
+    }
+    by_user.sort();
+    by_user.dedup();
+    assert!(by_user.len() > 1, "without the filter's key, users spread: {by_user:?}");
 }
