@@ -54,6 +54,8 @@ async fn send(client: &mut Http1Client, path: &str, n: usize) -> Vec<(u16, Strin
 
 const CHECKED: &str = r#"
 [health_check]
+method = "HEAD"
+host = "health.internal"
 interval = "50ms"
 timeout = "1s"
 unhealthy_threshold = 2
@@ -79,6 +81,7 @@ async fn an_endpoint_failing_its_checks_leaves_rotation_and_comes_back() {
     a.set_health(503);
     let out = admin::wait_health(admin, "c", &a_addr, "unhealthy").await;
     assert_eq!(out["reason"], "active check: HTTP 503", "{out:#}");
+    assert_eq!(a.last_check(), "HEAD health.internal");
     assert!(
         out["since"].as_str().is_some_and(|s| s.ends_with('Z')),
         "{out:#}"
@@ -287,4 +290,86 @@ unhealthy_threshold = 0
         assert!(stderr.contains(key), "{key} not in:\n{stderr}");
     }
     assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+}
+
+#[tokio::test]
+async fn consecutive_resets_eject_an_endpoint() {
+    // An endpoint that reads a request and closes without answering.
+    let closer = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let closer_addr = closer.local_addr().expect("address");
+    let closing = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = closer.accept().await {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+        }
+    });
+    let b = Switchable::start("b").await;
+    let cluster = format!(
+        "[[cluster]]\nname = \"c\"\nendpoints = [\"{closer_addr}\", \"{}\"]\neject_after_resets = 2\nejection_time = \"60s\"\n",
+        b.addr
+    );
+    let gateway = Gateway::start(&config(&cluster)).await;
+    let admin = gateway.admin.expect("admin");
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        // A fresh client each time: a 502 may close the connection.
+        let mut client = gateway.http1("web").await;
+        statuses.push(client.get("/c/x").await.status.as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 502).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[statuses.len() - 6..].iter().all(|s| *s == 200),
+        "{statuses:?}"
+    );
+    let view = admin::clusters(admin).await;
+    let entry = admin::endpoint(&view, "c", &closer_addr.to_string());
+    assert_eq!(entry["health"], "ejected", "{entry:#}");
+    assert_eq!(entry["reason"], "passive: consecutive resets");
+    closing.abort();
+}
+
+#[tokio::test]
+async fn checks_of_a_tls_cluster_speak_tls_and_fail_on_a_bad_certificate() {
+    use gateway_tests::tls::{Pki, TlsUpstream};
+    let pki = Pki::new("internal ca");
+    let upstream =
+        TlsUpstream::start("secure", &pki.server(&["svc.internal"]), &["http/1.1"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("ca.pem"), &pki.ca.cert_pem).expect("write CA");
+    let check = "[cluster.health_check]\ninterval = \"50ms\"\nunhealthy_threshold = 1\nhealthy_threshold = 1\n";
+    let clusters = format!(
+        "[[cluster]]\nname = \"good\"\nendpoints = [\"{a}\"]\n[cluster.tls]\nca = \"ca.pem\"\nsni = \"svc.internal\"\n{check}\n\
+         [[cluster]]\nname = \"bad\"\nendpoints = [\"{a}\"]\n[cluster.tls]\nca = \"ca.pem\"\nsni = \"other.internal\"\n{check}",
+        a = upstream.addr
+    );
+    let gateway = Gateway::start_in(dir, &config(&clusters)).await;
+    let admin = gateway.admin.expect("admin");
+    let address = upstream.addr.to_string();
+    let bad = admin::wait_health(admin, "bad", &address, "unhealthy").await;
+    assert!(
+        bad["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("TLS handshake")),
+        "{bad:#}"
+    );
+    // The good cluster's checks reach the upstream over TLS with its SNI,
+    // with no traffic at all.
+    let deadline = Instant::now() + gateway_tests::WAIT;
+    while upstream.seen().len() < 2 {
+        assert!(Instant::now() < deadline, "no TLS check arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(upstream
+        .seen()
+        .iter()
+        .all(|(_, sni)| sni.as_deref() == Some("svc.internal")));
+    let good = admin::endpoint(&admin::clusters(admin).await, "good", &address).clone();
+    assert_eq!(good["health"], "healthy", "{good:#}");
 }

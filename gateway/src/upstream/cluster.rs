@@ -259,7 +259,8 @@ impl Cluster {
     /// already `tried`. The lease counts as a request in flight (for least
     /// request balancing) for as long as it is held.
     pub fn lease_endpoint(&self, tried: &[usize]) -> Option<EndpointLease> {
-        let usable = |i: &usize| !tried.contains(i) && self.endpoints[*i].is_available();
+        let panic = self.balancer.in_panic(&self.endpoints);
+        let usable = |i: &usize| !tried.contains(i) && (panic || self.endpoints[*i].is_available());
         let index = self
             .balancer
             .pick_connection(&self.endpoints, tried.last().copied())

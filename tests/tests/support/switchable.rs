@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -21,6 +21,8 @@ pub struct Switchable {
     health: Arc<AtomicU16>,
     status: Arc<AtomicU16>,
     checks: Arc<AtomicUsize>,
+    /// `METHOD host` of the last health check.
+    last_check: Arc<Mutex<String>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -32,13 +34,22 @@ impl Switchable {
         let health = Arc::new(AtomicU16::new(200));
         let status = Arc::new(AtomicU16::new(200));
         let checks = Arc::new(AtomicUsize::new(0));
-        let (h, s, c) = (health.clone(), status.clone(), checks.clone());
+        let last_check = Arc::new(Mutex::new(String::new()));
+        let (h, s, c, l) = (
+            health.clone(),
+            status.clone(),
+            checks.clone(),
+            last_check.clone(),
+        );
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (h, s, c) = (h.clone(), s.clone(), c.clone());
+                let (h, s, c, l) = (h.clone(), s.clone(), c.clone(), l.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: http::Request<_>| {
                         let code = if req.uri().path() == "/healthz" {
+                            let host = req.headers().get("host").and_then(|v| v.to_str().ok());
+                            *l.lock().expect("lock") =
+                                format!("{} {}", req.method(), host.unwrap_or("-"));
                             c.fetch_add(1, Ordering::SeqCst);
                             h.load(Ordering::SeqCst)
                         } else {
@@ -60,6 +71,7 @@ impl Switchable {
             health,
             status,
             checks,
+            last_check,
             task,
         }
     }
@@ -72,6 +84,11 @@ impl Switchable {
     /// The status every other request gets.
     pub fn set_status(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// `METHOD host` of the last health check received.
+    pub fn last_check(&self) -> String {
+        self.last_check.lock().expect("lock").clone()
     }
 
     /// Health checks received.
