@@ -289,7 +289,24 @@ unhealthy_threshold = 0
     ] {
         assert!(stderr.contains(key), "{key} not in:\n{stderr}");
     }
-    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    // Each error points at the line of its key.
+    let line_of = |needle: &str| {
+        text.lines()
+            .position(|l| l.starts_with(&format!("{needle} =")))
+            .map(|i| i + 1)
+            .expect("key in the config")
+    };
+    for (key, written) in [
+        ("cluster[0].hash_header", "hash_header"),
+        ("cluster[0].health_check.path", "path"),
+        (
+            "cluster[0].health_check.unhealthy_threshold",
+            "unhealthy_threshold",
+        ),
+    ] {
+        let at = format!("(key `{key}`) at {}:{}:", path.display(), line_of(written));
+        assert!(stderr.contains(&at), "{at} not in:\n{stderr}");
+    }
 }
 
 #[tokio::test]

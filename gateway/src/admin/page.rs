@@ -132,6 +132,9 @@ fn clusters(out: &mut String, view: &Overview) {
         for (i, e) in c.endpoints.iter().enumerate() {
             let health = if e.healthy {
                 "<span class=\"healthy\">healthy</span>".to_string()
+            } else if e.ejected_for_ms == 0 {
+                // Out by active checks, not by an ejection.
+                "<span class=\"ejected\">unhealthy</span> (failing health checks)".to_string()
             } else {
                 format!(
                     "<span class=\"ejected\">ejected</span> ({} s left)",

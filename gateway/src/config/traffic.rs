@@ -195,6 +195,46 @@ impl ClusterConfig {
     }
 }
 
+/// Where `key` of the `index`-th `[[cluster]]` (`hash_header`,
+/// `endpoints[1].weight`, `health_check.path`) is written in `text`, so an
+/// error can name its line: the line of the key, else of its table.
+pub fn locate(text: &str, index: usize, key: &str) -> Option<std::ops::Range<usize>> {
+    let leaf = |k: &str| k.split(['.', '[']).next().unwrap_or(k).to_string();
+    let (table, name) = match key.strip_prefix("health_check.") {
+        Some(rest) => ("cluster.health_check", leaf(rest)),
+        None => ("", leaf(key)),
+    };
+    let (mut clusters, mut current, mut offset) = (0, None::<String>, 0);
+    let mut table_line = None;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            let header = trimmed.trim_matches(|c| c == '[' || c == ']').trim();
+            if header == "cluster" {
+                clusters += 1;
+                current = (clusters == index + 1).then(String::new);
+            } else if current.is_some() && header.starts_with("cluster.") {
+                current = Some(header.to_string());
+            } else if current.is_some() {
+                break;
+            }
+            if current.as_deref() == Some(table) && !table.is_empty() {
+                table_line = Some(start..start + line.trim_end().len());
+            }
+            continue;
+        }
+        let Some(section) = &current else { continue };
+        let written = trimmed.split('=').next().map(str::trim);
+        if section == table && trimmed.contains('=') && written == Some(name.as_str()) {
+            let indent = line.len() - line.trim_start().len();
+            return Some(start + indent..start + line.trim_end().len());
+        }
+    }
+    table_line
+}
+
 fn check_problems(check: &HealthCheckConfig, problem: &mut impl FnMut(&str, String)) {
     if check.interval.is_zero() {
         problem("health_check.interval", "must be more than 0s".into());
@@ -250,14 +290,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn keys_are_located_in_their_cluster_and_table() {
+        let text = "[[cluster]]\nname = \"a\"\nhash_header = \"x\"\n\n[[cluster]]\nname = \"b\"\n  hash_header = \"y\"\n[cluster.health_check]\npath = \"p\"\n[[listener]]\npath = \"q\"\n";
+        let line = |range: Option<std::ops::Range<usize>>| {
+            range.map(|r| super::super::error::line_col(text, r.start).0)
+        };
+        assert_eq!(line(locate(text, 0, "hash_header")), Some(3));
+        assert_eq!(line(locate(text, 1, "hash_header")), Some(7));
+        assert_eq!(line(locate(text, 1, "health_check.path")), Some(9));
+        assert_eq!(
+            line(locate(text, 1, "health_check.timeout")),
+            Some(8),
+            "its table"
+        );
+        assert_eq!(line(locate(text, 0, "health_check.path")), None);
+    }
+
+    #[test]
     fn status_ranges_parse_and_match() {
         assert_eq!(parse_status_range("204"), Ok((204, 204)));
         assert_eq!(parse_status_range("200-399"), Ok((200, 399)));
         assert!(parse_status_range("399-200").is_err());
         assert!(parse_status_range("99").is_err());
         assert!(parse_status_range("2xx").is_err());
-        let check: HealthCheckConfig =
-            toml::from_str("expected_statuses = [\"200\", \"300-302\"]").expect("as the test set it up");
+        let check: HealthCheckConfig = toml::from_str("expected_statuses = [\"200\", \"300-302\"]")
+            .expect("as the test set it up");
         assert!(check.passes(200) && check.passes(301));
         assert!(!check.passes(204) && !check.passes(503));
     }

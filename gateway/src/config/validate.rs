@@ -37,7 +37,8 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
             }
         }
         for (k, message) in cluster.traffic_problems() {
-            err(None, format!("{key}.{k}"), message);
+            let span = super::traffic::locate(text, i, &k);
+            err(span, format!("{key}.{k}"), message);
         }
         for (j, endpoint) in cluster.endpoints.iter().enumerate() {
             let endpoint = endpoint.address();
