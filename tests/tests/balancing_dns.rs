@@ -38,16 +38,27 @@ async fn a_localhost_endpoint_is_resolved_and_re_resolved() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "named");
 
-    let view = admin::clusters(admin).await;
-    let entry = admin::endpoint(&view, "named", &name);
-    let resolved: Vec<&str> = entry["resolved"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-        .unwrap_or_default();
-    assert!(
-        resolved.contains(&upstream.addr.to_string().as_str()),
-        "{entry:#}"
-    );
+    // Resolved as the cluster starts (off the request path): poll until
+    // the admin shows the answer.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let view = admin::clusters(admin).await;
+        let entry = admin::endpoint(&view, "named", &name);
+        let resolved: Vec<&str> = entry["resolved"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        if !resolved.is_empty() {
+            assert!(
+                resolved.contains(&upstream.addr.to_string().as_str()),
+                "{entry:#}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never resolved: {entry:#}");
+        // Pacing of the poll only.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Re-resolved on the interval: the count of good resolutions grows.
     let line = format!("gateway_endpoint_resolutions_total{{endpoint=\"{name}\",result=\"ok\"}} ");
