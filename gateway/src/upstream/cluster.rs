@@ -305,16 +305,13 @@ impl Cluster {
         self.tls.as_ref()
     }
 
-    /// Passive health: how an exchange with endpoint `index` ended.
-    fn record_outcome<T>(&self, index: usize, result: &Result<http::Response<T>, UpstreamError>) {
+    /// Passive health: endpoint `index` answered with `status` (`Some`) or
+    /// lost the exchange before the response head (`None`, a reset).
+    fn record_outcome(&self, index: usize, status: Option<http::StatusCode>) {
         let endpoint = &self.endpoints[index];
-        let ejected = match result {
-            Ok(response) => endpoint.record_status(response.status()),
-            Err(UpstreamError::Http1 { .. } | UpstreamError::Protocol { .. }) => {
-                endpoint.record_reset()
-            }
-            // Connect failures are counted where they happen.
-            Err(_) => false,
+        let ejected = match status {
+            Some(status) => endpoint.record_status(status),
+            None => endpoint.record_reset(),
         };
         if ejected {
             tracing::warn!(cluster = self.name(), endpoint = %endpoint.address,
@@ -351,13 +348,11 @@ impl Connection {
         match sender {
             Sender::Http1(conn) => {
                 let back = PoolReturn {
-                    cluster: cluster.clone(),
+                    cluster,
                     index,
                     _in_flight: in_flight,
                 };
-                let result = back.exchange(conn, request).await;
-                cluster.record_outcome(index, &result);
-                result
+                back.exchange(conn, request).await
             }
             Sender::Http2(mut tx) => {
                 let request = to_http2(request);
@@ -372,7 +367,7 @@ impl Connection {
                         endpoint: cluster.endpoints[index].address.to_string(),
                         source,
                     });
-                cluster.record_outcome(index, &result);
+                cluster.record_outcome(index, result.as_ref().ok().map(|r| r.status()));
                 result
             }
         }
@@ -424,6 +419,7 @@ impl PoolReturn {
             }
             Err(e) => return Err(self.failed(e)),
         };
+        self.cluster.record_outcome(self.index, Some(head.status));
         let mut response = http::Response::new(crate::http::body::empty());
         *response.status_mut() = head.status;
         *response.version_mut() = http::Version::HTTP_11;
@@ -434,6 +430,7 @@ impl PoolReturn {
     }
 
     fn failed(&self, source: Http1Error) -> UpstreamError {
+        self.cluster.record_outcome(self.index, None);
         UpstreamError::Http1 {
             cluster: self.cluster.name().to_string(),
             endpoint: self.cluster.endpoints[self.index].address.to_string(),
