@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::health_check::HealthCheckConfig;
 use super::tls::UpstreamTlsConfig;
-use super::traffic::{EndpointConfig, HealthCheckConfig};
+use super::traffic::EndpointConfig;
 
 /// How a cluster picks an endpoint for each request (or connection, on L4).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -8,6 +8,7 @@ mod error;
 #[cfg(test)]
 mod example_keys;
 pub mod filter;
+mod health_check;
 mod listener;
 pub mod pem;
 mod plugin_config;
@@ -24,12 +25,13 @@ pub use admin::AdminConfig;
 pub use cluster::{BalancePolicy, ClusterConfig};
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
+pub use health_check::{CheckKind, HealthCheckConfig};
 pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};
-pub use traffic::{CheckKind, EndpointConfig, HealthCheckConfig, WeightedEndpoint};
 pub use tls::{
     name_matches, CertificateConfig, ClientAuth, ListenerTlsConfig, SniRouteConfig, TcpProxyConfig,
     UpstreamTlsConfig,
 };
+pub use traffic::{EndpointConfig, WeightedEndpoint};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
