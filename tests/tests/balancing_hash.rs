@@ -8,20 +8,24 @@ mod admin;
 mod switchable;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
-use gateway_tests::{wasm, Gateway, Http1Client};
+use gateway_tests::{wasm, Gateway, Http1Client, Upstream};
 use http::Request;
 use http_body_util::Full;
 use switchable::Switchable;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ENDPOINTS: usize = 4;
 const KEYS: usize = 400;
 
 fn config(upstreams: &[Switchable]) -> String {
-    let endpoints: Vec<String> = upstreams
-        .iter()
-        .map(|u| format!("\"{}\"", u.addr))
-        .collect();
+    let addresses: Vec<SocketAddr> = upstreams.iter().map(|u| u.addr).collect();
+    config_for(&addresses)
+}
+
+fn config_for(addresses: &[SocketAddr]) -> String {
+    let endpoints: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
     format!(
         r#"
         [access_log]
@@ -194,5 +198,53 @@ async fn a_key_set_by_a_filter_comes_before_the_header() {
     }
     by_user.sort();
     by_user.dedup();
-    assert!(by_user.len() > 1, "without the filter's key, users spread: {by_user:?}");
+    assert!(
+        by_user.len() > 1,
+        "without the filter's key, users spread: {by_user:?}"
+    );
+}
+
+#[tokio::test]
+async fn upgrades_follow_the_key_too() {
+    let mut upstreams = Vec::new();
+    for name in ["e0", "e1", "e2", "e3"] {
+        upstreams.push(Upstream::start(name).await);
+    }
+    let addresses: Vec<SocketAddr> = upstreams.iter().map(|u| u.addr).collect();
+    let gateway = Gateway::start(&config_for(&addresses)).await;
+    for user in 0..6 {
+        for _ in 0..3 {
+            let mut stream = tokio::net::TcpStream::connect(gateway.addr("web"))
+                .await
+                .expect("connect");
+            let request = format!(
+                "GET /ws HTTP/1.1\r\nHost: x\r\nx-user: user-{user}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).await.expect("write");
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 4096 {
+                stream.read_exact(&mut byte).await.expect("read head");
+                head.push(byte[0]);
+            }
+            assert!(
+                head.starts_with(b"HTTP/1.1 101"),
+                "{}",
+                String::from_utf8_lossy(&head)
+            );
+        }
+    }
+    for user in 0..6 {
+        let value = format!("user-{user}");
+        let reached: Vec<&str> = upstreams
+            .iter()
+            .filter(|u| {
+                u.received().iter().any(|r| {
+                    r.headers.get("x-user").and_then(|v| v.to_str().ok()) == Some(value.as_str())
+                })
+            })
+            .map(|u| u.name.as_str())
+            .collect();
+        assert_eq!(reached.len(), 1, "{value}'s upgrades reached {reached:?}");
+    }
 }

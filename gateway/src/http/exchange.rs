@@ -263,8 +263,15 @@ impl Exchange {
             endpoint: endpoint.map_or_else(String::new, |e| e.to_string()),
         };
 
+        let key = crate::upstream::request_key(&cluster.config, req.headers(), || {
+            self.runs
+                .iter()
+                .rev()
+                .find_map(|run| run.property(crate::upstream::HASH_KEY_PROPERTY))
+        });
+
         if let Some(downstream) = downstream_upgrade {
-            let (endpoint, mut resp) = tokio::time::timeout(timeout, cluster.upgrade(req))
+            let (endpoint, mut resp) = tokio::time::timeout(timeout, cluster.upgrade(req, key))
                 .await
                 .map_err(|_| timed_out(None))??;
             self.record.endpoint = Some(endpoint);
@@ -277,12 +284,6 @@ impl Exchange {
             return Ok(resp.map(body::boxed));
         }
 
-        let key = crate::upstream::request_key(&cluster.config, req.headers(), || {
-            self.runs
-                .iter()
-                .rev()
-                .find_map(|run| run.property(crate::upstream::HASH_KEY_PROPERTY))
-        });
         let conn = cluster.connect_keyed(key).await?;
         let endpoint = conn.endpoint().clone();
         let mut resp = match tokio::time::timeout(timeout, conn.send(req)).await {

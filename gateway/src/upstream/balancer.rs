@@ -69,15 +69,11 @@ impl Balancer {
     }
 
     /// The index of the endpoint to use, skipping `exclude` (an endpoint
-    /// that just failed) and endpoints out of rotation. `None`: no endpoint
-    /// is available.
-    pub fn pick(&self, endpoints: &[Endpoint], exclude: Option<usize>) -> Option<usize> {
-        self.pick_with(self.cursor.get(), endpoints, exclude, None)
-    }
-
-    /// [`Balancer::pick`] with the hash of the request's key, for ring hash
-    /// (other policies ignore it; ring hash without a key picks at random).
-    pub fn pick_keyed(
+    /// that just failed) and endpoints out of rotation. `key` is the hash
+    /// of the request's key, for ring hash (other policies ignore it; ring
+    /// hash without a key picks at random). `None`: no endpoint is
+    /// available.
+    pub fn pick(
         &self,
         endpoints: &[Endpoint],
         exclude: Option<usize>,

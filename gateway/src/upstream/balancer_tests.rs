@@ -24,7 +24,7 @@ fn endpoints(n: usize) -> Vec<Endpoint> {
 fn shares(b: &Balancer, eps: &[Endpoint], picks: usize) -> Vec<usize> {
     let mut counts = vec![0; eps.len()];
     for _ in 0..picks {
-        counts[b.pick(eps, None).expect("an endpoint")] += 1;
+        counts[b.pick(eps, None, None).expect("an endpoint")] += 1;
     }
     counts
 }
@@ -33,7 +33,7 @@ fn shares(b: &Balancer, eps: &[Endpoint], picks: usize) -> Vec<usize> {
 fn round_robin_alternates() {
     let eps = endpoints(2);
     let b = Balancer::new(BalancePolicy::RoundRobin);
-    let picks: Vec<_> = (0..6).filter_map(|_| b.pick(&eps, None)).collect();
+    let picks: Vec<_> = (0..6).filter_map(|_| b.pick(&eps, None, None)).collect();
     assert_eq!(picks.len(), 6);
     assert!(picks.windows(2).all(|w| w[0] != w[1]), "{picks:?}");
     let shared: Vec<_> = (0..4)
@@ -47,9 +47,9 @@ fn excluded_endpoint_is_skipped() {
     let eps = endpoints(2);
     let b = Balancer::new(BalancePolicy::RoundRobin);
     for _ in 0..4 {
-        assert_eq!(b.pick(&eps, Some(0)), Some(1));
+        assert_eq!(b.pick(&eps, Some(0), None), Some(1));
     }
-    assert_eq!(b.pick(&endpoints(1), Some(0)), None);
+    assert_eq!(b.pick(&endpoints(1), Some(0), None), None);
 }
 
 #[test]
@@ -58,7 +58,7 @@ fn least_request_prefers_the_idle_endpoint() {
     let _busy: Vec<_> = (0..5).map(|_| eps[0].start_request()).collect();
     let b = Balancer::new(BalancePolicy::LeastRequest);
     for _ in 0..10 {
-        assert_eq!(b.pick(&eps, None), Some(1));
+        assert_eq!(b.pick(&eps, None, None), Some(1));
     }
 }
 
@@ -68,12 +68,12 @@ fn random_covers_every_endpoint_and_none_when_empty() {
     let b = Balancer::new(BalancePolicy::Random);
     let mut seen = [false; 3];
     for _ in 0..300 {
-        if let Some(i) = b.pick(&eps, None) {
+        if let Some(i) = b.pick(&eps, None, None) {
             seen[i] = true;
         }
     }
     assert_eq!(seen, [true, true, true]);
-    assert_eq!(b.pick(&[], None), None);
+    assert_eq!(b.pick(&[], None, None), None);
 }
 
 #[test]
@@ -127,12 +127,16 @@ fn ring_hash_keeps_a_key_on_its_endpoint_until_it_leaves() {
     let eps = endpoints(4);
     let b = Balancer::for_endpoints(BalancePolicy::RingHash, &eps, 0);
     let key = crate::upstream::ring::hash_key(b"user-42");
-    let first = b.pick_keyed(&eps, None, Some(key)).expect("as the test set it up");
+    let first = b
+        .pick(&eps, None, Some(key))
+        .expect("as the test set it up");
     for _ in 0..20 {
-        assert_eq!(b.pick_keyed(&eps, None, Some(key)), Some(first));
+        assert_eq!(b.pick(&eps, None, Some(key)), Some(first));
     }
     assert!(eps[first].record_connect_failure());
-    let moved = b.pick_keyed(&eps, None, Some(key)).expect("as the test set it up");
+    let moved = b
+        .pick(&eps, None, Some(key))
+        .expect("as the test set it up");
     assert_ne!(moved, first);
 }
 
@@ -149,6 +153,10 @@ fn panic_threshold_sends_traffic_to_every_endpoint() {
     assert!(panicking.in_panic(&eps));
     assert_eq!(shares(&panicking, &eps, 40), [10, 10, 10, 10]);
     assert!(eps[3].record_connect_failure());
-    assert_eq!(strict.pick(&eps, None), None, "all out, no panic: nothing");
-    assert!(panicking.pick(&eps, None).is_some());
+    assert_eq!(
+        strict.pick(&eps, None, None),
+        None,
+        "all out, no panic: nothing"
+    );
+    assert!(panicking.pick(&eps, None, None).is_some());
 }

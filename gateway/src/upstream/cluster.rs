@@ -109,22 +109,19 @@ impl Cluster {
         self: &Arc<Self>,
         key: Option<u64>,
     ) -> Result<Connection, UpstreamError> {
-        let first = self
-            .balancer
-            .pick_keyed(&self.endpoints, None, key)
-            .ok_or_else(|| self.no_healthy_endpoint())?;
+        let first = self.pick(None, key)?;
         match self.connect_to(first).await {
             Ok(conn) => Ok(conn),
-            Err(first_err) => match self.balancer.pick_keyed(&self.endpoints, Some(first), key) {
+            Err(first_err) => match self.balancer.pick(&self.endpoints, Some(first), key) {
                 Some(second) => self.connect_to(second).await,
                 None => Err(first_err),
             },
         }
     }
 
-    fn pick(&self, exclude: Option<usize>) -> Result<usize, UpstreamError> {
+    fn pick(&self, exclude: Option<usize>, key: Option<u64>) -> Result<usize, UpstreamError> {
         self.balancer
-            .pick(&self.endpoints, exclude)
+            .pick(&self.endpoints, exclude, key)
             .ok_or_else(|| self.no_healthy_endpoint())
     }
 
@@ -202,8 +199,9 @@ impl Cluster {
     pub async fn upgrade(
         self: &Arc<Self>,
         request: http::Request<Body>,
+        key: Option<u64>,
     ) -> Result<(Arc<str>, http::Response<hyper::body::Incoming>), UpstreamError> {
-        let index = self.pick(None)?;
+        let index = self.pick(None, key)?;
         let endpoint = &self.endpoints[index];
         let _in_flight = endpoint.start_request();
         let mut tx = match pool::connect_upgrade(
