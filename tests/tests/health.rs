@@ -223,3 +223,35 @@ async fn checks_of_a_tls_cluster_speak_tls_and_fail_on_a_bad_certificate() {
     let good = admin::endpoint(&admin::clusters(admin).await, "good", &address).clone();
     assert_eq!(good["health"], "healthy", "{good:#}");
 }
+
+#[tokio::test]
+async fn checks_speak_http2_when_tls_negotiates_it() {
+    use gateway_tests::tls::{Pki, TlsUpstream};
+    let pki = Pki::new("internal ca");
+    let upstream = TlsUpstream::start("h2", &pki.server(&["svc.internal"]), &["h2"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("ca.pem"), &pki.ca.cert_pem).expect("write CA");
+    let clusters = format!(
+        "[[cluster]]\nname = \"h2\"\nendpoints = [\"{}\"]\n[cluster.tls]\nca = \"ca.pem\"\nsni = \"svc.internal\"\nalpn = [\"h2\"]\n\
+         [cluster.health_check]\ninterval = \"50ms\"\nunhealthy_threshold = 1\n",
+        upstream.addr
+    );
+    let gateway = Gateway::start_in(dir, &config(&clusters)).await;
+    let deadline = Instant::now() + gateway_tests::WAIT;
+    while upstream.seen().len() < 3 {
+        assert!(Instant::now() < deadline, "no HTTP/2 check arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(upstream
+        .seen()
+        .iter()
+        .all(|(v, _)| *v == http::Version::HTTP_2));
+    let admin = gateway.admin.expect("admin");
+    let entry = admin::endpoint(
+        &admin::clusters(admin).await,
+        "h2",
+        &upstream.addr.to_string(),
+    )
+    .clone();
+    assert_eq!(entry["health"], "healthy", "{entry:#}");
+}

@@ -1,10 +1,11 @@
 //! One active health check of one endpoint: a TCP connect (and TLS
-//! handshake with `[cluster.tls]`), or an HTTP/1.1 request whose status
-//! must be one of the expected ones.
+//! handshake with `[cluster.tls]`), or an HTTP request (HTTP/1.1, or
+//! HTTP/2 when TLS negotiated it) whose status must be one of the
+//! expected ones.
 
 use http_body_util::Empty;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::super::{connect_tcp, Cluster};
@@ -43,6 +44,9 @@ async fn probe_once(
                 .handshake(stream, address)
                 .await
                 .map_err(|e| format!("TLS handshake: {e}"))?;
+            if config.kind == CheckKind::Http && super::super::tls::negotiated_h2(&stream) {
+                return request_h2(stream, address, config).await;
+            }
             request(stream, address, config).await
         }
     }
@@ -72,8 +76,37 @@ where
         .map_err(|e| format!("bad check request: {e}"))?;
     let outcome = sender.send_request(request).await;
     driven.abort();
-    let response = outcome.map_err(|e| format!("HTTP: {e}"))?;
-    let status = response.status().as_u16();
+    judge(config, outcome.map(|r| r.status()))
+}
+
+/// The HTTP check on a connection that negotiated HTTP/2 (ALPN `h2`).
+async fn request_h2<S>(stream: S, address: &str, config: &HealthCheckConfig) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+    let driven = tokio::spawn(conn);
+    let host = config.host.as_deref().unwrap_or(address);
+    let request = http::Request::builder()
+        .method(config.method.as_str())
+        .uri(format!("https://{host}{}", config.path))
+        .header(http::header::USER_AGENT, "gateway-health-check")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("bad check request: {e}"))?;
+    let outcome = sender.send_request(request).await;
+    driven.abort();
+    judge(config, outcome.map(|r| r.status()))
+}
+
+/// Whether the answer passes the check.
+fn judge(
+    config: &HealthCheckConfig,
+    outcome: Result<http::StatusCode, hyper::Error>,
+) -> Result<(), String> {
+    let status = outcome.map_err(|e| format!("HTTP: {e}"))?.as_u16();
     if config.passes(status) {
         Ok(())
     } else {
