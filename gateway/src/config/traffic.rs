@@ -8,11 +8,36 @@ use super::cluster::{BalancePolicy, ClusterConfig};
 use super::health_check::check_problems;
 
 /// One entry of `endpoints`: `"host:port"`, or a table with a weight.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum EndpointConfig {
     Address(String),
     Weighted(WeightedEndpoint),
+}
+
+impl<'de> Deserialize<'de> for EndpointConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entry;
+        impl<'de> serde::de::Visitor<'de> for Entry {
+            type Value = EndpointConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"host:port\" or { address = \"host:port\", weight = N }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(EndpointConfig::Address(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let weighted = WeightedEndpoint::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(EndpointConfig::Weighted(weighted))
+            }
+        }
+        d.deserialize_any(Entry)
+    }
 }
 
 /// `{ address = "host:port", weight = 10 }`.
@@ -173,5 +198,11 @@ mod tests {
             .map(|e| (e.address(), e.weight()))
             .collect();
         assert_eq!(weights, [("a:1", 1), ("b:2", 10), ("c:3", 1)]);
+        let wrong = toml::from_str::<Endpoints>("endpoints = [80]").err();
+        let message = wrong.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("\"host:port\" or { address"), "{message}");
+        let typo = toml::from_str::<Endpoints>(r#"endpoints = [{ adress = "a:1" }]"#).err();
+        let message = typo.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("adress"), "{message}");
     }
 }
