@@ -20,7 +20,7 @@ impl<'de> Deserialize<'de> for EndpointConfig {
         struct Entry;
         impl<'de> serde::de::Visitor<'de> for Entry {
             type Value = EndpointConfig;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("\"host:port\" or { address = \"host:port\", weight = N }")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
