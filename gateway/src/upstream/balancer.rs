@@ -138,13 +138,26 @@ impl Balancer {
                 pick_by_weight(n, usable, effective)
             }
             BalancePolicy::LeastRequest => {
-                let a = weighted_random(endpoints, usable)?;
-                let b = weighted_random(endpoints, |i| i != a && usable(i)).unwrap_or(a);
-                Some(if endpoints[b].in_flight() < endpoints[a].in_flight() {
-                    b
-                } else {
-                    a
-                })
+                let candidates: Vec<usize> = (0..n).filter(|&i| usable(i)).collect();
+                match candidates.len() {
+                    0 => None,
+                    1 => Some(candidates[0]),
+                    len => {
+                        let mut rng = rand::rng();
+                        let a = candidates[rng.random_range(0..len)];
+                        let mut b = candidates[rng.random_range(0..len - 1)];
+                        if b == a {
+                            b = candidates[len - 1];
+                        }
+                        let (la, lb) = (endpoints[a].in_flight(), endpoints[b].in_flight());
+                        Some(if lb < la { b } else { a })
+                    }
+                }
+            }
+            // Equal weights: one pass from a random start.
+            BalancePolicy::Random if !self.weighted => {
+                let start = rand::rng().random_range(0..n);
+                (0..n).map(|k| (start + k) % n).find(|&i| usable(i))
             }
             BalancePolicy::RoundRobin | BalancePolicy::Random => weighted_random(endpoints, usable),
         }
