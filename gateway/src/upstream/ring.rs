@@ -19,7 +19,7 @@ pub struct Ring {
 }
 
 /// The hash of a request key (a header or cookie value, or what a filter
-/// set). Stable within the process, which is what the ring needs.
+/// set). SipHash with fixed keys: the same in every process of one build.
 pub fn hash_key(key: &[u8]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut hasher);
