@@ -16,8 +16,8 @@ mod tls;
 pub use cluster::{Cluster, ClusterSet, Connection, EndpointLease};
 pub use endpoint::{EndpointHealth, EndpointStatus};
 pub use health::metrics::encode as encode_endpoint_metrics;
-pub use request_key::{request_key, HASH_KEY_PROPERTY};
 pub use pool::connect_tcp;
+pub use request_key::{request_key, HASH_KEY_PROPERTY};
 
 /// What went wrong reaching an upstream; `http::error` turns it into a
 /// status.

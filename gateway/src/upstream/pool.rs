@@ -169,14 +169,12 @@ pub async fn connect_tcp(address: &str, timeout: Duration) -> std::io::Result<Tc
             None => TcpStream::connect(address).await,
         }
     };
-    let stream = tokio::time::timeout(timeout, connect)
-        .await
-        .map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("connect timed out after {timeout:?}"),
-            )
-        })??;
+    let stream = tokio::time::timeout(timeout, connect).await.map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("connect timed out after {timeout:?}"),
+        )
+    })??;
     stream.set_nodelay(true)?;
     Ok(stream)
 }

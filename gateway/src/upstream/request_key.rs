@@ -46,13 +46,19 @@ mod tests {
     use super::*;
 
     fn cluster(extra: &str) -> ClusterConfig {
-        toml::from_str(&format!("name = \"c\"\nbalance = \"ring_hash\"\n{extra}")).expect("as the test set it up")
+        toml::from_str(&format!("name = \"c\"\nbalance = \"ring_hash\"\n{extra}"))
+            .expect("as the test set it up")
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
             .iter()
-            .map(|(k, v)| (http::HeaderName::from_static(k), v.parse().expect("as the test set it up")))
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_static(k),
+                    v.parse().expect("as the test set it up"),
+                )
+            })
             .collect()
     }
 
