@@ -12,6 +12,10 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
+use crate::config::{AccessLogField, TemplatePiece};
+
 /// A buffer is handed to the writer once it holds this much.
 const FLUSH_AT: usize = 32 * 1024;
 /// Buffers waiting for the writer; beyond them lines are dropped.
@@ -24,12 +28,29 @@ pub enum Format {
     Json,
 }
 
+/// What a line holds: the chosen fields, or (text only) a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub fields: Vec<AccessLogField>,
+    pub template: Option<Vec<TemplatePiece>>,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            fields: AccessLogField::DEFAULT.to_vec(),
+            template: None,
+        }
+    }
+}
+
 struct Writer {
     tx: SyncSender<Chunk>,
     /// Chunks handed over and not yet written.
     queued: AtomicUsize,
     dropped: AtomicU64,
     format: AtomicU8,
+    layout: ArcSwap<Layout>,
     path: Mutex<Option<PathBuf>>,
     reopen: AtomicBool,
 }
@@ -60,6 +81,7 @@ fn writer() -> &'static Writer {
             queued: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             format: AtomicU8::new(0),
+            layout: ArcSwap::from_pointee(Layout::default()),
             path: Mutex::new(None),
             reopen: AtomicBool::new(false),
         }
@@ -74,6 +96,23 @@ pub fn configure(config: &crate::config::AccessLogConfig) {
         crate::config::AccessLogFormat::Json => Format::Json,
     };
     set(format, config.path.clone());
+    set_layout(Layout {
+        fields: config.fields.clone(),
+        template: config.template.as_ref().map(|t| t.pieces.clone()),
+    });
+}
+
+/// Sets what lines hold (from the next line on).
+pub fn set_layout(layout: Layout) {
+    let w = writer();
+    if **w.layout.load() != layout {
+        w.layout.store(std::sync::Arc::new(layout));
+    }
+}
+
+/// What lines hold now.
+pub fn layout() -> arc_swap::Guard<std::sync::Arc<Layout>> {
+    writer().layout.load()
 }
 
 /// Sets the format and destination (`None`: stderr).

@@ -15,5 +15,6 @@ pub mod listener;
 pub mod metrics;
 pub mod server;
 pub mod state;
+pub mod trace;
 pub mod upstream;
 pub mod worker;

@@ -54,9 +54,11 @@ pub fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> 
         .map(|i| workers.handle(i).clone())
         .collect();
     crate::access_log::configure(&config.access_log);
+    crate::trace::configure(&config.tracing);
     let result = control.block_on(serve(config, address_file, handles));
     workers.stop();
     crate::access_log::drain(std::time::Duration::from_secs(2));
+    crate::trace::shutdown(std::time::Duration::from_secs(2));
     result
 }
 

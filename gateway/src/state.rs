@@ -10,7 +10,7 @@ use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 use crate::config::{Config, FilterConfig, Protocol};
-use crate::filter::{FilterChain, FilterFolder, FilterHost};
+use crate::filter::{FilterChain, FilterFolder, FilterHost, LoadedSet};
 use crate::http::route::{Route, RouteTable};
 use crate::upstream::ClusterSet;
 
@@ -30,6 +30,8 @@ pub struct ListenerRuntime {
 pub struct ChainLoader {
     pub host: Option<Arc<FilterHost>>,
     folders: Mutex<HashMap<PathBuf, Weak<FilterFolder>>>,
+    /// Chain filters of the snapshot in force, reused when unchanged.
+    loaded: LoadedSet,
 }
 
 impl ChainLoader {
@@ -37,12 +39,15 @@ impl ChainLoader {
         Self {
             host: Some(host),
             folders: Mutex::default(),
+            loaded: LoadedSet::default(),
         }
     }
 
     async fn chain(&self, filters: &[FilterConfig]) -> FilterChain {
         match &self.host {
-            Some(host) if !filters.is_empty() => FilterChain::load(host, filters).await,
+            Some(host) if !filters.is_empty() => {
+                FilterChain::load_reusing(host, filters, &self.loaded).await
+            }
             _ => FilterChain::empty(),
         }
     }
@@ -84,6 +89,10 @@ impl Snapshot {
         previous: Option<&Snapshot>,
         loader: &ChainLoader,
     ) -> Snapshot {
+        if let Some(host) = &loader.host {
+            // Filters check the cluster names they route to at configure time.
+            host.set_clusters(config.clusters.iter().map(|c| c.name.as_str()));
+        }
         let mut listeners = HashMap::new();
         for listener in &config.listeners {
             if listener.protocol == Protocol::Tcp {

@@ -57,6 +57,7 @@
 mod abi;
 mod body;
 mod callout;
+pub mod clusters;
 pub mod config;
 mod export;
 mod filter;

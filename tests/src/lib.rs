@@ -25,13 +25,18 @@
 
 pub mod assemblyscript;
 mod client;
+pub mod collector;
+mod faulty;
 mod gateway;
+mod metrics;
 pub mod tls;
 mod upstream;
 pub mod wasm;
 
 pub use client::{Http1Client, Http2Client, Reply};
+pub use faulty::{one_route_config, Fault, FaultyUpstream, Got};
 pub use gateway::{binary, check_config, Gateway};
+pub use metrics::Scrape;
 pub use upstream::{Received, Upstream};
 
 /// How long any single wait in a test may take before it fails.

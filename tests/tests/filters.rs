@@ -165,6 +165,46 @@ async fn a_whole_response_body_is_buffered_and_rewritten() {
 }
 
 #[tokio::test]
+async fn a_body_grown_by_a_filter_that_leaves_content_length_is_framed_by_its_real_length() {
+    let up = Upstream::start("up").await;
+    let gateway = Gateway::start(&config(
+        &up,
+        None,
+        &filter("append", "tw-body-rewrite", Some("append:+tail")),
+    ))
+    .await;
+    for mut client in [None, Some(gateway.http2("web").await)] {
+        // The upstream answers an upload with the length it received.
+        let upload = Request::post("/upload")
+            .header("content-length", "5")
+            .body(Full::new(Bytes::from_static(b"hello")))
+            .expect("request");
+        let reply = match client.as_mut() {
+            Some(h2) => h2.send(upload).await,
+            None => gateway.http1("web").await.send(upload).await,
+        };
+        assert_eq!(reply.status, 200);
+        // 5 + "+tail" arrived upstream; the answer grew by "+tail" too.
+        assert_eq!(reply.text(), "10+tail");
+        // A streamed answer, larger than one read.
+        let reply = match client.as_mut() {
+            Some(h2) => h2.get("/download/300000").await,
+            None => gateway.http1("web").await.get("/download/300000").await,
+        };
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body.len(), 300_005);
+        assert!(reply.body.ends_with(b"+tail"));
+        if let Some(length) = reply.header("content-length") {
+            assert_eq!(length, "300005");
+        }
+    }
+    // On HTTP/1.1 the keep-alive connection stays in step.
+    let mut client = gateway.http1("web").await;
+    assert_eq!(client.get("/download/10").await.body.len(), 15);
+    assert_eq!(client.get("/small").await.text(), "up+tail");
+}
+
+#[tokio::test]
 async fn shared_data_counts_requests_across_instances() {
     let up = Upstream::start("up").await;
     let chain = filter("counter", "tw-shared-counter", None) + "instances = 4\n";

@@ -144,3 +144,54 @@ async fn with_request_isolation_a_trap_costs_no_other_request_anything() {
     }
     assert_eq!(up.received().len(), 40);
 }
+
+#[tokio::test]
+async fn under_load_a_few_traps_cost_only_requests_paused_in_the_trapped_instance() {
+    let up = Upstream::start("up").await;
+    let gateway = gateway_with("loop", "closed", &up).await;
+    // 32 keep-alive connections, 20 requests each, each request paused in
+    // the filter's instance while the upstream takes 20 ms.
+    let mut load = Vec::new();
+    for _ in 0..32 {
+        let mut client = gateway.http1("web").await;
+        load.push(tokio::spawn(async move {
+            let mut failed = 0;
+            for _ in 0..20 {
+                if client.get("/slow/20").await.status != 200 {
+                    failed += 1;
+                }
+            }
+            failed
+        }));
+    }
+    // Three attacks while the load runs, each past its deadline.
+    assert!(up.wait_for_requests(64).await, "load started");
+    let mut attacker = gateway.http1("web").await;
+    for _ in 0..3 {
+        assert_eq!(attacker.send(attack()).await.status, 503);
+    }
+    let mut innocent_failed = 0;
+    for task in load {
+        innocent_failed += task.await.expect("task");
+    }
+    println!(
+        "innocent requests failed by 3 traps under 32-connection load: {innocent_failed} of 640"
+    );
+    // Only requests bound to a trapped instance at its trap may fail: with
+    // one instance per worker, at most the 32 in flight, per trap.
+    assert!(innocent_failed <= 3 * 32, "{innocent_failed}");
+    // The traps counted once each, interleaved with successes: the filter
+    // was never taken out of service, and serves everyone now.
+    assert!(
+        !gateway
+            .logs()
+            .iter()
+            .any(|l| l.contains("taken out of service")),
+        "{:?}",
+        gateway.logs()
+    );
+    let mut client = gateway.http1("web").await;
+    for _ in 0..10 {
+        assert_eq!(client.get("/ping").await.status, 200);
+    }
+}

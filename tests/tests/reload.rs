@@ -102,3 +102,76 @@ async fn sighup_reload_starts_and_stops_listeners() {
     let mut web = gateway.http1("web").await;
     assert_eq!(web.get("/ping").await.text(), "a");
 }
+
+/// A listener whose every response gets `x-out: STAMP` from a filter, in a
+/// gateway sized for exactly one set of filter instances.
+fn stamped(up: &Upstream, stamp: &str, route: &str) -> String {
+    format!(
+        r#"
+        [runtime]
+        workers = 1
+        [wasm]
+        max_instances = 1
+        [[listener]]
+        name = "web"
+        protocol = "http"
+        address = "127.0.0.1:0"
+        [[listener.filter]]
+        name = "stamp"
+        path = "{}"
+        config = '{{"response_header": ["x-out", "{stamp}"]}}'
+        [[listener.route]]
+        path_prefix = "{route}"
+        cluster = "up"
+        [[cluster]]
+        name = "up"
+        endpoints = ["{}"]
+        "#,
+        gateway_tests::wasm::path("tw-header-mutation").display(),
+        up.addr
+    )
+}
+
+#[tokio::test]
+async fn an_unchanged_filter_carries_over_a_reload_within_max_instances() {
+    let up = Upstream::start("up").await;
+    let gateway = Gateway::start(&stamped(&up, "one", "/")).await;
+    let mut client = gateway.http1("web").await;
+    assert_eq!(client.get("/x").await.header("x-out"), Some("one"));
+
+    // A route change: the filter is the same and keeps its instance, so a
+    // gateway with room for one instance reloads fine, again and again.
+    for round in 0..3 {
+        let route = if round % 2 == 0 { "/x" } else { "/" };
+        gateway.rewrite_config(&stamped(&up, "one", route));
+        assert!(
+            gateway.wait_for_log_count("config reloaded", round + 1, WAIT),
+            "{:?}",
+            gateway.logs()
+        );
+        let reply = client.get("/x").await;
+        assert_eq!(reply.status, 200, "round {round}: {}", reply.text());
+        assert_eq!(reply.header("x-out"), Some("one"), "round {round}");
+    }
+    assert!(
+        !gateway.logs().iter().any(|l| l.contains("max_instances")),
+        "{:?}",
+        gateway.logs()
+    );
+}
+
+#[tokio::test]
+async fn a_changed_filter_config_is_loaded_anew_on_reload() {
+    let up = Upstream::start("up").await;
+    let mut config = stamped(&up, "one", "/");
+    // Room for the new instance while the old one still serves.
+    config = config.replace("max_instances = 1", "max_instances = 4");
+    let gateway = Gateway::start(&config).await;
+    let mut client = gateway.http1("web").await;
+    assert_eq!(client.get("/x").await.header("x-out"), Some("one"));
+    gateway.rewrite_config(
+        &stamped(&up, "two", "/").replace("max_instances = 1", "max_instances = 4"),
+    );
+    assert!(gateway.wait_for_log("config reloaded", WAIT));
+    assert_eq!(client.get("/x").await.header("x-out"), Some("two"));
+}

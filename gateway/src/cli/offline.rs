@@ -42,5 +42,12 @@ pub(super) fn host(
     config: &FilterHostConfig,
     clusters: Vec<String>,
 ) -> anyhow::Result<Arc<FilterHost>> {
-    FilterHost::new(config, Arc::new(NoCallouts { clusters }))
+    let host = FilterHost::new(
+        config,
+        Arc::new(NoCallouts {
+            clusters: clusters.clone(),
+        }),
+    )?;
+    host.set_clusters(clusters.iter().map(String::as_str));
+    Ok(host)
 }

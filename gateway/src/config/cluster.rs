@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::health_check::HealthCheckConfig;
+use super::retry::{CircuitBreakerConfig, RetryBudgetConfig, RetryConfig};
 use super::tls::UpstreamTlsConfig;
 use super::traffic::EndpointConfig;
 
@@ -37,6 +38,14 @@ pub struct ClusterConfig {
     /// Time until the upstream's response headers arrive; then 504.
     #[serde(default = "default_request_timeout", with = "crate::config::duration")]
     pub request_timeout: Duration,
+    /// Longest the upstream may go without sending response body data
+    /// once the body has begun (nginx's `proxy_read_timeout`); then the
+    /// response is cut. 0s: no limit.
+    #[serde(
+        default = "default_response_idle_timeout",
+        with = "crate::config::duration"
+    )]
+    pub response_idle_timeout: Duration,
     /// Pooled keep-alive connections unused this long are closed.
     #[serde(default = "default_idle_timeout", with = "crate::config::duration")]
     pub idle_timeout: Duration,
@@ -52,6 +61,13 @@ pub struct ClusterConfig {
     /// Speak TLS to the endpoints.
     #[serde(default)]
     pub tls: Option<UpstreamTlsConfig>,
+    /// Retries, their budget and the overload limits (`config::retry`).
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub retry_budget: RetryBudgetConfig,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
 
     // === health and balancing (docs/traffic.md, config/traffic.rs) ===
     /// Passive health: consecutive resets (connection lost before the
@@ -88,6 +104,9 @@ fn default_connect_timeout() -> Duration {
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(15)
+}
+fn default_response_idle_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(60)

@@ -30,7 +30,7 @@ pub enum FailurePolicy {
 }
 
 /// One filter in a chain: TOML `[[listener.filter]]` / `[[listener.route.filter]]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     pub name: String,

@@ -95,6 +95,25 @@ pub struct HttpLimitsConfig {
     /// (HAProxy's `timeout http-request`); over it: 408.
     #[serde(with = "humantime_serde")]
     pub request_read_timeout: Duration,
+    /// Longest a write to the client may wait for the client to read
+    /// (nginx's `send_timeout`); then the connection is closed. 0s: no limit.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
+    /// An upgraded connection (WebSocket) with no byte either way for this
+    /// long is closed (HAProxy's `timeout tunnel`). 0s: no limit.
+    #[serde(with = "humantime_serde")]
+    pub tunnel_idle_timeout: Duration,
+    /// HTTP/2 PING sent after this long without a frame from the client; a
+    /// client that does not answer within `h2_keepalive_timeout` is
+    /// disconnected. 0s: no PINGs.
+    #[serde(with = "humantime_serde")]
+    pub h2_keepalive_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub h2_keepalive_timeout: Duration,
+    /// TCP keepalive probes after this long without traffic, so a peer that
+    /// vanished without a FIN or RST is noticed. 0s: off.
+    #[serde(with = "humantime_serde")]
+    pub tcp_keepalive: Duration,
     /// Normalise request paths before routing (dot segments, merged
     /// slashes, unreserved escapes decoded); routes, filters and the
     /// upstream all see the normal form. Off: paths are used as received.
@@ -119,6 +138,11 @@ impl Default for HttpLimitsConfig {
             idle_timeout: Duration::from_secs(60),
             body_read_timeout: Duration::from_secs(60),
             request_read_timeout: Duration::from_secs(300),
+            send_timeout: Duration::from_secs(60),
+            tunnel_idle_timeout: Duration::from_secs(3600),
+            h2_keepalive_interval: Duration::from_secs(60),
+            h2_keepalive_timeout: Duration::from_secs(20),
+            tcp_keepalive: Duration::from_secs(60),
             normalize_path: true,
             max_header_bytes: 64 * 1024,
             max_headers: 100,
@@ -160,6 +184,9 @@ pub struct RouteConfig {
     /// Overrides the cluster's request timeout for this route.
     #[serde(default, with = "crate::config::duration::option")]
     pub timeout: Option<Duration>,
+    /// This route's retry policy, replacing the cluster's `[cluster.retry]`.
+    #[serde(default)]
+    pub retry: Option<super::RetryConfig>,
     /// Filters run for this route only, after the listener's chain.
     #[serde(default, rename = "filter")]
     pub filters: Vec<FilterConfig>,

@@ -1,6 +1,7 @@
 //! Configuration: one TOML file, typed serde structs, validated whole
 //! before anything starts. Every error names the file, line, column and key.
 
+mod access_log;
 mod admin;
 mod cluster;
 pub mod duration;
@@ -12,7 +13,9 @@ mod health_check;
 mod listener;
 pub mod pem;
 mod plugin_config;
+mod retry;
 mod tls;
+mod tracing;
 mod traffic;
 mod validate;
 
@@ -21,17 +24,20 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use access_log::{AccessLogField, AccessLogTemplate, TemplatePiece};
 pub use admin::AdminConfig;
 pub use cluster::{BalancePolicy, ClusterConfig};
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
 pub use health_check::{CheckKind, HealthCheckConfig};
 pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};
+pub use retry::{CircuitBreakerConfig, RetryBudgetConfig, RetryConfig, RetryOn};
 pub use tls::{
     name_matches, CertificateConfig, ClientAuth, ListenerTlsConfig, SniRouteConfig, TcpProxyConfig,
     UpstreamTlsConfig,
 };
 pub use traffic::{EndpointConfig, WeightedEndpoint};
+pub use tracing::TracingConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -43,6 +49,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     #[serde(default)]
     pub access_log: AccessLogConfig,
+    #[serde(default)]
+    pub tracing: TracingConfig,
     #[serde(default)]
     pub wasm: FilterHostConfig,
     #[serde(default, rename = "listener")]
@@ -84,6 +92,11 @@ pub struct AccessLogConfig {
     pub format: AccessLogFormat,
     /// A file to append to (reopened on SIGUSR1); stderr when absent.
     pub path: Option<PathBuf>,
+    /// What each line holds, in order (JSON keys; text `name=value`).
+    pub fields: Vec<AccessLogField>,
+    /// Text lines laid out nginx-style (`$client "$method $path" $status`),
+    /// instead of `fields`.
+    pub template: Option<AccessLogTemplate>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -100,6 +113,8 @@ impl Default for AccessLogConfig {
             enabled: true,
             format: AccessLogFormat::Text,
             path: None,
+            fields: AccessLogField::DEFAULT.to_vec(),
+            template: None,
         }
     }
 }

@@ -19,6 +19,28 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
         }
     }
 
+    let log = &config.access_log;
+    if log.template.is_some() && log.format != super::AccessLogFormat::Text {
+        let span = super::tracing::key_span(text, "access_log", "template");
+        err(
+            span,
+            "access_log.template".into(),
+            "a template lays out text lines: set format = \"text\" or remove it".into(),
+        );
+    }
+    if log.fields.is_empty() && log.template.is_none() {
+        let span = super::tracing::key_span(text, "access_log", "fields");
+        err(
+            span,
+            "access_log.fields".into(),
+            "must name at least one field".into(),
+        );
+    }
+    for (key, message) in config.tracing.problems() {
+        let span = super::tracing::key_span(text, "tracing", key);
+        err(span, format!("tracing.{key}"), message);
+    }
+
     let mut clusters = HashSet::new();
     for (i, cluster) in config.clusters.iter().enumerate() {
         let key = format!("cluster[{i}]");

@@ -34,6 +34,10 @@ pub struct ChainRun {
     /// This request's callouts in flight; made on the first one.
     calls: Option<Callouts>,
     finished: bool,
+    /// The request's span, parent of the filter call spans (tracing on).
+    trace: Option<opentelemetry::Context>,
+    /// The filter that answered the request itself, if one did.
+    answered_by: Option<usize>,
 }
 
 impl std::fmt::Debug for FilterChain {
@@ -59,6 +63,18 @@ impl FilterChain {
         let loaded = super::loading::load_all(host, filters.iter().cloned()).await;
         FilterChain {
             filters: loaded.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// As [`load`](Self::load), carrying over the filters of `previous`
+    /// (the configuration in force) that did not change.
+    pub async fn load_reusing(
+        host: &Arc<FilterHost>,
+        filters: &[FilterConfig],
+        previous: &super::loading::LoadedSet,
+    ) -> FilterChain {
+        FilterChain {
+            filters: previous.load_all(host, filters).await.into(),
         }
     }
 
@@ -105,6 +121,8 @@ impl FilterChain {
             core: Arc::new(Mutex::new(core)),
             calls: None,
             finished: false,
+            trace: None,
+            answered_by: None,
         })
     }
 }
@@ -133,15 +151,49 @@ impl ChainRun {
         }
     }
 
+    /// Makes filter calls children of the request's span.
+    pub fn set_trace(&mut self, trace: Option<&crate::trace::RequestTrace>) {
+        self.trace = trace.map(|t| t.context().clone());
+    }
+
+    /// The name of the filter that answered the request itself, if any.
+    pub fn answered_by(&self) -> Option<String> {
+        let i = self.answered_by?;
+        Some(self.core().filters.get(i)?.name().to_string())
+    }
+
     /// Runs `phase` on filter `i`, waiting out a pause.
     async fn step(&mut self, i: usize, dir: Dir, phase: Phase) -> Result<(), http::Response<Body>> {
+        let mut span = self.call_span(i, dir, phase);
         let step = self.core().call(i, dir, phase);
         self.dispatch_calls();
-        match step {
+        let result = match step {
             Step::Continue => Ok(()),
             Step::Respond(r) => Err(r),
             Step::Pause => self.wait(i, dir).await,
+        };
+        if let Err(r) = &result {
+            self.answered_by = Some(i);
+            span.answered(r.status().as_u16());
         }
+        result
+    }
+
+    /// The span of one filter callback (nothing when tracing is off).
+    fn call_span(&self, i: usize, dir: Dir, phase: Phase) -> crate::trace::FilterCall {
+        let name = match self.trace {
+            Some(_) => self.core().filters[i].name().to_string(),
+            None => String::new(),
+        };
+        let phase = match (dir, phase) {
+            (Dir::Request, Phase::Headers(..)) => "request_headers",
+            (Dir::Request, Phase::Body(..)) => "request_body",
+            (Dir::Request, Phase::Trailers(..)) => "request_trailers",
+            (Dir::Response, Phase::Headers(..)) => "response_headers",
+            (Dir::Response, Phase::Body(..)) => "response_body",
+            (Dir::Response, Phase::Trailers(..)) => "response_trailers",
+        };
+        crate::trace::FilterCall::start(self.trace.as_ref(), &name, phase)
     }
 
     /// Waits until filter `i` resumes the stream (after a callout answer,
@@ -207,6 +259,7 @@ impl ChainRun {
         for i in 0..n {
             let bound = self.core().bind(i);
             if let Some(r) = bound {
+                self.answered_by = Some(i);
                 return Err(r);
             }
             let count = self
@@ -220,7 +273,9 @@ impl ChainRun {
         if let Some(s) = self.core().stream.as_deref() {
             convert::apply_request(&s.request_headers, &mut parts);
         }
+        let reframe = self.body_may_change(&body, Dir::Request);
         let body = self.body(body, Dir::Request).await?;
+        reframe_if_whole(reframe, &mut parts.headers, &body);
         Ok(http::Request::from_parts(parts, body))
     }
 
@@ -271,10 +326,19 @@ impl ChainRun {
             convert::apply_response(&s.response_headers, &mut parts);
             s.response_code = Some(parts.status.as_u16());
         }
+        let reframe = self.body_may_change(&body, Dir::Response);
         match self.body(body, Dir::Response).await {
-            Ok(body) => http::Response::from_parts(parts, body),
+            Ok(body) => {
+                reframe_if_whole(reframe, &mut parts.headers, &body);
+                http::Response::from_parts(parts, body)
+            }
             Err(r) => r,
         }
+    }
+
+    /// Whether a filter will see (and so may resize) this body.
+    fn body_may_change(&self, body: &Body, dir: Dir) -> bool {
+        !body.is_end_stream() && self.core().wants_body(dir)
     }
 
     /// Runs body callbacks: the first chunks here (so a buffering filter
@@ -321,6 +385,19 @@ impl ChainRun {
             self.finished = true;
             self.core().finish();
         }
+    }
+}
+
+/// A body a filter saw and that is now whole (a filter buffered it) is
+/// framed by its real length, whether or not the filter removed a stale
+/// `content-length` as our SDK does: the header goes and the HTTP layer
+/// writes the exact length. A body still streaming keeps the header; a
+/// filter that resizes chunks as they pass must remove it (our SDK does),
+/// or the mismatch ends the message in error instead of desynchronising
+/// the connection.
+fn reframe_if_whole(may_change: bool, headers: &mut http::HeaderMap, body: &Body) {
+    if may_change && body.size_hint().exact().is_some() {
+        headers.remove(http::header::CONTENT_LENGTH);
     }
 }
 

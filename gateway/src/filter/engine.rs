@@ -29,6 +29,8 @@ pub struct HostShared {
     pub queues: Queues,
     pub metrics: MetricRegistry,
     pub callouts: Arc<dyn CalloutClient>,
+    /// What `gateway.clusters` lists; set by whoever loads a configuration.
+    pub clusters: super::clusters::ClusterNames,
 }
 
 /// One per process: runs every filter.
@@ -43,6 +45,12 @@ pub struct FilterHost {
 }
 
 impl FilterHost {
+    /// Sets the cluster names filters see (`gateway.clusters`): call it
+    /// before loading a configuration's filters.
+    pub fn set_clusters<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        self.shared.clusters.set(names);
+    }
+
     pub fn new(
         cfg: &FilterHostConfig,
         callouts: Arc<dyn CalloutClient>,
@@ -71,6 +79,7 @@ impl FilterHost {
             queues: Queues::default(),
             metrics: MetricRegistry::default(),
             callouts,
+            clusters: Default::default(),
         });
         // The names the linker defines, so unknown imports can be stubbed.
         let mut probe = Store::new(

@@ -44,3 +44,63 @@ pub(crate) async fn load_one(host: &Arc<FilterHost>, config: FilterConfig) -> Lo
         Err(e) => LoadedFilter::unavailable(host, &config, format!("load task failed: {e}")),
     }
 }
+
+/// The filters of the configuration in force, for the next reload: a filter
+/// whose configuration and module are unchanged carries over with its
+/// instances and their state, as Envoy keeps a VM whose configuration did
+/// not change. Loading it again would also hold two sets of instances at
+/// once, which a `max_instances` sized for one set cannot take.
+#[derive(Default)]
+pub struct LoadedSet {
+    filters: std::sync::Mutex<Vec<std::sync::Weak<LoadedFilter>>>,
+}
+
+impl LoadedSet {
+    /// A loaded filter of the configuration in force with exactly `config`
+    /// and the same module bytes on disk.
+    async fn reusable(
+        &self,
+        host: &Arc<FilterHost>,
+        config: &FilterConfig,
+    ) -> Option<Arc<LoadedFilter>> {
+        // Taken out of the set: two chains with the same filter each had
+        // their own, and each gets its own again.
+        let candidate = {
+            let mut kept = self.filters.lock().unwrap_or_else(|p| p.into_inner());
+            let at = kept.iter().position(|f| {
+                f.upgrade().is_some_and(|f| {
+                    f.is_loaded() && f.config == *config && Arc::ptr_eq(f.host(), host)
+                })
+            })?;
+            kept.swap_remove(at).upgrade()?
+        };
+        let check = candidate.clone();
+        let unchanged = tokio::task::spawn_blocking(move || check.module_unchanged())
+            .await
+            .unwrap_or(false);
+        unchanged.then_some(candidate)
+    }
+
+    /// Loads `configs` (in order), reusing what can be reused, and keeps the
+    /// result for the next reload.
+    pub(crate) async fn load_all(
+        &self,
+        host: &Arc<FilterHost>,
+        configs: &[FilterConfig],
+    ) -> Vec<Arc<LoadedFilter>> {
+        let loaded = futures_util::future::join_all(configs.iter().map(|c| async move {
+            match self.reusable(host, c).await {
+                Some(filter) => {
+                    tracing::debug!(filter = %c.name, "unchanged: kept across the reload");
+                    filter
+                }
+                None => Arc::new(load_one(host, c.clone()).await),
+            }
+        }))
+        .await;
+        let mut kept = self.filters.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|f| f.strong_count() > 0);
+        kept.extend(loaded.iter().map(Arc::downgrade));
+        loaded
+    }
+}

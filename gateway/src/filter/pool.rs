@@ -232,9 +232,15 @@ impl LoadedFilter {
     }
 
     /// A guest call failed: the instance is discarded (its slot refilled on
-    /// next need) and the failure counted.
+    /// next need) and the failure counted once per trap. The other requests
+    /// bound to that instance fail at their next call with it; they report
+    /// the same fault again, which is not counted: a handful of trapping
+    /// requests must not look like a filter that keeps failing.
     pub fn fault(&self, cell: &Arc<InstanceCell>, fault: &GuestFault) {
-        cell.dead.store(true, Ordering::Relaxed);
+        if cell.dead.swap(true, Ordering::Relaxed) {
+            tracing::debug!(filter = %self.config.name, "request bound to a discarded instance: {}", fault.0);
+            return;
+        }
         for slot in self.slots.iter().flatten() {
             let current = slot.load();
             if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, cell)) {
@@ -309,6 +315,20 @@ impl LoadedFilter {
     /// Whether the module compiled and its VM started.
     pub fn is_loaded(&self) -> bool {
         self.code.is_some()
+    }
+
+    /// Whether the file still holds the module this was loaded from
+    /// (blocking: reads and hashes it).
+    pub fn module_unchanged(&self) -> bool {
+        read_capped(&self.config.path, self.host.config.max_module_size.as_u64())
+            .map(|wasm| {
+                let digest: String = Sha256::digest(&wasm)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                digest == self.sha256
+            })
+            .unwrap_or(false)
     }
 
     /// The sha256 of the module bytes it was loaded from (empty if it

@@ -44,6 +44,9 @@ pub fn get(state: &HostState, path: &[u8]) -> Result<Vec<u8>, PropertyError> {
         [b"plugin_name"] => return Ok(f.config.name.as_bytes().to_vec()),
         [b"plugin_root_id"] => return Ok(f.root_id.as_bytes().to_vec()),
         [b"plugin_vm_id"] => return Ok(f.vm_id.as_bytes().to_vec()),
+        // Readable from the root context too, so `on_configure` can check
+        // the cluster names in its configuration.
+        [b"gateway", b"clusters"] => return Ok(state.host.clusters.encoded()),
         _ => {}
     }
     // The rest belong to a request, visible from its own context only.
@@ -146,6 +149,12 @@ pub fn set(state: &mut HostState, path: &[u8], value: &[u8]) -> Result<(), Prope
     match segs.as_slice() {
         [b"gateway", b"upstream"] => {
             let name = std::str::from_utf8(value).map_err(|_| PropertyError::BadArgument)?;
+            if !name.is_empty() {
+                state
+                    .host
+                    .clusters
+                    .check_choice(&state.filter.config.name, name);
+            }
             // An empty value clears the choice.
             stream.upstream = (!name.is_empty()).then(|| name.to_string());
             Ok(())

@@ -15,7 +15,8 @@ use http::HeaderValue;
 use http_body::{Frame, SizeHint};
 
 use super::exchange::Exchange;
-use crate::access_log;
+use crate::access_log::{self, Layout};
+use crate::config::{AccessLogField, TemplatePiece};
 use crate::http::body::{Body, BoxError};
 use crate::http::request_body::BodyProgress;
 use crate::metrics::requests::RequestLabels;
@@ -36,6 +37,16 @@ pub struct AccessRecord {
     pub error: Option<&'static str>,
     /// Request body bytes, counted as they stream (none without a body).
     pub bytes_in: Option<Arc<BodyProgress>>,
+    /// The downstream connection (TLS version, SNI).
+    pub conn: Arc<crate::http::service::ConnInfo>,
+    /// Time to get a connection to the upstream (pooled: near zero).
+    pub upstream_connect: Option<std::time::Duration>,
+    /// From sending the request to the upstream's response head.
+    pub upstream_header: Option<std::time::Duration>,
+    /// The filter that answered the request itself.
+    pub filter: Option<String>,
+    /// The request's trace id, when tracing is on.
+    pub trace_id: Option<String>,
 }
 
 impl AccessRecord {
@@ -65,9 +76,10 @@ impl AccessRecord {
             bytes_out,
             completed,
         };
+        let layout = access_log::layout();
         match access_log::format() {
-            access_log::Format::Text => access_log::write(|buf| line.text(buf)),
-            access_log::Format::Json => access_log::write(|buf| line.json(buf)),
+            access_log::Format::Text => access_log::write(|buf| line.text(&layout, buf)),
+            access_log::Format::Json => access_log::write(|buf| line.json(&layout, buf)),
         }
     }
 }
@@ -82,55 +94,133 @@ struct Line<'a> {
     completed: bool,
 }
 
+/// One field's value, borrowed from the record where possible.
+enum Value<'a> {
+    Text(&'a str),
+    Shown(String),
+    Number(u64),
+    Flag(bool),
+    Missing,
+}
+
 impl Line<'_> {
-    fn text(&self, buf: &mut Vec<u8>) {
+    fn value(&self, field: AccessLogField) -> Value<'_> {
+        use AccessLogField as F;
         let r = self.record;
         let l = self.labels;
-        let _ = write!(
-            buf,
-            "{} access listener={} id={} client={} method={} path={} protocol={:?} status={} \
-             route={} cluster={} endpoint={} error={} duration_us={} bytes_in={} bytes_out={} completed={}",
-            humantime::format_rfc3339_micros(std::time::SystemTime::now()),
-            l.listener,
-            r.id.to_str().unwrap_or("-"),
-            r.client,
-            r.method,
-            r.uri.path(),
-            r.version,
-            l.status,
-            l.route.as_deref().unwrap_or("-"),
-            l.cluster.as_deref().unwrap_or("-"),
-            r.endpoint.as_deref().unwrap_or("-"),
-            r.error.unwrap_or("-"),
-            self.duration_us,
-            self.bytes_in,
-            self.bytes_out,
-            self.completed,
-        );
+        let micros = |d: Option<std::time::Duration>| {
+            d.map_or(Value::Missing, |d| Value::Number(d.as_micros() as u64))
+        };
+        match field {
+            F::Time => Value::Shown(
+                humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+            ),
+            F::Listener => Value::Text(&l.listener),
+            F::Id => Value::Text(r.id.to_str().unwrap_or("-")),
+            F::Client => Value::Shown(r.client.to_string()),
+            F::Method => Value::Text(r.method.as_str()),
+            F::Path => Value::Text(r.uri.path()),
+            F::Query => text(r.uri.query()),
+            F::Protocol => Value::Text(protocol(r.version)),
+            F::Status => Value::Number(u64::from(l.status)),
+            F::Route => text(l.route.as_deref()),
+            F::Cluster => text(l.cluster.as_deref()),
+            F::Endpoint => text(r.endpoint.as_deref()),
+            F::Error => text(r.error),
+            F::DurationUs => Value::Number(self.duration_us),
+            F::BytesIn => Value::Number(self.bytes_in),
+            F::BytesOut => Value::Number(self.bytes_out),
+            F::Completed => Value::Flag(self.completed),
+            F::UpstreamConnectUs => micros(r.upstream_connect),
+            F::UpstreamHeaderUs => micros(r.upstream_header),
+            F::Filter => text(r.filter.as_deref()),
+            // Spelled as OpenSSL (and nginx's `$ssl_protocol`): `TLSv1.3`.
+            F::TlsVersion => r
+                .conn
+                .tls_version
+                .as_ref()
+                .map_or(Value::Missing, |v| Value::Shown(v.replace('_', "."))),
+            F::Sni => text(r.conn.sni.as_deref()),
+            F::TraceId => text(r.trace_id.as_deref()),
+        }
     }
 
-    fn json(&self, buf: &mut Vec<u8>) {
-        let r = self.record;
-        let l = self.labels;
-        let value = serde_json::json!({
-            "time": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
-            "listener": &*l.listener,
-            "id": r.id.to_str().unwrap_or("-"),
-            "client": r.client.to_string(),
-            "method": r.method.as_str(),
-            "path": r.uri.path(),
-            "protocol": format!("{:?}", r.version),
-            "status": l.status,
-            "route": l.route.as_deref(),
-            "cluster": l.cluster.as_deref(),
-            "endpoint": r.endpoint.as_deref(),
-            "error": r.error,
-            "duration_us": self.duration_us,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "completed": self.completed,
-        });
-        let _ = serde_json::to_writer(&mut *buf, &value);
+    /// `[time] access name=value ...`, or the template filled in.
+    fn text(&self, layout: &Layout, buf: &mut Vec<u8>) {
+        if let Some(pieces) = &layout.template {
+            for piece in pieces {
+                match piece {
+                    TemplatePiece::Text(t) => buf.extend_from_slice(t.as_bytes()),
+                    TemplatePiece::Field(f) => write_text(buf, &self.value(*f)),
+                }
+            }
+            return;
+        }
+        // The `access` marker sets these lines apart from the gateway's
+        // own log lines on stderr.
+        let mut marked = false;
+        for (i, field) in layout.fields.iter().enumerate() {
+            if i > 0 {
+                buf.push(b' ');
+            }
+            if *field == AccessLogField::Time {
+                write_text(buf, &self.value(*field));
+                if !marked {
+                    buf.extend_from_slice(b" access");
+                    marked = true;
+                }
+                continue;
+            }
+            if !marked {
+                buf.extend_from_slice(b"access ");
+                marked = true;
+            }
+            let _ = write!(buf, "{}=", field.name());
+            write_text(buf, &self.value(*field));
+        }
+    }
+
+    /// One JSON object, keys in the chosen order.
+    fn json(&self, layout: &Layout, buf: &mut Vec<u8>) {
+        buf.push(b'{');
+        for (i, field) in layout.fields.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            let _ = write!(buf, "\"{}\":", field.name());
+            let _ = match self.value(*field) {
+                Value::Text(t) => serde_json::to_writer(&mut *buf, t),
+                Value::Shown(t) => serde_json::to_writer(&mut *buf, &t),
+                Value::Number(n) => serde_json::to_writer(&mut *buf, &n),
+                Value::Flag(b) => serde_json::to_writer(&mut *buf, &b),
+                Value::Missing => serde_json::to_writer(&mut *buf, &()),
+            };
+        }
+        buf.push(b'}');
+    }
+}
+
+fn text(v: Option<&str>) -> Value<'_> {
+    v.map_or(Value::Missing, Value::Text)
+}
+
+fn write_text(buf: &mut Vec<u8>, value: &Value<'_>) {
+    let _ = match value {
+        Value::Text(t) => buf.write_all(t.as_bytes()),
+        Value::Shown(t) => buf.write_all(t.as_bytes()),
+        Value::Number(n) => write!(buf, "{n}"),
+        Value::Flag(b) => write!(buf, "{b}"),
+        Value::Missing => buf.write_all(b"-"),
+    };
+}
+
+fn protocol(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
     }
 }
 

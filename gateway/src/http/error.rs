@@ -52,9 +52,9 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::UnknownCluster(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Upstream(UpstreamError::NoHealthyEndpoint { .. }) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::Upstream(
+                UpstreamError::NoHealthyEndpoint { .. } | UpstreamError::Overloaded { .. },
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream(
                 UpstreamError::Connect { .. }
                 | UpstreamError::Protocol { .. }
@@ -74,6 +74,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::Upstream(UpstreamError::NoHealthyEndpoint { .. }) => "no_healthy_endpoint",
             ProxyError::Upstream(UpstreamError::Connect { .. }) => "upstream_connect_failure",
+            ProxyError::Upstream(UpstreamError::Overloaded { .. }) => "upstream_overloaded",
             ProxyError::Upstream(UpstreamError::Protocol { .. } | UpstreamError::Http1 { .. }) => {
                 "upstream_failure"
             }
@@ -99,6 +100,9 @@ impl ProxyError {
             ProxyError::Upstream(
                 UpstreamError::Protocol { cluster, .. } | UpstreamError::Http1 { cluster, .. },
             ) => format!("upstream in cluster {cluster} failed\n"),
+            ProxyError::Upstream(UpstreamError::Overloaded { cluster, limit }) => {
+                format!("cluster {cluster} is overloaded ({})\n", limit.as_str())
+            }
         };
         let mut response = text_response(self.status(), text);
         if matches!(self, ProxyError::RequestTimeout | ProxyError::BadRequest(_)) {
@@ -106,6 +110,13 @@ impl ProxyError {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        if let ProxyError::Upstream(UpstreamError::Overloaded { limit, .. }) = self {
+            // Which circuit breaker refused it, for clients and operators.
+            response.headers_mut().insert(
+                "x-gateway-overloaded",
+                http::HeaderValue::from_static(limit.as_str()),
+            );
         }
         response
     }
@@ -152,6 +163,13 @@ mod tests {
                 503,
             ),
             (ProxyError::Upstream(connect), 502),
+            (
+                ProxyError::Upstream(UpstreamError::Overloaded {
+                    cluster: "c".into(),
+                    limit: crate::upstream::Limit::MaxPending,
+                }),
+                503,
+            ),
         ];
         for (error, status) in cases {
             assert_eq!(error.status().as_u16(), status, "{error}");

@@ -5,7 +5,8 @@
 //! 2. `authority`: one authority for routing, filters and the upstream;
 //! 3. listener and folder filters, request phase;
 //! 4. route chosen (table, or a filter's `gateway.upstream`), route filters;
-//! 5. `upstream`: endpoint, pooled connection, the exchange with it;
+//! 5. `upstream`: the cluster's circuit breaker, then the tries (endpoint,
+//!    pooled connection, the exchange with it) under the retry policy;
 //! 6. `respond`: response filters, innermost chain first;
 //! 7. `finish`: access line, metrics, filter contexts finished, the
 //!    connection's in-flight count released. `Drop` runs it too, so a
@@ -27,11 +28,15 @@ use super::route::{host_without_port, RouteAction};
 use super::service::ConnService;
 use crate::filter::{ChainRun, FilterChain, RequestMeta};
 use crate::state::{ListenerRuntime, Snapshot};
+use crate::upstream::breaker::Permit;
+use crate::upstream::retry::RetryPolicy;
 
 /// Where a request is going, once the route is known.
 struct Target {
     cluster: Arc<str>,
     timeout: Option<std::time::Duration>,
+    /// The route's retry policy; `None`: the cluster's.
+    retry: Option<Arc<RetryPolicy>>,
 }
 
 /// One request in flight.
@@ -40,10 +45,15 @@ pub(crate) struct Exchange {
     snapshot: Arc<Snapshot>,
     pub(crate) record: AccessRecord,
     runs: Vec<ChainRun>,
+    /// The request's span when tracing is on.
+    trace: Option<crate::trace::RequestTrace>,
     /// Bytes of the response body sent, and whether it was sent whole.
     pub(crate) bytes_out: u64,
     pub(crate) completed: bool,
     finished: bool,
+    /// Counts the request against its cluster's `max_requests` until the
+    /// exchange is over (its response body included).
+    admitted: Option<Permit>,
 }
 
 impl Exchange {
@@ -51,9 +61,11 @@ impl Exchange {
     pub(crate) fn start(conn: &ConnService, req: &Request<Incoming>) -> Exchange {
         conn.activity.request_started();
         let snapshot = conn.service.state.load_full();
+        let id = request_id(req, &snapshot);
+        let trace = crate::trace::RequestTrace::start(req, &conn.service.listener, &id);
         let record = AccessRecord {
             listener: conn.service.listener.clone(),
-            id: request_id(req, &snapshot),
+            id,
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
@@ -65,15 +77,22 @@ impl Exchange {
             endpoint: None,
             error: None,
             bytes_in: None,
+            conn: conn.conn.clone(),
+            upstream_connect: None,
+            upstream_header: None,
+            filter: None,
+            trace_id: None,
         };
         Exchange {
             conn: conn.clone(),
             snapshot,
             record,
             runs: Vec::new(),
+            trace,
             bytes_out: 0,
             completed: false,
             finished: false,
+            admitted: None,
         }
     }
 
@@ -183,6 +202,7 @@ impl Exchange {
             let target = Target {
                 cluster: Arc::from(cluster),
                 timeout: None,
+                retry: None,
             };
             return Ok(Routed::Forward(req, target));
         };
@@ -214,6 +234,7 @@ impl Exchange {
             Target {
                 cluster,
                 timeout: route.timeout,
+                retry: route.retry.clone(),
             },
         ))
     }
@@ -229,8 +250,12 @@ impl Exchange {
         let Some(mut run) = chain.start(self.meta()) else {
             return Ok((req, None));
         };
+        run.set_trace(self.trace.as_ref());
         let result = run.on_request(req).await;
         let steered = run.upstream_override();
+        if result.is_err() {
+            self.record.filter = run.answered_by();
+        }
         self.runs.push(run);
         result.map(|req| (req, steered))
     }
@@ -249,6 +274,7 @@ impl Exchange {
             .ok_or_else(|| ProxyError::UnknownCluster(target.cluster.to_string()))?
             .clone();
         self.record.cluster = Some(cluster.name_arc().clone());
+        self.admitted = Some(cluster.breaker.request()?);
         let upgrade = forward::upgrade_protocol(&req);
         let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let forwarded = Forwarded {
@@ -271,26 +297,39 @@ impl Exchange {
         });
 
         if let Some(downstream) = downstream_upgrade {
+            let mut attempt = crate::trace::UpstreamAttempt::start(
+                self.trace.as_mut(),
+                &target.cluster,
+                req.headers_mut(),
+            );
             let (endpoint, mut resp) = tokio::time::timeout(timeout, cluster.upgrade(req, key))
                 .await
                 .map_err(|_| timed_out(None))??;
+            attempt.endpoint(&endpoint);
+            attempt.response(resp.status().as_u16());
             self.record.endpoint = Some(endpoint);
             let upgraded = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
             if upgraded {
                 let upstream = hyper::upgrade::on(&mut resp);
-                tokio::spawn(forward::tunnel(downstream, upstream));
+                tokio::spawn(super::tunnel::tunnel(
+                    downstream,
+                    upstream,
+                    self.conn.service.limits.tunnel_idle_timeout,
+                    self.conn.permit.clone(),
+                ));
             }
             forward::from_upstream(&mut resp, upgraded);
             return Ok(resp.map(body::boxed));
         }
 
-        let conn = cluster.connect_keyed(key).await?;
-        let endpoint = conn.endpoint().clone();
-        let mut resp = match tokio::time::timeout(timeout, conn.send(req)).await {
-            Ok(result) => result?,
-            Err(_) => return Err(timed_out(Some(&endpoint))),
-        };
-        self.record.endpoint = Some(endpoint);
+        let policy = target.retry.as_ref().unwrap_or(&cluster.retry);
+        let outcome =
+            super::attempts::forward(&cluster, policy, req, key, timeout, self.trace.as_mut())
+                .await;
+        self.record.endpoint = outcome.endpoint;
+        self.record.upstream_connect = outcome.connect;
+        self.record.upstream_header = outcome.header;
+        let mut resp = outcome.result?;
         forward::from_upstream(&mut resp, false);
         Ok(resp)
     }
@@ -299,6 +338,9 @@ impl Exchange {
     async fn respond(&mut self, mut resp: Response<Body>) -> Response<Body> {
         for run in self.runs.iter_mut().rev() {
             resp = run.on_response(resp).await;
+            if self.record.filter.is_none() {
+                self.record.filter = run.answered_by();
+            }
         }
         resp
     }
@@ -329,12 +371,18 @@ impl Exchange {
             self.record.status = 499;
             self.record.error.get_or_insert("downstream_closed");
         }
+        if let Some(trace) = &self.trace {
+            let r = &self.record;
+            trace.finish(r.status, r.route.as_deref(), r.cluster.as_deref(), r.error);
+            self.record.trace_id = Some(trace.trace_id());
+        }
         self.record
             .emit(self.snapshot.access_log, self.bytes_out, self.completed);
         for mut run in self.runs.drain(..) {
             run.set_response_code(self.record.status);
             run.finish();
         }
+        self.admitted = None;
         self.conn.activity.request_done();
     }
 }

@@ -167,20 +167,6 @@ fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// Copies bytes both ways between an upgraded downstream and upstream.
-pub async fn tunnel(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    match tokio::try_join!(downstream, upstream) {
-        Ok((down, up)) => {
-            let mut down = hyper_util::rt::TokioIo::new(down);
-            let mut up = hyper_util::rt::TokioIo::new(up);
-            if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
-                tracing::debug!(error = %e, "upgraded tunnel ended with an error");
-            }
-        }
-        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

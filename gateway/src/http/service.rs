@@ -68,6 +68,9 @@ pub struct ConnService {
     pub service: Arc<HttpService>,
     pub conn: Arc<ConnInfo>,
     pub activity: Arc<ConnActivity>,
+    /// The connection's place under the listener's `max_connections`, held
+    /// as long as any clone of this (the connection, an upgraded tunnel).
+    pub permit: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {

@@ -15,6 +15,12 @@ use super::Shutdown;
 /// the permit that counts it to `serve`, which must hold the permit for
 /// the connection's life. `permits` is the listener's connection limit,
 /// shared by the accept loops of every worker.
+///
+/// The permit is taken after the accept: the kernel spreads connections
+/// over the workers' sockets, so a loop that reserved a permit before
+/// accepting could sit on it while a connection waits on another worker's
+/// socket. At the limit, each worker holds at most one accepted connection
+/// until a permit frees and accepts nothing more meanwhile.
 pub async fn accept_loop(
     socket: TcpListener,
     name: &str,
@@ -23,10 +29,6 @@ pub async fn accept_loop(
     mut serve: impl FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit, Shutdown),
 ) {
     loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
-            () = shutdown.started() => return,
-        };
         let (stream, peer) = tokio::select! {
             accepted = socket.accept() => match accepted {
                 Ok(a) => a,
@@ -38,6 +40,19 @@ pub async fn accept_loop(
                 }
             },
             () = shutdown.started() => return,
+        };
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::debug!(
+                    listener = name,
+                    "at max_connections: a connection waits for a slot"
+                );
+                tokio::select! {
+                    permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
+                    () = shutdown.started() => return,
+                }
+            }
         };
         let _ = stream.set_nodelay(true);
         serve(stream, peer, permit, shutdown.clone());

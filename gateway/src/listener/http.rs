@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::accept::accept_loop;
+use super::send_timeout::SendTimeout;
 use super::{ConnActivity, Shutdown};
 use crate::config::HttpLimitsConfig;
 use crate::http::service::{ConnInfo, ConnService, HttpService};
@@ -29,8 +30,23 @@ pub(super) fn builder(limits: &HttpLimitsConfig) -> auto::Builder<TokioExecutor>
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .initial_stream_window_size(limits.h2_stream_window)
         .initial_connection_window_size(limits.h2_connection_window)
-        .max_header_list_size(limits.max_header_bytes as u32);
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .keep_alive_interval(Some(limits.h2_keepalive_interval).filter(|d| !d.is_zero()))
+        .keep_alive_timeout(limits.h2_keepalive_timeout);
     builder
+}
+
+/// Turns on TCP keepalive probes after `idle` without traffic (0: off).
+pub(super) fn set_tcp_keepalive(stream: &tokio::net::TcpStream, idle: Duration) {
+    if idle.is_zero() {
+        return;
+    }
+    let probes = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval((idle / 4).max(Duration::from_secs(1)));
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&probes) {
+        tracing::debug!(error = %e, "cannot set TCP keepalive");
+    }
 }
 
 /// Accepts connections on `listener` until shutdown, serving each with
@@ -51,6 +67,7 @@ pub async fn serve_http(
         permits,
         shutdown,
         |stream, peer, permit, shutdown| {
+            set_tcp_keepalive(&stream, limits.tcp_keepalive);
             let conn = ConnService {
                 service: service.clone(),
                 conn: Arc::new(ConnInfo::plain(
@@ -58,32 +75,51 @@ pub async fn serve_http(
                     stream.local_addr().ok().or(local).unwrap_or(peer),
                 )),
                 activity: Arc::new(ConnActivity::new()),
+                permit: Arc::new(permit),
             };
             let builder = builder.clone();
-            let idle_timeout = limits.idle_timeout;
+            let timeouts = ConnTimeouts::of(&limits);
             tokio::spawn(async move {
-                serve_connection(&builder, TokioIo::new(stream), conn, idle_timeout, shutdown)
-                    .await;
-                drop(permit);
+                serve_connection(&builder, TokioIo::new(stream), conn, timeouts, shutdown).await;
             });
         },
     )
     .await;
 }
 
+/// The connection-wide clocks of a listener.
+#[derive(Clone, Copy)]
+pub(super) struct ConnTimeouts {
+    idle: Duration,
+    send: Duration,
+}
+
+impl ConnTimeouts {
+    pub(super) fn of(limits: &HttpLimitsConfig) -> Self {
+        Self {
+            idle: limits.idle_timeout,
+            send: limits.send_timeout,
+        }
+    }
+}
+
 /// Serves one connection until it closes, is idle too long or the gateway
-/// shuts down (then in-flight requests finish; HTTP/2 gets GOAWAY).
-pub async fn serve_connection<I>(
+/// shuts down (then in-flight requests finish; HTTP/2 gets GOAWAY). The
+/// connection stays counted against `max_connections` while the service
+/// (its permit) lives: past an upgrade, in the tunnel.
+pub(super) async fn serve_connection<I>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
     service: ConnService,
-    idle_timeout: Duration,
+    timeouts: ConnTimeouts,
     mut shutdown: Shutdown,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     crate::metrics::connection_opened();
     let activity = service.activity.clone();
+    let idle_timeout = timeouts.idle;
+    let io = SendTimeout::new(io, timeouts.send);
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let mut closing = false;
@@ -111,4 +147,32 @@ pub async fn serve_connection<I>(
         }
     }
     crate::metrics::connection_closed();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_get_tcp_keepalive_probes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        let sock = socket2::SockRef::from(&accepted);
+        assert!(!sock.keepalive().expect("read option"));
+        set_tcp_keepalive(&accepted, Duration::from_secs(45));
+        assert!(sock.keepalive().expect("read option"));
+        assert_eq!(
+            sock.keepalive_time().expect("read option"),
+            Duration::from_secs(45)
+        );
+        // Zero leaves a connection as it was.
+        let _other = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (second, _) = listener.accept().await.expect("accept");
+        set_tcp_keepalive(&second, Duration::ZERO);
+        assert!(!socket2::SockRef::from(&second)
+            .keepalive()
+            .expect("read option"));
+    }
 }

@@ -4,6 +4,7 @@
 pub(crate) mod accept;
 mod certs;
 mod http;
+mod send_timeout;
 pub mod tls;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

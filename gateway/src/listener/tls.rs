@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::certs::{subject, watch_certificates, CertStore};
-use super::http::{builder, serve_connection};
+use super::http::{builder, serve_connection, set_tcp_keepalive, ConnTimeouts};
 use super::{ConnActivity, Shutdown};
 use crate::config::{pem, ClientAuth, HttpLimitsConfig, ListenerTlsConfig};
 use crate::http::service::{ConnInfo, ConnService, HttpService};
@@ -67,9 +67,11 @@ pub async fn serve_https(
         acceptor,
         handshake_timeout,
     } = tls;
-    accept_loop(listener, &name, permits, shutdown, |stream, peer, permit, shutdown| {        let local = stream.local_addr().unwrap_or(peer);
+    accept_loop(listener, &name, permits, shutdown, |stream, peer, permit, shutdown| {
+        set_tcp_keepalive(&stream, limits.tcp_keepalive);
+        let local = stream.local_addr().unwrap_or(peer);
         let (acceptor, service, builder) = (acceptor.clone(), service.clone(), builder.clone());
-        let idle_timeout = limits.idle_timeout;
+        let timeouts = ConnTimeouts::of(&limits);
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
@@ -109,9 +111,9 @@ pub async fn serve_https(
                     forwarded_for: crate::http::service::forwarded_for(peer),
                 }),
                 activity: Arc::new(ConnActivity::new()),
+                permit: Arc::new(permit),
             };
-            serve_connection(&builder, TokioIo::new(tls), conn, idle_timeout, shutdown).await;
-            drop(permit);
+            serve_connection(&builder, TokioIo::new(tls), conn, timeouts, shutdown).await;
         });
     })
     .await;

@@ -3,6 +3,7 @@
 //! worker ([`requests`]); the rest are in one registry of atomics.
 
 pub mod requests;
+pub mod traffic;
 
 use std::sync::OnceLock;
 
@@ -25,6 +26,19 @@ struct Metrics {
     config_reloads: Family<ResultLabel, Counter>,
     filter_reloads: Family<FilterResult, Counter>,
     filter_calls: Family<FilterResult, Counter>,
+    timeouts: Family<KindLabel, Counter>,
+    filter_unknown_cluster: Family<FilterLabel, Counter>,
+    trace_spans_dropped: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FilterLabel {
+    filter: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,7 +74,28 @@ fn metrics() -> &'static Metrics {
             "Calls into filters by filter and result (ok, trap, deadline_exceeded, memory_limit)",
             filter_calls.clone(),
         );
+        let timeouts = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "timeouts",
+            "Transfers cut by an idle timeout, by kind (client_send, tunnel_idle, upstream_body_idle)",
+            timeouts.clone(),
+        );
+        let filter_unknown_cluster = Family::<FilterLabel, Counter>::default();
+        registry.register(
+            "filter_unknown_cluster",
+            "Requests a filter routed to a cluster that is not configured (answered 503), by filter",
+            filter_unknown_cluster.clone(),
+        );
+        let trace_spans_dropped = Counter::default();
+        registry.register(
+            "trace_spans_dropped",
+            "Trace spans dropped because the export queue was full or the collector failed",
+            trace_spans_dropped.clone(),
+        );
         Metrics {
+            timeouts,
+            filter_unknown_cluster,
+            trace_spans_dropped,
             filter_calls,
             filter_reloads,
             config_reloads,
@@ -144,6 +179,21 @@ pub fn filter_reload(filter: &str, ok: bool) {
         .inc();
 }
 
+/// Counts a request filter `filter` routed to a cluster that does not exist.
+pub fn filter_unknown_cluster(filter: &str) {
+    metrics()
+        .filter_unknown_cluster
+        .get_or_create(&FilterLabel {
+            filter: filter.into(),
+        })
+        .inc();
+}
+
+/// Counts trace spans that were never exported.
+pub fn trace_spans_dropped(n: u64) {
+    metrics().trace_spans_dropped.inc_by(n);
+}
+
 /// Counts a configuration reload.
 pub fn config_reload(ok: bool) {
     let result = if ok { "ok" } else { "rejected" };
@@ -153,6 +203,11 @@ pub fn config_reload(ok: bool) {
             result: result.into(),
         })
         .inc();
+}
+
+/// A transfer was cut because one side stopped moving for too long.
+pub fn timeout(kind: &'static str) {
+    metrics().timeouts.get_or_create(&KindLabel { kind }).inc();
 }
 
 pub fn connection_opened() {
@@ -180,6 +235,7 @@ pub fn encode_with(
         out.clear();
     }
     requests::encode(&mut out);
+    traffic::encode(&mut out);
     extra(&mut out);
     encode_filter_metrics(&mut out, filters);
     let _ = prometheus_client::encoding::text::encode_eof(&mut out);

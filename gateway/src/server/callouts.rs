@@ -38,9 +38,10 @@ impl CalloutClient for SnapshotCallouts {
         Box::pin(async move {
             let cluster = cluster?;
             let exchange = async {
-                let conn = cluster
-                    .connect()
-                    .await
+                // A callout is a request to the cluster like any other.
+                let _admitted = cluster
+                    .breaker
+                    .request()
                     .map_err(|e| CalloutError::Failed(e.to_string()))?;
                 let mut request = request.map(body::full);
                 // Origin form for the HTTP/1.1 upstream, Host from the authority.
@@ -62,10 +63,20 @@ impl CalloutClient for SnapshotCallouts {
                     );
                 }
                 *request.version_mut() = http::Version::HTTP_11;
-                let response = conn
-                    .send(request)
-                    .await
-                    .map_err(|e| CalloutError::Failed(e.to_string()))?;
+                // Callouts get the cluster's retry policy, as routes do,
+                // and its hash key from their own headers.
+                let key = crate::upstream::request_key(&cluster.config, request.headers(), || None);
+                let response = crate::http::attempts::forward(
+                    &cluster,
+                    &cluster.retry,
+                    request,
+                    key,
+                    timeout,
+                    None,
+                )
+                .await
+                .result
+                .map_err(|e| CalloutError::Failed(e.to_string()))?;
                 let (parts, body) = response.into_parts();
                 let (body, trailers) = read_whole(body).await?;
                 Ok(CalloutResponse {

@@ -83,6 +83,7 @@ async fn reload(gateway: &Arc<Gateway>, listeners: &mut ListenerSet) {
     let previous = gateway.state.load_full();
     let snapshot = build_snapshot(config.clone(), Some(&previous), &gateway.loader).await;
     crate::access_log::configure(&config.access_log);
+    crate::trace::configure(&config.tracing);
     gateway.state.store(Arc::new(snapshot));
     if let Err(e) = listeners.apply(gateway, &config, false).await {
         tracing::error!("config reload: {e:#}");

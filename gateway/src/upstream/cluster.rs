@@ -6,9 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::balancer::Balancer;
+use super::breaker::CircuitBreaker;
+use super::budget::RetryBudget;
 use super::endpoint::{Endpoint, EndpointStatus, InFlight, Outlier};
-use super::http1::{self, Framing, Http1Conn, Http1Error};
+use super::http1::{self, Http1Conn, Http1Error};
 use super::pool::{self, EndpointPool, Sender};
+use super::retry::RetryPolicy;
 use super::tls::UpstreamTls;
 use super::UpstreamError;
 use crate::config::ClusterConfig;
@@ -23,6 +26,10 @@ pub struct Cluster {
     balancer: Balancer,
     /// TLS to the endpoints, from `[cluster.tls]`.
     tls: Option<UpstreamTls>,
+    /// The default retry policy, the retry budget and the overload limits.
+    pub retry: Arc<RetryPolicy>,
+    pub budget: RetryBudget,
+    pub breaker: CircuitBreaker,
 }
 
 /// All clusters of a configuration, by name.
@@ -73,8 +80,12 @@ impl Cluster {
                 None
             }
         });
+        let breaker = CircuitBreaker::new(&config.name, &config.circuit_breaker);
         Self {
             tls,
+            retry: Arc::new(RetryPolicy::new(&config.retry)),
+            budget: RetryBudget::new(&config.retry_budget, breaker.traffic.clone()),
+            breaker,
             name: Arc::from(config.name.as_str()),
             balancer: Balancer::for_endpoints(
                 config.balance,
@@ -96,27 +107,24 @@ impl Cluster {
         &self.name
     }
 
-    /// A connection to a healthy endpoint: pooled if one is idle, new
-    /// otherwise. A failed connect is retried once on another endpoint;
-    /// nothing was sent, so that is always safe.
-    pub async fn connect(self: &Arc<Self>) -> Result<Connection, UpstreamError> {
-        self.connect_keyed(None).await
+    /// A new connection to endpoint `index`, never a pooled one: the replay
+    /// of a request a stale pooled connection failed.
+    pub async fn connect_fresh(
+        self: &Arc<Self>,
+        index: usize,
+    ) -> Result<Connection, UpstreamError> {
+        let in_flight = self.endpoints[index].start_request();
+        self.open(index, in_flight).await
     }
 
-    /// [`Cluster::connect`] for a request with a hash key (`ring_hash`;
-    /// see [`super::request_key`]).
-    pub async fn connect_keyed(
-        self: &Arc<Self>,
-        key: Option<u64>,
-    ) -> Result<Connection, UpstreamError> {
-        let first = self.pick(None, key)?;
-        match self.connect_to(first).await {
-            Ok(conn) => Ok(conn),
-            Err(first_err) => match self.balancer.pick(&self.endpoints, Some(first), key) {
-                Some(second) => self.connect_to(second).await,
-                None => Err(first_err),
-            },
-        }
+    /// The endpoint for a request's next try, avoiding those its earlier
+    /// tries used (`tried`) while another is available; see
+    /// [`super::retry::next_endpoint`].
+    /// `key` is the hash of the request's key, for `ring_hash` (see
+    /// [`super::request_key`]).
+    pub fn choose(&self, tried: &[usize], key: Option<u64>) -> Result<usize, UpstreamError> {
+        super::retry::next_endpoint(&self.balancer, &self.endpoints, tried, key)
+            .ok_or_else(|| self.no_healthy_endpoint())
     }
 
     fn pick(&self, exclude: Option<usize>, key: Option<u64>) -> Result<usize, UpstreamError> {
@@ -131,12 +139,27 @@ impl Cluster {
         }
     }
 
-    async fn connect_to(self: &Arc<Self>, index: usize) -> Result<Connection, UpstreamError> {
+    /// A connection to endpoint `index`: pooled if one is idle, new
+    /// otherwise. One try; retries are the caller's policy.
+    pub async fn connect_to(self: &Arc<Self>, index: usize) -> Result<Connection, UpstreamError> {
         let endpoint = &self.endpoints[index];
         let in_flight = endpoint.start_request();
         if let Some(sender) = self.pools[index].checkout() {
             return Ok(self.connection(index, sender, in_flight));
         }
+        self.open(index, in_flight).await
+    }
+
+    /// Opens a new connection to endpoint `index`, within the circuit
+    /// breaker's pending and connection limits.
+    async fn open(
+        self: &Arc<Self>,
+        index: usize,
+        in_flight: InFlight,
+    ) -> Result<Connection, UpstreamError> {
+        let endpoint = &self.endpoints[index];
+        let _pending = self.breaker.pending()?;
+        let permit = self.breaker.connection()?;
         // `[cluster.tls]` is set but could not be built (see `new`).
         if self.config.tls.is_some() && self.tls.is_none() {
             return Err(self.connect_error(
@@ -151,8 +174,11 @@ impl Cluster {
         )
         .await
         {
-            Ok(sender) => {
+            Ok(mut sender) => {
                 endpoint.record_success();
+                if let Sender::Http1(conn) = &mut sender {
+                    conn.hold(permit);
+                }
                 Ok(self.connection(index, sender, in_flight))
             }
             Err(source) => {
@@ -168,28 +194,6 @@ impl Cluster {
             cluster: self.name().to_string(),
             endpoint: self.endpoints[index].address.to_string(),
             source,
-        }
-    }
-
-    /// A new HTTP/1.1 connection to endpoint `index`, outside the pool (a
-    /// replay after a stale pooled connection).
-    async fn open_http1(&self, index: usize) -> Result<Http1Conn, UpstreamError> {
-        let endpoint = &self.endpoints[index];
-        match pool::connect(
-            &endpoint.address,
-            self.config.connect_timeout,
-            self.tls.as_ref(),
-        )
-        .await
-        {
-            Ok(Sender::Http1(conn)) => Ok(conn),
-            Ok(Sender::Http2(_)) => {
-                Err(self.connect_error(index, std::io::Error::other("endpoint switched to HTTP/2")))
-            }
-            Err(source) => {
-                self.connect_failed(index);
-                Err(self.connect_error(index, source))
-            }
         }
     }
 
@@ -330,6 +334,11 @@ impl Connection {
         &self.cluster.endpoints[self.index].address
     }
 
+    /// The endpoint's index in its cluster.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     /// Sends `request` and waits for the response head. Once the exchange
     /// is over (body read to the end), the connection returns to the
     /// worker's pool.
@@ -401,38 +410,35 @@ impl PoolReturn {
         .await;
         let head = match sent {
             Ok(head) => head,
-            // A pooled connection the upstream closed while it was idle:
-            // nothing was answered, and a request without a body can be
-            // sent again on a new connection.
-            Err(e) if framing == Framing::Empty && e.is_stale(conn.reused()) => {
-                let encoded = conn.encoded().to_vec();
-                conn = self.cluster.open_http1(self.index).await?;
-                conn.set_encoded(&encoded);
-                let replay = async {
-                    conn.send(Framing::Empty, crate::http::body::empty())
-                        .await?;
-                    conn.read_head(head_request).await
-                };
-                replay.await.map_err(|e| self.failed(e))?
+            // A pooled connection the upstream closed while it was idle
+            // (nothing was answered) is marked stale: the retry loop sends
+            // the request again on a new connection if it still holds it.
+            Err(e) => {
+                let stale = e.is_stale(conn.reused());
+                return Err(self.failed(e, stale));
             }
-            Err(e) => return Err(self.failed(e)),
         };
         self.cluster.record_outcome(self.index, Some(head.status));
         let mut response = http::Response::new(crate::http::body::empty());
         *response.status_mut() = head.status;
         *response.version_mut() = http::Version::HTTP_11;
-        let body = http1::response_body(conn, &head, self);
+        let idle = self.cluster.config.response_idle_timeout;
+        let body = http1::response_body(conn, &head, self, idle);
         *response.headers_mut() = head.headers;
         *response.body_mut() = body;
         Ok(response)
     }
 
-    fn failed(&self, source: Http1Error) -> UpstreamError {
-        self.cluster.record_outcome(self.index, None);
+    fn failed(&self, source: Http1Error, stale: bool) -> UpstreamError {
+        if !stale {
+            // A stale pooled connection never reached the upstream.
+            self.cluster.record_outcome(self.index, None);
+        }
         UpstreamError::Http1 {
             cluster: self.cluster.name().to_string(),
             endpoint: self.cluster.endpoints[self.index].address.to_string(),
             source,
+            stale,
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Upstream clusters: endpoints, balancing, active and passive health,
-//! DNS, and the keep-alive connection pool.
+//! DNS, the keep-alive connection pool, and retry policies, budgets and
+//! circuit breakers.
 
 mod balancer;
+pub mod breaker;
+mod budget;
 pub mod callout;
 mod cluster;
 mod dns;
@@ -11,8 +14,10 @@ mod http1;
 mod pool;
 mod request_key;
 mod ring;
+pub mod retry;
 mod tls;
 
+pub use breaker::Limit;
 pub use cluster::{Cluster, ClusterSet, Connection, EndpointLease};
 pub use endpoint::{EndpointHealth, EndpointStatus};
 pub use health::metrics::encode as encode_endpoint_metrics;
@@ -42,5 +47,10 @@ pub enum UpstreamError {
         cluster: String,
         endpoint: String,
         source: http1::Http1Error,
+        /// A pooled connection failed before any answer: the upstream had
+        /// closed it while idle, and the request never reached it.
+        stale: bool,
     },
+    #[error("cluster `{cluster}` is over its {} limit", limit.as_str())]
+    Overloaded { cluster: String, limit: Limit },
 }

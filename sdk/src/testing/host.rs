@@ -67,6 +67,8 @@ pub(crate) struct State {
     pub logs: Vec<(LogLevel, String)>,
     pub metrics: Vec<(MetricKind, String, i64)>,
     pub streams: HashMap<u32, StreamState>,
+    /// What `gateway.clusters` lists (`None`: the property is absent).
+    pub clusters: Option<Vec<String>>,
 }
 
 pub(crate) struct MockHost {
@@ -200,6 +202,11 @@ impl Host for MockHost {
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        if path == crate::clusters::CLUSTERS_PROPERTY {
+            if let Some(names) = &self.state.borrow().clusters {
+                return Some(names.join("\0").into_bytes());
+            }
+        }
         let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
         self.stream().properties.get(&key).cloned()
     }

@@ -66,7 +66,22 @@ impl<F: Filter> FilterTest<F> {
     /// Loads the filter with this plugin configuration (JSON, TOML or empty).
     /// `Err` carries the log lines when the configuration is rejected.
     pub fn new(config: &str) -> Result<Self, String> {
+        Self::load(config, None)
+    }
+
+    /// Loads the filter as [`FilterTest::new`] does, in a host whose
+    /// configuration has these clusters (what [`crate::clusters::names`]
+    /// returns, at load time and during requests).
+    pub fn with_clusters(config: &str, clusters: &[&str]) -> Result<Self, String> {
+        Self::load(
+            config,
+            Some(clusters.iter().map(|c| c.to_string()).collect()),
+        )
+    }
+
+    fn load(config: &str, clusters: Option<Vec<String>>) -> Result<Self, String> {
         let host = Rc::new(MockHost::new());
+        host.state.borrow_mut().clusters = clusters;
         crate::host::install(host.clone());
         host.state.borrow_mut().plugin_config = config.as_bytes().to_vec();
         let runtime = Runtime::<F>::new();

@@ -209,3 +209,53 @@ async fn proc_exit_discards_the_instance() {
     let mut run = chain.start(meta()).expect("run");
     assert!(run.on_request(request(&[])).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_trap_counts_once_however_many_requests_were_bound_to_the_instance() {
+    let host = test_host();
+    let d = Data::new(&["x-attack", "x-resp", "yes"]);
+    let body = format!(
+        r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+             (if (i32.eqz (call $get_header (i32.const 0) {attack} (i32.const 1024) (i32.const 1028))) (then unreachable))
+             (i32.const 0))
+           (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+             (drop (call $add_header (i32.const 2) {xresp} {yes}))
+             (i32.const 0))"#,
+        attack = d.at("x-attack"),
+        xresp = d.at("x-resp"),
+        yes = d.at("yes"),
+    );
+    // One instance: every request in flight is bound to the one that traps.
+    let chain = chain_with(&host, &abi(&d, &body), |c| c.instances = 1).await;
+    for round in 0..3 {
+        let mut bystanders = Vec::new();
+        for _ in 0..5 {
+            let mut run = chain.start(meta()).expect("run");
+            assert!(run.on_request(request(&[])).await.is_ok());
+            bystanders.push(run);
+        }
+        let mut attack = chain.start(meta()).expect("run");
+        assert!(attack
+            .on_request(request(&[("x-attack", "1")]))
+            .await
+            .is_err());
+        // Requests paused inside the trapped instance get the failure policy...
+        for mut run in bystanders {
+            let resp = run.on_response(http::Response::new(full("x"))).await;
+            assert_eq!(resp.status(), 503, "round {round}");
+            run.finish();
+        }
+        attack.finish();
+        // ...but the trap counted once: the filter stays in service and the
+        // next request gets a fresh instance.
+        assert_eq!(chain.status()[0].state, "loaded", "round {round}");
+        let mut next = chain.start(meta()).expect("run");
+        assert!(next.on_request(request(&[])).await.is_ok(), "round {round}");
+        let resp = next.on_response(http::Response::new(full("fine"))).await;
+        assert_eq!(
+            resp.headers().get("x-resp").map(|v| v.as_bytes()),
+            Some(&b"yes"[..])
+        );
+        next.finish();
+    }
+}

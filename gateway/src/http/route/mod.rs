@@ -38,6 +38,8 @@ pub struct Route {
     method: Option<Method>,
     pub action: RouteAction,
     pub timeout: Option<Duration>,
+    /// The route's own retry policy; `None`: the cluster's.
+    pub retry: Option<Arc<crate::upstream::retry::RetryPolicy>>,
     /// Filters for this route only.
     pub filters: FilterChain,
 }
@@ -83,6 +85,10 @@ impl Route {
                 .and_then(|m| Method::from_bytes(m.as_bytes()).ok()),
             action,
             timeout: config.timeout,
+            retry: config
+                .retry
+                .as_ref()
+                .map(|r| Arc::new(crate::upstream::retry::RetryPolicy::new(r))),
             filters,
         }
     }

@@ -190,6 +190,7 @@ fn table_of(specs: &[RouteSpec]) -> RouteTable {
                 cluster: Some(toml::Spanned::new(0..0, "c".into())),
                 direct: None,
                 timeout: None,
+                retry: None,
                 filters: Vec::new(),
             };
             Route::from_config(&config, FilterChain::empty())

@@ -1,13 +1,16 @@
 //! The body of an upstream HTTP/1.1 response, read off the connection as
 //! the client takes it; at its end the connection goes back to the pool.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, StatusCode};
 use http_body::{Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
 
 use super::{Http1Conn, Http1Error, ResponseHead};
 use crate::http::body::{self, Body, BoxError};
@@ -78,10 +81,13 @@ pub(crate) trait Checkin: Send + Unpin + 'static {
 /// The response body for `head`. Small answers arrive with their head:
 /// then the body is already complete and the connection is back in the
 /// pool before the response is handed on.
+/// A streamed body fails once the upstream sends nothing for `idle`
+/// (nginx's `proxy_read_timeout`; zero: no limit).
 pub(crate) fn response_body<C: Checkin>(
     mut conn: Http1Conn,
     head: &ResponseHead,
     checkin: C,
+    idle: Duration,
 ) -> Body {
     match head.body {
         Framing::Empty => {
@@ -110,6 +116,9 @@ pub(crate) fn response_body<C: Checkin>(
             },
             keep_alive: head.keep_alive,
             checkin: Some(checkin),
+            idle,
+            timer: None,
+            waiting: false,
         }),
     }
 }
@@ -143,6 +152,11 @@ struct ResponseBody<C: Checkin> {
     state: Decode,
     keep_alive: bool,
     checkin: Option<C>,
+    idle: Duration,
+    /// Armed once a read has had to wait.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// A read is waiting and the timer runs for it.
+    waiting: bool,
 }
 
 impl<C: Checkin> ResponseBody<C> {
@@ -214,6 +228,22 @@ impl<C: Checkin> ResponseBody<C> {
         }
     }
 
+    /// The read must wait: true once it has waited `idle` in all.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.idle.is_zero() {
+            return false;
+        }
+        let deadline = Instant::now() + self.idle;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.waiting {
+            self.waiting = true;
+            timer.as_mut().reset(deadline);
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
+
     /// The body was read whole: hand the connection back.
     fn end(&mut self) {
         if let (Some(conn), Some(checkin)) = (self.conn.take(), self.checkin.take()) {
@@ -254,7 +284,18 @@ impl<C: Checkin> http_body::Body for ResponseBody<C> {
             };
             conn.read.reserve(16 * 1024);
             match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.read) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if this.idle_expired(cx) {
+                        this.conn = None;
+                        crate::metrics::timeout("upstream_body_idle");
+                        return Poll::Ready(Some(Err(format!(
+                            "upstream sent no body data for {:?}",
+                            this.idle
+                        )
+                        .into())));
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Ok(0)) => {
                     this.conn = None;
                     if matches!(this.state, Decode::UntilClose) {
@@ -265,7 +306,7 @@ impl<C: Checkin> http_body::Body for ResponseBody<C> {
                         "upstream closed the connection inside the body".into(),
                     )));
                 }
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(_)) => this.waiting = false,
                 Poll::Ready(Err(e)) => {
                     this.conn = None;
                     return Poll::Ready(Some(Err(e.into())));

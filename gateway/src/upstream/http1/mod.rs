@@ -32,6 +32,8 @@ pub struct Http1Conn {
     /// It carried an exchange before: a failure before the first byte of
     /// the answer may just be the upstream closing it while idle.
     reused: bool,
+    /// Counts the connection against its cluster's `max_connections`.
+    permit: Option<crate::upstream::breaker::Permit>,
 }
 
 /// Why an exchange failed.
@@ -75,7 +77,13 @@ impl Http1Conn {
             read: BytesMut::with_capacity(8 * 1024),
             write: Vec::with_capacity(1024),
             reused: false,
+            permit: None,
         }
+    }
+
+    /// Ties a circuit-breaker permit to this connection's life.
+    pub(crate) fn hold(&mut self, permit: crate::upstream::breaker::Permit) {
+        self.permit = Some(permit);
     }
 
     pub fn reused(&self) -> bool {
@@ -101,17 +109,6 @@ impl Http1Conn {
     /// goes with [`Http1Conn::send`].
     pub fn encode(&mut self, req: &http::Request<Body>) -> Framing {
         encode::head(req, &mut self.write)
-    }
-
-    /// A copy of the encoded head, to replay it on another connection.
-    pub fn encoded(&self) -> &[u8] {
-        &self.write
-    }
-
-    /// Replaces the encoded head (a replay from a stale connection).
-    pub fn set_encoded(&mut self, head: &[u8]) {
-        self.write.clear();
-        self.write.extend_from_slice(head);
     }
 
     /// Writes the encoded head, then the body as `framing` says.

@@ -1,0 +1,260 @@
+//! The upstream tries of one request under its retry policy: each try on
+//! an endpoint the earlier ones did not use (while there is one), within
+//! the per-try timeout and, all together, the request timeout; another try
+//! only for a failure the policy names, a body that can be sent again and
+//! a retry the cluster's budget allows, after a jittered back-off. A
+//! pooled connection found stale is replaced at once, not counted as a try.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{Request, Response};
+use tokio::time::Instant;
+
+use super::body::{self, Body};
+use super::error::ProxyError;
+use super::replay::ReplayBody;
+use crate::trace::{RequestTrace, UpstreamAttempt};
+use crate::upstream::retry::{Failure, RetryPolicy};
+use crate::upstream::{Cluster, UpstreamError};
+
+/// What the tries came to.
+pub(crate) struct Outcome {
+    pub result: Result<Response<Body>, ProxyError>,
+    /// The endpoint of the last try that reached one.
+    pub endpoint: Option<Arc<str>>,
+    /// The last try's time to a connection, and from sending to the
+    /// response head (when one came), for the access log.
+    pub connect: Option<Duration>,
+    pub header: Option<Duration>,
+}
+
+/// Sends `req` to `cluster` under `policy` (`key`: the hash of its
+/// `ring_hash` key, see `upstream::request_key`); `timeout` bounds all tries
+/// together, until a response head. A body that can be held is read
+/// first, bounded by the listener's body timeouts (a slow client is the
+/// client's fault, 408, not the upstream's).
+pub(crate) async fn forward(
+    cluster: &Arc<Cluster>,
+    policy: &RetryPolicy,
+    req: Request<Body>,
+    key: Option<u64>,
+    timeout: Duration,
+    trace: Option<&mut RequestTrace>,
+) -> Outcome {
+    let (parts, body) = req.into_parts();
+    let limit = if policy.holds_body(&parts.method) {
+        policy.buffer_limit
+    } else {
+        0
+    };
+    let body = match ReplayBody::prepare(body, limit).await {
+        Ok(body) => body,
+        Err(_) => {
+            return Outcome {
+                result: Err(ProxyError::BadRequest("the request body failed")),
+                endpoint: None,
+                connect: None,
+                header: None,
+            }
+        }
+    };
+    let mut tries = Tries {
+        cluster,
+        policy,
+        key,
+        deadline: Instant::now() + timeout,
+        tried: [0; MAX_TRIES],
+        tried_len: 0,
+        endpoint: None,
+        count: 0,
+        trace,
+        connect: None,
+        header: None,
+    };
+    let result = tries.run(parts, body).await;
+    Outcome {
+        result,
+        endpoint: tries.endpoint,
+        connect: tries.connect,
+        header: tries.header,
+    }
+}
+
+/// The most tries a policy allows (`attempts` is validated to 1..=10).
+const MAX_TRIES: usize = 10;
+
+struct Tries<'a> {
+    cluster: &'a Arc<Cluster>,
+    policy: &'a RetryPolicy,
+    /// The hash of the request's `ring_hash` key.
+    key: Option<u64>,
+    deadline: Instant,
+    /// Endpoints used so far, in order (no allocation per request).
+    tried: [usize; MAX_TRIES],
+    tried_len: usize,
+    endpoint: Option<Arc<str>>,
+    count: u32,
+    /// The request's trace: each send gets its own span and `traceparent`.
+    trace: Option<&'a mut RequestTrace>,
+    connect: Option<Duration>,
+    header: Option<Duration>,
+}
+
+/// How a try ended when it did not end the request.
+enum Tried {
+    Failed(Failure, UpstreamError),
+    TimedOut,
+    Answered(Response<Body>),
+}
+
+impl Tries<'_> {
+    async fn run(
+        &mut self,
+        parts: Parts,
+        mut body: ReplayBody,
+    ) -> Result<Response<Body>, ProxyError> {
+        let replays = self.policy.replays(&parts.method);
+        // The retry in flight, counted against the cluster's budget.
+        let mut _retry = None;
+        loop {
+            self.count += 1;
+            // A streamed body cannot be sent twice, so cutting its try
+            // short would only fail it (or a slow client's upload) early.
+            let try_deadline = match self.policy.per_try_timeout {
+                Some(t) if body.is_held() => (Instant::now() + t).min(self.deadline),
+                _ => self.deadline,
+            };
+            let tried =
+                match tokio::time::timeout_at(try_deadline, self.one(&parts, &mut body)).await {
+                    Ok(Ok(resp)) if !self.policy.retries_status(resp.status()) => return Ok(resp),
+                    Ok(Ok(resp)) => Tried::Answered(resp),
+                    Ok(Err(e)) => match failure_of(&e) {
+                        Some(failure) => Tried::Failed(failure, e),
+                        None => return Err(e.into()),
+                    },
+                    Err(_) if try_deadline >= self.deadline => return Err(self.timed_out()),
+                    Err(_) => Tried::TimedOut,
+                };
+            let failure = match &tried {
+                Tried::Failed(f, _) => *f,
+                Tried::TimedOut => Failure::Timeout,
+                Tried::Answered(resp) => Failure::Status(resp.status()),
+            };
+            // Nothing was sent after a failed connect; anything else was,
+            // and only a held body of a method the policy replays goes again.
+            let sendable = match failure {
+                Failure::ConnectFailure => body.can_send(),
+                _ => replays && body.is_held(),
+            };
+            let retry =
+                (self.count < self.policy.attempts && self.policy.retries(failure) && sendable)
+                    .then(|| {
+                        let requests = self.cluster.breaker.requests_in_flight();
+                        self.cluster.budget.try_retry(requests)
+                    })
+                    .flatten();
+            let Some(permit) = retry else {
+                return match tried {
+                    Tried::Failed(_, e) => Err(e.into()),
+                    Tried::TimedOut => Err(self.timed_out()),
+                    Tried::Answered(resp) => Ok(resp),
+                };
+            };
+            _retry = Some(permit);
+            self.cluster.breaker.traffic.retried(failure.reason());
+            // An answer being retried is dropped (and its connection
+            // with it, unless it was already read whole).
+            drop(tried);
+            let pause = self.policy.backoff(self.count);
+            if Instant::now() + pause >= self.deadline {
+                return Err(self.timed_out());
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// One try: an endpoint, a connection, the request, the response head.
+    async fn one(
+        &mut self,
+        parts: &Parts,
+        body: &mut ReplayBody,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let index = self
+            .cluster
+            .choose(&self.tried[..self.tried_len], self.key)?;
+        if let Some(slot) = self.tried.get_mut(self.tried_len) {
+            *slot = index;
+            self.tried_len += 1;
+        }
+        let connecting = Instant::now();
+        let conn = self.cluster.connect_to(index).await?;
+        self.connect = Some(connecting.elapsed());
+        self.endpoint = Some(conn.endpoint().clone());
+        // `run` only tries again while the body can still be sent.
+        let first = body.next().unwrap_or_else(body::empty);
+        match self.send(conn, request(parts, first)).await {
+            // The pooled connection had been closed by the upstream while
+            // idle: the request never reached it. Again on a new one.
+            Err(UpstreamError::Http1 { stale: true, .. }) if body.is_held() => {
+                self.cluster.breaker.traffic.retried("stale_connection");
+                let conn = self.cluster.connect_fresh(index).await?;
+                let again = body.next().unwrap_or_else(body::empty);
+                self.send(conn, request(parts, again)).await
+            }
+            other => other,
+        }
+    }
+
+    /// Sends on `conn` under a span of its own (when the request is traced).
+    async fn send(
+        &mut self,
+        conn: crate::upstream::Connection,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let mut attempt = UpstreamAttempt::start(
+            self.trace.as_deref_mut(),
+            self.cluster.name(),
+            req.headers_mut(),
+        );
+        attempt.endpoint(conn.endpoint());
+        let sent = Instant::now();
+        let result = conn.send(req).await;
+        if let Ok(resp) = &result {
+            self.header = Some(sent.elapsed());
+            attempt.response(resp.status().as_u16());
+        }
+        result
+    }
+
+    fn timed_out(&self) -> ProxyError {
+        ProxyError::UpstreamTimeout {
+            cluster: self.cluster.name().to_string(),
+            endpoint: self
+                .endpoint
+                .as_ref()
+                .map_or_else(String::new, |e| e.to_string()),
+        }
+    }
+}
+
+/// The kind of a failed try, or `None` when no retry could help (no
+/// endpoint left, the cluster overloaded).
+fn failure_of(error: &UpstreamError) -> Option<Failure> {
+    match error {
+        UpstreamError::Connect { .. } => Some(Failure::ConnectFailure),
+        UpstreamError::Http1 { .. } | UpstreamError::Protocol { .. } => Some(Failure::Reset),
+        UpstreamError::NoHealthyEndpoint { .. } | UpstreamError::Overloaded { .. } => None,
+    }
+}
+
+/// A copy of the request head with `body`.
+fn request(parts: &Parts, body: Body) -> Request<Body> {
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req
+}
