@@ -36,8 +36,8 @@ pub use tls::{
     name_matches, CertificateConfig, ClientAuth, ListenerTlsConfig, SniRouteConfig, TcpProxyConfig,
     UpstreamTlsConfig,
 };
-pub use traffic::{EndpointConfig, WeightedEndpoint};
 pub use tracing::TracingConfig;
+pub use traffic::{EndpointConfig, WeightedEndpoint};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -13,8 +13,8 @@ mod health;
 mod http1;
 mod pool;
 mod request_key;
-mod ring;
 pub mod retry;
+mod ring;
 mod tls;
 
 pub use breaker::Limit;
