@@ -110,8 +110,11 @@ async fn consecutive_resets_eject_an_endpoint() {
         .await
         .expect("bind");
     let closer_addr = closer.local_addr().expect("address");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
     let closing = tokio::spawn(async move {
         while let Ok((mut stream, _)) = closer.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             use tokio::io::AsyncReadExt;
             let mut buf = [0u8; 1024];
             let _ = stream.read(&mut buf).await;
@@ -124,27 +127,33 @@ async fn consecutive_resets_eject_an_endpoint() {
     );
     let gateway = Gateway::start(&config(&cluster)).await;
     let admin = gateway.admin.expect("admin");
-    // Until the closer has reset two requests (bounded: round robin sends
-    // it about every other one)...
-    let mut statuses = Vec::new();
-    while statuses.iter().filter(|s| **s == 502).count() < 2 {
-        assert!(statuses.len() < 50, "{statuses:?}");
-        // A fresh client each time: a 502 may close the connection.
-        let mut client = gateway.http1("web").await;
-        statuses.push(client.get("/c/x").await.status.as_u16());
-    }
-    // ...then it is out, and every request reaches b.
-    for _ in 0..10 {
+    let closer_key = closer_addr.to_string();
+    // Requests until the closer is ejected (bounded: round robin sends it
+    // about every other one). Each reset GET is retried on b, so every
+    // client gets its answer.
+    let mut sent = 0;
+    loop {
+        let view = admin::clusters(admin).await;
+        let entry = admin::endpoint(&view, "c", &closer_key).clone();
+        if entry["health"] == "ejected" {
+            assert_eq!(entry["reason"], "passive: consecutive resets", "{entry:#}");
+            break;
+        }
+        assert!(sent < 50, "not ejected after {sent} requests: {entry:#}");
         let mut client = gateway.http1("web").await;
         let reply = client.get("/c/x").await;
         assert_eq!(
             (reply.status.as_u16(), reply.text()),
             (200, "b".to_string())
         );
+        sent += 1;
     }
-    let view = admin::clusters(admin).await;
-    let entry = admin::endpoint(&view, "c", &closer_addr.to_string());
-    assert_eq!(entry["health"], "ejected", "{entry:#}");
-    assert_eq!(entry["reason"], "passive: consecutive resets");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // Out of rotation: nothing more reaches it.
+    for _ in 0..10 {
+        let mut client = gateway.http1("web").await;
+        assert_eq!(client.get("/c/x").await.status, 200);
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     closing.abort();
 }
