@@ -14,6 +14,7 @@ pub mod l4;
 pub mod listener;
 pub mod metrics;
 pub mod server;
+pub mod service;
 pub mod state;
 pub mod trace;
 pub mod upstream;

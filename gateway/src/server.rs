@@ -34,6 +34,8 @@ pub struct Gateway {
     pub loader: ChainLoader,
     /// The worker runtimes; every listener accepts on each of them.
     pub workers: Vec<tokio::runtime::Handle>,
+    /// The services (run on this, the control runtime).
+    pub services: Arc<crate::service::ServiceSet>,
 }
 
 /// Runs the gateway with `config` until SIGTERM or Ctrl-C: one worker
@@ -102,7 +104,12 @@ async fn serve(
     let loader = ChainLoader::new(filter_host.clone());
     let snapshot = build_snapshot(config.clone(), Some(&state.load_full()), &loader).await;
     state.store(Arc::new(snapshot));
+    // Services start with the clusters in place (for their callouts) and
+    // before traffic, so the data they publish is there for the filters.
+    let services = crate::service::ServiceSet::new(filter_host.clone());
+    services.apply(&config).await;
     let admin = Arc::new(AdminState::new(state.clone(), Some(filter_host.clone()))?);
+    let _ = admin.services.set(services.clone());
     let admin_address = match admin_socket {
         Some(socket) => {
             let address = socket.local_addr()?;
@@ -121,6 +128,7 @@ async fn serve(
         admin_address,
         loader,
         workers,
+        services: services.clone(),
     });
 
     // Bind everything first: a taken port is a start-up error.
@@ -155,6 +163,7 @@ async fn serve(
     } else {
         tracing::warn!("grace period over with connections still open; closing them");
     }
+    services.stop_all().await;
     Ok(())
 }
 

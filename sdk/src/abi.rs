@@ -8,6 +8,8 @@ pub(crate) mod status {
     pub const OK: u32 = 0;
     pub const NOT_FOUND: u32 = 1;
     pub const CAS_MISMATCH: u32 = 8;
+    /// A shared queue with no message.
+    pub const EMPTY: u32 = 7;
 }
 
 /// Values returned from `proxy_on_request_headers` and friends.

@@ -62,6 +62,11 @@ pub(crate) trait Host {
     fn record_metric(&self, id: u32, value: u64) -> Result<(), u32>;
     fn set_effective_context(&self, context_id: u32) -> Result<(), u32>;
     fn set_tick_period(&self, millis: u32) -> Result<(), u32>;
+    fn register_queue(&self, name: &str) -> Result<u32, u32>;
+    fn resolve_queue(&self, vm_id: &str, name: &str) -> Result<u32, u32>;
+    fn enqueue(&self, id: u32, data: &[u8]) -> Result<(), u32>;
+    /// `Ok(None)` when the queue is empty.
+    fn dequeue(&self, id: u32) -> Result<Option<Vec<u8>>, u32>;
     /// WASI `random_get`: fills `buf`; `Err` is the WASI errno. Only the
     /// testing host has it: on wasm32 `random` calls the import directly, so
     /// a module that never asks for randomness does not import it.

@@ -31,6 +31,10 @@
 //! # assert_eq!(test.request(gateway_sdk::testing::TestRequest::get("/ping")).local_response().unwrap().status, 200);
 //! ```
 //!
+//! Work outside requests (refreshing a deny list for the filters, draining a
+//! queue they fill) is a [`Service`], exported with [`export_service!`]: the
+//! gateway runs it once per process (see `docs/services.md`).
+//!
 //! Build it with `cargo build --release --target wasm32-unknown-unknown` and
 //! drop the `.wasm` into the gateway's filter folder (see the README). Test it
 //! natively with [`testing`].
@@ -65,8 +69,12 @@ mod host;
 mod http;
 pub mod log;
 pub mod metrics;
+pub mod queue;
 pub mod random;
 mod runtime;
+pub mod service;
+mod service_export;
+mod service_runtime;
 pub mod shared;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
@@ -79,11 +87,14 @@ pub use callout::{Callout, CalloutRequest, CalloutResponse};
 pub use filter::{Decision, Filter, LocalResponse, ResponseDecision};
 pub use http::{Request, Response, CLIENT_ADDRESS_PROPERTY, HASH_KEY_PROPERTY, UPSTREAM_PROPERTY};
 pub use log::LogLevel;
+pub use queue::Queue;
+pub use service::Service;
 
 /// Used by [`export_filter!`]; not a stable API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::runtime::Runtime;
+    pub use crate::service_runtime::ServiceRuntime;
 }
 
 // The README's Rust blocks compile as doctests, so its example cannot rot.

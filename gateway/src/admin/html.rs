@@ -77,7 +77,7 @@ pub(super) fn open(out: &mut String) {
 pub(super) fn close(out: &mut String) {
     let _ = write!(
         out,
-        "<p class=\"note\">JSON: <a href=\"/overview\">/overview</a> · <a href=\"/filters\">/filters</a> · \
+        "<p class=\"note\">JSON: <a href=\"/overview\">/overview</a> · <a href=\"/filters\">/filters</a> · <a href=\"/services\">/services</a> · \
          <a href=\"/config\">/config</a> · <a href=\"/metrics\">/metrics</a></p></main>\
          <script>{}</script></body></html>",
         SCRIPT.replace("{REFRESH}", &REFRESH_SECONDS.to_string())
@@ -90,7 +90,7 @@ header{display:flex;gap:2em;align-items:baseline}#live{color:#666;margin:0}\
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.2em .6em;border-bottom:1px solid #ddd;vertical-align:top}\
 th{background:#f3f3f3}code{font-size:.9em}.digest{display:inline-block;max-width:12em;overflow:hidden;text-overflow:ellipsis;vertical-align:bottom}\
 .healthy,.loaded,.ready{color:#176f2c;font-weight:600}.ejected,.failed,.error,.draining{color:#b00020;font-weight:600}\
-.backed-off,.starting{color:#a05a00;font-weight:600}.none,.note{color:#777}.error{white-space:pre-wrap;font:12px monospace}";
+.running{color:#176f2c;font-weight:600}.backed-off,.restarting,.starting{color:#a05a00;font-weight:600}.none,.note{color:#777}.error{white-space:pre-wrap;font:12px monospace}";
 
 /// Re-fetches the page and swaps its content in place; says when it last
 /// did, or why it could not.

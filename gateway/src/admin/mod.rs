@@ -12,6 +12,7 @@ mod overview;
 mod page;
 mod rates;
 mod router;
+mod services;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -41,6 +42,8 @@ pub struct AdminState {
     pub draining: AtomicBool,
     /// For the filters' own metrics.
     pub filter_host: std::sync::OnceLock<Arc<FilterHost>>,
+    /// The services, for `/services`.
+    pub services: std::sync::OnceLock<Arc<crate::service::ServiceSet>>,
     /// `[admin]` as it was at start (the admin listener is not rebound on
     /// reload).
     config: AdminConfig,
@@ -67,6 +70,7 @@ impl AdminState {
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             filter_host: filter_host.map(Into::into).unwrap_or_default(),
+            services: std::sync::OnceLock::new(),
             config,
             token,
             rates: rates::RateWindow::default(),

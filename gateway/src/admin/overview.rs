@@ -25,6 +25,8 @@ pub(super) struct Overview {
     pub clusters: Vec<ClusterView>,
     /// Each filter chain and its filters, as `/filters` reports them.
     pub chains: serde_json::Value,
+    /// The services, as `/services` reports them.
+    pub services: serde_json::Value,
     pub traffic: Vec<RouteTraffic>,
 }
 
@@ -91,6 +93,7 @@ impl Overview {
             },
             clusters,
             chains: snapshot.filter_status().await,
+            services: super::services::status(admin),
             traffic: admin.rates.traffic(),
         }
     }

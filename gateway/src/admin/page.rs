@@ -18,6 +18,7 @@ pub(super) fn render(view: &Overview) -> String {
     traffic(&mut out, view);
     clusters(&mut out, view);
     filters(&mut out, view);
+    super::services::section(&mut out, &view.services);
     super::html::close(&mut out);
     out
 }
@@ -278,6 +279,8 @@ mod tests {
             }],
             chains: serde_json::json!({"chains": [{"listener": HOSTILE, "route": HOSTILE,
                 "filters": [{"name": HOSTILE, "sha256": HOSTILE, "state": "failed", "last_error": HOSTILE}]}]}),
+            services: serde_json::json!({"dir": HOSTILE, "services": [{"name": HOSTILE, "source": "folder",
+                "state": "restarting", "sha256": HOSTILE, "restarts": 2, "last_error": HOSTILE}]}),
             traffic: Vec::new(),
         };
         let page = render(&view);
@@ -287,5 +290,6 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&quot;&amp;"));
         assert!(page.contains("<span class=\"ejected\">ejected</span> (2 s left)"));
         assert!(page.contains("<span class=\"failed\">failed</span>"));
+        assert!(page.contains("<span class=\"restarting\">restarting</span>"));
     }
 }

@@ -18,6 +18,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("/config", "GET, HEAD"),
     ("/filters", "GET, HEAD"),
     ("/clusters", "GET, HEAD"),
+    ("/services", "GET, HEAD"),
     ("/metrics", "GET, HEAD"),
     ("/drain", "POST, DELETE"),
     ("/logging", "GET, HEAD, POST"),
@@ -57,6 +58,7 @@ pub(super) async fn handle(admin: &AdminState, req: Request<Incoming>) -> Respon
         ("/clusters", true) => json(&super::clusters::ClustersView::gather(
             &admin.state.load().clusters,
         )),
+        ("/services", true) => json(&super::services::status(admin)),
         ("/metrics", true) => {
             let filters = admin
                 .filter_host
@@ -123,7 +125,9 @@ fn ready(admin: &AdminState) -> Response<Body> {
 fn redact(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
-            let is_filter = map.contains_key("path") && map.contains_key("isolation");
+            // Filters and services (same keys but `isolation`).
+            let is_filter = map.contains_key("path")
+                && (map.contains_key("isolation") || map.contains_key("max_callout_timeout"));
             let is_admin =
                 map.contains_key("token_file") && map.contains_key("header_read_timeout");
             for (key, v) in map.iter_mut() {
@@ -170,7 +174,8 @@ mod tests {
                 "name": "web",
                 "filter": [{"name": "auth", "path": "a.wasm", "isolation": "shared", "config": "{\"tokens\":[\"s3cret\"]}"}],
                 "route": [{"cluster": "c", "config": "not a filter"}],
-            }]
+            }],
+            "service": [{"name": "sync", "path": "s.wasm", "max_callout_timeout": "30s", "config": "{\"key\":\"s3cret\"}"}]
         });
         redact(&mut config);
         let text = config.to_string();

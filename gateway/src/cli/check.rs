@@ -2,7 +2,8 @@
 //! it names (configured ones, and each module of each `filters_dir` with
 //! its `<stem>.toml` sidecar) started with its configuration, as the
 //! gateway would start it: a filter that rejects its configuration fails
-//! the check with its own reason.
+//! the check with its own reason. Services (`[[service]]`, `[wasm]
+//! services_dir`) are started the same way.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,6 +38,7 @@ pub(super) fn run(args: &Args) -> ExitCode {
         failures: 0,
     };
     check.filters(&config);
+    check.services(&config);
     if check.failures > 0 {
         eprintln!(
             "{}: {} filter(s) would not serve",
@@ -112,6 +114,44 @@ impl Check {
                         .map(|line| format!(" (configuration from {}:{line})", sidecar.display()))
                         .unwrap_or_default();
                     self.failed(&format!("{}{from}: {reason}", module.display()));
+                }
+            }
+        }
+    }
+
+    /// Every service, configured or from the services folder.
+    fn services(&mut self, config: &Config) {
+        let configured = config.services.iter().enumerate().map(|(i, s)| {
+            (
+                format!("key `service[{i}]` at {}", self.file.display()),
+                s.clone(),
+                Ok(()),
+            )
+        });
+        let folder = config
+            .wasm
+            .services_dir
+            .as_deref()
+            .map(crate::service::folder_modules)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(s, sidecar)| (s.path.display().to_string(), s, sidecar));
+        for (place, service, sidecar) in configured.chain(folder).collect::<Vec<_>>() {
+            let error = match sidecar {
+                Err(reason) => Some(reason),
+                Ok(()) => crate::filter::inspect(&self.host, &service.as_filter()).error,
+            };
+            match error {
+                None => {
+                    self.started += 1;
+                    println!(
+                        "ok: service `{}` ({}) starts",
+                        service.name,
+                        service.path.display()
+                    );
+                }
+                Some(reason) => {
+                    self.failed(&format!("service `{}` ({place}): {reason}", service.name))
                 }
             }
         }

@@ -45,6 +45,11 @@ pub struct FilterConfig {
     pub vm_config: Option<String>,
     #[serde(default)]
     pub root_id: Option<String>,
+    /// The VM id that scopes shared data, shared queues and metrics
+    /// (default: the filter's name); a service with the same `vm_id`
+    /// shares them.
+    #[serde(default)]
+    pub vm_id: Option<String>,
     #[serde(default)]
     pub isolation: Isolation,
     #[serde(default)]
@@ -94,6 +99,7 @@ impl FilterConfig {
             config: None,
             vm_config: None,
             root_id: None,
+            vm_id: None,
             isolation: Isolation::default(),
             failure: FailurePolicy::default(),
             memory_limit: default_memory_limit(),
@@ -172,6 +178,12 @@ pub struct FilterHostConfig {
     /// (doubles on each further back-off, up to 16x).
     #[serde(with = "crate::config::duration")]
     pub failure_backoff: Duration,
+    /// Services: every `*.wasm` of this folder runs once per process
+    /// (docs/services.md), configured by a sidecar `<stem>.toml`.
+    pub services_dir: Option<PathBuf>,
+    /// The services folder is also polled this often ("0s": events only).
+    #[serde(with = "crate::config::duration")]
+    pub services_poll: Duration,
 }
 
 impl Default for FilterHostConfig {
@@ -184,6 +196,8 @@ impl Default for FilterHostConfig {
             max_wasm_stack: ByteSize::kib(512),
             epoch_tick: Duration::from_millis(5),
             failure_backoff: Duration::from_secs(1),
+            services_dir: None,
+            services_poll: Duration::from_secs(1),
         }
     }
 }

@@ -14,6 +14,7 @@ mod listener;
 pub mod pem;
 mod plugin_config;
 mod retry;
+pub mod service;
 mod tls;
 mod tracing;
 mod traffic;
@@ -32,6 +33,7 @@ pub use filter::{FilterConfig, FilterHostConfig};
 pub use health_check::{CheckKind, HealthCheckConfig};
 pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};
 pub use retry::{CircuitBreakerConfig, RetryBudgetConfig, RetryConfig, RetryOn};
+pub use service::ServiceConfig;
 pub use tls::{
     name_matches, CertificateConfig, ClientAuth, ListenerTlsConfig, SniRouteConfig, TcpProxyConfig,
     UpstreamTlsConfig,
@@ -57,6 +59,9 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     #[serde(default, rename = "cluster")]
     pub clusters: Vec<ClusterConfig>,
+    /// Services: root-only modules run once per process (docs/services.md).
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceConfig>,
     /// Where the file was read from; relative paths in it resolve against
     /// its directory.
     #[serde(skip)]
@@ -156,6 +161,16 @@ impl Config {
         if let Some(path) = &mut self.access_log.path {
             if path.is_relative() {
                 *path = base.join(&*path);
+            }
+        }
+        if let Some(dir) = &mut self.wasm.services_dir {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
+        for service in &mut self.services {
+            if service.path.is_relative() {
+                service.path = base.join(&service.path);
             }
         }
         for listener in &mut self.listeners {

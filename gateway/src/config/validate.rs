@@ -74,6 +74,29 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
         }
     }
 
+    let mut services = HashSet::new();
+    for (i, service) in config.services.iter().enumerate() {
+        if !services.insert(service.name.as_str()) {
+            err(
+                None,
+                format!("service[{i}].name"),
+                format!("duplicate service name `{}`", service.name),
+            );
+        }
+        for problem in service.check() {
+            err(None, format!("service[{i}]"), problem);
+        }
+    }
+    if let Some(dir) = &config.wasm.services_dir {
+        if !base.join(dir).is_dir() {
+            err(
+                None,
+                "wasm.services_dir".into(),
+                format!("{} is not a directory", base.join(dir).display()),
+            );
+        }
+    }
+
     let mut names = HashSet::new();
     let mut addresses = HashSet::new();
     for (i, listener) in config.listeners.iter().enumerate() {

@@ -132,14 +132,23 @@ impl RunCore {
                 }
                 None => Ok(()),
             };
-            r.map(|()| ctx)
+            r.map(|()| ctx).map_err(|fault| (fault, ctx))
         };
         match r {
             Ok(ctx) => {
                 self.bound[i] = Bound::Active { cell, ctx, signal };
                 None
             }
-            Err(fault) => self.fail(i, &cell, &fault),
+            // The instance's very first HTTP context: the module has none.
+            Err((fault, ctx)) if ctx == ROOT_CONTEXT + 1 => {
+                filter.no_http_context(&cell, &fault);
+                self.bound[i] = Bound::Skipped;
+                match filter.config.failure {
+                    FailurePolicy::Closed => Some(failure_response(filter.name())),
+                    FailurePolicy::Open => None,
+                }
+            }
+            Err((fault, _)) => self.fail(i, &cell, &fault),
         }
     }
 

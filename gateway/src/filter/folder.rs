@@ -48,7 +48,7 @@ struct Pending {
 }
 
 /// What the folder looked like at the last scan, to skip unchanged scans.
-type Listing = Vec<(String, u64, Option<SystemTime>)>;
+pub(crate) type Listing = Vec<(String, u64, Option<SystemTime>)>;
 
 /// A folder of filters and the chain it currently makes.
 pub struct FilterFolder {
@@ -299,6 +299,17 @@ pub(crate) fn filter_config(
     sidecar: &[u8],
     sidecar_path: &Path,
 ) -> Result<FilterConfig, String> {
+    sidecar_config(stem, path, sidecar, sidecar_path)
+}
+
+/// A module's settings of type `T` (a filter's or a service's) from its
+/// sidecar, with `path` and a default `name` filled in.
+pub(crate) fn sidecar_config<T: serde::de::DeserializeOwned>(
+    stem: &str,
+    path: &Path,
+    sidecar: &[u8],
+    sidecar_path: &Path,
+) -> Result<T, String> {
     if sidecar.len() > MAX_SIDECAR {
         return Err(format!(
             "{}: over the {MAX_SIDECAR}-byte limit of a sidecar",
@@ -329,7 +340,7 @@ pub(crate) fn filter_config(
         ));
     }
     let whole = format!("{own}{text}");
-    toml::from_str::<FilterConfig>(&whole).map_err(|e| {
+    toml::from_str::<T>(&whole).map_err(|e| {
         let mut err = crate::config::ConfigError::from_toml(sidecar_path, &whole, &e);
         let own_lines = own.lines().count();
         err.position = err
@@ -364,16 +375,16 @@ pub fn modules(dir: &Path) -> Vec<(PathBuf, Result<FilterConfig, String>)> {
 }
 
 /// Largest sidecar read.
-const MAX_SIDECAR: usize = 1 << 20;
+pub(crate) const MAX_SIDECAR: usize = 1 << 20;
 
-enum Capped {
+pub(crate) enum Capped {
     Missing,
     TooLarge(u64),
 }
 
 /// Reads `path` whole only if it is at most `cap` bytes (checked on the
 /// open file, and again while reading, in case it grows meanwhile).
-fn read_capped(path: &Path, cap: impl TryInto<u64>) -> Result<Vec<u8>, Capped> {
+pub(crate) fn read_capped(path: &Path, cap: impl TryInto<u64>) -> Result<Vec<u8>, Capped> {
     use std::io::Read;
     let cap: u64 = cap.try_into().unwrap_or(u64::MAX);
     let file = std::fs::File::open(path).map_err(|_| Capped::Missing)?;
@@ -391,13 +402,13 @@ fn read_capped(path: &Path, cap: impl TryInto<u64>) -> Result<Vec<u8>, Capped> {
     Ok(bytes)
 }
 
-fn is_module(name: &str) -> bool {
+pub(crate) fn is_module(name: &str) -> bool {
     name.ends_with(".wasm") && !name.starts_with('.')
 }
 
 /// Names, sizes and modification times of the folder's modules and
 /// sidecars (following symlinks, as Kubernetes volumes need).
-fn listing(dir: &Path) -> Listing {
+pub(crate) fn listing(dir: &Path) -> Listing {
     let mut out: Listing = std::fs::read_dir(dir)
         .map(|entries| {
             entries

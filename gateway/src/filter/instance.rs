@@ -62,6 +62,34 @@ pub(crate) struct InstanceCell {
     pub ticker: Mutex<Option<tokio::task::AbortHandle>>,
     /// Set once the instance failed; it is never called again.
     pub dead: std::sync::atomic::AtomicBool,
+    /// What its root tasks report, for whoever supervises it (a service).
+    pub watch: CellWatch,
+}
+
+/// Root-context events a supervisor waits on: the instance died (and why),
+/// and when `proxy_on_tick` last returned.
+#[derive(Default)]
+pub(crate) struct CellWatch {
+    pub died: tokio::sync::Notify,
+    pub fault: Mutex<Option<String>>,
+    /// Unix milliseconds of the last completed tick (0: none yet).
+    pub last_tick: std::sync::atomic::AtomicU64,
+}
+
+impl CellWatch {
+    /// A root-context call failed: the supervisor (if any) wakes up.
+    pub fn died(&self, why: String) {
+        *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        self.died.notify_one();
+    }
+
+    pub fn ticked(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.last_tick
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Drop for InstanceCell {
@@ -295,6 +323,7 @@ impl InstanceCell {
             inner: Mutex::new(inst),
             ticker: Mutex::new(None),
             dead: Default::default(),
+            watch: CellWatch::default(),
         });
         let _ = slot.set(Arc::downgrade(&cell));
         super::tasks::apply_root_effects(host, &cell, effects);

@@ -31,6 +31,18 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 
+/// What services (`crate::service`) reuse to run a module outside any
+/// chain: the same engine, code, instances, limits and folder reading.
+pub(crate) mod hosting {
+    pub(crate) use super::engine::FilterHost;
+    pub(crate) use super::folder::{
+        is_module, listing, read_capped, sidecar_config, Capped, MAX_SIDECAR,
+    };
+    pub(crate) use super::instance::InstanceCell;
+    pub(crate) use super::pool::FilterCode;
+    pub(crate) use super::state::ROOT_CONTEXT;
+}
+
 pub use abi::{decode_pairs, encode_pairs};
 pub use chain::{ChainRun, FilterChain};
 pub use engine::FilterHost;

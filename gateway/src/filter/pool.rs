@@ -29,6 +29,51 @@ pub(crate) struct FilterCode {
     pub has_response_body: bool,
 }
 
+impl FilterCode {
+    /// Checks `config` and reads its module (size-capped); with the
+    /// module's sha256.
+    pub(crate) fn read(host: &FilterHost, config: &FilterConfig) -> Result<(Vec<u8>, String)> {
+        let problems = config.check();
+        anyhow::ensure!(
+            problems.is_empty(),
+            "invalid configuration: {}",
+            problems.join("; ")
+        );
+        let wasm = read_capped(&config.path, host.config.max_module_size.as_u64())?;
+        let sha256 = Sha256::digest(&wasm)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok((wasm, sha256))
+    }
+
+    /// Compiles and links module `wasm` of `config` (blocking: run off
+    /// the async workers).
+    pub(crate) fn build(
+        host: &FilterHost,
+        config: &FilterConfig,
+        wasm: &[u8],
+        sha256: &str,
+    ) -> Result<Arc<FilterCode>> {
+        let pre = host.prepare(wasm, sha256)?;
+        let exports = |name: &str| pre.module().get_export(name).is_some();
+        let code = Arc::new(FilterCode {
+            has_request_body: exports("proxy_on_request_body"),
+            has_response_body: exports("proxy_on_response_body"),
+            meta: Arc::new(FilterMeta {
+                vm_id: config.vm_id.clone().unwrap_or_else(|| config.name.clone()),
+                root_id: config.root_id.clone().unwrap_or_default(),
+                vm_config: Bytes::from(config.vm_config.clone().unwrap_or_default()),
+                plugin_config: Bytes::from(config.config.clone().unwrap_or_default()),
+                config: config.clone(),
+            }),
+            exports: super::exports::ExportIndex::new(pre.module()),
+            pre,
+        });
+        Ok(code)
+    }
+}
+
 /// What the admin endpoint shows about one filter.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FilterStatus {
@@ -42,6 +87,9 @@ pub struct FilterStatus {
     pub state: &'static str,
     pub last_error: Option<String>,
 }
+
+/// Why a module that cannot create HTTP contexts does not filter.
+pub(crate) const NO_HTTP_CONTEXT: &str = "no HTTP context: is this a service?";
 
 /// Consecutive failures that take a filter out of service.
 const FAILURES_BEFORE_BACKOFF: u32 = 3;
@@ -61,6 +109,10 @@ pub(crate) struct LoadedFilter {
     backing_off: AtomicBool,
     backoff: Mutex<(Option<Instant>, u32, Option<String>)>,
     counters: crate::metrics::FilterCounters,
+    /// Set when the module cannot create an HTTP context at all (a
+    /// service in a filter folder): every request gets the failure policy
+    /// without a new instance or a new trap.
+    no_http_context: AtomicBool,
 }
 
 impl LoadedFilter {
@@ -80,6 +132,7 @@ impl LoadedFilter {
             backing_off: AtomicBool::new(false),
             backoff: Mutex::new((None, 0, None)),
             counters: crate::metrics::filter_counters(&config.name),
+            no_http_context: AtomicBool::new(false),
         };
         if let Err(e) = me.try_load() {
             let reason = format!("{e:#}");
@@ -92,33 +145,10 @@ impl LoadedFilter {
     }
 
     fn try_load(&mut self) -> Result<()> {
-        let problems = self.config.check();
-        anyhow::ensure!(
-            problems.is_empty(),
-            "invalid configuration: {}",
-            problems.join("; ")
-        );
-        let wasm = read_capped(&self.config.path, self.host.config.max_module_size.as_u64())?;
+        let (wasm, sha256) = FilterCode::read(&self.host, &self.config)?;
         self.size = wasm.len() as u64;
-        self.sha256 = Sha256::digest(&wasm)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let pre = self.host.prepare(&wasm, &self.sha256)?;
-        let exports = |name: &str| pre.module().get_export(name).is_some();
-        let code = Arc::new(FilterCode {
-            has_request_body: exports("proxy_on_request_body"),
-            has_response_body: exports("proxy_on_response_body"),
-            meta: Arc::new(FilterMeta {
-                vm_id: self.config.name.clone(),
-                root_id: self.config.root_id.clone().unwrap_or_default(),
-                vm_config: Bytes::from(self.config.vm_config.clone().unwrap_or_default()),
-                plugin_config: Bytes::from(self.config.config.clone().unwrap_or_default()),
-                config: self.config.clone(),
-            }),
-            exports: super::exports::ExportIndex::new(pre.module()),
-            pre,
-        });
+        self.sha256 = sha256;
+        let code = FilterCode::build(&self.host, &self.config, &wasm, &self.sha256)?;
         // Start the instances now: a filter whose VM does not start is
         // reported at load, not on the first request.
         let first = InstanceCell::start(&self.host, &code)?;
@@ -165,6 +195,9 @@ impl LoadedFilter {
                 self.load_error.as_deref().unwrap_or("unknown")
             ));
         };
+        if self.no_http_context.load(Ordering::Relaxed) {
+            return Err(NO_HTTP_CONTEXT.to_string());
+        }
         if self.backing_off.load(Ordering::Relaxed) {
             self.check_backoff()?;
         }
@@ -260,6 +293,23 @@ impl LoadedFilter {
         self.failed(fault.0.clone());
     }
 
+    /// The first HTTP context a fresh instance was asked for trapped: the
+    /// module has no HTTP context to give (the official Rust SDK panics
+    /// "missing ContextType on root_context"), most likely a service put
+    /// in a filter folder. Reported once; the failure policy applies from
+    /// now on without another instance or trap.
+    pub fn no_http_context(&self, cell: &Arc<InstanceCell>, fault: &GuestFault) {
+        cell.dead.store(true, Ordering::Relaxed);
+        self.counters.fault(&fault.0);
+        if self.no_http_context.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let reason = format!("{NO_HTTP_CONTEXT} ({})", fault.0);
+        tracing::error!(filter = %self.config.name, file = %self.config.path.display(), policy = ?self.config.failure,
+            "{reason}; a module that only has a root context runs as a service: move it to [wasm] services_dir or a [[service]] entry (docs/services.md)");
+        self.backoff.lock().unwrap_or_else(|p| p.into_inner()).2 = Some(reason);
+    }
+
     /// A request went through this filter without fault.
     pub fn succeeded(&self) {
         self.counters.ok.inc();
@@ -288,6 +338,7 @@ impl LoadedFilter {
             loaded_at: humantime::format_rfc3339_seconds(self.loaded_at).to_string(),
             state: match (&self.code, backed_off) {
                 (None, _) => "failed",
+                (Some(_), _) if self.no_http_context.load(Ordering::Relaxed) => "failed",
                 (Some(_), true) => "backed-off",
                 (Some(_), false) => "loaded",
             },
@@ -358,6 +409,7 @@ impl LoadedFilter {
             backing_off: AtomicBool::new(false),
             backoff: Mutex::new((None, 0, None)),
             counters: crate::metrics::filter_counters(&config.name),
+            no_http_context: AtomicBool::new(false),
         }
     }
 }

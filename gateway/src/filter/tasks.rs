@@ -16,6 +16,7 @@ fn discard(cell: &InstanceCell, inst: &FilterInstance, callback: &str, fault: &G
     cell.dead.store(true, std::sync::atomic::Ordering::Relaxed);
     let filter = &inst.store.data().filter.config.name;
     tracing::warn!(%filter, "{callback} failed, instance discarded: {fault}");
+    cell.watch.died(format!("{callback}: {fault}"));
 }
 
 fn runtime() -> Option<tokio::runtime::Handle> {
@@ -68,6 +69,7 @@ fn set_ticker(host: &Arc<FilterHost>, cell: &Arc<InstanceCell>, period: Duration
                     discard(&cell, &inst, "proxy_on_tick", &fault);
                     break;
                 }
+                cell.watch.ticked();
                 effects
             };
             for call in effects.calls {
@@ -121,11 +123,17 @@ pub(crate) fn queue_waker(
     slot: Arc<OnceLock<Weak<InstanceCell>>>,
 ) -> QueueWaker {
     let host = Arc::downgrade(&host);
+    // The runtime the instance was started on (the control runtime for
+    // services and for filters started at load), so that the enqueuing
+    // worker does not run another instance's guest code.
+    let home = runtime();
     Arc::new(move |queue: u32| {
         let Some(weak) = slot.get().cloned() else {
             return;
         };
-        let Some(rt) = runtime() else { return };
+        let Some(rt) = home.clone().or_else(runtime) else {
+            return;
+        };
         let host = host.clone();
         rt.spawn(async move {
             let (Some(cell), Some(host)) = (weak.upgrade(), host.upgrade()) else {

@@ -238,6 +238,7 @@ pub fn encode_with(
     traffic::encode(&mut out);
     extra(&mut out);
     encode_filter_metrics(&mut out, filters);
+    crate::service::metrics::encode(&mut out);
     let _ = prometheus_client::encoding::text::encode_eof(&mut out);
     out
 }

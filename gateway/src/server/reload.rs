@@ -85,6 +85,7 @@ async fn reload(gateway: &Arc<Gateway>, listeners: &mut ListenerSet) {
     crate::access_log::configure(&config.access_log);
     crate::trace::configure(&config.tracing);
     gateway.state.store(Arc::new(snapshot));
+    gateway.services.apply(&config).await;
     if let Err(e) = listeners.apply(gateway, &config, false).await {
         tracing::error!("config reload: {e:#}");
     }

@@ -80,6 +80,8 @@ pub(crate) struct MockHost {
     pub tick_millis: Cell<Option<u32>>,
     /// State of the seeded generator behind `random_get`.
     pub random_state: Cell<u64>,
+    /// Shared queues by id - 1: name and messages.
+    pub queues: RefCell<Vec<(String, std::collections::VecDeque<Vec<u8>>)>>,
     next_token: Cell<u32>,
 }
 
@@ -93,6 +95,7 @@ impl MockHost {
             current: Cell::new(0),
             tick_millis: Cell::new(None),
             random_state: Cell::new(0x9e37_79b9_7f4a_7c15),
+            queues: RefCell::new(Vec::new()),
             next_token: Cell::new(1),
         }
     }
@@ -319,6 +322,40 @@ impl Host for MockHost {
     fn set_tick_period(&self, millis: u32) -> Result<(), u32> {
         self.tick_millis.set(Some(millis));
         Ok(())
+    }
+
+    fn register_queue(&self, name: &str) -> Result<u32, u32> {
+        let mut queues = self.queues.borrow_mut();
+        if let Some(at) = queues.iter().position(|(n, _)| n == name) {
+            return Ok(at as u32 + 1);
+        }
+        queues.push((name.to_string(), Default::default()));
+        Ok(queues.len() as u32)
+    }
+
+    fn resolve_queue(&self, _vm_id: &str, name: &str) -> Result<u32, u32> {
+        let queues = self.queues.borrow();
+        match queues.iter().position(|(n, _)| n == name) {
+            Some(at) => Ok(at as u32 + 1),
+            None => Err(status::NOT_FOUND),
+        }
+    }
+
+    fn enqueue(&self, id: u32, data: &[u8]) -> Result<(), u32> {
+        let mut queues = self.queues.borrow_mut();
+        let (_, queue) = queues
+            .get_mut((id as usize).wrapping_sub(1))
+            .ok_or(status::NOT_FOUND)?;
+        queue.push_back(data.to_vec());
+        Ok(())
+    }
+
+    fn dequeue(&self, id: u32) -> Result<Option<Vec<u8>>, u32> {
+        let mut queues = self.queues.borrow_mut();
+        let (_, queue) = queues
+            .get_mut((id as usize).wrapping_sub(1))
+            .ok_or(status::NOT_FOUND)?;
+        Ok(queue.pop_front())
     }
 
     fn random(&self, buf: &mut [u8]) -> Result<(), u32> {

@@ -39,6 +39,7 @@ mod body;
 mod exchange;
 mod host;
 mod message;
+mod service;
 
 use crate::abi::action;
 use crate::filter::Filter;
@@ -52,6 +53,7 @@ use std::time::Duration;
 pub use exchange::Exchange;
 pub use host::SentCallout;
 pub use message::{TestRequest, TestResponse};
+pub use service::ServiceTest;
 
 const ROOT_CONTEXT: u32 = 1;
 

@@ -106,6 +106,24 @@ extern "C" {
     pub(super) fn proxy_record_metric(id: u32, value: u64) -> u32;
     pub(super) fn proxy_set_effective_context(context_id: u32) -> u32;
     pub(super) fn proxy_set_tick_period_milliseconds(millis: u32) -> u32;
+    pub(super) fn proxy_register_shared_queue(
+        name: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    pub(super) fn proxy_resolve_shared_queue(
+        vm_id: *const u8,
+        vm_id_size: usize,
+        name: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    pub(super) fn proxy_enqueue_shared_queue(id: u32, data: *const u8, data_size: usize) -> u32;
+    pub(super) fn proxy_dequeue_shared_queue(
+        id: u32,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
 }
 
 // WASI preview 1, which proxy-wasm hosts provide alongside the ABI.

@@ -257,6 +257,41 @@ impl Host for WasmHost {
         // SAFETY: plain value call.
         ok(unsafe { proxy_set_tick_period_milliseconds(millis) })
     }
+
+    fn register_queue(&self, name: &str) -> Result<u32, u32> {
+        let mut id = 0u32;
+        // SAFETY: name is live; id is a valid out-pointer.
+        ok(unsafe { proxy_register_shared_queue(name.as_ptr(), name.len(), &mut id) }).map(|()| id)
+    }
+
+    fn resolve_queue(&self, vm_id: &str, name: &str) -> Result<u32, u32> {
+        let mut id = 0u32;
+        // SAFETY: both strings are live; id is a valid out-pointer.
+        ok(unsafe {
+            proxy_resolve_shared_queue(
+                vm_id.as_ptr(),
+                vm_id.len(),
+                name.as_ptr(),
+                name.len(),
+                &mut id,
+            )
+        })
+        .map(|()| id)
+    }
+
+    fn enqueue(&self, id: u32, data: &[u8]) -> Result<(), u32> {
+        // SAFETY: data is live for the call.
+        ok(unsafe { proxy_enqueue_shared_queue(id, data.as_ptr(), data.len()) })
+    }
+
+    fn dequeue(&self, id: u32) -> Result<Option<Vec<u8>>, u32> {
+        // SAFETY: out-pointers are valid locals.
+        match returned(|p, s| unsafe { proxy_dequeue_shared_queue(id, p, s) }) {
+            Ok(message) => Ok(Some(message)),
+            Err(status::EMPTY) => Ok(None),
+            Err(code) => Err(code),
+        }
+    }
 }
 
 /// WASI `random_get` into `buf`; `Err` is the WASI errno. A free function

@@ -42,8 +42,11 @@ async fn infinite_loop_hits_the_deadline() {
         FailurePolicy::Closed,
     )
     .await;
+    // The loop never ends by itself: that it ended is the deadline's doing.
+    // The bound leaves room for a loaded machine (the epoch ticker thread
+    // and this one compete for the CPU); precision is not asserted here.
     assert!(
-        took < Duration::from_millis(200),
+        took < Duration::from_secs(2),
         "deadline 100ms, took {took:?}"
     );
     assert!(
