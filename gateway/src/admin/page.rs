@@ -142,6 +142,9 @@ fn clusters(out: &mut String, view: &Overview) {
                 )
             } else if e.healthy {
                 "<span class=\"healthy\">healthy</span>".to_string()
+            } else if e.ejected_for_ms == 0 {
+                // Out by active checks, not by an ejection.
+                "<span class=\"ejected\">unhealthy</span> (failing health checks)".to_string()
             } else {
                 format!(
                     "<span class=\"ejected\">ejected</span> ({} s left)",

@@ -17,6 +17,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("/overview", "GET, HEAD"),
     ("/config", "GET, HEAD"),
     ("/filters", "GET, HEAD"),
+    ("/clusters", "GET, HEAD"),
     ("/services", "GET, HEAD"),
     ("/metrics", "GET, HEAD"),
     ("/drain", "POST, DELETE"),
@@ -54,6 +55,9 @@ pub(super) async fn handle(admin: &AdminState, req: Request<Incoming>) -> Respon
             json(&config)
         }
         ("/filters", true) => json(&admin.state.load_full().filter_status().await),
+        ("/clusters", true) => json(&super::clusters::ClustersView::gather(
+            &admin.state.load().clusters,
+        )),
         ("/services", true) => json(&super::services::status(admin)),
         ("/metrics", true) => {
             let filters = admin
@@ -62,7 +66,9 @@ pub(super) async fn handle(admin: &AdminState, req: Request<Incoming>) -> Respon
                 .map(|h| h.metrics())
                 .unwrap_or_default();
             with_type(
-                body::full(crate::metrics::encode(&filters)),
+                body::full(crate::metrics::encode_with(&filters, |out| {
+                    crate::upstream::encode_endpoint_metrics(&admin.state.load().clusters, out)
+                })),
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
         }

@@ -5,9 +5,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::health_check::HealthCheckConfig;
 use super::redis::RedisConfig;
 use super::retry::{CircuitBreakerConfig, RetryBudgetConfig, RetryConfig};
 use super::tls::UpstreamTlsConfig;
+use super::traffic::EndpointConfig;
 
 /// How a cluster picks an endpoint for each request (or connection, on L4).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -18,6 +20,9 @@ pub enum BalancePolicy {
     /// Power of two choices on requests in flight.
     LeastRequest,
     Random,
+    /// Consistent hashing on a request key (`hash_header`, `hash_cookie`
+    /// or the filter property `gateway.hash_key`).
+    RingHash,
 }
 
 /// The protocol spoken to a cluster's endpoints.
@@ -37,9 +42,9 @@ pub enum UpstreamProtocol {
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     pub name: String,
-    /// `host:port` of each endpoint.
+    /// `host:port` of each endpoint, or `{ address, weight }`.
     #[serde(default)]
-    pub endpoints: Vec<String>,
+    pub endpoints: Vec<EndpointConfig>,
     #[serde(default)]
     pub balance: BalancePolicy,
     #[serde(default = "default_connect_timeout", with = "crate::config::duration")]
@@ -85,6 +90,35 @@ pub struct ClusterConfig {
     pub retry_budget: RetryBudgetConfig,
     #[serde(default)]
     pub circuit_breaker: CircuitBreakerConfig,
+
+    // === health and balancing (docs/traffic.md, config/traffic.rs) ===
+    /// Passive health: consecutive resets (connection lost before the
+    /// response head) that eject an endpoint; 0 = off.
+    #[serde(default)]
+    pub eject_after_resets: u32,
+    /// Passive health: consecutive 5xx responses that eject; 0 = off.
+    #[serde(default)]
+    pub eject_after_5xx: u32,
+    /// Below this share (percent) of healthy endpoints, traffic goes to
+    /// every endpoint regardless of health; 0 = off.
+    #[serde(default)]
+    pub healthy_panic_threshold: u32,
+    /// `ring_hash`: the request header whose value is the hash key.
+    #[serde(default)]
+    pub hash_header: Option<String>,
+    /// `ring_hash`: the cookie whose value is the hash key.
+    #[serde(default)]
+    pub hash_cookie: Option<String>,
+    /// Endpoints given by host name are resolved again this often;
+    /// "0s": only at start.
+    #[serde(default = "default_dns_refresh", with = "crate::config::duration")]
+    pub dns_refresh: Duration,
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+fn default_dns_refresh() -> Duration {
+    Duration::from_secs(30)
 }
 
 impl ClusterConfig {

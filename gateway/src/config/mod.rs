@@ -9,6 +9,7 @@ mod error;
 #[cfg(test)]
 mod example_keys;
 pub mod filter;
+mod health_check;
 mod listener;
 pub mod pem;
 mod plugin_config;
@@ -17,6 +18,7 @@ mod retry;
 pub mod service;
 mod tls;
 mod tracing;
+mod traffic;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +31,7 @@ pub use admin::AdminConfig;
 pub use cluster::{BalancePolicy, ClusterConfig, UpstreamProtocol};
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
+pub use health_check::{CheckKind, HealthCheckConfig};
 pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};
 pub use redis::RedisConfig;
 pub use retry::{CircuitBreakerConfig, RetryBudgetConfig, RetryConfig, RetryOn};
@@ -38,6 +41,7 @@ pub use tls::{
     UpstreamTlsConfig,
 };
 pub use tracing::TracingConfig;
+pub use traffic::{EndpointConfig, WeightedEndpoint};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -61,7 +61,12 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
         for (k, message) in super::redis::problems(cluster) {
             err(None, format!("{key}.{k}"), message);
         }
+        for (k, message) in cluster.traffic_problems() {
+            let span = super::traffic::locate(text, i, &k);
+            err(span, format!("{key}.{k}"), message);
+        }
         for (j, endpoint) in cluster.endpoints.iter().enumerate() {
+            let endpoint = endpoint.address();
             if let Err(why) = check_endpoint(endpoint) {
                 err(
                     None,

@@ -66,11 +66,14 @@ impl CalloutClient for SnapshotCallouts {
                     );
                 }
                 *request.version_mut() = http::Version::HTTP_11;
-                // Callouts get the cluster's retry policy, as routes do.
+                // Callouts get the cluster's retry policy, as routes do,
+                // and its hash key from their own headers.
+                let key = crate::upstream::request_key(&cluster.config, request.headers(), || None);
                 let response = crate::http::attempts::forward(
                     &cluster,
                     &cluster.retry,
                     request,
+                    key,
                     timeout,
                     None,
                 )

@@ -175,7 +175,7 @@ impl RedisCluster {
             return Ok(c);
         }
         let mut all = Vec::new();
-        for endpoint in &self.config.endpoints {
+        for endpoint in self.config.endpoints.iter().map(|e| e.address()) {
             let client = self.client(endpoint)?;
             let mut own = Vec::new();
             for _ in 0..self.redis.connections.max(1) {
