@@ -165,3 +165,35 @@ impl CalloutResponse {
         &self.body
     }
 }
+
+type Detached = Box<dyn FnOnce(CalloutResponse)>;
+
+thread_local! {
+    /// Callouts sent outside any request: token -> what to do with the answer.
+    static DETACHED: std::cell::RefCell<std::collections::HashMap<u32, Detached>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Sends `request` without holding a request; `on_answer` runs with the
+/// answer. False if the host refused to send it.
+pub(crate) fn send_detached(
+    request: CalloutRequest,
+    on_answer: impl FnOnce(CalloutResponse) + 'static,
+) -> bool {
+    let timeout = u32::try_from(request.timeout.as_millis()).unwrap_or(u32::MAX);
+    let sent = crate::host::with(|h| {
+        h.http_call(&request.cluster, &request.headers, &request.body, timeout)
+    });
+    match sent {
+        Ok(token) => {
+            DETACHED.with(|d| d.borrow_mut().insert(token, Box::new(on_answer)));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// The continuation of a detached callout, taken once.
+pub(crate) fn take_detached(token: u32) -> Option<Detached> {
+    DETACHED.with(|d| d.borrow_mut().remove(&token))
+}

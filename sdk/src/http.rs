@@ -8,6 +8,11 @@ use crate::host;
 /// extension carried over `proxy_set_property`; other hosts ignore it).
 pub const UPSTREAM_PROPERTY: [&str; 2] = ["gateway", "upstream"];
 
+/// Property path of the key a `ring_hash` cluster hashes the request on
+/// (a gateway extension; it comes before the cluster's `hash_header` and
+/// `hash_cookie`).
+pub const HASH_KEY_PROPERTY: [&str; 2] = ["gateway", "hash_key"];
+
 /// Property path of the client's address (`ip:port`), standard in proxy-wasm hosts.
 pub const CLIENT_ADDRESS_PROPERTY: [&str; 2] = ["source", "address"];
 
@@ -117,6 +122,13 @@ impl Request {
     /// [`UPSTREAM_PROPERTY`]). Returns false if the host refused.
     pub fn set_upstream(&mut self, cluster: &str) -> bool {
         host::with(|h| h.set_property(&UPSTREAM_PROPERTY, cluster.as_bytes())).is_ok()
+    }
+
+    /// Sets the key a `balance = "ring_hash"` cluster hashes this request
+    /// on (the [`HASH_KEY_PROPERTY`]): requests with the same key reach the
+    /// same endpoint. Returns false if the host refused.
+    pub fn set_hash_key(&mut self, key: &str) -> bool {
+        host::with(|h| h.set_property(&HASH_KEY_PROPERTY, key.as_bytes())).is_ok()
     }
 }
 

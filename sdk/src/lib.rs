@@ -45,6 +45,8 @@
 //!   (and WASI `random_get` only when [`random`] is used);
 //! - [`Request::set_upstream`] sets the property `gateway.upstream`
 //!   (path `["gateway", "upstream"]`, segments joined by NUL on the wire);
+//! - [`Request::set_hash_key`] sets the property `gateway.hash_key`
+//!   (path `["gateway", "hash_key"]`), the key of consistent hashing;
 //! - [`Request::client_address`] reads the standard property `source.address`;
 //! - the plugin configuration is parsed once in `proxy_on_configure`
 //!   ([`config`] describes the formats); an invalid one returns false.
@@ -69,6 +71,8 @@ pub mod log;
 pub mod metrics;
 pub mod queue;
 pub mod random;
+#[cfg(feature = "json")]
+pub mod redis;
 mod runtime;
 pub mod service;
 mod service_export;
@@ -84,7 +88,7 @@ mod wasm;
 pub use body::{Body, OverLimit};
 pub use callout::{Callout, CalloutRequest, CalloutResponse};
 pub use filter::{Decision, Filter, LocalResponse, ResponseDecision};
-pub use http::{Request, Response, CLIENT_ADDRESS_PROPERTY, UPSTREAM_PROPERTY};
+pub use http::{Request, Response, CLIENT_ADDRESS_PROPERTY, HASH_KEY_PROPERTY, UPSTREAM_PROPERTY};
 pub use log::LogLevel;
 pub use queue::Queue;
 pub use service::Service;

@@ -128,3 +128,30 @@ fn deny_unknown_fields_turns_the_warning_into_a_rejection() {
         .unwrap();
     assert!(error.contains("limt"), "{error}");
 }
+
+/// Keys requests by tenant, for a `ring_hash` cluster.
+struct ByTenant;
+
+impl Filter for ByTenant {
+    type Config = ();
+
+    fn new(_: &Rc<()>) -> Self {
+        ByTenant
+    }
+
+    fn on_request(&mut self, request: &mut Request) -> Decision<Self> {
+        if let Some(tenant) = request.header("x-tenant") {
+            assert!(request.set_hash_key(&tenant));
+        }
+        Decision::Continue
+    }
+}
+
+#[test]
+fn a_filter_sets_the_consistent_hashing_key() {
+    let mut test = FilterTest::<ByTenant>::new("").unwrap();
+    let keyed = test.request(TestRequest::get("/").header("x-tenant", "acme"));
+    assert_eq!(keyed.hash_key().as_deref(), Some("acme"));
+    let unkeyed = test.request(TestRequest::get("/"));
+    assert_eq!(unkeyed.hash_key(), None);
+}

@@ -30,6 +30,7 @@ mod faulty;
 mod gateway;
 pub mod grpc;
 mod metrics;
+pub mod redis;
 pub mod tls;
 mod upstream;
 pub mod wasm;
@@ -38,6 +39,7 @@ pub use client::{Http1Client, Http2Client, Reply};
 pub use faulty::{one_route_config, Fault, FaultyUpstream, Got};
 pub use gateway::{binary, check_config, Gateway};
 pub use metrics::Scrape;
+pub use redis::RedisServer;
 pub use upstream::{Received, Upstream};
 
 /// How long any single wait in a test may take before it fails.

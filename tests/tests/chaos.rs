@@ -2,7 +2,8 @@
 //! killed and later restarted, another turns slow and then recovers. No
 //! client request may fail, the slow one costs at most one per-try timeout
 //! and a retry, the killed endpoint leaves the rotation after
-//! `eject_after_failures` failed connects and comes back, and retries stay
+//! `eject_after_failures` failed connects (or its failed health checks)
+//! and comes back once its checks pass, and retries stay
 //! within the budget. Phases follow the load's progress (requests done),
 //! never the clock. Run with `--nocapture` to see the figures.
 
@@ -11,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use gateway_tests::{Fault, FaultyUpstream, Gateway, Scrape, WAIT};
 use tokio::sync::watch;
+
+#[path = "support/admin.rs"]
+mod admin;
 
 /// Keep-alive clients, each sending one GET per `PACING`: 240 requests a
 /// second, `PER_CLIENT` each (20.4 s).
@@ -36,6 +40,12 @@ const EJECTION: Duration = Duration::from_secs(2);
 /// checked.
 const BUDGET_PERCENT: usize = 20;
 const BUDGET_MIN: usize = CLIENTS;
+/// Active health checks: a TCP connect every `CHECK_INTERVAL`;
+/// `UNHEALTHY_AFTER` failures take an endpoint out, `HEALTHY_AFTER`
+/// passes bring it back.
+const CHECK_INTERVAL: Duration = Duration::from_millis(200);
+const UNHEALTHY_AFTER: u32 = 2;
+const HEALTHY_AFTER: u32 = 2;
 /// How slow the slow upstream turns.
 const SLOW: Duration = Duration::from_secs(2);
 
@@ -65,7 +75,15 @@ fn cluster(endpoints: &[&FaultyUpstream]) -> String {
         [cluster.retry_budget]
         percent = {BUDGET_PERCENT}
         min_concurrent = {BUDGET_MIN}
+
+        [cluster.health_check]
+        kind = "tcp"
+        interval = "{interval}ms"
+        timeout = "100ms"
+        unhealthy_threshold = {UNHEALTHY_AFTER}
+        healthy_threshold = {HEALTHY_AFTER}
         "#,
+        interval = CHECK_INTERVAL.as_millis(),
         endpoints = endpoints.join(", "),
         ejection = EJECTION.as_millis(),
         per_try = PER_TRY_TIMEOUT.as_millis(),
@@ -166,6 +184,20 @@ async fn killed_and_slow_upstreams_cost_clients_nothing() {
     let before_kill = Scrape::take(admin).await.value(&connect_failures);
     killed.kill();
     let killed_at = Instant::now();
+    let killed_address = killed.addr.to_string();
+    // Out of rotation: ejected by failed connects, or failed by the checks.
+    let out_after = {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let view = admin::clusters(admin).await;
+            if admin::endpoint(&view, "chaos", &killed_address)["health"] != "healthy" {
+                break killed_at.elapsed();
+            }
+            assert!(Instant::now() < deadline, "the killed endpoint stayed in rotation");
+            // Pacing of the poll only; the loop ends on what the admin shows.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
 
     reach(0.40).await;
     let after_kill = Scrape::take(admin).await.value(&connect_failures);
@@ -179,6 +211,8 @@ async fn killed_and_slow_upstreams_cost_clients_nothing() {
         "the restarted upstream got no request within {WAIT:?}"
     );
     let back_after = restarted_at.elapsed();
+    admin::wait_health(admin, "chaos", &killed_address, "healthy").await;
+    let healthy_after = restarted_at.elapsed();
 
     reach(0.55).await;
     slow.set(Fault::Slow(SLOW));
@@ -236,6 +270,7 @@ async fn killed_and_slow_upstreams_cost_clients_nothing() {
     );
     println!("chaos: failed {failed} {failed_statuses:?}; latency p50 {p50:?} p99 {p99:?} max {max:?} (p99 bound {p99_bound:?})");
     println!("chaos: killed for {killed_for:.1?}: {killed_failures} failed connects ({ejection_cycles} ejection periods of {EJECTION:?}, ejected after {EJECT_AFTER}); back in rotation {back_after:.1?} after restart");
+    println!("chaos: out of rotation {out_after:.1?} after the kill; healthy in /clusters {healthy_after:.1?} after the restart (checks every {CHECK_INTERVAL:?}, out after {UNHEALTHY_AFTER}, back after {HEALTHY_AFTER})");
     println!("chaos: {slow_requests} first tries reached the upstream while slow ({SLOW:?})");
     println!("chaos: retries {retries:?}; peak retries in flight {budget_peak} (budget allows {budget_allowed}), budget exhausted {budget_exhausted}");
 
@@ -261,6 +296,16 @@ async fn killed_and_slow_upstreams_cost_clients_nothing() {
     assert!(
         back_after <= EJECTION + Duration::from_secs(3),
         "back after {back_after:?}"
+    );
+    // The thresholds' time, with room for a loaded machine.
+    let margin = Duration::from_secs(1);
+    assert!(
+        out_after <= CHECK_INTERVAL * UNHEALTHY_AFTER + margin,
+        "out of rotation only after {out_after:?}"
+    );
+    assert!(
+        healthy_after <= EJECTION + CHECK_INTERVAL * HEALTHY_AFTER + margin * 3,
+        "healthy only after {healthy_after:?}"
     );
     assert!(slow_requests > 0, "the slow phase had traffic");
     let timeouts = retries

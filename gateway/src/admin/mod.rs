@@ -5,6 +5,7 @@
 //! flags that the request path does not wait on.
 
 mod auth;
+mod clusters;
 mod html;
 pub mod logging;
 mod overview;

@@ -55,6 +55,9 @@ pub(super) struct ClusterView {
     pub name: String,
     pub balance: String,
     pub endpoints: Vec<EndpointHealth>,
+    /// State, latency and errors of a `protocol = "redis"` cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<crate::upstream::RedisStatus>,
 }
 
 impl Overview {
@@ -75,6 +78,7 @@ impl Overview {
                 name: c.name().to_string(),
                 balance: enum_name(&c.config.balance),
                 endpoints: c.endpoint_health(),
+                redis: c.redis().map(|r| r.status()),
             })
             .collect();
         clusters.sort_by(|a, b| a.name.cmp(&b.name));

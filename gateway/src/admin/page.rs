@@ -131,8 +131,20 @@ fn clusters(out: &mut String, view: &Overview) {
     let mut rows = Vec::new();
     for c in &view.clusters {
         for (i, e) in c.endpoints.iter().enumerate() {
-            let health = if e.healthy {
+            let health = if let Some(r) = &c.redis {
+                // A Redis cluster's reachability is the cluster's, as commands saw it.
+                format!(
+                    "redis {} · {:.2} ms · {} errors, {} unavailable",
+                    r.state,
+                    r.latency_ms,
+                    r.commands_error,
+                    r.commands_unavailable + r.commands_timeout
+                )
+            } else if e.healthy {
                 "<span class=\"healthy\">healthy</span>".to_string()
+            } else if e.ejected_for_ms == 0 {
+                // Out by active checks, not by an ejection.
+                "<span class=\"ejected\">unhealthy</span> (failing health checks)".to_string()
             } else {
                 format!(
                     "<span class=\"ejected\">ejected</span> ({} s left)",
@@ -273,6 +285,7 @@ mod tests {
                     in_flight: 0,
                     consecutive_failures: 0,
                 }],
+                redis: None,
             }],
             chains: serde_json::json!({"chains": [{"listener": HOSTILE, "route": HOSTILE,
                 "filters": [{"name": HOSTILE, "sha256": HOSTILE, "state": "failed", "last_error": HOSTILE}]}]}),

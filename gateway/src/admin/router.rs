@@ -17,6 +17,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("/overview", "GET, HEAD"),
     ("/config", "GET, HEAD"),
     ("/filters", "GET, HEAD"),
+    ("/clusters", "GET, HEAD"),
     ("/services", "GET, HEAD"),
     ("/metrics", "GET, HEAD"),
     ("/drain", "POST, DELETE"),
@@ -54,6 +55,9 @@ pub(super) async fn handle(admin: &AdminState, req: Request<Incoming>) -> Respon
             json(&config)
         }
         ("/filters", true) => json(&admin.state.load_full().filter_status().await),
+        ("/clusters", true) => json(&super::clusters::ClustersView::gather(
+            &admin.state.load().clusters,
+        )),
         ("/services", true) => json(&super::services::status(admin)),
         ("/metrics", true) => {
             let filters = admin
@@ -62,7 +66,9 @@ pub(super) async fn handle(admin: &AdminState, req: Request<Incoming>) -> Respon
                 .map(|h| h.metrics())
                 .unwrap_or_default();
             with_type(
-                body::full(crate::metrics::encode(&filters)),
+                body::full(crate::metrics::encode_with(&filters, |out| {
+                    crate::upstream::encode_endpoint_metrics(&admin.state.load().clusters, out)
+                })),
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
         }
@@ -116,6 +122,11 @@ fn ready(admin: &AdminState) -> Response<Body> {
 
 /// Secrets in the config in force are shown as their size only: filter
 /// configurations (API keys, tokens) and the admin token.
+/// `[cluster.redis]`, whose `password` is a secret.
+fn map_has_redis_keys(map: &serde_json::Map<String, serde_json::Value>) -> bool {
+    map.contains_key("max_in_flight") && map.contains_key("database")
+}
+
 fn redact(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
@@ -124,9 +135,11 @@ fn redact(value: &mut serde_json::Value) {
                 && (map.contains_key("isolation") || map.contains_key("max_callout_timeout"));
             let is_admin =
                 map.contains_key("token_file") && map.contains_key("header_read_timeout");
+            let is_redis = map_has_redis_keys(map);
             for (key, v) in map.iter_mut() {
                 let secret = (is_filter && (key == "config" || key == "vm_config"))
-                    || (is_admin && key == "token");
+                    || (is_admin && key == "token")
+                    || (is_redis && key == "password");
                 match v.as_str() {
                     Some(s) if secret => *v = format!("<redacted, {} bytes>", s.len()).into(),
                     _ => redact(v),
@@ -169,12 +182,14 @@ mod tests {
                 "filter": [{"name": "auth", "path": "a.wasm", "isolation": "shared", "config": "{\"tokens\":[\"s3cret\"]}"}],
                 "route": [{"cluster": "c", "config": "not a filter"}],
             }],
+            "cluster": [{"name": "r", "redis": {"password": "pa55", "database": 0, "max_in_flight": 8}}],
             "service": [{"name": "sync", "path": "s.wasm", "max_callout_timeout": "30s", "config": "{\"key\":\"s3cret\"}"}]
         });
         redact(&mut config);
         let text = config.to_string();
         assert!(!text.contains("s3cret"), "{text}");
         assert!(!text.contains("t0ken"), "{text}");
+        assert!(!text.contains("pa55"), "{text}");
         assert!(text.contains("<redacted, 21 bytes>"), "{text}");
         assert!(text.contains("<redacted, 5 bytes>"), "{text}");
         assert!(text.contains("not a filter"));

@@ -6,8 +6,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::health_check::HealthCheckConfig;
+use super::redis::RedisConfig;
 use super::retry::{CircuitBreakerConfig, RetryBudgetConfig, RetryConfig};
 use super::tls::UpstreamTlsConfig;
+use super::traffic::EndpointConfig;
 
 /// How a cluster picks an endpoint for each request (or connection, on L4).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -18,21 +21,28 @@ pub enum BalancePolicy {
     /// Power of two choices on requests in flight.
     LeastRequest,
     Random,
+    /// Consistent hashing on a request key (`hash_header`, `hash_cookie`
+    /// or the filter property `gateway.hash_key`).
+    RingHash,
 }
 
-/// The HTTP version spoken to a cluster's endpoints (docs/traffic-grpc.md).
+/// The protocol spoken to a cluster's endpoints (HTTP versions:
+/// docs/traffic-grpc.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamProtocol {
+    /// HTTP/1.1 in cleartext; over TLS the endpoint's ALPN choice decides.
+    #[default]
+    Auto,
     /// HTTP/1.1 only (over TLS, ALPN offers `http/1.1` alone).
     Http1,
     /// HTTP/2 over TLS, ALPN `h2`: needs `[cluster.tls]`.
     H2,
     /// HTTP/2 in cleartext with prior knowledge (gRPC without TLS).
     H2c,
-    /// HTTP/1.1 in cleartext; over TLS the endpoint's ALPN choice decides.
-    #[default]
-    Auto,
+    /// Redis (RESP): not a route target; filters reach it through
+    /// `proxy_http_call` (the body convention is in docs/abi.md).
+    Redis,
 }
 
 /// One cluster.
@@ -40,9 +50,9 @@ pub enum UpstreamProtocol {
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     pub name: String,
-    /// `host:port` of each endpoint.
+    /// `host:port` of each endpoint, or `{ address, weight }`.
     #[serde(default)]
-    pub endpoints: Vec<String>,
+    pub endpoints: Vec<EndpointConfig>,
     #[serde(default)]
     pub balance: BalancePolicy,
     #[serde(default = "default_connect_timeout", with = "crate::config::duration")]
@@ -73,6 +83,15 @@ pub struct ClusterConfig {
     /// Speak TLS to the endpoints.
     #[serde(default)]
     pub tls: Option<UpstreamTlsConfig>,
+    /// `auto` (the default), `http1`, `h2`, `h2c` or `redis`; spanned so
+    /// that a problem with it (e.g. `h2` without `[cluster.tls]`) is
+    /// reported at its line.
+    #[serde(default)]
+    pub protocol: Option<Spanned<UpstreamProtocol>>,
+    /// `[cluster.redis]`: credentials, database, connections; only with
+    /// `protocol = "redis"`.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
     /// Retries, their budget and the overload limits (`config::retry`).
     #[serde(default)]
     pub retry: RetryConfig,
@@ -80,14 +99,39 @@ pub struct ClusterConfig {
     pub retry_budget: RetryBudgetConfig,
     #[serde(default)]
     pub circuit_breaker: CircuitBreakerConfig,
-    /// `http1`, `h2`, `h2c` or `auto` (the default); spanned so that a
-    /// protocol at odds with `[cluster.tls]` is reported at its line.
-    #[serde(default)]
-    pub protocol: Option<Spanned<UpstreamProtocol>>,
     /// HTTP/2: streams one upstream connection carries at once; beyond it
     /// another connection is opened.
     #[serde(default = "default_h2_streams")]
     pub h2_max_concurrent_streams: NonZeroU32,
+
+    // === health and balancing (docs/traffic.md, config/traffic.rs) ===
+    /// Passive health: consecutive resets (connection lost before the
+    /// response head) that eject an endpoint; 0 = off.
+    #[serde(default)]
+    pub eject_after_resets: u32,
+    /// Passive health: consecutive 5xx responses that eject; 0 = off.
+    #[serde(default)]
+    pub eject_after_5xx: u32,
+    /// Below this share (percent) of healthy endpoints, traffic goes to
+    /// every endpoint regardless of health; 0 = off.
+    #[serde(default)]
+    pub healthy_panic_threshold: u32,
+    /// `ring_hash`: the request header whose value is the hash key.
+    #[serde(default)]
+    pub hash_header: Option<String>,
+    /// `ring_hash`: the cookie whose value is the hash key.
+    #[serde(default)]
+    pub hash_cookie: Option<String>,
+    /// Endpoints given by host name are resolved again this often;
+    /// "0s": only at start.
+    #[serde(default = "default_dns_refresh", with = "crate::config::duration")]
+    pub dns_refresh: Duration,
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+fn default_dns_refresh() -> Duration {
+    Duration::from_secs(30)
 }
 
 impl ClusterConfig {

@@ -9,13 +9,16 @@ mod error;
 #[cfg(test)]
 mod example_keys;
 pub mod filter;
+mod health_check;
 mod listener;
 pub mod pem;
 mod plugin_config;
+mod redis;
 mod retry;
 pub mod service;
 mod tls;
 mod tracing;
+mod traffic;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +31,9 @@ pub use admin::AdminConfig;
 pub use cluster::{BalancePolicy, ClusterConfig, UpstreamProtocol};
 pub use error::{ConfigError, ConfigErrors};
 pub use filter::{FilterConfig, FilterHostConfig};
+pub use health_check::{CheckKind, HealthCheckConfig};
 pub use listener::{DirectResponseConfig, HttpLimitsConfig, ListenerConfig, Protocol, RouteConfig};
+pub use redis::RedisConfig;
 pub use retry::{CircuitBreakerConfig, RetryBudgetConfig, RetryConfig, RetryOn};
 pub use service::ServiceConfig;
 pub use tls::{
@@ -36,6 +41,7 @@ pub use tls::{
     UpstreamTlsConfig,
 };
 pub use tracing::TracingConfig;
+pub use traffic::{EndpointConfig, WeightedEndpoint};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -61,7 +61,15 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
         if let Some((span, why)) = super::cluster::protocol_problem(cluster) {
             err(Some(span), format!("{key}.protocol"), why.into());
         }
+        for (k, message) in super::redis::problems(cluster) {
+            err(None, format!("{key}.{k}"), message);
+        }
+        for (k, message) in cluster.traffic_problems() {
+            let span = super::traffic::locate(text, i, &k);
+            err(span, format!("{key}.{k}"), message);
+        }
         for (j, endpoint) in cluster.endpoints.iter().enumerate() {
+            let endpoint = endpoint.address();
             if let Err(why) = check_endpoint(endpoint) {
                 err(
                     None,
@@ -214,6 +222,12 @@ pub(super) fn validate(config: &Config, file: &Path, text: &str) -> Vec<ConfigEr
                             Some(name.span()),
                             format!("{key}.cluster"),
                             format!("unknown cluster `{}`", name.get_ref()),
+                        );
+                    } else if super::redis::is_redis(config, name.get_ref()) {
+                        err(
+                            Some(name.span()),
+                            format!("{key}.cluster"),
+                            format!("cluster `{}` speaks redis: filters reach it by callout, routes cannot", name.get_ref()),
                         );
                     }
                 }

@@ -284,6 +284,18 @@ impl ChainRun {
         self.core().stream.as_ref().and_then(|s| s.upstream.clone())
     }
 
+    /// A property a filter of this chain set (`proxy_set_property`), by
+    /// its NUL-joined path (e.g. `gateway.hash_key`).
+    pub fn property(&self, path: &[u8]) -> Option<Vec<u8>> {
+        let core = self.core();
+        let stream = core.stream.as_ref()?;
+        stream
+            .properties
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, v)| v.clone())
+    }
+
     /// Response phase: `proxy_on_response_headers` for each filter in
     /// reverse order (as Envoy runs encoder filters), then the body.
     pub async fn on_response(&mut self, resp: http::Response<Body>) -> http::Response<Body> {

@@ -30,7 +30,8 @@ pub(crate) struct Outcome {
     pub header: Option<Duration>,
 }
 
-/// Sends `req` to `cluster` under `policy`; `timeout` bounds all tries
+/// Sends `req` to `cluster` under `policy` (`key`: the hash of its
+/// `ring_hash` key, see `upstream::request_key`); `timeout` bounds all tries
 /// together, until a response head. A body that can be held is read
 /// first, bounded by the listener's body timeouts (a slow client is the
 /// client's fault, 408, not the upstream's).
@@ -38,6 +39,7 @@ pub(crate) async fn forward(
     cluster: &Arc<Cluster>,
     policy: &RetryPolicy,
     req: Request<Body>,
+    key: Option<u64>,
     timeout: Duration,
     trace: Option<&mut RequestTrace>,
 ) -> Outcome {
@@ -61,6 +63,7 @@ pub(crate) async fn forward(
     let mut tries = Tries {
         cluster,
         policy,
+        key,
         deadline: Instant::now() + timeout,
         tried: [0; MAX_TRIES],
         tried_len: 0,
@@ -85,6 +88,8 @@ const MAX_TRIES: usize = 10;
 struct Tries<'a> {
     cluster: &'a Arc<Cluster>,
     policy: &'a RetryPolicy,
+    /// The hash of the request's `ring_hash` key.
+    key: Option<u64>,
     deadline: Instant,
     /// Endpoints used so far, in order (no allocation per request).
     tried: [usize; MAX_TRIES],
@@ -176,7 +181,9 @@ impl Tries<'_> {
         parts: &Parts,
         body: &mut ReplayBody,
     ) -> Result<Response<Body>, UpstreamError> {
-        let index = self.cluster.choose(&self.tried[..self.tried_len])?;
+        let index = self
+            .cluster
+            .choose(&self.tried[..self.tried_len], self.key)?;
         if let Some(slot) = self.tried.get_mut(self.tried_len) {
             *slot = index;
             self.tried_len += 1;

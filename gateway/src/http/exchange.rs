@@ -312,13 +312,20 @@ impl Exchange {
             endpoint: endpoint.map_or_else(String::new, |e| e.to_string()),
         };
 
+        let key = crate::upstream::request_key(&cluster.config, req.headers(), || {
+            self.runs
+                .iter()
+                .rev()
+                .find_map(|run| run.property(crate::upstream::HASH_KEY_PROPERTY))
+        });
+
         if let Some(downstream) = downstream_upgrade {
             let mut attempt = crate::trace::UpstreamAttempt::start(
                 self.trace.as_mut(),
                 &target.cluster,
                 req.headers_mut(),
             );
-            let (endpoint, mut resp) = tokio::time::timeout(timeout, cluster.upgrade(req))
+            let (endpoint, mut resp) = tokio::time::timeout(timeout, cluster.upgrade(req, key))
                 .await
                 .map_err(|_| timed_out(None))??;
             attempt.endpoint(&endpoint);
@@ -340,7 +347,8 @@ impl Exchange {
 
         let policy = target.retry.as_ref().unwrap_or(&cluster.retry);
         let outcome =
-            super::attempts::forward(&cluster, policy, req, timeout, self.trace.as_mut()).await;
+            super::attempts::forward(&cluster, policy, req, key, timeout, self.trace.as_mut())
+                .await;
         self.record.endpoint = outcome.endpoint;
         self.record.upstream_connect = outcome.connect;
         self.record.upstream_header = outcome.header;

@@ -2,6 +2,7 @@
 //! them (the admin listener only reads them). Request series are kept per
 //! worker ([`requests`]); the rest are in one registry of atomics.
 
+pub mod redis;
 pub mod requests;
 pub mod traffic;
 
@@ -221,12 +222,23 @@ pub fn connection_closed() {
 /// The registry in Prometheus text format, followed by the metrics the
 /// filters defined through the ABI (`proxy_define_metric`).
 pub fn encode(filters: &[crate::filter::MetricSnapshot]) -> String {
+    encode_with(filters, |_| {})
+}
+
+/// [`encode`] with more families (`extra`, e.g. the endpoints') written
+/// before the end marker.
+pub fn encode_with(
+    filters: &[crate::filter::MetricSnapshot],
+    extra: impl FnOnce(&mut String),
+) -> String {
     let mut out = String::new();
     if prometheus_client::encoding::text::encode_registry(&mut out, &metrics().registry).is_err() {
         out.clear();
     }
     requests::encode(&mut out);
+    redis::encode(&mut out);
     traffic::encode(&mut out);
+    extra(&mut out);
     encode_filter_metrics(&mut out, filters);
     crate::service::metrics::encode(&mut out);
     let _ = prometheus_client::encoding::text::encode_eof(&mut out);

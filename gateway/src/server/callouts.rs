@@ -37,6 +37,9 @@ impl CalloutClient for SnapshotCallouts {
             .ok_or_else(|| CalloutError::UnknownCluster(cluster.to_string()));
         Box::pin(async move {
             let cluster = cluster?;
+            if let Some(redis) = cluster.redis() {
+                return Ok(redis.callout(request.into_body(), timeout).await);
+            }
             let exchange = async {
                 // A callout is a request to the cluster like any other.
                 let _admitted = cluster
@@ -63,11 +66,14 @@ impl CalloutClient for SnapshotCallouts {
                     );
                 }
                 *request.version_mut() = http::Version::HTTP_11;
-                // Callouts get the cluster's retry policy, as routes do.
+                // Callouts get the cluster's retry policy, as routes do,
+                // and its hash key from their own headers.
+                let key = crate::upstream::request_key(&cluster.config, request.headers(), || None);
                 let response = crate::http::attempts::forward(
                     &cluster,
                     &cluster.retry,
                     request,
+                    key,
                     timeout,
                     None,
                 )

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::balancer::Balancer;
 use super::breaker::CircuitBreaker;
 use super::budget::RetryBudget;
-use super::endpoint::{Endpoint, InFlight};
+use super::endpoint::{Endpoint, EndpointStatus, InFlight, Outlier};
 use super::http1::{self, Http1Conn, Http1Error};
 use super::pool::{self, EndpointPool, Sender};
 use super::retry::RetryPolicy;
@@ -26,6 +26,8 @@ pub struct Cluster {
     balancer: Balancer,
     /// TLS to the endpoints, from `[cluster.tls]`.
     tls: Option<UpstreamTls>,
+    /// `protocol = "redis"`: the connections filters' callouts use.
+    redis: Option<Arc<super::RedisCluster>>,
     /// The default retry policy, the retry budget and the overload limits.
     pub retry: Arc<RetryPolicy>,
     pub budget: RetryBudget,
@@ -55,16 +57,16 @@ pub struct EndpointLease {
 
 impl Cluster {
     pub fn new(config: ClusterConfig) -> Self {
-        let endpoints = config
+        let outlier = Outlier {
+            connect_failures: config.eject_after_failures,
+            resets: config.eject_after_resets,
+            status_5xx: config.eject_after_5xx,
+            ejection: config.ejection_time,
+        };
+        let endpoints: Vec<Endpoint> = config
             .endpoints
             .iter()
-            .map(|a| {
-                Endpoint::new(
-                    Arc::from(a.as_str()),
-                    config.eject_after_failures,
-                    config.ejection_time,
-                )
-            })
+            .map(|e| Endpoint::new(Arc::from(e.address()), e.weight(), outlier))
             .collect();
         let pools = config
             .endpoints
@@ -91,14 +93,21 @@ impl Cluster {
                     None
                 }
             });
+        let redis = (protocol == crate::config::UpstreamProtocol::Redis)
+            .then(|| Arc::new(super::RedisCluster::new(&config)));
         let breaker = CircuitBreaker::new(&config.name, &config.circuit_breaker);
         Self {
             tls,
+            redis,
             retry: Arc::new(RetryPolicy::new(&config.retry)),
             budget: RetryBudget::new(&config.retry_budget, breaker.traffic.clone()),
             breaker,
             name: Arc::from(config.name.as_str()),
-            balancer: Balancer::new(config.balance),
+            balancer: Balancer::for_endpoints(
+                config.balance,
+                &endpoints,
+                config.healthy_panic_threshold,
+            ),
             endpoints,
             pools,
             config,
@@ -107,6 +116,11 @@ impl Cluster {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The Redis connections, when the cluster speaks Redis.
+    pub fn redis(&self) -> Option<&Arc<super::RedisCluster>> {
+        self.redis.as_ref()
     }
 
     /// The name, shared (for logs and metrics labels).
@@ -127,20 +141,23 @@ impl Cluster {
     /// The endpoint for a request's next try, avoiding those its earlier
     /// tries used (`tried`) while another is available; see
     /// [`super::retry::next_endpoint`].
-    pub fn choose(&self, tried: &[usize]) -> Result<usize, UpstreamError> {
-        super::retry::next_endpoint(&self.balancer, &self.endpoints, tried).ok_or_else(|| {
-            UpstreamError::NoHealthyEndpoint {
-                cluster: self.name().to_string(),
-            }
-        })
+    /// `key` is the hash of the request's key, for `ring_hash` (see
+    /// [`super::request_key`]).
+    pub fn choose(&self, tried: &[usize], key: Option<u64>) -> Result<usize, UpstreamError> {
+        super::retry::next_endpoint(&self.balancer, &self.endpoints, tried, key)
+            .ok_or_else(|| self.no_healthy_endpoint())
     }
 
-    fn pick(&self, exclude: Option<usize>) -> Result<usize, UpstreamError> {
-        self.balancer.pick(&self.endpoints, exclude).ok_or_else(|| {
-            UpstreamError::NoHealthyEndpoint {
-                cluster: self.name().to_string(),
-            }
-        })
+    fn pick(&self, exclude: Option<usize>, key: Option<u64>) -> Result<usize, UpstreamError> {
+        self.balancer
+            .pick(&self.endpoints, exclude, key)
+            .ok_or_else(|| self.no_healthy_endpoint())
+    }
+
+    fn no_healthy_endpoint(&self) -> UpstreamError {
+        UpstreamError::NoHealthyEndpoint {
+            cluster: self.name().to_string(),
+        }
     }
 
     /// A connection to endpoint `index`: pooled if one is idle, new
@@ -210,8 +227,9 @@ impl Cluster {
     pub async fn upgrade(
         self: &Arc<Self>,
         request: http::Request<Body>,
+        key: Option<u64>,
     ) -> Result<(Arc<str>, http::Response<hyper::body::Incoming>), UpstreamError> {
-        let index = self.pick(None)?;
+        let index = self.pick(None, key)?;
         let endpoint = &self.endpoints[index];
         let _in_flight = endpoint.start_request();
         let mut tx = match pool::connect_upgrade(
@@ -267,7 +285,8 @@ impl Cluster {
     /// already `tried`. The lease counts as a request in flight (for least
     /// request balancing) for as long as it is held.
     pub fn lease_endpoint(&self, tried: &[usize]) -> Option<EndpointLease> {
-        let usable = |i: &usize| !tried.contains(i) && self.endpoints[*i].is_available();
+        let panic = self.balancer.in_panic(&self.endpoints);
+        let usable = |i: &usize| !tried.contains(i) && (panic || self.endpoints[*i].is_available());
         let index = self
             .balancer
             .pick_connection(&self.endpoints, tried.last().copied())
@@ -292,6 +311,38 @@ impl Cluster {
     /// Each endpoint's passive health, for the admin (read-only).
     pub fn endpoint_health(&self) -> Vec<super::endpoint::EndpointHealth> {
         self.endpoints.iter().map(Endpoint::health).collect()
+    }
+
+    /// Each endpoint's health, why and since when, and its counters.
+    pub fn endpoint_status(&self) -> Vec<EndpointStatus> {
+        self.endpoints.iter().map(Endpoint::status).collect()
+    }
+
+    /// Whether too few endpoints are healthy for health to count.
+    pub fn in_panic(&self) -> bool {
+        self.balancer.in_panic(&self.endpoints)
+    }
+
+    pub(super) fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    pub(super) fn upstream_tls(&self) -> Option<&UpstreamTls> {
+        self.tls.as_ref()
+    }
+
+    /// Passive health: endpoint `index` answered with `status` (`Some`) or
+    /// lost the exchange before the response head (`None`, a reset).
+    fn record_outcome(&self, index: usize, status: Option<http::StatusCode>) {
+        let endpoint = &self.endpoints[index];
+        let ejected = match status {
+            Some(status) => endpoint.record_status(status),
+            None => endpoint.record_reset(),
+        };
+        if ejected {
+            tracing::warn!(cluster = self.name(), endpoint = %endpoint.address,
+                ejection = ?self.config.ejection_time, "endpoint ejected after consecutive resets or 5xx");
+        }
     }
 
     /// Closes pooled connections that sat idle too long.
@@ -344,11 +395,13 @@ impl Connection {
                 // The connection stays in the pool, shared; the request
                 // counts as in flight until its response head is in.
                 drop(in_flight);
-                result.map_err(|source| UpstreamError::Protocol {
+                let result = result.map_err(|source| UpstreamError::Protocol {
                     cluster: cluster.name().to_string(),
                     endpoint: cluster.endpoints[index].address.to_string(),
                     source,
-                })
+                });
+                cluster.record_outcome(index, result.as_ref().ok().map(|r| r.status()));
+                result
             }
         }
     }
@@ -391,6 +444,7 @@ impl PoolReturn {
                 return Err(self.failed(e, stale));
             }
         };
+        self.cluster.record_outcome(self.index, Some(head.status));
         let mut response = http::Response::new(crate::http::body::empty());
         *response.status_mut() = head.status;
         *response.version_mut() = http::Version::HTTP_11;
@@ -402,6 +456,10 @@ impl PoolReturn {
     }
 
     fn failed(&self, source: Http1Error, stale: bool) -> UpstreamError {
+        if !stale {
+            // A stale pooled connection never reached the upstream.
+            self.cluster.record_outcome(self.index, None);
+        }
         UpstreamError::Http1 {
             cluster: self.cluster.name().to_string(),
             endpoint: self.cluster.endpoints[self.index].address.to_string(),
@@ -422,10 +480,12 @@ impl ClusterSet {
                     .and_then(|p| p.clusters.get(&c.name))
                     .filter(|old| same_config(&old.config, c))
                     .cloned();
-                (
-                    c.name.clone(),
-                    kept.unwrap_or_else(|| Arc::new(Cluster::new(c.clone()))),
-                )
+                let cluster = kept.unwrap_or_else(|| {
+                    let new = Arc::new(Cluster::new(c.clone()));
+                    super::health::start(&new);
+                    new
+                });
+                (c.name.clone(), cluster)
             })
             .collect();
         Self { clusters }

@@ -1,23 +1,32 @@
-//! Upstream clusters: endpoints, balancing, passive health, the
-//! keep-alive connection pool (HTTP/1.1, and multiplexed HTTP/2), and
-//! retry policies, budgets and circuit breakers.
+//! Upstream clusters: endpoints, balancing, active and passive health,
+//! DNS, the keep-alive connection pool (HTTP/1.1, and multiplexed HTTP/2),
+//! and retry policies, budgets and circuit breakers.
 
 mod balancer;
 pub mod breaker;
 mod budget;
 pub mod callout;
 mod cluster;
+mod dns;
 mod endpoint;
 mod h2;
+mod health;
 mod http1;
 mod pool;
+mod redis;
+mod redis_reply;
+mod request_key;
 pub mod retry;
+mod ring;
 mod tls;
 
 pub use breaker::Limit;
 pub use cluster::{Cluster, ClusterSet, Connection, EndpointLease};
-pub use endpoint::EndpointHealth;
+pub use endpoint::{EndpointHealth, EndpointStatus};
+pub use health::metrics::encode as encode_endpoint_metrics;
 pub use pool::connect_tcp;
+pub use redis::{RedisCluster, RedisStatus};
+pub use request_key::{request_key, HASH_KEY_PROPERTY};
 
 /// What went wrong reaching an upstream; `http::error` turns it into a
 /// status.

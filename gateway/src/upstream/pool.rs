@@ -232,7 +232,8 @@ pub async fn connect(
     let h2 = match protocol {
         UpstreamProtocol::H2 | UpstreamProtocol::H2c => true,
         UpstreamProtocol::Auto => super::tls::negotiated_h2(&stream),
-        UpstreamProtocol::Http1 => false,
+        // Redis clusters are reached through their own client.
+        UpstreamProtocol::Http1 | UpstreamProtocol::Redis => false,
     };
     if h2 {
         return h2::handshake(stream, true).await.map(Sender::Http2);
@@ -274,14 +275,20 @@ async fn handshake_by(
 /// A TCP connection to `address` within `timeout`, with Nagle off (HTTP
 /// and L4 forwarding both write small messages they want sent now).
 pub async fn connect_tcp(address: &str, timeout: Duration) -> std::io::Result<TcpStream> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
-        .await
-        .map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("connect timed out after {timeout:?}"),
-            )
-        })??;
+    // A host name connects to its last good resolution (upstream/dns.rs).
+    let resolved = super::dns::resolved(address);
+    let connect = async {
+        match &resolved {
+            Some(addresses) => TcpStream::connect(&addresses[..]).await,
+            None => TcpStream::connect(address).await,
+        }
+    };
+    let stream = tokio::time::timeout(timeout, connect).await.map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("connect timed out after {timeout:?}"),
+        )
+    })??;
     stream.set_nodelay(true)?;
     Ok(stream)
 }

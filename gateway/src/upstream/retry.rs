@@ -119,13 +119,14 @@ pub(super) fn next_endpoint(
     balancer: &Balancer,
     endpoints: &[Endpoint],
     tried: &[usize],
+    key: Option<u64>,
 ) -> Option<usize> {
     let last = tried.last().copied();
     if tried.is_empty() {
-        return balancer.pick(endpoints, None);
+        return balancer.pick(endpoints, None, key);
     }
     for _ in 0..=endpoints.len() {
-        match balancer.pick(endpoints, last) {
+        match balancer.pick(endpoints, last, key) {
             Some(i) if !tried.contains(&i) => return Some(i),
             Some(_) => {}
             None => break,
@@ -133,14 +134,15 @@ pub(super) fn next_endpoint(
     }
     (0..endpoints.len())
         .find(|i| !tried.contains(i) && endpoints[*i].is_available())
-        .or_else(|| balancer.pick(endpoints, last))
-        .or_else(|| balancer.pick(endpoints, None))
+        .or_else(|| balancer.pick(endpoints, last, key))
+        .or_else(|| balancer.pick(endpoints, None, key))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::BalancePolicy;
+    use crate::upstream::endpoint::Outlier;
 
     fn endpoints(n: usize) -> Vec<Endpoint> {
         (0..n)
@@ -148,7 +150,11 @@ mod tests {
                 Endpoint::new(
                     format!("127.0.0.1:{}", 1000 + i).into(),
                     1,
-                    Duration::from_secs(60),
+                    Outlier {
+                        connect_failures: 1,
+                        ejection: Duration::from_secs(60),
+                        ..Outlier::default()
+                    },
                 )
             })
             .collect()
@@ -166,14 +172,14 @@ mod tests {
             for _ in 0..50 {
                 let mut tried = Vec::new();
                 for _ in 0..4 {
-                    let next = next_endpoint(&balancer, &eps, &tried).expect("an endpoint");
+                    let next = next_endpoint(&balancer, &eps, &tried, None).expect("an endpoint");
                     assert!(
                         !tried.contains(&next),
                         "{policy:?}: {next} again after {tried:?}"
                     );
                     tried.push(next);
                 }
-                let fifth = next_endpoint(&balancer, &eps, &tried).expect("a tried one");
+                let fifth = next_endpoint(&balancer, &eps, &tried, None).expect("a tried one");
                 assert_ne!(Some(&fifth), tried.last(), "{policy:?}: the last one again");
             }
         }
@@ -184,12 +190,12 @@ mod tests {
         let eps = endpoints(3);
         assert!(eps[1].record_connect_failure(), "ejected after one failure");
         let balancer = Balancer::new(BalancePolicy::RoundRobin);
-        let first = next_endpoint(&balancer, &eps, &[]).expect("first");
-        let second = next_endpoint(&balancer, &eps, &[first]).expect("second");
+        let first = next_endpoint(&balancer, &eps, &[], None).expect("first");
+        let second = next_endpoint(&balancer, &eps, &[first], None).expect("second");
         assert_ne!(first, 1);
         assert_eq!(second, if first == 0 { 2 } else { 0 });
         let one = endpoints(1);
-        assert_eq!(next_endpoint(&balancer, &one, &[0]), Some(0));
+        assert_eq!(next_endpoint(&balancer, &one, &[0], None), Some(0));
     }
 
     #[test]

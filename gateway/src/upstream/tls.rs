@@ -37,7 +37,9 @@ impl UpstreamTls {
         client.alpn_protocols = match protocol {
             UpstreamProtocol::H2 | UpstreamProtocol::H2c => vec![b"h2".to_vec()],
             UpstreamProtocol::Http1 => vec![b"http/1.1".to_vec()],
-            UpstreamProtocol::Auto => config.alpn.iter().map(|p| p.as_bytes().to_vec()).collect(),
+            UpstreamProtocol::Auto | UpstreamProtocol::Redis => {
+                config.alpn.iter().map(|p| p.as_bytes().to_vec()).collect()
+            }
         };
         let sni = match &config.sni {
             Some(name) => Some(ServerName::try_from(name.clone())?),

@@ -182,17 +182,14 @@ impl<F: Filter> Runtime<F> {
     /// `proxy_on_http_call_response`.
     pub fn on_http_call_response(&self, token: u32, headers: usize, body_size: usize) {
         let Some(context_id) = self.callouts.borrow_mut().remove(&token) else {
+            // A callout sent outside any request (`redis::RedisCommand::send`).
+            if let Some(on_answer) = crate::callout::take_detached(token) {
+                on_answer(read_answer(headers, body_size));
+            }
             return;
         };
         let _ = host::with(|h| h.set_effective_context(context_id));
-        let answer = if headers == 0 {
-            CalloutResponse::failed()
-        } else {
-            let headers = host::with(|h| h.map_pairs(MapType::CalloutResponseHeaders));
-            let body = host::with(|h| h.buffer(BufferType::CalloutResponseBody, 0, body_size))
-                .unwrap_or_default();
-            CalloutResponse::new(headers, body)
-        };
+        let answer = read_answer(headers, body_size);
         self.with_stream(context_id, |stream| {
             let (Some(then), Some(filter)) = (stream.pending.take(), stream.filter.as_mut()) else {
                 return;
@@ -262,6 +259,17 @@ impl<F: Filter> Runtime<F> {
         );
         action::PAUSE
     }
+}
+
+/// A callout's answer as the host holds it (no headers: it failed).
+fn read_answer(headers: usize, body_size: usize) -> CalloutResponse {
+    if headers == 0 {
+        return CalloutResponse::failed();
+    }
+    let headers = host::with(|h| h.map_pairs(MapType::CalloutResponseHeaders));
+    let body =
+        host::with(|h| h.buffer(BufferType::CalloutResponseBody, 0, body_size)).unwrap_or_default();
+    CalloutResponse::new(headers, body)
 }
 
 fn respond<F>(stream: &mut Stream<F>, response: LocalResponse) {

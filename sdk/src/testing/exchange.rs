@@ -76,6 +76,16 @@ impl<F: Filter> Exchange<F> {
             .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
+    /// The consistent-hashing key the filter set (`gateway.hash_key`
+    /// property), if any.
+    pub fn hash_key(&self) -> Option<String> {
+        let key = vec!["gateway".to_string(), "hash_key".to_string()];
+        self.stream()
+            .properties
+            .get(&key)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
     /// Callouts the filter sent during this request.
     pub fn callouts(&self) -> Vec<SentCallout> {
         self.stream().callouts.clone()

@@ -39,6 +39,8 @@ mod body;
 mod exchange;
 mod host;
 mod message;
+#[cfg(feature = "json")]
+mod redis;
 mod service;
 
 use crate::abi::action;
@@ -53,6 +55,8 @@ use std::time::Duration;
 pub use exchange::Exchange;
 pub use host::SentCallout;
 pub use message::{TestRequest, TestResponse};
+#[cfg(feature = "json")]
+pub use redis::redis_command;
 pub use service::ServiceTest;
 
 const ROOT_CONTEXT: u32 = 1;
