@@ -132,9 +132,9 @@ async fn a_filter_that_keeps_failing_is_backed_off() {
     );
 }
 
-#[tokio::test]
-async fn a_failing_instance_leaves_requests_on_other_instances_alone() {
-    let host = test_host();
+/// Traps in `proxy_on_request_headers` when the request has `x-attack`;
+/// adds `x-resp: yes` to every response it sees.
+fn trap_on_attack() -> String {
     let d = Data::new(&["x-attack", "x-resp", "yes"]);
     let body = format!(
         r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
@@ -147,7 +147,13 @@ async fn a_failing_instance_leaves_requests_on_other_instances_alone() {
         xresp = d.at("x-resp"),
         yes = d.at("yes"),
     );
-    let chain = chain_with(&host, &abi(&d, &body), |c| c.instances = 2).await;
+    abi(&d, &body)
+}
+
+#[tokio::test]
+async fn a_failing_instance_leaves_requests_on_other_instances_alone() {
+    let host = test_host();
+    let chain = chain_with(&host, &trap_on_attack(), |c| c.instances = 2).await;
     // `calm` is bound to one instance, `attack` (next) to the other.
     let mut calm = chain.start(meta()).expect("run");
     assert!(calm.on_request(request(&[])).await.is_ok());
@@ -216,20 +222,8 @@ async fn proc_exit_discards_the_instance() {
 #[tokio::test]
 async fn a_trap_counts_once_however_many_requests_were_bound_to_the_instance() {
     let host = test_host();
-    let d = Data::new(&["x-attack", "x-resp", "yes"]);
-    let body = format!(
-        r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-             (if (i32.eqz (call $get_header (i32.const 0) {attack} (i32.const 1024) (i32.const 1028))) (then unreachable))
-             (i32.const 0))
-           (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
-             (drop (call $add_header (i32.const 2) {xresp} {yes}))
-             (i32.const 0))"#,
-        attack = d.at("x-attack"),
-        xresp = d.at("x-resp"),
-        yes = d.at("yes"),
-    );
     // One instance: every request in flight is bound to the one that traps.
-    let chain = chain_with(&host, &abi(&d, &body), |c| c.instances = 1).await;
+    let chain = chain_with(&host, &trap_on_attack(), |c| c.instances = 1).await;
     for round in 0..3 {
         let mut bystanders = Vec::new();
         for _ in 0..5 {
