@@ -193,7 +193,10 @@ async fn killed_and_slow_upstreams_cost_clients_nothing() {
             if admin::endpoint(&view, "chaos", &killed_address)["health"] != "healthy" {
                 break killed_at.elapsed();
             }
-            assert!(Instant::now() < deadline, "the killed endpoint stayed in rotation");
+            assert!(
+                Instant::now() < deadline,
+                "the killed endpoint stayed in rotation"
+            );
             // Pacing of the poll only; the loop ends on what the admin shows.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

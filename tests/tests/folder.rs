@@ -292,7 +292,11 @@ async fn a_hundred_replacements_under_load_lose_no_request() {
         // The load was real: more requests than replacements on each
         // client (its rate is for the benchmarks, not this test).
         let rate = seen.len() as f64 / elapsed.as_secs_f64();
-        assert!(seen.len() >= 200, "client sent only {} requests ({rate:.0}/s)", seen.len());
+        assert!(
+            seen.len() >= 200,
+            "client sent only {} requests ({rate:.0}/s)",
+            seen.len()
+        );
         assert_eq!(last, 100, "the client ended on the last version");
     }
     eprintln!(

@@ -375,15 +375,7 @@ impl LoadedFilter {
     /// Whether the file still holds the module this was loaded from
     /// (blocking: reads and hashes it).
     pub fn module_unchanged(&self) -> bool {
-        read_capped(&self.config.path, self.host.config.max_module_size.as_u64())
-            .map(|wasm| {
-                let digest: String = Sha256::digest(&wasm)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                digest == self.sha256
-            })
-            .unwrap_or(false)
+        FilterCode::read(&self.host, &self.config).is_ok_and(|(_, sha256)| sha256 == self.sha256)
     }
 
     /// The sha256 of the module bytes it was loaded from (empty if it

@@ -307,11 +307,6 @@ impl Exchange {
                 timeout = timeout.min(t);
                 tokio::time::Instant::now() + t
             });
-        let timed_out = |endpoint: Option<&Arc<str>>| ProxyError::UpstreamTimeout {
-            cluster: target.cluster.to_string(),
-            endpoint: endpoint.map_or_else(String::new, |e| e.to_string()),
-        };
-
         let key = crate::upstream::request_key(&cluster.config, req.headers(), || {
             self.runs
                 .iter()
@@ -327,7 +322,10 @@ impl Exchange {
             );
             let (endpoint, mut resp) = tokio::time::timeout(timeout, cluster.upgrade(req, key))
                 .await
-                .map_err(|_| timed_out(None))??;
+                .map_err(|_| ProxyError::UpstreamTimeout {
+                    cluster: target.cluster.to_string(),
+                    endpoint: String::new(),
+                })??;
             attempt.endpoint(&endpoint);
             attempt.response(resp.status().as_u16());
             self.record.endpoint = Some(endpoint);
