@@ -12,8 +12,8 @@ use hyper::body::Incoming;
 
 use super::access_log::LoggedBody;
 use super::exchange::Exchange;
-use crate::config::HttpLimitsConfig;
 use super::tunnel::Downstream;
+use crate::config::HttpLimitsConfig;
 use crate::listener::{ConnActivity, Handoff};
 use crate::state::Snapshot;
 

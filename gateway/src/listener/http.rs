@@ -122,7 +122,14 @@ pub(super) async fn serve_connection<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     crate::metrics::connection_opened();
-    drive(builder, SendTimeout::new(io, timeouts.send), service, timeouts, shutdown).await;
+    drive(
+        builder,
+        SendTimeout::new(io, timeouts.send),
+        service,
+        timeouts,
+        shutdown,
+    )
+    .await;
     crate::metrics::connection_closed();
 }
 

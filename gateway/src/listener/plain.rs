@@ -129,7 +129,8 @@ async fn serve_h1(
 ) {
     let activity = service.activity.clone();
     loop {
-        if pending.is_empty() && !wait_for_request(&io, &activity, timeouts.idle, &mut shutdown).await
+        if pending.is_empty()
+            && !wait_for_request(&io, &activity, timeouts.idle, &mut shutdown).await
         {
             return;
         }
@@ -146,10 +147,9 @@ async fn serve_h1(
         }
         io = inner;
         if matches!(ended, Ended::Closed) || activity.closing() {
-            let _ = std::future::poll_fn(|cx| {
-                hyper::rt::Write::poll_shutdown(Pin::new(&mut io), cx)
-            })
-            .await;
+            let _ =
+                std::future::poll_fn(|cx| hyper::rt::Write::poll_shutdown(Pin::new(&mut io), cx))
+                    .await;
             return;
         }
     }
