@@ -119,6 +119,8 @@ enum Ended {
 }
 
 /// HTTP/1.1: a hyper connection per busy period, the bare socket between.
+/// The idle clock and the shutdown signal live as long as the connection:
+/// nothing is armed or registered per request.
 async fn serve_h1(
     builder: &http1::Builder,
     mut io: SendTimeout<TokioIo<TcpStream>>,
@@ -128,15 +130,18 @@ async fn serve_h1(
     mut shutdown: Shutdown,
 ) {
     let activity = service.activity.clone();
+    let mut clock = Clock {
+        idle: pin!(tokio::time::sleep(timeouts.idle)),
+        limit: timeouts.idle,
+        stop: pin!(shutdown.started()),
+    };
     loop {
-        if pending.is_empty()
-            && !wait_for_request(&io, &activity, timeouts.idle, &mut shutdown).await
-        {
+        if pending.is_empty() && !wait_for_request(&io, &activity, &mut clock).await {
             return;
         }
         let (started, _) = activity.counts();
         let mut conn = builder.serve_connection(Prefixed::new(io, pending), service.clone());
-        let ended = busy(&mut conn, &activity, started, timeouts.idle, &mut shutdown).await;
+        let ended = busy(&mut conn, &activity, started, &mut clock).await;
         let Some(ended) = ended else { return };
         let parts = conn.into_parts();
         let (inner, rest) = parts.io.into_parts();
@@ -155,42 +160,56 @@ async fn serve_h1(
     }
 }
 
+/// A connection's idle clock and its shutdown signal.
+struct Clock<'a, S> {
+    idle: Pin<&'a mut tokio::time::Sleep>,
+    limit: Duration,
+    stop: Pin<&'a mut S>,
+}
+
+impl<S: Future<Output = ()>> Clock<'_, S> {
+    /// Ready once the connection should close: shutdown began, or it has
+    /// been idle for its limit (the clock is re-armed when it fires early).
+    fn poll_close(&mut self, cx: &mut std::task::Context<'_>, activity: &ConnActivity) -> Poll<()> {
+        if self.stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        while self.idle.as_mut().poll(cx).is_ready() {
+            match activity.idle_check(self.limit) {
+                None => return Poll::Ready(()),
+                Some(left) => self.idle.as_mut().reset(Instant::now() + left),
+            }
+        }
+        Poll::Pending
+    }
+}
+
 /// Waits, holding no buffer, until the client sends. False: the
 /// connection idled out, closed or the gateway is shutting down.
-async fn wait_for_request(
+async fn wait_for_request<S: Future<Output = ()>>(
     io: &SendTimeout<TokioIo<TcpStream>>,
     activity: &ConnActivity,
-    idle_timeout: Duration,
-    shutdown: &mut Shutdown,
+    clock: &mut Clock<'_, S>,
 ) -> bool {
     let stream = io.get_ref().inner();
-    let Some(mut left) = activity.idle_check(idle_timeout) else {
-        return false;
-    };
-    loop {
-        tokio::select! {
-            ready = stream.readable() => return ready.is_ok(),
-            () = tokio::time::sleep(left) => match activity.idle_check(idle_timeout) {
-                None => return false,
-                Some(l) => left = l,
-            },
-            () = shutdown.started() => return false,
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
+            return Poll::Ready(ready.is_ok());
         }
-    }
+        clock.poll_close(cx, activity).map(|()| false)
+    })
+    .await
 }
 
 /// Drives one hyper connection until it ends. Once every request it read
 /// is answered, it is asked to stop between two requests; idle time and
 /// shutdown close it as on any listener. `None`: it failed.
-async fn busy(
+async fn busy<S: Future<Output = ()>>(
     conn: &mut http1::Connection<PlainIo, ConnService>,
     activity: &ConnActivity,
     started: u64,
-    idle_timeout: Duration,
-    shutdown: &mut Shutdown,
+    clock: &mut Clock<'_, S>,
 ) -> Option<Ended> {
-    let mut idle = pin!(tokio::time::sleep(idle_timeout));
-    let mut stop = pin!(shutdown.started());
     let mut asked = false;
     let mut closing = false;
     let result = std::future::poll_fn(|cx| loop {
@@ -203,16 +222,8 @@ async fn busy(
         let (now_started, in_flight) = activity.counts();
         if in_flight == 0 && now_started != started {
             asked = true;
-        } else if stop.as_mut().poll(cx).is_ready() {
+        } else if clock.poll_close(cx, activity).is_ready() {
             closing = true;
-        } else if idle.as_mut().poll(cx).is_ready() {
-            match activity.idle_check(idle_timeout) {
-                None => closing = true,
-                Some(left) => {
-                    idle.as_mut().reset(Instant::now() + left);
-                    continue;
-                }
-            }
         } else {
             return Poll::Pending;
         }
@@ -230,9 +241,12 @@ async fn busy(
 }
 
 /// Bytes read but not yet parsed, from hyper's buffer and our prefix.
+/// Nothing left holds no buffer (an empty slice of hyper's read buffer
+/// would keep all of it).
 fn joined(read: Bytes, rest: Bytes) -> Bytes {
     match (read.is_empty(), rest.is_empty()) {
-        (_, true) => read,
+        (true, true) => Bytes::new(),
+        (false, true) => read,
         (true, false) => rest,
         (false, false) => {
             let mut both = BytesMut::with_capacity(read.len() + rest.len());
