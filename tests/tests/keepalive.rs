@@ -184,7 +184,7 @@ async fn connection_close_and_http10_end_the_connection_keep_alive_keeps_it() {
 }
 
 #[tokio::test]
-async fn a_new_connection_that_sends_nothing_is_closed_at_the_header_timeout() {
+async fn a_connection_waiting_for_a_request_head_is_closed_at_the_header_timeout() {
     let up = Upstream::start("up").await;
     let gateway = Gateway::start(&config(
         &up,
@@ -205,6 +205,21 @@ async fn a_new_connection_that_sends_nothing_is_closed_at_the_header_timeout() {
         .await
         .expect("write");
     assert!(closes(&mut half).await, "a half-sent head stayed open");
+    // And so is a keep-alive connection that waits longer than that for
+    // its next request head, idle_timeout notwithstanding.
+    let mut kept = TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
+    kept.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    assert_eq!(read_answer(&mut kept).await.status, 200);
+    let answered = std::time::Instant::now();
+    assert!(
+        closes(&mut kept).await,
+        "an idle keep-alive connection stayed open"
+    );
+    assert!(answered.elapsed() >= Duration::from_millis(250));
 }
 
 #[tokio::test]

@@ -130,9 +130,13 @@ async fn serve_h1(
     mut shutdown: Shutdown,
 ) {
     let activity = service.activity.clone();
+    // Between requests the connection waits under the same bound as when
+    // hyper held it for its whole life: the header clock, or the idle one
+    // if shorter.
+    let limit = timeouts.idle.min(timeouts.header);
     let mut clock = Clock {
-        idle: pin!(tokio::time::sleep(timeouts.idle)),
-        limit: timeouts.idle,
+        idle: pin!(tokio::time::sleep(limit)),
+        limit,
         stop: pin!(shutdown.started()),
     };
     loop {
