@@ -146,7 +146,10 @@ pub struct HostState {
     /// The context hostcalls act on (`proxy_set_effective_context`).
     pub effective: u32,
     pub effects: Effects,
-    pub signals: HashMap<u32, Arc<StreamSignal>>,
+    /// The live HTTP contexts, each with the signal that wakes it; the
+    /// signal is made on first need (a pause, or another context resuming
+    /// it), so a request that never pauses allocates none.
+    pub signals: HashMap<u32, Option<Arc<StreamSignal>>>,
     pub next_token: u32,
     /// The callout answer `proxy_on_http_call_response` may read.
     pub call_response: Option<CallAnswer>,
