@@ -19,7 +19,10 @@ pub(crate) enum Bound {
     Unbound,
     /// Skipped (failed open, or finished).
     Skipped,
-    Active { cell: Arc<InstanceCell>, ctx: u32 },
+    Active {
+        cell: Arc<InstanceCell>,
+        ctx: u32,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -75,18 +78,25 @@ fn run_phase(
     let c = ctx as i32;
     let r = match (dir, phase) {
         (Dir::Request, Phase::Headers(n, eos)) => inst
-            .callback(|cb| cb.request_headers.as_ref(), (c, n as i32, i32::from(eos)))
+            .callback(
+                |cb| cb.request_headers.as_ref(),
+                (c, n as i32, i32::from(eos)),
+            )
             // As the reference host, headers' ContinueAndEndStream (2) continues.
             .map(|a| a.map(|a| if a == 2 { 0 } else { a })),
         (Dir::Response, Phase::Headers(n, eos)) => inst
-            .callback(|cb| cb.response_headers.as_ref(), (c, n as i32, i32::from(eos)))
+            .callback(
+                |cb| cb.response_headers.as_ref(),
+                (c, n as i32, i32::from(eos)),
+            )
             .map(|a| a.map(|a| if a == 2 { 0 } else { a })),
         (Dir::Request, Phase::Body(n, eos)) => {
             inst.callback(|cb| cb.request_body.as_ref(), (c, n as i32, i32::from(eos)))
         }
-        (Dir::Response, Phase::Body(n, eos)) => {
-            inst.callback(|cb| cb.response_body.as_ref(), (c, n as i32, i32::from(eos)))
-        }
+        (Dir::Response, Phase::Body(n, eos)) => inst.callback(
+            |cb| cb.response_body.as_ref(),
+            (c, n as i32, i32::from(eos)),
+        ),
         (Dir::Request, Phase::Trailers(n)) => {
             inst.callback(|cb| cb.request_trailers.as_ref(), (c, n as i32))
         }

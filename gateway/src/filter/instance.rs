@@ -218,7 +218,10 @@ impl FilterInstance {
             me.check_start_step(started, "proxy_on_vm_start")?;
         }
         let configured = me.root_call(|i| {
-            i.callback(|cb| cb.configure.as_ref(), (ROOT_CONTEXT as i32, plugin_len))
+            i.callback(
+                |cb| cb.configure.as_ref(),
+                (ROOT_CONTEXT as i32, plugin_len),
+            )
         });
         if let Some(configured) = configured.transpose() {
             me.check_start_step(configured, "proxy_on_configure")?;
@@ -254,12 +257,7 @@ impl FilterInstance {
         &mut self,
         f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, GuestFault> {
-        guarded(
-            &mut self.store,
-            &mut self.poisoned,
-            self.deadline_ticks,
-            f,
-        )
+        guarded(&mut self.store, &mut self.poisoned, self.deadline_ticks, f)
     }
 
     /// Calls the callback `pick` selects under the deadline; `Ok(None)`

@@ -15,6 +15,7 @@ mod chain;
 mod clusters;
 mod convert;
 mod core;
+mod declared;
 mod engine;
 mod exports;
 mod folder;
