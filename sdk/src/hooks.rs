@@ -156,7 +156,7 @@ mod tests {
         assert_eq!(section_len(Hooks::NONE), 0);
         assert_eq!(
             section_len(Hooks::ALL),
-            CALLBACKS.iter().map(|c| c.len() + 1).sum()
+            CALLBACKS.iter().map(|c| c.len() + 1).sum::<usize>()
         );
     }
 }

@@ -160,6 +160,8 @@ pub struct HostState {
     /// What the guest logs while the VM starts (`Some` only then), so a
     /// rejected configuration is reported with the filter's own reason.
     pub start_log: Option<StartLog>,
+    /// Reused by hostcalls that copy a value out before returning it.
+    pub scratch: Vec<u8>,
 }
 
 /// The guest's log lines during start-up, bounded.
@@ -248,6 +250,7 @@ impl HostState {
             status: (0, Vec::new()),
             queue_waker: None,
             start_log: None,
+            scratch: Vec::new(),
         }
     }
 }

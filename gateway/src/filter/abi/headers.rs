@@ -3,7 +3,7 @@
 use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
-use super::{map_type, read_bytes, read_string, return_bytes, status, GuestResult};
+use super::{map_type, read_bytes, read_string, return_bytes, status, with_bytes, GuestResult};
 use crate::filter::state::{Headers, HostState};
 
 /// Serializes pairs: count, then (name size, value size) per pair, then each
@@ -219,20 +219,34 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_get_header_map_value",
         |mut c: Caller<'_, HostState>, m: i32, kp: i32, kl: i32, rp: i32, rl: i32| -> Result<i32> {
-            let key = match read_string(&c, kp, kl) {
-                Ok(k) => k,
-                Err(s) => return Ok(s),
+            // The key is read in place and the value copied into the
+            // instance's scratch buffer: a lookup allocates nothing.
+            let mut value = std::mem::take(&mut c.data_mut().scratch);
+            value.clear();
+            let found = with_bytes(&c, kp, kl, |key| {
+                let key = std::str::from_utf8(key).map_err(|_| status::BAD_ARGUMENT)?;
+                // Missing header: NOT_FOUND; map not available: BAD_ARGUMENT.
+                match readable_map(c.data(), m)? {
+                    Some(h) => match h.get(key) {
+                        Some(v) => {
+                            value.extend_from_slice(v);
+                            Ok(())
+                        }
+                        None => Err(status::NOT_FOUND),
+                    },
+                    None => Err(status::BAD_ARGUMENT),
+                }
+            })
+            .and_then(|r| r);
+            let r = match found {
+                Ok(()) => return_bytes(&mut c, &value, rp, rl),
+                Err(s) => Ok(s),
             };
-            // Missing header: NOT_FOUND; map not available: BAD_ARGUMENT.
-            let value = match readable_map(c.data(), m) {
-                Ok(Some(h)) => match h.get(&key) {
-                    Some(v) => v.to_vec(),
-                    None => return Ok(status::NOT_FOUND),
-                },
-                Ok(None) => return Ok(status::BAD_ARGUMENT),
-                Err(s) => return Ok(s),
-            };
-            return_bytes(&mut c, &value, rp, rl)
+            // Kept for the next lookup unless a huge value made it large.
+            if value.capacity() <= 16 << 10 {
+                c.data_mut().scratch = value;
+            }
+            r
         },
     )?;
     linker.func_wrap(
