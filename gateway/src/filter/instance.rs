@@ -9,6 +9,7 @@ use wasmtime::{Store, Trap, TypedFunc, WasmParams, WasmResults};
 
 use super::engine::FilterHost;
 use super::exports::typed;
+use super::header_map::Name;
 use super::pool::FilterCode;
 use super::state::{CallAnswer, Effects, Headers, HostState, StreamState, ROOT_CONTEXT};
 use crate::upstream::callout::{CalloutError, CalloutResponse};
@@ -423,12 +424,12 @@ impl FilterInstance {
 pub(crate) fn headers_of(status: Option<http::StatusCode>, map: &http::HeaderMap) -> Headers {
     let mut pairs = Vec::with_capacity(map.len() + 1);
     if let Some(s) = status {
-        pairs.push((":status".to_string(), s.as_str().as_bytes().to_vec()));
+        pairs.push((
+            Name::Pseudo(":status"),
+            http::HeaderValue::from_str(s.as_str()).unwrap_or(http::HeaderValue::from_static("")),
+        ));
     }
-    pairs.extend(
-        map.iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())),
-    );
+    pairs.extend(map.iter().map(|(k, v)| (Name::Header(k.clone()), v.clone())));
     Headers {
         pairs,
         dirty: false,

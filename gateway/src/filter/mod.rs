@@ -17,6 +17,7 @@ mod convert;
 mod core;
 mod declared;
 mod engine;
+mod header_map;
 mod exports;
 mod folder;
 mod instance;

@@ -14,49 +14,7 @@ use wasmtime::{Memory, StoreLimits, TypedFunc};
 use super::engine::HostShared;
 use crate::config::filter::FilterConfig;
 
-/// A header map as proxy-wasm sees it: ordered pairs, lower-case names,
-/// pseudo-headers (`:method`, `:path`, `:authority`, `:scheme`, `:status`) included.
-#[derive(Debug, Clone, Default)]
-pub struct Headers {
-    pub pairs: Vec<(String, Vec<u8>)>,
-    /// Set by any write, so untouched maps are not rebuilt.
-    pub dirty: bool,
-}
-
-impl Headers {
-    pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-    }
-    pub fn remove(&mut self, name: &str) {
-        self.pairs.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-        self.dirty = true;
-    }
-    pub fn add(&mut self, name: &str, value: &[u8]) {
-        self.pairs.push((name.to_ascii_lowercase(), value.to_vec()));
-        self.dirty = true;
-    }
-    pub fn replace(&mut self, name: &str, value: &[u8]) {
-        let mut found = false;
-        self.pairs.retain_mut(|(k, v)| {
-            if !k.eq_ignore_ascii_case(name) {
-                return true;
-            }
-            if found {
-                return false;
-            }
-            found = true;
-            *v = value.to_vec();
-            true
-        });
-        if !found {
-            self.pairs.push((name.to_ascii_lowercase(), value.to_vec()));
-        }
-        self.dirty = true;
-    }
-}
+pub use super::header_map::Headers;
 
 /// Who the request is from and to; fixed for the request's life.
 #[derive(Debug, Clone)]

@@ -66,7 +66,7 @@ pub const MAX_MAP_PAIRS: usize = 1024;
 /// Most bytes of names and values one header map may hold after a guest's change.
 pub const MAX_MAP_BYTES: usize = 256 << 10;
 
-fn map_bytes<'a>(pairs: impl Iterator<Item = (&'a String, &'a Vec<u8>)>) -> usize {
+fn map_bytes<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> usize {
     pairs.map(|(k, v)| k.len() + v.len()).sum()
 }
 
@@ -154,7 +154,7 @@ fn write_op(
             // Header growth is bounded per map, not by the guest's memory.
             if write.grows
                 && (headers.pairs.len() >= MAX_MAP_PAIRS
-                    || map_bytes(headers.pairs.iter().map(|(k, v)| (k, v)))
+                    || map_bytes(headers.iter())
                         + key.len()
                         + value.len()
                         > MAX_MAP_BYTES)
@@ -179,7 +179,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
                     if h.pairs.is_empty() {
                         Vec::new()
                     } else {
-                        encode_pairs(h.pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())))
+                        encode_pairs(h.iter())
                     }
                 }
                 Ok(None) => Vec::new(),
@@ -201,14 +201,13 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
                 return status::BAD_ARGUMENT;
             }
             if pairs.len() > MAX_MAP_PAIRS
-                || map_bytes(pairs.iter().map(|(k, v)| (k, v))) > MAX_MAP_BYTES
+                || map_bytes(pairs.iter().map(|(k, v)| (k.as_bytes(), &v[..]))) > MAX_MAP_BYTES
             {
                 return status::INTERNAL_FAILURE;
             }
             match writable_map(c.data_mut(), m) {
                 Ok(h) => {
-                    h.pairs = pairs;
-                    h.dirty = true;
+                    h.set_all(pairs);
                     status::OK
                 }
                 Err(s) => s,
@@ -288,7 +287,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
         |mut c: Caller<'_, HostState>, m: i32, rp: i32| -> i32 {
             // Envoy's byteSize(): the bytes of names and values.
             let size = match writable_map(c.data_mut(), m) {
-                Ok(h) => map_bytes(h.pairs.iter().map(|(k, v)| (k, v))),
+                Ok(h) => map_bytes(h.iter()),
                 Err(s) => return s,
             };
             super::status_of(super::write_u32(&mut c, rp, size as u32))
