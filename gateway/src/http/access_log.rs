@@ -94,12 +94,16 @@ struct Line<'a> {
     completed: bool,
 }
 
-/// One field's value, borrowed from the record where possible.
+/// One field's value, borrowed from the record where possible; none is
+/// formatted through an intermediate string.
 enum Value<'a> {
     Text(&'a str),
     Shown(String),
     Number(u64),
     Flag(bool),
+    /// Now, RFC 3339 with microseconds.
+    Time,
+    Addr(std::net::SocketAddr),
     Missing,
 }
 
@@ -112,12 +116,10 @@ impl Line<'_> {
             d.map_or(Value::Missing, |d| Value::Number(d.as_micros() as u64))
         };
         match field {
-            F::Time => Value::Shown(
-                humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
-            ),
+            F::Time => Value::Time,
             F::Listener => Value::Text(&l.listener),
             F::Id => Value::Text(r.id.to_str().unwrap_or("-")),
-            F::Client => Value::Shown(r.client.to_string()),
+            F::Client => Value::Addr(r.client),
             F::Method => Value::Text(r.method.as_str()),
             F::Path => Value::Text(r.uri.path()),
             F::Query => text(r.uri.query()),
@@ -175,7 +177,8 @@ impl Line<'_> {
                 buf.extend_from_slice(b"access ");
                 marked = true;
             }
-            let _ = write!(buf, "{}=", field.name());
+            buf.extend_from_slice(field.name().as_bytes());
+            buf.push(b'=');
             write_text(buf, &self.value(*field));
         }
     }
@@ -187,12 +190,23 @@ impl Line<'_> {
             if i > 0 {
                 buf.push(b',');
             }
-            let _ = write!(buf, "\"{}\":", field.name());
+            buf.push(b'"');
+            buf.extend_from_slice(field.name().as_bytes());
+            buf.extend_from_slice(b"\":");
             let _ = match self.value(*field) {
                 Value::Text(t) => serde_json::to_writer(&mut *buf, t),
                 Value::Shown(t) => serde_json::to_writer(&mut *buf, &t),
-                Value::Number(n) => serde_json::to_writer(&mut *buf, &n),
-                Value::Flag(b) => serde_json::to_writer(&mut *buf, &b),
+                // Digits, dots, colons, brackets: nothing to escape.
+                v @ (Value::Number(_) | Value::Flag(_)) => {
+                    write_text(buf, &v);
+                    Ok(())
+                }
+                v @ (Value::Time | Value::Addr(_)) => {
+                    buf.push(b'"');
+                    write_text(buf, &v);
+                    buf.push(b'"');
+                    Ok(())
+                }
                 Value::Missing => serde_json::to_writer(&mut *buf, &()),
             };
         }
@@ -205,13 +219,63 @@ fn text(v: Option<&str>) -> Value<'_> {
 }
 
 fn write_text(buf: &mut Vec<u8>, value: &Value<'_>) {
-    let _ = match value {
-        Value::Text(t) => buf.write_all(t.as_bytes()),
-        Value::Shown(t) => buf.write_all(t.as_bytes()),
-        Value::Number(n) => write!(buf, "{n}"),
-        Value::Flag(b) => write!(buf, "{b}"),
-        Value::Missing => buf.write_all(b"-"),
-    };
+    match value {
+        Value::Text(t) => buf.extend_from_slice(t.as_bytes()),
+        Value::Shown(t) => buf.extend_from_slice(t.as_bytes()),
+        Value::Number(n) => buf.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
+        Value::Flag(b) => buf.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Time => write_now(buf),
+        Value::Addr(addr) => write_addr(buf, *addr),
+        Value::Missing => buf.push(b'-'),
+    }
+}
+
+/// `2026-12-01T11:39:12.123456Z`: the part up to the seconds is formatted
+/// once per second and thread, the microseconds each time.
+fn write_now(buf: &mut Vec<u8>) {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    SECOND.with_borrow_mut(|(secs, text)| {
+        if *secs != since.as_secs() {
+            *secs = since.as_secs();
+            *text = humantime::format_rfc3339_seconds(now).to_string();
+            text.pop(); // the `Z`
+        }
+        buf.extend_from_slice(text.as_bytes());
+    });
+    let micros = since.subsec_micros();
+    let mut digits = *b".000000Z";
+    let mut n = micros;
+    for d in digits[1..7].iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    buf.extend_from_slice(&digits);
+}
+
+/// `ip:port` (`[ip]:port` for IPv6), without going through `fmt` for IPv4.
+fn write_addr(buf: &mut Vec<u8>, addr: std::net::SocketAddr) {
+    match addr {
+        std::net::SocketAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    buf.push(b'.');
+                }
+                buf.extend_from_slice(digits.format(*octet).as_bytes());
+            }
+            buf.push(b':');
+            buf.extend_from_slice(digits.format(v4.port()).as_bytes());
+        }
+        std::net::SocketAddr::V6(_) => {
+            let _ = write!(buf, "{addr}");
+        }
+    }
 }
 
 fn protocol(v: http::Version) -> &'static str {
@@ -275,5 +339,42 @@ impl http_body::Body for LoggedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_shows_them() {
+        for addr in [
+            "127.0.0.1:80",
+            "10.200.3.45:65535",
+            "0.0.0.0:0",
+            "[::1]:8080",
+        ] {
+            let addr: std::net::SocketAddr = addr.parse().expect("address");
+            let mut buf = Vec::new();
+            write_addr(&mut buf, addr);
+            assert_eq!(String::from_utf8(buf).expect("utf-8"), addr.to_string());
+        }
+    }
+
+    #[test]
+    fn the_time_is_rfc3339_with_microseconds_and_current() {
+        for _ in 0..3 {
+            let before = std::time::SystemTime::now();
+            let mut buf = Vec::new();
+            write_now(&mut buf);
+            let text = String::from_utf8(buf).expect("utf-8");
+            assert_eq!(text.len(), "2026-12-01T11:39:12.123456Z".len(), "{text}");
+            let parsed = humantime::parse_rfc3339(&text).expect("RFC 3339");
+            let after = std::time::SystemTime::now();
+            // Microsecond precision: the parsed time may sit up to 1 µs
+            // before `before`.
+            let floor = before - std::time::Duration::from_micros(1);
+            assert!(parsed >= floor && parsed <= after, "{text}");
+        }
     }
 }

@@ -290,7 +290,9 @@ impl Exchange {
         self.record.cluster = Some(cluster.name_arc().clone());
         self.admitted = Some(cluster.breaker.request()?);
         let upgrade = forward::upgrade_protocol(&req);
-        let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let downstream_upgrade = upgrade
+            .is_some()
+            .then(|| self.conn.downstream_upgrade(&mut req));
         let forwarded = Forwarded {
             client: &self.conn.conn.forwarded_for,
             scheme: self.conn.conn.scheme,

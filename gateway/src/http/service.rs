@@ -12,8 +12,9 @@ use hyper::body::Incoming;
 
 use super::access_log::LoggedBody;
 use super::exchange::Exchange;
+use super::tunnel::Downstream;
 use crate::config::HttpLimitsConfig;
-use crate::listener::ConnActivity;
+use crate::listener::{ConnActivity, Handoff};
 use crate::state::Snapshot;
 
 /// What the service knows about the connection a request came on.
@@ -71,6 +72,20 @@ pub struct ConnService {
     /// The connection's place under the listener's `max_connections`, held
     /// as long as any clone of this (the connection, an upgraded tunnel).
     pub permit: Arc<tokio::sync::OwnedSemaphorePermit>,
+    /// Where an upgraded connection is handed over, when hyper does not
+    /// own the connection for its whole life (cleartext HTTP/1.1).
+    pub handoff: Option<Arc<Handoff>>,
+}
+
+impl ConnService {
+    /// The client's side of an upgrade this request asks for, once the
+    /// response has switched protocols.
+    pub fn downstream_upgrade<B>(&self, req: &mut Request<B>) -> Downstream {
+        match &self.handoff {
+            Some(handoff) => Downstream::Handed(handoff.expect()),
+            None => Downstream::Hyper(hyper::upgrade::on(req)),
+        }
+    }
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
@@ -84,10 +99,39 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         // Started here, not in the future: a request is counted from the
         // moment its head is parsed, even if the future is never polled.
         let mut exchange = Exchange::start(self, &req);
+        if !keeps_alive(&req) {
+            self.activity.close_after_response();
+        }
+        let activity = self.activity.clone();
         Box::pin(async move {
             let response = exchange.run(req).await;
+            if response
+                .headers()
+                .get(http::header::CONNECTION)
+                .is_some_and(|v| has_token(v, "close"))
+            {
+                activity.close_after_response();
+            }
             let (parts, body) = response.into_parts();
             Ok(Response::from_parts(parts, LoggedBody::new(body, exchange)))
         })
     }
+}
+
+/// Whether the client lets the connection live after this request: an
+/// HTTP/1.1 request unless it says `close`, an HTTP/1.0 one only if it
+/// says `keep-alive`.
+fn keeps_alive<B>(req: &Request<B>) -> bool {
+    let connection = req.headers().get(http::header::CONNECTION);
+    match req.version() {
+        http::Version::HTTP_10 => connection.is_some_and(|v| has_token(v, "keep-alive")),
+        http::Version::HTTP_11 => !connection.is_some_and(|v| has_token(v, "close")),
+        _ => true,
+    }
+}
+
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value
+        .to_str()
+        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }

@@ -10,21 +10,51 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use crate::listener::PlainIo;
+
+/// The client's side of an upgraded connection.
+pub enum Downstream {
+    /// hyper owns the connection and hands it over.
+    Hyper(OnUpgrade),
+    /// The listener hands its socket over (cleartext HTTP/1.1).
+    Handed(tokio::sync::oneshot::Receiver<PlainIo>),
+}
+
+impl Downstream {
+    async fn connection(self) -> Result<Box<dyn Io>, String> {
+        match self {
+            Downstream::Hyper(upgrade) => match upgrade.await {
+                Ok(upgraded) => Ok(Box::new(TokioIo::new(upgraded))),
+                Err(e) => Err(e.to_string()),
+            },
+            Downstream::Handed(handed) => match handed.await {
+                Ok(io) => Ok(Box::new(TokioIo::new(io))),
+                Err(_) => Err("the connection was not handed over".into()),
+            },
+        }
+    }
+}
+
+/// Either end of a tunnel.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
 /// Runs the tunnel to its end.
 pub async fn tunnel(
-    downstream: OnUpgrade,
+    downstream: Downstream,
     upstream: OnUpgrade,
     idle_limit: Duration,
     permit: Arc<OwnedSemaphorePermit>,
 ) {
-    let (down, up) = match tokio::try_join!(downstream, upstream) {
-        Ok(pair) => pair,
+    let upstream = async { upstream.await.map_err(|e| e.to_string()) };
+    let (down, up) = match tokio::try_join!(downstream.connection(), upstream) {
+        Ok((down, up)) => (down, Box::new(TokioIo::new(up)) as Box<dyn Io>),
         Err(e) => {
             tracing::debug!(error = %e, "upgrade failed");
             return;
@@ -79,16 +109,13 @@ impl Clock {
 
 /// One end of the tunnel; a read that brings bytes marks activity.
 struct Side {
-    io: TokioIo<Upgraded>,
+    io: Box<dyn Io>,
     clock: Arc<Clock>,
 }
 
 impl Side {
-    fn new(io: Upgraded, clock: Arc<Clock>) -> Self {
-        Self {
-            io: TokioIo::new(io),
-            clock,
-        }
+    fn new(io: Box<dyn Io>, clock: Arc<Clock>) -> Self {
+        Self { io, clock }
     }
 }
 

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::accept::accept_loop;
+use super::plain::{builders, serve_plain};
 use super::send_timeout::SendTimeout;
 use super::{ConnActivity, Shutdown};
 use crate::config::HttpLimitsConfig;
@@ -58,7 +59,7 @@ pub async fn serve_http(
     permits: Arc<Semaphore>,
     shutdown: Shutdown,
 ) {
-    let builder = Arc::new(builder(&limits));
+    let builders = builders(&limits);
     let local = listener.local_addr().ok();
     let name = service.listener.clone();
     accept_loop(
@@ -76,11 +77,12 @@ pub async fn serve_http(
                 )),
                 activity: Arc::new(ConnActivity::new()),
                 permit: Arc::new(permit),
+                handoff: Some(Arc::default()),
             };
-            let builder = builder.clone();
+            let builders = builders.clone();
             let timeouts = ConnTimeouts::of(&limits);
             tokio::spawn(async move {
-                serve_connection(&builder, TokioIo::new(stream), conn, timeouts, shutdown).await;
+                serve_plain(&builders, stream, conn, timeouts, shutdown).await;
             });
         },
     )
@@ -90,8 +92,10 @@ pub async fn serve_http(
 /// The connection-wide clocks of a listener.
 #[derive(Clone, Copy)]
 pub(super) struct ConnTimeouts {
-    idle: Duration,
-    send: Duration,
+    pub idle: Duration,
+    pub send: Duration,
+    /// For the first request head of a connection.
+    pub header: Duration,
 }
 
 impl ConnTimeouts {
@@ -99,6 +103,7 @@ impl ConnTimeouts {
         Self {
             idle: limits.idle_timeout,
             send: limits.send_timeout,
+            header: limits.header_read_timeout,
         }
     }
 }
@@ -112,14 +117,34 @@ pub(super) async fn serve_connection<I>(
     io: I,
     service: ConnService,
     timeouts: ConnTimeouts,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     crate::metrics::connection_opened();
+    drive(
+        builder,
+        SendTimeout::new(io, timeouts.send),
+        service,
+        timeouts,
+        shutdown,
+    )
+    .await;
+    crate::metrics::connection_closed();
+}
+
+/// Runs hyper's connection (either protocol) over `io` to its end.
+pub(super) async fn drive<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: ConnService,
+    timeouts: ConnTimeouts,
+    mut shutdown: Shutdown,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let activity = service.activity.clone();
     let idle_timeout = timeouts.idle;
-    let io = SendTimeout::new(io, timeouts.send);
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let mut closing = false;
@@ -146,7 +171,6 @@ pub(super) async fn serve_connection<I>(
             }
         }
     }
-    crate::metrics::connection_closed();
 }
 
 #[cfg(test)]

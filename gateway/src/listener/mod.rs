@@ -4,14 +4,17 @@
 pub(crate) mod accept;
 mod certs;
 mod http;
+mod plain;
+mod prefixed;
 mod send_timeout;
 pub mod tls;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use self::accept::bind_per_worker;
 pub use self::http::serve_http;
+pub use self::plain::{Handoff, PlainIo};
 pub use self::tls::serve_https;
 
 /// Requests in flight on one connection and when it was last busy, for
@@ -19,6 +22,10 @@ pub use self::tls::serve_https;
 #[derive(Debug)]
 pub struct ConnActivity {
     in_flight: AtomicUsize,
+    /// Requests started on the connection so far.
+    started: AtomicU64,
+    /// A request or its answer asked for the connection to close after it.
+    closing: AtomicBool,
     last_ms: AtomicU64,
     epoch: Instant,
 }
@@ -27,6 +34,8 @@ impl ConnActivity {
     pub fn new() -> Self {
         Self {
             in_flight: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
             last_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -34,6 +43,25 @@ impl ConnActivity {
 
     pub fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests started so far and requests in flight.
+    pub fn counts(&self) -> (u64, usize) {
+        (
+            self.started.load(Ordering::Relaxed),
+            self.in_flight.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The connection ends after the current exchange (`Connection:
+    /// close`, an HTTP/1.0 request without keep-alive).
+    pub fn close_after_response(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 
     pub fn request_done(&self) {

@@ -33,6 +33,10 @@ impl<I> SendTimeout<I> {
         }
     }
 
+    pub fn get_ref(&self) -> &I {
+        &self.inner
+    }
+
     /// The write could not proceed: start (or keep) the clock.
     fn stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         if self.limit.is_zero() {

@@ -112,6 +112,7 @@ pub async fn serve_https(
                 }),
                 activity: Arc::new(ConnActivity::new()),
                 permit: Arc::new(permit),
+                handoff: None,
             };
             serve_connection(&builder, TokioIo::new(tls), conn, timeouts, shutdown).await;
         });

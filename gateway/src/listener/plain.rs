@@ -1,0 +1,276 @@
+//! The `http` listener's connections: HTTP/2 with prior knowledge or
+//! HTTP/1.1, told apart by their first bytes. An HTTP/1.1 connection holds
+//! hyper's connection, and its read and write buffers, only while it is
+//! busy: between requests only the socket is kept (nginx frees its buffers
+//! between requests the same way), so thousands of idle keep-alive
+//! connections cost little memory.
+
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::http::{drive, ConnTimeouts};
+use super::prefixed::Prefixed;
+use super::send_timeout::SendTimeout;
+use super::{ConnActivity, Shutdown};
+use crate::http::service::ConnService;
+
+/// A cleartext connection's I/O, as hyper and a tunnel see it.
+pub type PlainIo = Prefixed<SendTimeout<TokioIo<TcpStream>>>;
+
+/// What opens every HTTP/2 connection.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The connection builders of one listener.
+pub(super) struct Builders {
+    pub auto: auto::Builder<TokioExecutor>,
+    pub h1: http1::Builder,
+}
+
+/// Where an upgraded HTTP/1.1 connection goes: the exchange that forwarded
+/// the upgrade registers for it, and the connection hands its socket over
+/// once hyper has sent the `101`.
+#[derive(Default)]
+pub struct Handoff {
+    waiting: Mutex<Option<oneshot::Sender<PlainIo>>>,
+}
+
+impl Handoff {
+    /// The connection, once the response to the current request upgraded it.
+    pub fn expect(&self) -> oneshot::Receiver<PlainIo> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut waiting) = self.waiting.lock() {
+            *waiting = Some(tx);
+        }
+        rx
+    }
+
+    /// The registered exchange, if it still waits.
+    fn take(&self) -> Option<oneshot::Sender<PlainIo>> {
+        let tx = self.waiting.lock().ok()?.take()?;
+        (!tx.is_closed()).then_some(tx)
+    }
+}
+
+/// Serves one cleartext connection until it closes, idles out or the
+/// gateway shuts down.
+pub(super) async fn serve_plain(
+    builders: &Builders,
+    mut stream: TcpStream,
+    service: ConnService,
+    timeouts: ConnTimeouts,
+    mut shutdown: Shutdown,
+) {
+    crate::metrics::connection_opened();
+    // A new connection must send its first request head within the
+    // header timeout, as hyper bounds the rest of it.
+    let first = tokio::select! {
+        first = tokio::time::timeout(timeouts.header, first_bytes(&mut stream)) => first.ok().flatten(),
+        () = shutdown.started() => None,
+    };
+    if let Some((prefix, h2)) = first {
+        let io = SendTimeout::new(TokioIo::new(stream), timeouts.send);
+        if h2 {
+            let io = Prefixed::new(io, prefix);
+            drive(&builders.auto, io, service, timeouts, shutdown).await;
+        } else {
+            serve_h1(&builders.h1, io, prefix, service, timeouts, shutdown).await;
+        }
+    }
+    crate::metrics::connection_closed();
+}
+
+/// Reads until the bytes either are the HTTP/2 preface (true) or cannot
+/// be (false). `None`: the client closed first.
+async fn first_bytes(stream: &mut TcpStream) -> Option<(Bytes, bool)> {
+    let mut buf = [0u8; PREFACE.len()];
+    let mut len = 0;
+    loop {
+        match stream.read(&mut buf[len..]).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => len += n,
+        }
+        if !PREFACE.starts_with(&buf[..len]) {
+            return Some((Bytes::copy_from_slice(&buf[..len]), false));
+        }
+        if len == PREFACE.len() {
+            return Some((Bytes::from_static(PREFACE), true));
+        }
+    }
+}
+
+/// How one hyper connection over the socket ended.
+enum Ended {
+    /// We stopped it between two requests: the socket goes on.
+    Between,
+    /// The connection is over (closed by either side, shutdown, idle).
+    Closed,
+}
+
+/// HTTP/1.1: a hyper connection per busy period, the bare socket between.
+/// The idle clock and the shutdown signal live as long as the connection:
+/// nothing is armed or registered per request.
+async fn serve_h1(
+    builder: &http1::Builder,
+    mut io: SendTimeout<TokioIo<TcpStream>>,
+    mut pending: Bytes,
+    service: ConnService,
+    timeouts: ConnTimeouts,
+    mut shutdown: Shutdown,
+) {
+    let activity = service.activity.clone();
+    // Between requests the connection waits under the same bound as when
+    // hyper held it for its whole life: the header clock, or the idle one
+    // if shorter.
+    let limit = timeouts.idle.min(timeouts.header);
+    let mut clock = Clock {
+        idle: pin!(tokio::time::sleep(limit)),
+        limit,
+        stop: pin!(shutdown.started()),
+    };
+    loop {
+        if pending.is_empty() && !wait_for_request(&io, &activity, &mut clock).await {
+            return;
+        }
+        let (started, _) = activity.counts();
+        let mut conn = builder.serve_connection(Prefixed::new(io, pending), service.clone());
+        let ended = busy(&mut conn, &activity, started, &mut clock).await;
+        let Some(ended) = ended else { return };
+        let parts = conn.into_parts();
+        let (inner, rest) = parts.io.into_parts();
+        pending = joined(parts.read_buf, rest);
+        if let Some(tunnel) = service.handoff.as_ref().and_then(|h| h.take()) {
+            let _ = tunnel.send(Prefixed::new(inner, pending));
+            return;
+        }
+        io = inner;
+        if matches!(ended, Ended::Closed) || activity.closing() {
+            let _ =
+                std::future::poll_fn(|cx| hyper::rt::Write::poll_shutdown(Pin::new(&mut io), cx))
+                    .await;
+            return;
+        }
+    }
+}
+
+/// A connection's idle clock and its shutdown signal.
+struct Clock<'a, S> {
+    idle: Pin<&'a mut tokio::time::Sleep>,
+    limit: Duration,
+    stop: Pin<&'a mut S>,
+}
+
+impl<S: Future<Output = ()>> Clock<'_, S> {
+    /// Ready once the connection should close: shutdown began, or it has
+    /// been idle for its limit (the clock is re-armed when it fires early).
+    fn poll_close(&mut self, cx: &mut std::task::Context<'_>, activity: &ConnActivity) -> Poll<()> {
+        if self.stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        while self.idle.as_mut().poll(cx).is_ready() {
+            match activity.idle_check(self.limit) {
+                None => return Poll::Ready(()),
+                Some(left) => self.idle.as_mut().reset(Instant::now() + left),
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// Waits, holding no buffer, until the client sends. False: the
+/// connection idled out, closed or the gateway is shutting down.
+async fn wait_for_request<S: Future<Output = ()>>(
+    io: &SendTimeout<TokioIo<TcpStream>>,
+    activity: &ConnActivity,
+    clock: &mut Clock<'_, S>,
+) -> bool {
+    let stream = io.get_ref().inner();
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
+            return Poll::Ready(ready.is_ok());
+        }
+        clock.poll_close(cx, activity).map(|()| false)
+    })
+    .await
+}
+
+/// Drives one hyper connection until it ends. Once every request it read
+/// is answered, it is asked to stop between two requests; idle time and
+/// shutdown close it as on any listener. `None`: it failed.
+async fn busy<S: Future<Output = ()>>(
+    conn: &mut http1::Connection<PlainIo, ConnService>,
+    activity: &ConnActivity,
+    started: u64,
+    clock: &mut Clock<'_, S>,
+) -> Option<Ended> {
+    let mut asked = false;
+    let mut closing = false;
+    let result = std::future::poll_fn(|cx| loop {
+        if let Poll::Ready(result) = conn.poll_without_shutdown(cx) {
+            return Poll::Ready(result);
+        }
+        if asked || closing {
+            return Poll::Pending;
+        }
+        let (now_started, in_flight) = activity.counts();
+        if in_flight == 0 && now_started != started {
+            asked = true;
+        } else if clock.poll_close(cx, activity).is_ready() {
+            closing = true;
+        } else {
+            return Poll::Pending;
+        }
+        Pin::new(&mut *conn).graceful_shutdown();
+    })
+    .await;
+    match result {
+        Ok(()) if asked && !closing => Some(Ended::Between),
+        Ok(()) => Some(Ended::Closed),
+        Err(e) => {
+            tracing::debug!(error = %e, "connection ended with an error");
+            None
+        }
+    }
+}
+
+/// Bytes read but not yet parsed, from hyper's buffer and our prefix.
+/// Nothing left holds no buffer (an empty slice of hyper's read buffer
+/// would keep all of it).
+fn joined(read: Bytes, rest: Bytes) -> Bytes {
+    match (read.is_empty(), rest.is_empty()) {
+        (true, true) => Bytes::new(),
+        (false, true) => read,
+        (true, false) => rest,
+        (false, false) => {
+            let mut both = BytesMut::with_capacity(read.len() + rest.len());
+            both.extend_from_slice(&read);
+            both.extend_from_slice(&rest);
+            both.freeze()
+        }
+    }
+}
+
+/// The `http` listener's builders.
+pub(super) fn builders(limits: &crate::config::HttpLimitsConfig) -> Arc<Builders> {
+    let mut h1 = http1::Builder::new();
+    h1.timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    Arc::new(Builders {
+        auto: super::http::builder(limits),
+        h1,
+    })
+}
