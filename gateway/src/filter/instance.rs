@@ -429,7 +429,10 @@ pub(crate) fn headers_of(status: Option<http::StatusCode>, map: &http::HeaderMap
             http::HeaderValue::from_str(s.as_str()).unwrap_or(http::HeaderValue::from_static("")),
         ));
     }
-    pairs.extend(map.iter().map(|(k, v)| (Name::Header(k.clone()), v.clone())));
+    pairs.extend(
+        map.iter()
+            .map(|(k, v)| (Name::Header(k.clone()), v.clone())),
+    );
     Headers {
         pairs,
         dirty: false,

@@ -154,10 +154,7 @@ fn write_op(
             // Header growth is bounded per map, not by the guest's memory.
             if write.grows
                 && (headers.pairs.len() >= MAX_MAP_PAIRS
-                    || map_bytes(headers.iter())
-                        + key.len()
-                        + value.len()
-                        > MAX_MAP_BYTES)
+                    || map_bytes(headers.iter()) + key.len() + value.len() > MAX_MAP_BYTES)
             {
                 return status::INTERNAL_FAILURE;
             }
