@@ -14,14 +14,15 @@ pub fn request_headers(parts: &http::request::Parts, scheme: &'static str) -> He
     let authority = parts
         .uri
         .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .and_then(|a| HeaderValue::from_bytes(a.as_str().as_bytes()).ok())
         .or_else(|| parts.headers.get(HOST).cloned())
         .unwrap_or(HeaderValue::from_static(""));
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     pairs.push((Name::Pseudo(":method"), method(&parts.method)));
     pairs.push((
         Name::Pseudo(":path"),
-        HeaderValue::from_str(path).unwrap_or(HeaderValue::from_static("/")),
+        // Bytes, not `from_str`: a path may carry non-ASCII (obs-text).
+        HeaderValue::from_bytes(path.as_bytes()).unwrap_or(HeaderValue::from_static("/")),
     ));
     pairs.push((Name::Pseudo(":authority"), authority));
     pairs.push((

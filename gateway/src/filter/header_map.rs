@@ -98,3 +98,43 @@ impl Headers {
         self.pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+
+    #[test]
+    fn a_request_is_presented_with_pseudo_headers_and_changed_in_place() {
+        let req = http::Request::get("/a/b?x=1")
+            .header("host", "example.com")
+            .header("X-Trace", "t1")
+            .body(())
+            .expect("request");
+        let (parts, ()) = req.into_parts();
+        let mut h = crate::filter::convert::request_headers(&parts, "http");
+        let pairs: Vec<(&[u8], &[u8])> = h.iter().collect();
+        assert_eq!(
+            pairs,
+            [
+                (&b":method"[..], &b"GET"[..]),
+                (b":path", b"/a/b?x=1"),
+                (b":authority", b"example.com"),
+                (b":scheme", b"http"),
+                (b"x-trace", b"t1"),
+            ]
+        );
+        assert!(!h.dirty);
+        h.replace("X-TRACE", b"t2");
+        h.add("X-New", b"n");
+        h.remove(":scheme");
+        assert_eq!(h.get("x-trace"), Some(&b"t2"[..]));
+        assert_eq!(h.get("x-new"), Some(&b"n"[..]));
+        assert_eq!(h.get(":scheme"), None);
+        assert!(h.dirty);
+        h.set_all(vec![
+            (":path".into(), b"/z".to_vec()),
+            ("A".into(), b"1".to_vec()),
+        ]);
+        let pairs: Vec<(&[u8], &[u8])> = h.iter().collect();
+        assert_eq!(pairs, [(&b":path"[..], &b"/z"[..]), (b"a", b"1")]);
+    }
+}
