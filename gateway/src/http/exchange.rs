@@ -322,12 +322,13 @@ impl Exchange {
                 &target.cluster,
                 req.headers_mut(),
             );
-            let (endpoint, mut resp) = tokio::time::timeout(timeout, cluster.upgrade(req, key))
-                .await
-                .map_err(|_| ProxyError::UpstreamTimeout {
-                    cluster: target.cluster.to_string(),
-                    endpoint: String::new(),
-                })??;
+            let (endpoint, mut resp) =
+                tokio::time::timeout(timeout, Box::pin(cluster.upgrade(req, key)))
+                    .await
+                    .map_err(|_| ProxyError::UpstreamTimeout {
+                        cluster: target.cluster.to_string(),
+                        endpoint: String::new(),
+                    })??;
             attempt.endpoint(&endpoint);
             attempt.response(resp.status().as_u16());
             self.record.endpoint = Some(endpoint);
@@ -346,9 +347,18 @@ impl Exchange {
         }
 
         let policy = target.retry.as_ref().unwrap_or(&cluster.retry);
-        let outcome =
-            super::attempts::forward(&cluster, policy, req, key, timeout, self.trace.as_mut())
-                .await;
+        // Boxed: the tries' state (retries, connects, the HTTP/1.1
+        // exchange) is the largest part of a request's future, and every
+        // future above it would otherwise carry (and copy) it.
+        let outcome = Box::pin(super::attempts::forward(
+            &cluster,
+            policy,
+            req,
+            key,
+            timeout,
+            self.trace.as_mut(),
+        ))
+        .await;
         self.record.endpoint = outcome.endpoint;
         self.record.upstream_connect = outcome.connect;
         self.record.upstream_header = outcome.header;

@@ -103,7 +103,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             self.activity.close_after_response();
         }
         let activity = self.activity.clone();
-        Box::pin(async move {
+        let fut = async move {
             let response = exchange.run(req).await;
             if response
                 .headers()
@@ -114,7 +114,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             }
             let (parts, body) = response.into_parts();
             Ok(Response::from_parts(parts, LoggedBody::new(body, exchange)))
-        })
+        };
+        Box::pin(fut)
     }
 }
 

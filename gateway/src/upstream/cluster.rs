@@ -135,7 +135,7 @@ impl Cluster {
         index: usize,
     ) -> Result<Connection, UpstreamError> {
         let in_flight = self.endpoints[index].start_request();
-        self.open(index, in_flight).await
+        Box::pin(self.open(index, in_flight)).await
     }
 
     /// The endpoint for a request's next try, avoiding those its earlier
@@ -170,7 +170,10 @@ impl Cluster {
         if let Some(sender) = pooled {
             return Ok(self.connection(index, sender, in_flight));
         }
-        self.open(index, in_flight).await
+        // Boxed: connecting (TCP, TLS, the HTTP/2 handshake) is the rare
+        // path, and its state would otherwise enlarge, and be copied with,
+        // every request's future.
+        Box::pin(self.open(index, in_flight)).await
     }
 
     /// Opens a new connection to endpoint `index`, within the circuit
@@ -391,7 +394,8 @@ impl Connection {
             }
             Sender::Http2(stream) => {
                 let idle = cluster.config.response_idle_timeout;
-                let result = stream.send(request, idle).await;
+                // Boxed, so the HTTP/1.1 path's future stays small.
+                let result = Box::pin(stream.send(request, idle)).await;
                 // The connection stays in the pool, shared; the request
                 // counts as in flight until its response head is in.
                 drop(in_flight);
