@@ -27,6 +27,13 @@ macro_rules! export_filter {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             type Runtime = $crate::__private::Runtime<$filter>;
+            const HOOKS: $crate::Hooks = $crate::__private::effective::<$filter>();
+            // The callbacks this filter needs, for hosts that skip the
+            // others (docs/abi.md, "Declared callbacks").
+            #[link_section = "gateway.callbacks"]
+            #[used]
+            static DECLARED_CALLBACKS: [u8; $crate::__private::section_len(HOOKS)] =
+                $crate::__private::section(HOOKS);
             ::std::thread_local! {
                 static RUNTIME: Runtime = Runtime::new();
             }

@@ -2,6 +2,7 @@
 
 use crate::body::Body;
 use crate::callout::Callout;
+use crate::hooks::Hooks;
 use crate::http::{Request, Response};
 use crate::trailers::Trailers;
 use serde::de::DeserializeOwned;
@@ -18,6 +19,13 @@ pub trait Filter: Sized + 'static {
     /// does not parse rejects the load; requests never see a parse error.
     /// Use `()` for a filter without configuration.
     type Config: DeserializeOwned + 'static;
+
+    /// The hooks this filter implements. The gateway calls into the filter
+    /// only for these (a filter declaring [`Hooks::REQUEST`] costs nothing
+    /// per response body chunk); hooks left out do not run on any host.
+    /// Default: [`Hooks::ALL`]. For example
+    /// `const HOOKS: Hooks = Hooks::REQUEST.and(Hooks::COMPLETE);`
+    const HOOKS: Hooks = Hooks::ALL;
 
     /// Buffers every request body up to this many bytes (413 beyond), as if
     /// `on_request` called [`Request::buffer_body`] with

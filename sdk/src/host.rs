@@ -25,6 +25,12 @@ pub enum LogLevel {
 /// Every hostcall the SDK uses. Errors are the raw ABI status codes.
 pub(crate) trait Host {
     fn log(&self, level: LogLevel, message: &str);
+    /// Whether the host keeps lines at `level` (`proxy_get_log_level`), so
+    /// the SDK formats only those.
+    fn log_enabled(&self, level: LogLevel) -> bool {
+        let _ = level;
+        true
+    }
     fn current_time_nanos(&self) -> u64;
     fn map_pairs(&self, map: MapType) -> Vec<(String, String)>;
     fn map_value(&self, map: MapType, key: &str) -> Option<String>;

@@ -65,6 +65,7 @@ pub mod clusters;
 pub mod config;
 mod export;
 mod filter;
+mod hooks;
 mod host;
 mod http;
 pub mod log;
@@ -88,6 +89,7 @@ mod wasm;
 pub use body::{Body, OverLimit};
 pub use callout::{Callout, CalloutRequest, CalloutResponse};
 pub use filter::{Decision, Filter, LocalResponse, ResponseDecision};
+pub use hooks::Hooks;
 pub use http::{Request, Response, CLIENT_ADDRESS_PROPERTY, HASH_KEY_PROPERTY, UPSTREAM_PROPERTY};
 pub use log::LogLevel;
 pub use queue::Queue;
@@ -97,6 +99,7 @@ pub use trailers::Trailers;
 /// Used by [`export_filter!`]; not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::hooks::{effective, section, section_len};
     pub use crate::runtime::Runtime;
     pub use crate::service_runtime::ServiceRuntime;
 }

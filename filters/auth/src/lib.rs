@@ -11,7 +11,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use gateway_sdk::metrics::Counter;
-use gateway_sdk::{Decision, Filter, LocalResponse, Request};
+use gateway_sdk::{Decision, Filter, Hooks, LocalResponse, Request};
 use serde::Deserialize;
 use std::rc::Rc;
 
@@ -67,6 +67,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 impl Filter for Auth {
     type Config = AuthConfig;
+    // Only these hooks: the gateway calls nothing else per request.
+    const HOOKS: Hooks = Hooks::REQUEST;
 
     fn new(config: &Rc<AuthConfig>) -> Self {
         Auth {

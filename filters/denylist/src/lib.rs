@@ -5,7 +5,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use gateway_sdk::metrics::Counter;
-use gateway_sdk::{shared, Decision, Filter, Request};
+use gateway_sdk::{shared, Decision, Filter, Hooks, Request};
 use serde::Deserialize;
 use std::rc::Rc;
 
@@ -38,6 +38,8 @@ fn ip_of(address: &str) -> &str {
 
 impl Filter for Denylist {
     type Config = DenylistConfig;
+    // Only these hooks: the gateway calls nothing else per request.
+    const HOOKS: Hooks = Hooks::REQUEST;
 
     fn new(config: &Rc<DenylistConfig>) -> Self {
         Denylist {

@@ -5,7 +5,7 @@
 //! See README.md for the configuration.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-use gateway_sdk::{Decision, Filter, Request, Response, ResponseDecision};
+use gateway_sdk::{Decision, Filter, Hooks, Request, Response, ResponseDecision};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -112,6 +112,8 @@ pub struct Headers {
 
 impl Filter for Headers {
     type Config = HeadersConfig;
+    // Only these hooks: the gateway calls nothing else per request.
+    const HOOKS: Hooks = Hooks::REQUEST.and(Hooks::RESPONSE);
 
     fn new(config: &Rc<HeadersConfig>) -> Self {
         Headers {

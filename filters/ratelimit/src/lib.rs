@@ -11,7 +11,9 @@
 mod global;
 
 use gateway_sdk::metrics::Counter;
-use gateway_sdk::{shared, Decision, Filter, LocalResponse, Request, Response, ResponseDecision};
+use gateway_sdk::{
+    shared, Decision, Filter, Hooks, LocalResponse, Request, Response, ResponseDecision,
+};
 use serde::Deserialize;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
@@ -217,6 +219,8 @@ impl RateLimit {
 
 impl Filter for RateLimit {
     type Config = RateLimitConfig;
+    // Only these hooks: the gateway calls nothing else per request.
+    const HOOKS: Hooks = Hooks::REQUEST.and(Hooks::RESPONSE);
 
     fn validate_config(config: &RateLimitConfig) -> Result<(), String> {
         if config.per_second.is_finite() && config.per_second > 0.0 {

@@ -6,7 +6,7 @@
 //! See README.md for the configuration.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-use gateway_sdk::{Decision, Filter, LocalResponse, Request};
+use gateway_sdk::{Decision, Filter, Hooks, LocalResponse, Request};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -84,6 +84,8 @@ pub struct Router {
 
 impl Filter for Router {
     type Config = RouterConfig;
+    // Only these hooks: the gateway calls nothing else per request.
+    const HOOKS: Hooks = Hooks::REQUEST;
 
     fn new(config: &Rc<RouterConfig>) -> Self {
         Router {

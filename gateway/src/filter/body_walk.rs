@@ -41,7 +41,7 @@ impl RunCore {
             &mut stream.response_body
         };
         buf.extend_from_slice(chunk);
-        for (pos, i) in self.order(dir).into_iter().enumerate().skip(from) {
+        for (pos, i) in self.order(dir).enumerate().skip(from) {
             let len = self.body_len(dir);
             match self.call(i, dir, Phase::Body(len, eos)) {
                 Step::Respond(r) => return BodyStep::Fail(r),

@@ -170,7 +170,9 @@ impl ChainRun {
         let result = match step {
             Step::Continue => Ok(()),
             Step::Respond(r) => Err(r),
-            Step::Pause => self.wait(i, dir).await,
+            // Boxed: the wait (a timer, a select) is built only by a request
+            // that pauses, and the step of every other stays small to move.
+            Step::Pause => Box::pin(self.wait(i, dir)).await,
         };
         if let Err(r) = &result {
             self.answered_by = Some(i);
@@ -201,12 +203,21 @@ impl ChainRun {
     async fn wait(&mut self, i: usize, dir: Dir) -> Result<(), http::Response<Body>> {
         let (signal, limit, name) = {
             let core = self.core();
-            let Bound::Active { signal, .. } = &core.bound[i] else {
+            let Bound::Active { cell, ctx } = &core.bound[i] else {
                 return Ok(());
             };
+            let signal = cell
+                .lock()
+                .store
+                .data_mut()
+                .signals
+                .entry(*ctx)
+                .or_default()
+                .get_or_insert_with(Default::default)
+                .clone();
             let f = &core.filters[i];
             (
-                signal.clone(),
+                signal,
                 f.config.max_callout_timeout + Duration::from_secs(1),
                 f.name().to_string(),
             )

@@ -2,35 +2,37 @@
 //! changes applied back out.
 
 use http::header::HOST;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 
+use super::header_map::Name;
 use super::state::Headers;
 
 /// Request headers with `:method`, `:path`, `:authority`, `:scheme` first;
 /// `host` becomes `:authority`, as Envoy presents it.
-pub fn request_headers(parts: &http::request::Parts, scheme: &str) -> Headers {
+pub fn request_headers(parts: &http::request::Parts, scheme: &'static str) -> Headers {
     let mut pairs = Vec::with_capacity(parts.headers.len() + 4);
     let authority = parts
         .uri
         .authority()
-        .map(|a| a.as_str().as_bytes().to_vec())
-        .or_else(|| parts.headers.get(HOST).map(|h| h.as_bytes().to_vec()))
-        .unwrap_or_default();
+        .and_then(|a| HeaderValue::from_bytes(a.as_str().as_bytes()).ok())
+        .or_else(|| parts.headers.get(HOST).cloned())
+        .unwrap_or(HeaderValue::from_static(""));
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    pairs.push((Name::Pseudo(":method"), method(&parts.method)));
     pairs.push((
-        ":method".to_string(),
-        parts.method.as_str().as_bytes().to_vec(),
+        Name::Pseudo(":path"),
+        // Bytes, not `from_str`: a path may carry non-ASCII (obs-text).
+        HeaderValue::from_bytes(path.as_bytes()).unwrap_or(HeaderValue::from_static("/")),
     ));
-    pairs.push((":path".to_string(), path.as_bytes().to_vec()));
-    pairs.push((":authority".to_string(), authority));
+    pairs.push((Name::Pseudo(":authority"), authority));
     pairs.push((
-        ":scheme".to_string(),
+        Name::Pseudo(":scheme"),
         // The listener's scheme: a client cannot claim `https` over
         // cleartext by writing it into the request-target.
-        scheme.as_bytes().to_vec(),
+        HeaderValue::from_static(scheme),
     ));
     for (k, v) in parts.headers.iter().filter(|(k, _)| *k != HOST) {
-        pairs.push((k.as_str().to_string(), v.as_bytes().to_vec()));
+        pairs.push((Name::Header(k.clone()), v.clone()));
     }
     Headers {
         pairs,
@@ -43,15 +45,33 @@ pub fn response_headers(parts: &http::response::Parts) -> Headers {
     super::instance::headers_of(Some(parts.status), &parts.headers)
 }
 
+/// The method's name, without a copy for the common ones.
+fn method(m: &http::Method) -> HeaderValue {
+    use http::Method as M;
+    let known = match *m {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        M::PATCH => "PATCH",
+        M::CONNECT => "CONNECT",
+        M::TRACE => "TRACE",
+        _ => return HeaderValue::from_str(m.as_str()).unwrap_or(HeaderValue::from_static("")),
+    };
+    HeaderValue::from_static(known)
+}
+
 fn header_map(h: &Headers) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(h.pairs.len());
-    for (k, v) in h.pairs.iter().filter(|(k, _)| !k.starts_with(':')) {
-        // Hostcalls validated names and values; anything else is dropped.
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_bytes(v),
-        ) {
-            map.append(name, value);
+    for (k, v) in &h.pairs {
+        match k {
+            Name::Header(name) => {
+                map.append(name.clone(), v.clone());
+            }
+            // Pseudo-headers are not headers; other names never validated.
+            Name::Pseudo(_) | Name::Other(_) => {}
         }
     }
     map

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::answers::{failure_response, local_response, status_response};
 use super::instance::{FilterInstance, GuestFault, InstanceCell};
 use super::pool::LoadedFilter;
-use super::state::{Effects, LocalResponse, PendingCall, StreamSignal, StreamState, ROOT_CONTEXT};
+use super::state::{Effects, LocalResponse, PendingCall, StreamState, ROOT_CONTEXT};
 use crate::config::filter::FailurePolicy;
 use crate::http::body::Body;
 
@@ -22,7 +22,6 @@ pub(crate) enum Bound {
     Active {
         cell: Arc<InstanceCell>,
         ctx: u32,
-        signal: Arc<StreamSignal>,
     },
 }
 
@@ -77,32 +76,35 @@ fn run_phase(
     phase: Phase,
 ) -> Result<i32, GuestFault> {
     let c = ctx as i32;
-    let cb = &inst.cb;
-    let f = match (dir, phase) {
-        (Dir::Request, Phase::Headers(n, eos)) => cb.request_headers.clone().map(|f| (f, n, eos)),
-        (Dir::Request, Phase::Body(n, eos)) => cb.request_body.clone().map(|f| (f, n, eos)),
-        (Dir::Response, Phase::Headers(n, eos)) => cb.response_headers.clone().map(|f| (f, n, eos)),
-        (Dir::Response, Phase::Body(n, eos)) => cb.response_body.clone().map(|f| (f, n, eos)),
-        (d, Phase::Trailers(n)) => {
-            let f = if d == Dir::Request {
-                cb.request_trailers.clone()
-            } else {
-                cb.response_trailers.clone()
-            };
-            return match f {
-                Some(f) => inst.guard(|s| f.call(s, (c, n as i32))),
-                None => Ok(0),
-            };
+    let r = match (dir, phase) {
+        (Dir::Request, Phase::Headers(n, eos)) => inst
+            .callback(
+                |cb| cb.request_headers.as_ref(),
+                (c, n as i32, i32::from(eos)),
+            )
+            // As the reference host, headers' ContinueAndEndStream (2) continues.
+            .map(|a| a.map(|a| if a == 2 { 0 } else { a })),
+        (Dir::Response, Phase::Headers(n, eos)) => inst
+            .callback(
+                |cb| cb.response_headers.as_ref(),
+                (c, n as i32, i32::from(eos)),
+            )
+            .map(|a| a.map(|a| if a == 2 { 0 } else { a })),
+        (Dir::Request, Phase::Body(n, eos)) => {
+            inst.callback(|cb| cb.request_body.as_ref(), (c, n as i32, i32::from(eos)))
+        }
+        (Dir::Response, Phase::Body(n, eos)) => inst.callback(
+            |cb| cb.response_body.as_ref(),
+            (c, n as i32, i32::from(eos)),
+        ),
+        (Dir::Request, Phase::Trailers(n)) => {
+            inst.callback(|cb| cb.request_trailers.as_ref(), (c, n as i32))
+        }
+        (Dir::Response, Phase::Trailers(n)) => {
+            inst.callback(|cb| cb.response_trailers.as_ref(), (c, n as i32))
         }
     };
-    let headers = matches!(phase, Phase::Headers(..));
-    match f {
-        // As the reference host, headers' ContinueAndEndStream (2) continues.
-        Some((f, n, eos)) => inst
-            .guard(|s| f.call(s, (c, n as i32, i32::from(eos))))
-            .map(|a| if headers && a == 2 { 0 } else { a }),
-        None => Ok(0),
-    }
+    r.map(|a| a.unwrap_or(0))
 }
 
 impl RunCore {
@@ -121,22 +123,22 @@ impl RunCore {
                 };
             }
         };
-        let signal = Arc::new(StreamSignal::default());
         let r = {
             let mut inst = cell.lock();
             let ctx = inst.next_context();
-            inst.store.data_mut().signals.insert(ctx, signal.clone());
-            let r = match inst.cb.context_create.clone() {
-                Some(f) => {
-                    inst.root_call(|i| i.guard(|s| f.call(s, (ctx as i32, ROOT_CONTEXT as i32))))
-                }
-                None => Ok(()),
-            };
+            inst.store.data_mut().signals.insert(ctx, None);
+            let r = inst.root_call(|i| {
+                i.callback(
+                    |cb| cb.context_create.as_ref(),
+                    (ctx as i32, ROOT_CONTEXT as i32),
+                )
+                .map(drop)
+            });
             r.map(|()| ctx).map_err(|fault| (fault, ctx))
         };
         match r {
             Ok(ctx) => {
-                self.bound[i] = Bound::Active { cell, ctx, signal };
+                self.bound[i] = Bound::Active { cell, ctx };
                 None
             }
             // The instance's very first HTTP context: the module has none.
@@ -291,12 +293,9 @@ impl RunCore {
 
     /// Filter indexes in the order a direction visits them (responses in
     /// reverse, as Envoy runs encoder filters).
-    pub fn order(&self, dir: Dir) -> Vec<usize> {
+    pub fn order(&self, dir: Dir) -> impl Iterator<Item = usize> + use<> {
         let n = self.filters.len();
-        match dir {
-            Dir::Request => (0..n).collect(),
-            Dir::Response => (0..n).rev().collect(),
-        }
+        (0..n).map(move |k| if dir == Dir::Request { k } else { n - 1 - k })
     }
 
     /// Sends callouts made while the body streams (no task of the request
@@ -323,23 +322,12 @@ impl RunCore {
             };
             let mut inst = cell.lock();
             inst.enter(ctx, self.stream.take());
-            let mut r = Ok(());
-            for f in [
-                inst.cb.done.clone().map(|f| (Some(f), None)),
-                inst.cb.log.clone().map(|f| (None, Some(f))),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                r = r.and_then(|()| match f {
-                    (Some(done), _) => inst.guard(|s| done.call(s, ctx as i32)).map(|_| ()),
-                    (_, Some(log)) => inst.guard(|s| log.call(s, ctx as i32)),
-                    _ => Ok(()),
-                });
-            }
-            if let Some(del) = inst.cb.delete.clone() {
-                r = r.and_then(|()| inst.guard(|s| del.call(s, ctx as i32)));
-            }
+            let c = ctx as i32;
+            let r = inst
+                .callback(|cb| cb.done.as_ref(), c)
+                .and_then(|_| inst.callback(|cb| cb.log.as_ref(), c))
+                .and_then(|_| inst.callback(|cb| cb.delete.as_ref(), c))
+                .map(drop);
             let (stream, _) = inst.leave();
             self.stream = stream;
             inst.store.data_mut().signals.remove(&ctx);

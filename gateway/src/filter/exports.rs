@@ -4,6 +4,7 @@
 use anyhow::Result;
 use wasmtime::{Instance, ModuleExport, Store, TypedFunc, WasmParams, WasmResults};
 
+use super::declared::Declared;
 use super::engine::wt;
 use super::state::HostState;
 
@@ -35,13 +36,34 @@ const CALLBACKS: &[&str] = &[
 ];
 
 impl ExportIndex {
-    pub fn new(module: &wasmtime::Module) -> Self {
+    /// The callbacks `module` exports, less those its declaration leaves
+    /// out (they are never called, as if not exported).
+    pub fn new(module: &wasmtime::Module, declared: &Declared) -> Self {
         ExportIndex(
             CALLBACKS
                 .iter()
-                .map(|n| (*n, module.get_export_index(n)))
+                .map(|n| {
+                    (
+                        *n,
+                        module.get_export_index(n).filter(|_| declared.allows(n)),
+                    )
+                })
                 .collect(),
         )
+    }
+
+    /// Whether callback `name` will be called.
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// The `proxy_on_*` callbacks that will be called, for the admin view.
+    pub fn callbacks(&self) -> Vec<&'static str> {
+        self.0
+            .iter()
+            .filter(|(n, e)| n.starts_with("proxy_on_") && e.is_some())
+            .map(|(n, _)| *n)
+            .collect()
     }
     pub fn get(&self, name: &str) -> Option<&ModuleExport> {
         self.0

@@ -5,10 +5,11 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use anyhow::{Context, Result};
 
-use wasmtime::{Store, Trap, TypedFunc};
+use wasmtime::{Store, Trap, TypedFunc, WasmParams, WasmResults};
 
 use super::engine::FilterHost;
 use super::exports::typed;
+use super::header_map::Name;
 use super::pool::FilterCode;
 use super::state::{CallAnswer, Effects, Headers, HostState, StreamState, ROOT_CONTEXT};
 use crate::upstream::callout::{CalloutError, CalloutResponse};
@@ -205,22 +206,25 @@ impl FilterInstance {
                 .map_err(|e| anyhow::anyhow!("_start: {e}"))?;
         }
         me.root_call(|i| {
-            if let Some(f) = i.cb.context_create.clone() {
-                i.guard(|s| f.call(s, (ROOT_CONTEXT as i32, 0)))?;
-            }
-            Ok(())
+            i.callback(|cb| cb.context_create.as_ref(), (ROOT_CONTEXT as i32, 0))
+                .map(drop)
         })?;
         let (vm_len, plugin_len) = (
             code.meta.vm_config.len() as i32,
             code.meta.plugin_config.len() as i32,
         );
-        if let Some(f) = me.cb.vm_start.clone() {
-            let started = me.root_call(|i| i.guard(|s| f.call(s, (ROOT_CONTEXT as i32, vm_len))));
+        let started =
+            me.root_call(|i| i.callback(|cb| cb.vm_start.as_ref(), (ROOT_CONTEXT as i32, vm_len)));
+        if let Some(started) = started.transpose() {
             me.check_start_step(started, "proxy_on_vm_start")?;
         }
-        if let Some(f) = me.cb.configure.clone() {
-            let configured =
-                me.root_call(|i| i.guard(|s| f.call(s, (ROOT_CONTEXT as i32, plugin_len))));
+        let configured = me.root_call(|i| {
+            i.callback(
+                |cb| cb.configure.as_ref(),
+                (ROOT_CONTEXT as i32, plugin_len),
+            )
+        });
+        if let Some(configured) = configured.transpose() {
             me.check_start_step(configured, "proxy_on_configure")?;
         }
         me.start_log = me.store.data_mut().start_log.take().unwrap_or_default();
@@ -254,16 +258,28 @@ impl FilterInstance {
         &mut self,
         f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, GuestFault> {
-        if self.poisoned {
-            return Err(GuestFault(
-                "instance was discarded after an earlier failure".into(),
-            ));
+        guarded(&mut self.store, &mut self.poisoned, self.deadline_ticks, f)
+    }
+
+    /// Calls the callback `pick` selects under the deadline; `Ok(None)`
+    /// when the module does not export it. The callback is borrowed, not
+    /// cloned: a `TypedFunc` clone registers its type again on every call.
+    pub fn callback<P: WasmParams, R: WasmResults>(
+        &mut self,
+        pick: impl FnOnce(&Callbacks) -> Option<&TypedFunc<P, R>>,
+        params: P,
+    ) -> Result<Option<R>, GuestFault> {
+        let FilterInstance {
+            store,
+            cb,
+            poisoned,
+            deadline_ticks,
+            ..
+        } = self;
+        match pick(cb) {
+            Some(f) => guarded(store, poisoned, *deadline_ticks, |s| f.call(s, params)).map(Some),
+            None => Ok(None),
         }
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        f(&mut self.store).map_err(|e| {
-            self.poisoned = true;
-            GuestFault(describe(e, "guest call").to_string())
-        })
     }
 
     /// A call on the root context (no request attached).
@@ -299,6 +315,24 @@ impl FilterInstance {
         st.effective = ROOT_CONTEXT;
         (st.stream.take(), std::mem::take(&mut st.effects))
     }
+}
+
+fn guarded<R>(
+    store: &mut Store<HostState>,
+    poisoned: &mut bool,
+    deadline_ticks: u64,
+    f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+) -> Result<R, GuestFault> {
+    if *poisoned {
+        return Err(GuestFault(
+            "instance was discarded after an earlier failure".into(),
+        ));
+    }
+    store.set_epoch_deadline(deadline_ticks);
+    f(store).map_err(|e| {
+        *poisoned = true;
+        GuestFault(describe(e, "guest call").to_string())
+    })
 }
 
 /// Names the reason of a guest failure: deadline, stack, memory, trap.
@@ -344,9 +378,9 @@ impl FilterInstance {
         token: u32,
         result: Result<CalloutResponse, CalloutError>,
     ) -> Result<(), GuestFault> {
-        let Some(f) = self.cb.http_call_response.clone() else {
+        if self.cb.http_call_response.is_none() {
             return Ok(());
-        };
+        }
         let answer = match result {
             Ok(r) => {
                 self.store.data_mut().status = (0, Vec::new());
@@ -375,7 +409,12 @@ impl FilterInstance {
         st.call_response = Some(answer);
         st.effective = ROOT_CONTEXT;
         let root = ROOT_CONTEXT as i32;
-        let r = self.guard(|s| f.call(s, (root, token as i32, sizes.0, sizes.1, sizes.2)));
+        let r = self
+            .callback(
+                |cb| cb.http_call_response.as_ref(),
+                (root, token as i32, sizes.0, sizes.1, sizes.2),
+            )
+            .map(drop);
         self.store.data_mut().call_response = None;
         r
     }
@@ -385,11 +424,14 @@ impl FilterInstance {
 pub(crate) fn headers_of(status: Option<http::StatusCode>, map: &http::HeaderMap) -> Headers {
     let mut pairs = Vec::with_capacity(map.len() + 1);
     if let Some(s) = status {
-        pairs.push((":status".to_string(), s.as_str().as_bytes().to_vec()));
+        pairs.push((
+            Name::Pseudo(":status"),
+            http::HeaderValue::from_str(s.as_str()).unwrap_or(http::HeaderValue::from_static("")),
+        ));
     }
     pairs.extend(
         map.iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())),
+            .map(|(k, v)| (Name::Header(k.clone()), v.clone())),
     );
     Headers {
         pairs,

@@ -56,14 +56,15 @@ impl FilterCode {
         sha256: &str,
     ) -> Result<Arc<FilterCode>> {
         let pre = host.prepare(wasm, sha256)?;
-        let exports = |name: &str| pre.module().get_export(name).is_some();
+        let exports =
+            super::exports::ExportIndex::new(pre.module(), &super::declared::Declared::read(wasm));
         let code = Arc::new(FilterCode {
             // Trailers arrive at the end of a body: a filter with trailer
             // callbacks needs the body walked even without body callbacks.
-            has_request_body: exports("proxy_on_request_body")
-                || exports("proxy_on_request_trailers"),
-            has_response_body: exports("proxy_on_response_body")
-                || exports("proxy_on_response_trailers"),
+            has_request_body: exports.has("proxy_on_request_body")
+                || exports.has("proxy_on_request_trailers"),
+            has_response_body: exports.has("proxy_on_response_body")
+                || exports.has("proxy_on_response_trailers"),
             meta: Arc::new(FilterMeta {
                 vm_id: config.vm_id.clone().unwrap_or_else(|| config.name.clone()),
                 root_id: config.root_id.clone().unwrap_or_default(),
@@ -71,7 +72,7 @@ impl FilterCode {
                 plugin_config: Bytes::from(config.config.clone().unwrap_or_default()),
                 config: config.clone(),
             }),
-            exports: super::exports::ExportIndex::new(pre.module()),
+            exports,
             pre,
         });
         Ok(code)
@@ -90,6 +91,9 @@ pub struct FilterStatus {
     /// `"loaded"`, `"failed"` or `"backed-off"`.
     pub state: &'static str,
     pub last_error: Option<String>,
+    /// The `proxy_on_*` callbacks the gateway calls: those exported, less
+    /// those a `gateway.callbacks` declaration leaves out.
+    pub callbacks: Vec<&'static str>,
 }
 
 /// Why a module that cannot create HTTP contexts does not filter.
@@ -347,6 +351,11 @@ impl LoadedFilter {
                 (Some(_), false) => "loaded",
             },
             last_error,
+            callbacks: self
+                .code
+                .as_ref()
+                .map(|c| c.exports.callbacks())
+                .unwrap_or_default(),
         }
     }
 }

@@ -124,9 +124,13 @@ fn examine(
     let pre = host.link(&module)?;
 
     let has = |name: &str| module.get_export(name).is_some();
+    let exports =
+        super::exports::ExportIndex::new(&module, &super::declared::Declared::read(&wasm));
     let code = FilterCode {
-        has_request_body: has("proxy_on_request_body"),
-        has_response_body: has("proxy_on_response_body"),
+        has_request_body: exports.has("proxy_on_request_body")
+            || exports.has("proxy_on_request_trailers"),
+        has_response_body: exports.has("proxy_on_response_body")
+            || exports.has("proxy_on_response_trailers"),
         meta: Arc::new(FilterMeta {
             vm_id: config.name.clone(),
             root_id: config.root_id.clone().unwrap_or_default(),
@@ -134,7 +138,7 @@ fn examine(
             plugin_config: Bytes::from(config.config.clone().unwrap_or_default()),
             config: config.clone(),
         }),
-        exports: super::exports::ExportIndex::new(&module),
+        exports,
         pre,
     };
     let implemented = |name| {

@@ -90,10 +90,8 @@ fn stream_property(s: &StreamState, segs: &[&[u8]]) -> Option<Vec<u8>> {
         [b"request", b"method"] => header(":method")?,
         [b"request", b"headers"] => encode_pairs(
             s.request_headers
-                .pairs
                 .iter()
-                .filter(|(k, _)| !k.starts_with(':'))
-                .map(|(k, v)| (k.as_bytes(), v.as_slice())),
+                .filter(|(k, _)| !k.starts_with(b":")),
         ),
         [b"request", b"headers", name] => s
             .request_headers
@@ -129,10 +127,8 @@ fn stream_property(s: &StreamState, segs: &[&[u8]]) -> Option<Vec<u8>> {
         }
         [b"response", b"headers"] => encode_pairs(
             s.response_headers
-                .pairs
                 .iter()
-                .filter(|(k, _)| !k.starts_with(':'))
-                .map(|(k, v)| (k.as_bytes(), v.as_slice())),
+                .filter(|(k, _)| !k.starts_with(b":")),
         ),
         [b"gateway", b"upstream"] => s.upstream.clone()?.into_bytes(),
         _ => return None,

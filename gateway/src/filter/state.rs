@@ -14,49 +14,7 @@ use wasmtime::{Memory, StoreLimits, TypedFunc};
 use super::engine::HostShared;
 use crate::config::filter::FilterConfig;
 
-/// A header map as proxy-wasm sees it: ordered pairs, lower-case names,
-/// pseudo-headers (`:method`, `:path`, `:authority`, `:scheme`, `:status`) included.
-#[derive(Debug, Clone, Default)]
-pub struct Headers {
-    pub pairs: Vec<(String, Vec<u8>)>,
-    /// Set by any write, so untouched maps are not rebuilt.
-    pub dirty: bool,
-}
-
-impl Headers {
-    pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-    }
-    pub fn remove(&mut self, name: &str) {
-        self.pairs.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-        self.dirty = true;
-    }
-    pub fn add(&mut self, name: &str, value: &[u8]) {
-        self.pairs.push((name.to_ascii_lowercase(), value.to_vec()));
-        self.dirty = true;
-    }
-    pub fn replace(&mut self, name: &str, value: &[u8]) {
-        let mut found = false;
-        self.pairs.retain_mut(|(k, v)| {
-            if !k.eq_ignore_ascii_case(name) {
-                return true;
-            }
-            if found {
-                return false;
-            }
-            found = true;
-            *v = value.to_vec();
-            true
-        });
-        if !found {
-            self.pairs.push((name.to_ascii_lowercase(), value.to_vec()));
-        }
-        self.dirty = true;
-    }
-}
+pub use super::header_map::Headers;
 
 /// Who the request is from and to; fixed for the request's life.
 #[derive(Debug, Clone)]
@@ -146,7 +104,10 @@ pub struct HostState {
     /// The context hostcalls act on (`proxy_set_effective_context`).
     pub effective: u32,
     pub effects: Effects,
-    pub signals: HashMap<u32, Arc<StreamSignal>>,
+    /// The live HTTP contexts, each with the signal that wakes it; the
+    /// signal is made on first need (a pause, or another context resuming
+    /// it), so a request that never pauses allocates none.
+    pub signals: HashMap<u32, Option<Arc<StreamSignal>>>,
     pub next_token: u32,
     /// The callout answer `proxy_on_http_call_response` may read.
     pub call_response: Option<CallAnswer>,
@@ -157,6 +118,8 @@ pub struct HostState {
     /// What the guest logs while the VM starts (`Some` only then), so a
     /// rejected configuration is reported with the filter's own reason.
     pub start_log: Option<StartLog>,
+    /// Reused by hostcalls that copy a value out before returning it.
+    pub scratch: Vec<u8>,
 }
 
 /// The guest's log lines during start-up, bounded.
@@ -245,6 +208,7 @@ impl HostState {
             status: (0, Vec::new()),
             queue_waker: None,
             start_log: None,
+            scratch: Vec::new(),
         }
     }
 }

@@ -62,8 +62,13 @@ fn set_ticker(host: &Arc<FilterHost>, cell: &Arc<InstanceCell>, period: Duration
             };
             let effects = {
                 let mut inst = cell.lock();
-                let Some(f) = inst.cb.tick.clone() else { break };
-                let r = inst.root_call(|i| i.guard(|s| f.call(s, ROOT_CONTEXT as i32)));
+                if inst.cb.tick.is_none() {
+                    break;
+                }
+                let r = inst.root_call(|i| {
+                    i.callback(|cb| cb.tick.as_ref(), ROOT_CONTEXT as i32)
+                        .map(drop)
+                });
                 let (_, effects) = inst.leave();
                 if let Err(fault) = r {
                     discard(&cell, &inst, "proxy_on_tick", &fault);
@@ -141,11 +146,16 @@ pub(crate) fn queue_waker(
             };
             let effects = {
                 let mut inst = cell.lock();
-                let Some(f) = inst.cb.queue_ready.clone() else {
+                if inst.cb.queue_ready.is_none() {
                     return;
-                };
-                let r =
-                    inst.root_call(|i| i.guard(|s| f.call(s, (ROOT_CONTEXT as i32, queue as i32))));
+                }
+                let r = inst.root_call(|i| {
+                    i.callback(
+                        |cb| cb.queue_ready.as_ref(),
+                        (ROOT_CONTEXT as i32, queue as i32),
+                    )
+                    .map(drop)
+                });
                 let (_, effects) = inst.leave();
                 if let Err(fault) = r {
                     discard(&cell, &inst, "proxy_on_queue_ready", &fault);

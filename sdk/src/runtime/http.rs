@@ -6,6 +6,7 @@ use crate::abi::{action, BufferType, MapType, StreamType};
 use crate::body::{Body, BodyPlan, OverLimit};
 use crate::callout::CalloutResponse;
 use crate::filter::{Decision, Filter, LocalResponse, ResponseDecision};
+use crate::hooks::Callback;
 use crate::host::{self, LogLevel};
 use crate::http::{Request, Response};
 
@@ -97,6 +98,9 @@ impl<F: Filter> Runtime<F> {
         _headers: usize,
         _end_of_stream: bool,
     ) -> u32 {
+        if !crate::hooks::effective::<F>().calls(Callback::RequestHeaders) {
+            return action::CONTINUE;
+        }
         self.with_stream(context_id, |stream| {
             let Some(filter) = stream.filter.as_mut() else {
                 respond(
@@ -115,6 +119,9 @@ impl<F: Filter> Runtime<F> {
 
     /// `proxy_on_request_body`.
     pub fn on_request_body(&self, context_id: u32, size: usize, end_of_stream: bool) -> u32 {
+        if !crate::hooks::effective::<F>().calls(Callback::RequestBody) {
+            return action::CONTINUE;
+        }
         self.with_stream(context_id, |stream| {
             if stream.answered_locally || stream.filter.is_none() {
                 return action::PAUSE;
@@ -142,6 +149,9 @@ impl<F: Filter> Runtime<F> {
         _headers: usize,
         _end_of_stream: bool,
     ) -> u32 {
+        if !crate::hooks::effective::<F>().calls(Callback::ResponseHeaders) {
+            return action::CONTINUE;
+        }
         self.with_stream(context_id, |stream| {
             if stream.answered_locally {
                 return action::CONTINUE;
@@ -159,6 +169,9 @@ impl<F: Filter> Runtime<F> {
 
     /// `proxy_on_response_body`.
     pub fn on_response_body(&self, context_id: u32, size: usize, end_of_stream: bool) -> u32 {
+        if !crate::hooks::effective::<F>().calls(Callback::ResponseBody) {
+            return action::CONTINUE;
+        }
         self.with_stream(context_id, |stream| {
             if stream.answered_locally {
                 return action::CONTINUE;

@@ -140,6 +140,9 @@ impl<F: Filter> Runtime<F> {
 
     /// `proxy_on_log`.
     pub fn on_log(&self, context_id: u32) {
+        if !crate::hooks::effective::<F>().calls(crate::hooks::Callback::Log) {
+            return;
+        }
         self.with_stream(context_id, |stream| {
             if let Some(filter) = stream.filter.as_mut() {
                 filter.on_complete();

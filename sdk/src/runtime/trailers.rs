@@ -6,12 +6,16 @@ use super::Runtime;
 use crate::abi::{action, BufferType};
 use crate::body::{Body, BodyPlan};
 use crate::filter::Filter;
+use crate::hooks::Callback;
 use crate::http::{Request, Response};
 use crate::trailers::Trailers;
 
 impl<F: Filter> Runtime<F> {
     /// `proxy_on_request_trailers`.
     pub fn on_request_trailers(&self, context_id: u32, _trailers: usize) -> u32 {
+        if !crate::hooks::effective::<F>().calls(Callback::RequestTrailers) {
+            return action::CONTINUE;
+        }
         self.with_stream(context_id, |stream| {
             if stream.answered_locally {
                 return action::PAUSE;
@@ -40,6 +44,9 @@ impl<F: Filter> Runtime<F> {
 
     /// `proxy_on_response_trailers`.
     pub fn on_response_trailers(&self, context_id: u32, _trailers: usize) -> u32 {
+        if !crate::hooks::effective::<F>().calls(Callback::ResponseTrailers) {
+            return action::CONTINUE;
+        }
         self.with_stream(context_id, |stream| {
             if stream.answered_locally {
                 return action::CONTINUE;

@@ -84,6 +84,8 @@ pub(crate) struct MockHost {
     pub random_state: Cell<u64>,
     /// Shared queues by id - 1: name and messages.
     pub queues: RefCell<Vec<(String, std::collections::VecDeque<Vec<u8>>)>>,
+    /// The lowest level the host keeps (`proxy_get_log_level`).
+    pub log_level: Cell<LogLevel>,
     next_token: Cell<u32>,
 }
 
@@ -98,6 +100,7 @@ impl MockHost {
             tick_millis: Cell::new(None),
             random_state: Cell::new(0x9e37_79b9_7f4a_7c15),
             queues: RefCell::new(Vec::new()),
+            log_level: Cell::new(LogLevel::Trace),
             next_token: Cell::new(1),
         }
     }
@@ -134,6 +137,10 @@ impl Host for MockHost {
             .borrow_mut()
             .logs
             .push((level, message.to_string()));
+    }
+
+    fn log_enabled(&self, level: LogLevel) -> bool {
+        level >= self.log_level.get()
     }
 
     fn current_time_nanos(&self) -> u64 {

@@ -152,6 +152,13 @@ impl<F: Filter> FilterTest<F> {
         self.host.state.borrow().logs.clone()
     }
 
+    /// Sets the lowest level the host keeps (default: every level), as the
+    /// gateway's log filter does: the log macros do not even format a line
+    /// below it.
+    pub fn set_log_level(&mut self, level: LogLevel) {
+        self.host.log_level.set(level);
+    }
+
     /// True if some log line contains `text`.
     pub fn logged(&self, text: &str) -> bool {
         self.host

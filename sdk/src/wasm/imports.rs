@@ -5,6 +5,7 @@
 #[link(wasm_import_module = "env")]
 extern "C" {
     pub(super) fn proxy_log(level: u32, message: *const u8, message_size: usize) -> u32;
+    pub(super) fn proxy_get_log_level(return_level: *mut u32) -> u32;
     pub(super) fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     pub(super) fn proxy_get_buffer_bytes(
         buffer: u32,

@@ -69,6 +69,14 @@ impl Host for WasmHost {
         unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) };
     }
 
+    fn log_enabled(&self, level: LogLevel) -> bool {
+        let mut lowest = 0u32;
+        // SAFETY: `lowest` is a valid out-pointer.
+        let status = unsafe { proxy_get_log_level(&mut lowest) };
+        // A host that cannot say gets every line, as before.
+        status != status::OK || level as u32 >= lowest
+    }
+
     fn current_time_nanos(&self) -> u64 {
         let mut now = 0u64;
         // SAFETY: `now` is a valid out-pointer.

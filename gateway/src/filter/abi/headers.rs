@@ -3,7 +3,7 @@
 use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
-use super::{map_type, read_bytes, read_string, return_bytes, status, GuestResult};
+use super::{map_type, read_bytes, read_string, return_bytes, status, with_bytes, GuestResult};
 use crate::filter::state::{Headers, HostState};
 
 /// Serializes pairs: count, then (name size, value size) per pair, then each
@@ -66,7 +66,7 @@ pub const MAX_MAP_PAIRS: usize = 1024;
 /// Most bytes of names and values one header map may hold after a guest's change.
 pub const MAX_MAP_BYTES: usize = 256 << 10;
 
-fn map_bytes<'a>(pairs: impl Iterator<Item = (&'a String, &'a Vec<u8>)>) -> usize {
+fn map_bytes<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> usize {
     pairs.map(|(k, v)| k.len() + v.len()).sum()
 }
 
@@ -154,10 +154,7 @@ fn write_op(
             // Header growth is bounded per map, not by the guest's memory.
             if write.grows
                 && (headers.pairs.len() >= MAX_MAP_PAIRS
-                    || map_bytes(headers.pairs.iter().map(|(k, v)| (k, v)))
-                        + key.len()
-                        + value.len()
-                        > MAX_MAP_BYTES)
+                    || map_bytes(headers.iter()) + key.len() + value.len() > MAX_MAP_BYTES)
             {
                 return status::INTERNAL_FAILURE;
             }
@@ -179,7 +176,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
                     if h.pairs.is_empty() {
                         Vec::new()
                     } else {
-                        encode_pairs(h.pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())))
+                        encode_pairs(h.iter())
                     }
                 }
                 Ok(None) => Vec::new(),
@@ -201,14 +198,13 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
                 return status::BAD_ARGUMENT;
             }
             if pairs.len() > MAX_MAP_PAIRS
-                || map_bytes(pairs.iter().map(|(k, v)| (k, v))) > MAX_MAP_BYTES
+                || map_bytes(pairs.iter().map(|(k, v)| (k.as_bytes(), &v[..]))) > MAX_MAP_BYTES
             {
                 return status::INTERNAL_FAILURE;
             }
             match writable_map(c.data_mut(), m) {
                 Ok(h) => {
-                    h.pairs = pairs;
-                    h.dirty = true;
+                    h.set_all(pairs);
                     status::OK
                 }
                 Err(s) => s,
@@ -219,20 +215,34 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_get_header_map_value",
         |mut c: Caller<'_, HostState>, m: i32, kp: i32, kl: i32, rp: i32, rl: i32| -> Result<i32> {
-            let key = match read_string(&c, kp, kl) {
-                Ok(k) => k,
-                Err(s) => return Ok(s),
+            // The key is read in place and the value copied into the
+            // instance's scratch buffer: a lookup allocates nothing.
+            let mut value = std::mem::take(&mut c.data_mut().scratch);
+            value.clear();
+            let found = with_bytes(&c, kp, kl, |key| {
+                let key = std::str::from_utf8(key).map_err(|_| status::BAD_ARGUMENT)?;
+                // Missing header: NOT_FOUND; map not available: BAD_ARGUMENT.
+                match readable_map(c.data(), m)? {
+                    Some(h) => match h.get(key) {
+                        Some(v) => {
+                            value.extend_from_slice(v);
+                            Ok(())
+                        }
+                        None => Err(status::NOT_FOUND),
+                    },
+                    None => Err(status::BAD_ARGUMENT),
+                }
+            })
+            .and_then(|r| r);
+            let r = match found {
+                Ok(()) => return_bytes(&mut c, &value, rp, rl),
+                Err(s) => Ok(s),
             };
-            // Missing header: NOT_FOUND; map not available: BAD_ARGUMENT.
-            let value = match readable_map(c.data(), m) {
-                Ok(Some(h)) => match h.get(&key) {
-                    Some(v) => v.to_vec(),
-                    None => return Ok(status::NOT_FOUND),
-                },
-                Ok(None) => return Ok(status::BAD_ARGUMENT),
-                Err(s) => return Ok(s),
-            };
-            return_bytes(&mut c, &value, rp, rl)
+            // Kept for the next lookup unless a huge value made it large.
+            if value.capacity() <= 16 << 10 {
+                c.data_mut().scratch = value;
+            }
+            r
         },
     )?;
     linker.func_wrap(
@@ -274,7 +284,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
         |mut c: Caller<'_, HostState>, m: i32, rp: i32| -> i32 {
             // Envoy's byteSize(): the bytes of names and values.
             let size = match writable_map(c.data_mut(), m) {
-                Ok(h) => map_bytes(h.pairs.iter().map(|(k, v)| (k, v))),
+                Ok(h) => map_bytes(h.iter()),
                 Err(s) => return s,
             };
             super::status_of(super::write_u32(&mut c, rp, size as u32))

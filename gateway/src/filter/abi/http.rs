@@ -21,8 +21,9 @@ fn with_effects(state: &mut HostState, f: impl FnOnce(&mut Effects)) -> i32 {
         f(&mut state.effects);
         return status::OK;
     }
-    match state.signals.get(&state.effective) {
-        Some(signal) => {
+    match state.signals.get_mut(&state.effective) {
+        Some(slot) => {
+            let signal = slot.get_or_insert_with(Default::default);
             f(&mut signal.effects.lock().unwrap_or_else(|p| p.into_inner()));
             signal.notify.notify_one();
             status::OK

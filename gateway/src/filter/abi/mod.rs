@@ -164,13 +164,18 @@ pub(crate) fn return_bytes(
     let addr = if bytes.is_empty() {
         0
     } else {
-        let Some(alloc) = caller.data().alloc.clone() else {
-            return Ok(status::INVALID_MEMORY_ACCESS);
-        };
         let Ok(len) = i32::try_from(bytes.len()) else {
             return Ok(status::INVALID_MEMORY_ACCESS);
         };
-        let addr = alloc.call(&mut *caller, len)?;
+        // Taken out for the call and put back (a clone of a `TypedFunc`
+        // costs a type registration per call); an allocator that calls
+        // back into a hostcall returning bytes finds none.
+        let Some(alloc) = caller.data_mut().alloc.take() else {
+            return Ok(status::INVALID_MEMORY_ACCESS);
+        };
+        let addr = alloc.call(&mut *caller, len);
+        caller.data_mut().alloc = Some(alloc);
+        let addr = addr?;
         if addr == 0 {
             return Ok(status::INVALID_MEMORY_ACCESS);
         }

@@ -1,0 +1,106 @@
+//! A filter's declared callbacks: the `gateway.callbacks` custom section an
+//! SDK writes so the host skips the stream callbacks whose hooks do nothing.
+
+/// The name of the custom section (docs/abi.md, "Declared callbacks").
+pub(crate) const SECTION: &str = "gateway.callbacks";
+
+/// The callbacks a declaration governs: per-request stream callbacks. The
+/// others (context creation and deletion, `proxy_on_done`, callout
+/// answers, ticks, queues) are always called when exported.
+pub(crate) const GOVERNED: &[&str] = &[
+    "proxy_on_request_headers",
+    "proxy_on_request_body",
+    "proxy_on_request_trailers",
+    "proxy_on_response_headers",
+    "proxy_on_response_body",
+    "proxy_on_response_trailers",
+    "proxy_on_log",
+];
+
+/// What a module declared: `None` without the section (every exported
+/// callback is called, as before), else the governed callbacks it listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Declared(Option<Vec<&'static str>>);
+
+impl Declared {
+    /// Reads the section from a binary module; text (WAT) modules and
+    /// modules without it declare nothing. Unknown names are ignored, so
+    /// a newer SDK's declaration still loads here.
+    pub fn read(wasm: &[u8]) -> Declared {
+        if !wasm.starts_with(b"\0asm") {
+            return Declared(None);
+        }
+        for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+            let Ok(payload) = payload else {
+                // Compiling reports a malformed module with its reason.
+                return Declared(None);
+            };
+            if let wasmparser::Payload::CustomSection(section) = payload {
+                if section.name() == SECTION {
+                    return Declared(Some(parse(section.data())));
+                }
+            }
+        }
+        Declared(None)
+    }
+
+    /// Whether the host may call export `name`.
+    pub fn allows(&self, name: &str) -> bool {
+        match &self.0 {
+            None => true,
+            Some(listed) => !GOVERNED.contains(&name) || listed.contains(&name),
+        }
+    }
+}
+
+/// Names, one per line (spaces and commas also separate them).
+fn parse(data: &[u8]) -> Vec<&'static str> {
+    let text = String::from_utf8_lossy(data);
+    text.split(|c: char| c == '\n' || c == ',' || c.is_whitespace())
+        .filter_map(|name| GOVERNED.iter().find(|g| **g == name).copied())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module_with(section: Option<&[u8]>) -> Vec<u8> {
+        let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+        if let Some(data) = section {
+            let mut payload = vec![SECTION.len() as u8];
+            payload.extend_from_slice(SECTION.as_bytes());
+            payload.extend_from_slice(data);
+            wasm.push(0);
+            wasm.push(payload.len() as u8);
+            wasm.extend_from_slice(&payload);
+        }
+        wasm
+    }
+
+    #[test]
+    fn a_declaration_governs_stream_callbacks_only() {
+        let d = Declared::read(&module_with(Some(
+            b"proxy_on_request_headers\nproxy_on_future\n",
+        )));
+        assert!(d.allows("proxy_on_request_headers"));
+        assert!(!d.allows("proxy_on_response_body"));
+        assert!(!d.allows("proxy_on_log"));
+        assert!(d.allows("proxy_on_delete"));
+        assert!(d.allows("proxy_on_http_call_response"));
+    }
+
+    #[test]
+    fn without_a_declaration_everything_is_called() {
+        for wasm in [
+            module_with(None),
+            b"(module)".to_vec(),
+            b"\0asm\x01\0\0\0\0\xff".to_vec(),
+        ] {
+            let d = Declared::read(&wasm);
+            assert!(GOVERNED.iter().all(|c| d.allows(c)), "{wasm:?}");
+        }
+        let empty = Declared::read(&module_with(Some(b"")));
+        assert!(!GOVERNED.iter().any(|c| empty.allows(c)));
+    }
+}

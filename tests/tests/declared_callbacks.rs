@@ -1,0 +1,250 @@
+//! Declared callbacks: a filter that declares the hooks it implements (our
+//! SDK writes the `gateway.callbacks` section) is called for those only, so
+//! response bodies do not stream through a filter that reads request
+//! headers; a module without the declaration still gets every callback.
+
+use bytes::Bytes;
+use gateway_tests::{wasm, Gateway, Http1Client, Upstream};
+use http::Request;
+use http_body_util::Full;
+
+/// A filter that stamps the request and traps in every other callback: a
+/// host that calls any of those fails the request.
+fn stamping_module(declaration: Option<&str>) -> String {
+    let custom = declaration
+        .map(|d| format!("(@custom \"gateway.callbacks\" \"{d}\")"))
+        .unwrap_or_default();
+    format!(
+        r#"(module
+  {custom}
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+  (data (i32.const 0) "x-declared")
+  (data (i32.const 16) "yes")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add (i32.const 0) (i32.const 0) (i32.const 10) (i32.const 16) (i32.const 3)))
+    (i32.const 0))
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32) unreachable)
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) unreachable)
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32) unreachable)
+  (func (export "proxy_on_response_trailers") (param i32 i32) (result i32) unreachable)
+  (func (export "proxy_on_log") (param i32) unreachable))"#
+    )
+}
+
+fn config(up: &Upstream, filters: &[(&str, String, Option<&str>)]) -> String {
+    let mut blocks = String::new();
+    for (name, path, config) in filters {
+        blocks.push_str(&format!(
+            "[[listener.filter]]\nname = \"{name}\"\npath = {path:?}\n"
+        ));
+        if let Some(config) = config {
+            blocks.push_str(&format!("config = '''{config}'''\n"));
+        }
+    }
+    format!(
+        r#"
+        [admin]
+        address = "127.0.0.1:0"
+        [[listener]]
+        name = "web"
+        protocol = "http"
+        address = "127.0.0.1:0"
+{blocks}
+        [[listener.route]]
+        path_prefix = "/"
+        cluster = "up"
+        [[cluster]]
+        name = "up"
+        endpoints = ["{}"]
+        "#,
+        up.addr
+    )
+}
+
+fn get(path: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    let mut req = Request::get(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(Full::new(Bytes::new())).expect("request")
+}
+
+/// The callbacks the admin endpoint says the gateway calls for `filter`.
+async fn callbacks(gateway: &Gateway, filter: &str) -> Vec<String> {
+    let mut admin = Http1Client::connect(gateway.admin.expect("admin listener")).await;
+    let reply = admin.get("/filters").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let json: serde_json::Value = serde_json::from_str(&reply.text()).expect("json");
+    fn find<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("name").and_then(|n| n.as_str()) == Some(name)
+                    && m.contains_key("callbacks")
+                {
+                    return Some(v);
+                }
+                m.values().find_map(|x| find(x, name))
+            }
+            serde_json::Value::Array(a) => a.iter().find_map(|x| find(x, name)),
+            _ => None,
+        }
+    }
+    let status = find(&json, filter).unwrap_or_else(|| panic!("{filter} in {json}"));
+    status["callbacks"]
+        .as_array()
+        .expect("callbacks")
+        .iter()
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_filter_declaring_request_headers_is_never_called_for_the_response() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let declared = wasm::wat_to(
+        &stamping_module(Some("proxy_on_request_headers\\n")),
+        &dir.path().join("declared.wasm"),
+    );
+    let gateway = Gateway::start(&config(
+        &up,
+        &[("declared", declared.display().to_string(), None)],
+    ))
+    .await;
+    let mut client = gateway.http1("web").await;
+    for _ in 0..3 {
+        let reply = client.get("/download/300000").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.body.len(), 300_000, "the body streamed whole");
+    }
+    let seen = up.received();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|r| r.headers["x-declared"] == "yes"));
+    let called = callbacks(&gateway, "declared").await;
+    assert!(
+        called.iter().any(|c| c == "proxy_on_request_headers"),
+        "{called:?}"
+    );
+    for skipped in [
+        "proxy_on_request_body",
+        "proxy_on_response_headers",
+        "proxy_on_response_body",
+        "proxy_on_log",
+    ] {
+        assert!(
+            !called.iter().any(|c| c == skipped),
+            "{skipped} in {called:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_module_without_the_declaration_still_gets_every_callback() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let undeclared = wasm::wat_to(&stamping_module(None), &dir.path().join("undeclared.wasm"));
+    let gateway = Gateway::start(&config(
+        &up,
+        &[("undeclared", undeclared.display().to_string(), None)],
+    ))
+    .await;
+    let mut client = gateway.http1("web").await;
+    let reply = client.get("/download/300000").await;
+    // The response callback traps: the filter fails closed.
+    assert!(
+        reply.status.is_server_error(),
+        "{} {}",
+        reply.status,
+        reply.text()
+    );
+    assert_eq!(
+        up.received().len(),
+        1,
+        "the request phase ran and went upstream"
+    );
+    let called = callbacks(&gateway, "undeclared").await;
+    for exported in [
+        "proxy_on_request_headers",
+        "proxy_on_response_headers",
+        "proxy_on_response_body",
+        "proxy_on_log",
+    ] {
+        assert!(
+            called.iter().any(|c| c == exported),
+            "{exported} not in {called:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sdk_filters_declare_their_hooks_and_official_sdk_filters_get_every_callback() {
+    let up = Upstream::start("up").await;
+    let gateway = Gateway::start(&config(
+        &up,
+        &[
+            (
+                "auth",
+                wasm::path("filter-auth").display().to_string(),
+                Some("schemes = [\"Bearer\"]\ntokens = [\"t0ken\"]"),
+            ),
+            (
+                "mutate",
+                wasm::path("tw-header-mutation").display().to_string(),
+                Some(r#"{"response_header": ["x-out", "stamped"]}"#),
+            ),
+        ],
+    ))
+    .await;
+    let mut client = gateway.http1("web").await;
+    let denied = client.send(get("/download/10", &[])).await;
+    assert_eq!(denied.status, 401);
+    let allowed = client
+        .send(get(
+            "/download/300000",
+            &[("authorization", "Bearer t0ken")],
+        ))
+        .await;
+    assert_eq!(allowed.status, 200, "{}", allowed.text());
+    assert_eq!(allowed.body.len(), 300_000);
+    assert_eq!(allowed.header("x-out"), Some("stamped"));
+    assert_eq!(
+        up.received().len(),
+        1,
+        "only the allowed request went upstream"
+    );
+
+    let auth = callbacks(&gateway, "auth").await;
+    assert!(
+        auth.iter().any(|c| c == "proxy_on_request_headers"),
+        "{auth:?}"
+    );
+    for skipped in [
+        "proxy_on_request_body",
+        "proxy_on_response_headers",
+        "proxy_on_response_body",
+        "proxy_on_response_trailers",
+        "proxy_on_log",
+    ] {
+        assert!(!auth.iter().any(|c| c == skipped), "{skipped} in {auth:?}");
+    }
+    let mutate = callbacks(&gateway, "mutate").await;
+    for exported in [
+        "proxy_on_request_headers",
+        "proxy_on_response_headers",
+        "proxy_on_response_body",
+        "proxy_on_log",
+    ] {
+        assert!(
+            mutate.iter().any(|c| c == exported),
+            "{exported} not in {mutate:?}"
+        );
+    }
+}
