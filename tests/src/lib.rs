@@ -44,3 +44,25 @@ pub use upstream::{Received, Upstream};
 
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A config with one `http` listener `web` (with `http`, lines of its
+/// `[listener.http]` table) routing everything to cluster `up` at
+/// `upstream`.
+pub fn web_to(upstream: std::net::SocketAddr, http: &str) -> String {
+    format!(
+        r#"
+        [[listener]]
+        name = "web"
+        protocol = "http"
+        address = "127.0.0.1:0"
+        [listener.http]
+        {http}
+        [[listener.route]]
+        path_prefix = "/"
+        cluster = "up"
+        [[cluster]]
+        name = "up"
+        endpoints = ["{upstream}"]
+        "#
+    )
+}

@@ -8,23 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn config(up: &Upstream, http: &str) -> String {
-    format!(
-        r#"
-        [[listener]]
-        name = "web"
-        protocol = "http"
-        address = "127.0.0.1:0"
-        [listener.http]
-        {http}
-        [[listener.route]]
-        path_prefix = "/"
-        cluster = "up"
-        [[cluster]]
-        name = "up"
-        endpoints = ["{}"]
-        "#,
-        up.addr
-    )
+    gateway_tests::web_to(up.addr, http)
 }
 
 /// Reads what the gateway sends until it closes the connection.

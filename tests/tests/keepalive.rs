@@ -11,23 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn config(up: &Upstream, http: &str) -> String {
-    format!(
-        r#"
-        [[listener]]
-        name = "web"
-        protocol = "http"
-        address = "127.0.0.1:0"
-        [listener.http]
-        {http}
-        [[listener.route]]
-        path_prefix = "/"
-        cluster = "up"
-        [[cluster]]
-        name = "up"
-        endpoints = ["{}"]
-        "#,
-        up.addr
-    )
+    gateway_tests::web_to(up.addr, http)
 }
 
 /// One response read off a raw connection: status, head, body (framed by
@@ -77,13 +61,29 @@ async fn closes(stream: &mut TcpStream) -> bool {
     )
 }
 
-#[tokio::test]
-async fn pipelined_requests_are_answered_in_order_on_one_connection() {
+/// An upstream, a gateway in front of it and a connection to the gateway.
+async fn open(http: &str) -> (Upstream, Gateway, TcpStream) {
     let up = Upstream::start("up").await;
-    let gateway = Gateway::start(&config(&up, "")).await;
-    let mut stream = TcpStream::connect(gateway.addr("web"))
+    let gateway = Gateway::start(&config(&up, http)).await;
+    let stream = TcpStream::connect(gateway.addr("web"))
         .await
         .expect("connect");
+    (up, gateway, stream)
+}
+
+/// Reads exactly `n` bytes, in bounded time.
+async fn read_exactly(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut out))
+        .await
+        .expect("bytes in time")
+        .expect("read");
+    out
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    let (up, _gateway, mut stream) = open("").await;
     // Three requests in one write, the middle one with a body.
     stream
         .write_all(
@@ -122,11 +122,7 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
 
 #[tokio::test]
 async fn requests_written_byte_by_byte_on_a_reused_connection_are_served() {
-    let up = Upstream::start("up").await;
-    let gateway = Gateway::start(&config(&up, "")).await;
-    let mut stream = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let (up, _gateway, mut stream) = open("").await;
     stream.set_nodelay(true).expect("nodelay");
     for round in 0..3 {
         let request =
@@ -224,11 +220,7 @@ async fn a_connection_waiting_for_a_request_head_is_closed_at_the_header_timeout
 
 #[tokio::test]
 async fn bytes_sent_behind_an_upgrade_request_reach_the_upstream_after_the_switch() {
-    let up = Upstream::start("up").await;
-    let gateway = Gateway::start(&config(&up, "")).await;
-    let mut stream = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let (_up, _gateway, mut stream) = open("").await;
     // A first request on the connection, then the upgrade with tunnel
     // bytes in the same write.
     stream
@@ -244,27 +236,14 @@ async fn bytes_sent_behind_an_upgrade_request_reach_the_upstream_after_the_switc
         .expect("write");
     let switched = read_answer(&mut stream).await;
     assert_eq!(switched.status, 101, "{}", switched.head);
-    let mut echo = [0u8; 5];
-    tokio::time::timeout(WAIT, stream.read_exact(&mut echo))
-        .await
-        .expect("echo in time")
-        .expect("read echo");
-    assert_eq!(&echo, b"early");
+    assert_eq!(read_exactly(&mut stream, 5).await, b"early");
     stream.write_all(b"later").await.expect("write");
-    tokio::time::timeout(WAIT, stream.read_exact(&mut echo))
-        .await
-        .expect("echo in time")
-        .expect("read echo");
-    assert_eq!(&echo, b"later");
+    assert_eq!(read_exactly(&mut stream, 5).await, b"later");
 }
 
 #[tokio::test]
 async fn an_http2_preface_sent_in_pieces_is_still_http2() {
-    let up = Upstream::start("up").await;
-    let gateway = Gateway::start(&config(&up, "")).await;
-    let mut stream = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let (_up, _gateway, mut stream) = open("").await;
     stream.set_nodelay(true).expect("nodelay");
     for piece in [&b"PR"[..], b"I * HTTP/2.0\r\n", b"\r\nSM\r\n\r\n"] {
         stream.write_all(piece).await.expect("write");
@@ -274,10 +253,6 @@ async fn an_http2_preface_sent_in_pieces_is_still_http2() {
         .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
         .await
         .expect("write");
-    let mut frame = [0u8; 9];
-    tokio::time::timeout(WAIT, stream.read_exact(&mut frame))
-        .await
-        .expect("settings in time")
-        .expect("read frame");
+    let frame = read_exactly(&mut stream, 9).await;
     assert_eq!(frame[3], 4, "not an HTTP/2 SETTINGS frame: {frame:?}");
 }
