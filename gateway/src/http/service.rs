@@ -12,9 +12,9 @@ use hyper::body::Incoming;
 
 use super::access_log::LoggedBody;
 use super::exchange::Exchange;
-use super::tunnel::Downstream;
+use super::tunnel::{Downstream, Handoff};
 use crate::config::HttpLimitsConfig;
-use crate::listener::{ConnActivity, Handoff};
+use crate::listener::ConnActivity;
 use crate::state::Snapshot;
 
 /// What the service knows about the connection a request came on.

@@ -6,24 +6,56 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
-
-use crate::listener::PlainIo;
 
 /// The client's side of an upgraded connection.
 pub enum Downstream {
     /// hyper owns the connection and hands it over.
     Hyper(OnUpgrade),
     /// The listener hands its socket over (cleartext HTTP/1.1).
-    Handed(tokio::sync::oneshot::Receiver<PlainIo>),
+    Handed(oneshot::Receiver<Box<dyn Io>>),
+}
+
+/// Where an upgraded connection goes when hyper does not own it for its
+/// whole life: the exchange that forwards the upgrade registers, and the
+/// listener hands the connection over once hyper has sent the `101`.
+#[derive(Default)]
+pub struct Handoff {
+    waiting: Mutex<Option<oneshot::Sender<Box<dyn Io>>>>,
+}
+
+impl Handoff {
+    /// The connection, once the response to the current request upgraded it.
+    pub fn expect(&self) -> oneshot::Receiver<Box<dyn Io>> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut waiting) = self.waiting.lock() {
+            *waiting = Some(tx);
+        }
+        rx
+    }
+
+    /// An exchange still waits for the connection.
+    pub fn waits(&self) -> bool {
+        self.waiting
+            .lock()
+            .is_ok_and(|w| w.as_ref().is_some_and(|tx| !tx.is_closed()))
+    }
+
+    /// Gives the connection to the waiting exchange's tunnel.
+    pub fn hand_over(&self, io: Box<dyn Io>) {
+        let waiting = self.waiting.lock().ok().and_then(|mut w| w.take());
+        if let Some(tx) = waiting {
+            let _ = tx.send(io);
+        }
+    }
 }
 
 impl Downstream {
@@ -33,16 +65,15 @@ impl Downstream {
                 Ok(upgraded) => Ok(Box::new(TokioIo::new(upgraded))),
                 Err(e) => Err(e.to_string()),
             },
-            Downstream::Handed(handed) => match handed.await {
-                Ok(io) => Ok(Box::new(TokioIo::new(io))),
-                Err(_) => Err("the connection was not handed over".into()),
-            },
+            Downstream::Handed(handed) => handed
+                .await
+                .map_err(|_| "the connection was not handed over".into()),
         }
     }
 }
 
 /// Either end of a tunnel.
-trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// Runs the tunnel to its end.

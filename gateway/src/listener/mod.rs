@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 pub use self::accept::bind_per_worker;
 pub use self::http::serve_http;
-pub use self::plain::{Handoff, PlainIo};
 pub use self::tls::serve_https;
 
 /// Requests in flight on one connection and when it was last busy, for

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::pin::{pin, Pin};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -17,7 +17,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::http::{drive, ConnTimeouts};
@@ -27,7 +26,7 @@ use super::{ConnActivity, Shutdown};
 use crate::http::service::ConnService;
 
 /// A cleartext connection's I/O, as hyper and a tunnel see it.
-pub type PlainIo = Prefixed<SendTimeout<TokioIo<TcpStream>>>;
+pub(super) type PlainIo = Prefixed<SendTimeout<TokioIo<TcpStream>>>;
 
 /// What opens every HTTP/2 connection.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -36,31 +35,6 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub(super) struct Builders {
     pub auto: auto::Builder<TokioExecutor>,
     pub h1: http1::Builder,
-}
-
-/// Where an upgraded HTTP/1.1 connection goes: the exchange that forwarded
-/// the upgrade registers for it, and the connection hands its socket over
-/// once hyper has sent the `101`.
-#[derive(Default)]
-pub struct Handoff {
-    waiting: Mutex<Option<oneshot::Sender<PlainIo>>>,
-}
-
-impl Handoff {
-    /// The connection, once the response to the current request upgraded it.
-    pub fn expect(&self) -> oneshot::Receiver<PlainIo> {
-        let (tx, rx) = oneshot::channel();
-        if let Ok(mut waiting) = self.waiting.lock() {
-            *waiting = Some(tx);
-        }
-        rx
-    }
-
-    /// The registered exchange, if it still waits.
-    fn take(&self) -> Option<oneshot::Sender<PlainIo>> {
-        let tx = self.waiting.lock().ok()?.take()?;
-        (!tx.is_closed()).then_some(tx)
-    }
 }
 
 /// Serves one cleartext connection until it closes, idles out or the
@@ -150,9 +124,11 @@ async fn serve_h1(
         let parts = conn.into_parts();
         let (inner, rest) = parts.io.into_parts();
         pending = joined(parts.read_buf, rest);
-        if let Some(tunnel) = service.handoff.as_ref().and_then(|h| h.take()) {
-            let _ = tunnel.send(Prefixed::new(inner, pending));
-            return;
+        if let Some(handoff) = &service.handoff {
+            if handoff.waits() {
+                handoff.hand_over(Box::new(TokioIo::new(Prefixed::new(inner, pending))));
+                return;
+            }
         }
         io = inner;
         if matches!(ended, Ended::Closed) || activity.closing() {
