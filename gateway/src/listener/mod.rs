@@ -3,7 +3,7 @@
 
 pub(crate) mod accept;
 mod certs;
-mod http;
+mod conn;
 mod plain;
 mod prefixed;
 mod send_timeout;
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use self::accept::bind_per_worker;
-pub use self::http::serve_http;
+pub use self::plain::serve_http;
 pub use self::tls::serve_https;
 
 /// Requests in flight on one connection and when it was last busy, for

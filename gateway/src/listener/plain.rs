@@ -1,5 +1,5 @@
-//! The `http` listener's connections: HTTP/2 with prior knowledge or
-//! HTTP/1.1, told apart by their first bytes. An HTTP/1.1 connection holds
+//! The `http` listener: its accept loop and its connections, HTTP/2 with
+//! prior knowledge or HTTP/1.1, told apart by their first bytes. An HTTP/1.1 connection holds
 //! hyper's connection, and its read and write buffers, only while it is
 //! busy: between requests only the socket is kept (nginx frees its buffers
 //! between requests the same way), so thousands of idle keep-alive
@@ -16,14 +16,18 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::http::{drive, ConnTimeouts};
+use super::accept::accept_loop;
+use super::conn::{drive, set_tcp_keepalive, ConnTimeouts};
 use super::prefixed::Prefixed;
 use super::send_timeout::SendTimeout;
 use super::{ConnActivity, Shutdown};
+use crate::config::HttpLimitsConfig;
 use crate::http::service::ConnService;
+use crate::http::service::{ConnInfo, HttpService};
 
 /// A cleartext connection's I/O, as hyper and a tunnel see it.
 pub(super) type PlainIo = Prefixed<SendTimeout<TokioIo<TcpStream>>>;
@@ -35,6 +39,45 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub(super) struct Builders {
     pub auto: auto::Builder<TokioExecutor>,
     pub h1: http1::Builder,
+}
+
+/// Accepts connections on `listener` until shutdown, serving each with
+/// `service`.
+pub async fn serve_http(
+    listener: TcpListener,
+    service: Arc<HttpService>,
+    limits: HttpLimitsConfig,
+    permits: Arc<Semaphore>,
+    shutdown: Shutdown,
+) {
+    let builders = builders(&limits);
+    let local = listener.local_addr().ok();
+    let name = service.listener.clone();
+    accept_loop(
+        listener,
+        &name,
+        permits,
+        shutdown,
+        |stream, peer, permit, shutdown| {
+            set_tcp_keepalive(&stream, limits.tcp_keepalive);
+            let conn = ConnService {
+                service: service.clone(),
+                conn: Arc::new(ConnInfo::plain(
+                    peer,
+                    stream.local_addr().ok().or(local).unwrap_or(peer),
+                )),
+                activity: Arc::new(ConnActivity::new()),
+                permit: Arc::new(permit),
+                handoff: Some(Arc::default()),
+            };
+            let builders = builders.clone();
+            let timeouts = ConnTimeouts::of(&limits);
+            tokio::spawn(async move {
+                serve_plain(&builders, stream, conn, timeouts, shutdown).await;
+            });
+        },
+    )
+    .await;
 }
 
 /// Serves one cleartext connection until it closes, idles out or the
@@ -238,7 +281,7 @@ fn joined(read: Bytes, rest: Bytes) -> Bytes {
 }
 
 /// The `http` listener's builders.
-pub(super) fn builders(limits: &crate::config::HttpLimitsConfig) -> Arc<Builders> {
+fn builders(limits: &HttpLimitsConfig) -> Arc<Builders> {
     let mut h1 = http1::Builder::new();
     h1.timer(hyper_util::rt::TokioTimer::new())
         .keep_alive(true)
@@ -246,7 +289,7 @@ pub(super) fn builders(limits: &crate::config::HttpLimitsConfig) -> Arc<Builders
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers);
     Arc::new(Builders {
-        auto: super::http::builder(limits),
+        auto: super::conn::builder(limits),
         h1,
     })
 }

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::certs::{subject, watch_certificates, CertStore};
-use super::http::{builder, serve_connection, set_tcp_keepalive, ConnTimeouts};
+use super::conn::{builder, serve_connection, set_tcp_keepalive, ConnTimeouts};
 use super::{ConnActivity, Shutdown};
 use crate::config::{pem, ClientAuth, HttpLimitsConfig, ListenerTlsConfig};
 use crate::http::service::{ConnInfo, ConnService, HttpService};

@@ -1,19 +1,16 @@
-//! The HTTP listener: HTTP/1.1 and HTTP/2 (prior knowledge) on one port.
+//! Serving one connection with hyper, either protocol: the builder with
+//! a listener's limits, TCP keepalive, and the connection-wide clocks
+//! (idle, send, shutdown) around hyper's connection.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
-use super::accept::accept_loop;
-use super::plain::{builders, serve_plain};
 use super::send_timeout::SendTimeout;
-use super::{ConnActivity, Shutdown};
+use super::Shutdown;
 use crate::config::HttpLimitsConfig;
-use crate::http::service::{ConnInfo, ConnService, HttpService};
+use crate::http::service::ConnService;
 
 /// Builds the connection builder with the listener's limits.
 pub(super) fn builder(limits: &HttpLimitsConfig) -> auto::Builder<TokioExecutor> {
@@ -48,45 +45,6 @@ pub(super) fn set_tcp_keepalive(stream: &tokio::net::TcpStream, idle: Duration) 
     if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&probes) {
         tracing::debug!(error = %e, "cannot set TCP keepalive");
     }
-}
-
-/// Accepts connections on `listener` until shutdown, serving each with
-/// `service`.
-pub async fn serve_http(
-    listener: TcpListener,
-    service: Arc<HttpService>,
-    limits: HttpLimitsConfig,
-    permits: Arc<Semaphore>,
-    shutdown: Shutdown,
-) {
-    let builders = builders(&limits);
-    let local = listener.local_addr().ok();
-    let name = service.listener.clone();
-    accept_loop(
-        listener,
-        &name,
-        permits,
-        shutdown,
-        |stream, peer, permit, shutdown| {
-            set_tcp_keepalive(&stream, limits.tcp_keepalive);
-            let conn = ConnService {
-                service: service.clone(),
-                conn: Arc::new(ConnInfo::plain(
-                    peer,
-                    stream.local_addr().ok().or(local).unwrap_or(peer),
-                )),
-                activity: Arc::new(ConnActivity::new()),
-                permit: Arc::new(permit),
-                handoff: Some(Arc::default()),
-            };
-            let builders = builders.clone();
-            let timeouts = ConnTimeouts::of(&limits);
-            tokio::spawn(async move {
-                serve_plain(&builders, stream, conn, timeouts, shutdown).await;
-            });
-        },
-    )
-    .await;
 }
 
 /// The connection-wide clocks of a listener.
@@ -176,6 +134,7 @@ pub(super) async fn drive<I>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpListener;
 
     #[tokio::test]
     async fn accepted_connections_get_tcp_keepalive_probes() {
