@@ -115,7 +115,7 @@ render_haproxy() {
     cat <<EOF
 global
     nbthread $W
-    maxconn 9900
+    maxconn 12000
     # Never more descriptors than this shell may hand out (the idle row
     # holds $IDLE connections, one descriptor each).
     ulimit-n $(ulimit -n)
