@@ -19,7 +19,7 @@
 #                          shows each row's median-throughput round
 #   BENCH_WORKERS="1 2"    worker counts; every proxy runs with the same count
 #                          (nginx worker_processes, HAProxy nbthread, ours workers)
-#   BENCH_IDLE=10000       idle keep-alive connections held open for the memory
+#   BENCH_IDLE=9000        idle keep-alive connections held open for the memory
 #                          row (0: skip it; HAProxy needs two descriptors per
 #                          connection, so 9,000 fits the common 20,000 limit)
 #   BENCH_NOTE=text        a line for the report (e.g. which build was measured)
@@ -54,7 +54,7 @@ H2_STREAMS=${BENCH_H2_STREAMS:-4}
 TARGETS=${BENCH_TARGETS:-ours ours_log core nginx haproxy direct}
 ROUNDS=${BENCH_ROUNDS:-3}
 WORKER_COUNTS=${BENCH_WORKERS:-1 2}
-IDLE=${BENCH_IDLE:-10000}
+IDLE=${BENCH_IDLE:-9000}
 GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/release/gateway}
 FILTER_DIR=${FILTER_DIR:-$TARGET_DIR/wasm32-unknown-unknown/release}
 AUTH_HEADER='Authorization: Basic x'

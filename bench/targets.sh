@@ -115,7 +115,7 @@ render_haproxy() {
     cat <<EOF
 global
     nbthread $W
-    maxconn 12000
+    maxconn 9900
     # Never more descriptors than this shell may hand out (the idle row
     # holds $IDLE connections, one descriptor each).
     ulimit-n $(ulimit -n)

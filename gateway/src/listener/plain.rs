@@ -1,9 +1,9 @@
 //! The `http` listener: its accept loop and its connections, HTTP/2 with
-//! prior knowledge or HTTP/1.1, told apart by their first bytes. An HTTP/1.1 connection holds
-//! hyper's connection, and its read and write buffers, only while it is
-//! busy: between requests only the socket is kept (nginx frees its buffers
-//! between requests the same way), so thousands of idle keep-alive
-//! connections cost little memory.
+//! prior knowledge or HTTP/1.1, told apart by their first bytes. An
+//! HTTP/1.1 connection holds hyper's connection, and its read and write
+//! buffers, only while it is busy: between requests only the socket is
+//! kept (nginx frees its buffers between requests the same way), so
+//! thousands of idle keep-alive connections cost little memory.
 
 use std::future::Future;
 use std::pin::{pin, Pin};
@@ -26,19 +26,18 @@ use super::prefixed::Prefixed;
 use super::send_timeout::SendTimeout;
 use super::{ConnActivity, Shutdown};
 use crate::config::HttpLimitsConfig;
-use crate::http::service::ConnService;
-use crate::http::service::{ConnInfo, HttpService};
+use crate::http::service::{ConnInfo, ConnService, HttpService};
 
 /// A cleartext connection's I/O, as hyper and a tunnel see it.
-pub(super) type PlainIo = Prefixed<SendTimeout<TokioIo<TcpStream>>>;
+type PlainIo = Prefixed<SendTimeout<TokioIo<TcpStream>>>;
 
 /// What opens every HTTP/2 connection.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The connection builders of one listener.
-pub(super) struct Builders {
-    pub auto: auto::Builder<TokioExecutor>,
-    pub h1: http1::Builder,
+struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    h1: http1::Builder,
 }
 
 /// Accepts connections on `listener` until shutdown, serving each with
@@ -82,7 +81,7 @@ pub async fn serve_http(
 
 /// Serves one cleartext connection until it closes, idles out or the
 /// gateway shuts down.
-pub(super) async fn serve_plain(
+async fn serve_plain(
     builders: &Builders,
     mut stream: TcpStream,
     service: ConnService,
