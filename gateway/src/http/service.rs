@@ -105,11 +105,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         let activity = self.activity.clone();
         let fut = async move {
             let response = exchange.run(req).await;
-            if response
-                .headers()
-                .get(http::header::CONNECTION)
-                .is_some_and(|v| has_token(v, "close"))
-            {
+            if !crate::upstream::keep_alive(response.headers(), false) {
                 activity.close_after_response();
             }
             let (parts, body) = response.into_parts();
@@ -119,20 +115,13 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     }
 }
 
-/// Whether the client lets the connection live after this request: an
-/// HTTP/1.1 request unless it says `close`, an HTTP/1.0 one only if it
-/// says `keep-alive`.
+/// Whether the client lets the connection live after this request
+/// (HTTP/1.x; an HTTP/2 stream never closes its connection).
 fn keeps_alive<B>(req: &Request<B>) -> bool {
-    let connection = req.headers().get(http::header::CONNECTION);
-    match req.version() {
-        http::Version::HTTP_10 => connection.is_some_and(|v| has_token(v, "keep-alive")),
-        http::Version::HTTP_11 => !connection.is_some_and(|v| has_token(v, "close")),
-        _ => true,
-    }
-}
-
-fn has_token(value: &HeaderValue, token: &str) -> bool {
-    value
-        .to_str()
-        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    let http10 = match req.version() {
+        http::Version::HTTP_10 => true,
+        http::Version::HTTP_11 => false,
+        _ => return true,
+    };
+    crate::upstream::keep_alive(req.headers(), http10)
 }

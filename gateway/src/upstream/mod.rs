@@ -24,6 +24,7 @@ pub use breaker::Limit;
 pub use cluster::{Cluster, ClusterSet, Connection, EndpointLease};
 pub use endpoint::{EndpointHealth, EndpointStatus};
 pub use health::metrics::encode as encode_endpoint_metrics;
+pub(crate) use http1::keep_alive;
 pub use pool::connect_tcp;
 pub use redis::{RedisCluster, RedisStatus};
 pub use request_key::{request_key, HASH_KEY_PROPERTY};

@@ -226,8 +226,8 @@ impl Http1Conn {
 }
 
 /// HTTP/1.1 stays open unless `Connection: close`; HTTP/1.0 only with
-/// `Connection: keep-alive`.
-fn keep_alive(headers: &HeaderMap, http10: bool) -> bool {
+/// `Connection: keep-alive`. The same rule for either side of the gateway.
+pub(crate) fn keep_alive(headers: &HeaderMap, http10: bool) -> bool {
     let mut close = false;
     let mut keep = false;
     for value in headers.get_all(http::header::CONNECTION) {
