@@ -42,19 +42,11 @@ impl Handoff {
         rx
     }
 
-    /// An exchange still waits for the connection.
-    pub fn waits(&self) -> bool {
-        self.waiting
-            .lock()
-            .is_ok_and(|w| w.as_ref().is_some_and(|tx| !tx.is_closed()))
-    }
-
-    /// Gives the connection to the waiting exchange's tunnel.
-    pub fn hand_over(&self, io: Box<dyn Io>) {
-        let waiting = self.waiting.lock().ok().and_then(|mut w| w.take());
-        if let Some(tx) = waiting {
-            let _ = tx.send(io);
-        }
+    /// The waiting exchange's end, if one still waits for the connection
+    /// (one look per busy period; nothing is built when none waits).
+    pub fn waiting(&self) -> Option<oneshot::Sender<Box<dyn Io>>> {
+        let tx = self.waiting.lock().ok()?.take()?;
+        (!tx.is_closed()).then_some(tx)
     }
 }
 

@@ -166,11 +166,9 @@ async fn serve_h1(
         let parts = conn.into_parts();
         let (inner, rest) = parts.io.into_parts();
         pending = joined(parts.read_buf, rest);
-        if let Some(handoff) = &service.handoff {
-            if handoff.waits() {
-                handoff.hand_over(Box::new(TokioIo::new(Prefixed::new(inner, pending))));
-                return;
-            }
+        if let Some(tunnel) = service.handoff.as_ref().and_then(|h| h.waiting()) {
+            let _ = tunnel.send(Box::new(TokioIo::new(Prefixed::new(inner, pending))));
+            return;
         }
         io = inner;
         if matches!(ended, Ended::Closed) || activity.closing() {
