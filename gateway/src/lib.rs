@@ -9,6 +9,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod filter;
+pub mod hash;
 pub mod http;
 pub mod l4;
 pub mod listener;

@@ -3,6 +3,8 @@
 //! that does not exist.
 
 use std::collections::HashSet;
+
+use crate::hash::FastSet;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -21,7 +23,7 @@ pub struct ClusterNames {
 
 #[derive(Default)]
 struct Names {
-    set: HashSet<Arc<str>>,
+    set: FastSet<Arc<str>>,
     /// The property's value: names in config order, joined by NUL.
     encoded: Vec<u8>,
 }
@@ -30,7 +32,7 @@ impl ClusterNames {
     /// Sets the names; called before a configuration's filters load, so
     /// they can check the clusters they name at configure time.
     pub fn set<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
-        let mut set = HashSet::new();
+        let mut set = FastSet::default();
         let mut encoded = Vec::new();
         for name in names {
             if set.insert(Arc::from(name)) {

@@ -2,7 +2,6 @@
 //! in the wasmtime `Store`, and the per-request stream state moved into it
 //! for the length of each call.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,6 +12,7 @@ use wasmtime::{Memory, StoreLimits, TypedFunc};
 
 use super::engine::HostShared;
 use crate::config::filter::FilterConfig;
+use crate::hash::FastMap;
 
 pub use super::header_map::Headers;
 
@@ -107,7 +107,7 @@ pub struct HostState {
     /// The live HTTP contexts, each with the signal that wakes it; the
     /// signal is made on first need (a pause, or another context resuming
     /// it), so a request that never pauses allocates none.
-    pub signals: HashMap<u32, Option<Arc<StreamSignal>>>,
+    pub signals: FastMap<u32, Option<Arc<StreamSignal>>>,
     pub next_token: u32,
     /// The callout answer `proxy_on_http_call_response` may read.
     pub call_response: Option<CallAnswer>,
@@ -202,7 +202,7 @@ impl HostState {
             current: 0,
             effective: ROOT_CONTEXT,
             effects: Effects::default(),
-            signals: HashMap::new(),
+            signals: FastMap::default(),
             next_token: 0,
             call_response: None,
             status: (0, Vec::new()),

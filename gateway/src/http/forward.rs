@@ -7,45 +7,50 @@ use http::{Request, Response, Uri, Version};
 
 use crate::http::body::Body;
 
-/// Headers that describe one hop and never cross the gateway.
-const HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
+/// Whether `name` describes one hop and never crosses the gateway:
+/// `Connection`, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`,
+/// `Upgrade` and any `Proxy-*` header.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    *name == header::CONNECTION
+        || *name == header::TE
+        || *name == header::TRAILER
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::UPGRADE
+        || {
+            let name = name.as_str();
+            name == "keep-alive" || name.starts_with("proxy-")
+        }
+}
 
 /// Removes hop-by-hop headers, including those `Connection` names and any
-/// `Proxy-*` header.
+/// `Proxy-*` header. One look at the names comes first: most messages
+/// carry none, and then nothing is hashed, removed or allocated.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    // The fields `Connection` names (RFC 9110 §7.6.1); a name is only
+    // collected (and the list allocated) when such a field is present.
+    let mut named: Vec<HeaderName> = Vec::new();
+    for token in headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let token = token.trim();
+        if let Some(name) = headers
+            .keys()
+            .find(|k| k.as_str().eq_ignore_ascii_case(token))
+        {
+            named.push(name.clone());
         }
     }
-    for name in HOP_BY_HOP.iter() {
+    for name in named {
         headers.remove(name);
     }
-    // Allocates only when there is a `Proxy-*` header to remove.
-    if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
-        let proxy: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("proxy-"))
-            .cloned()
-            .collect();
-        for name in proxy {
-            headers.remove(name);
-        }
+    while let Some(name) = headers.keys().find(|k| is_hop_by_hop(k)).cloned() {
+        headers.remove(name);
     }
 }
 

@@ -7,6 +7,7 @@ mod conn;
 mod plain;
 mod prefixed;
 mod send_timeout;
+mod shutdown;
 pub mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub use self::accept::bind_per_worker;
 pub use self::plain::serve_http;
+pub use self::shutdown::{ListenerStop, Shutdown, ShutdownTrigger};
 pub use self::tls::serve_https;
 
 /// Requests in flight on one connection and when it was last busy, for
@@ -86,74 +88,6 @@ impl ConnActivity {
 impl Default for ConnActivity {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// Tells listeners to stop accepting and connections to wind down: for
-/// the whole gateway, or (a child) for one listener removed by a reload.
-#[derive(Clone)]
-pub struct Shutdown {
-    rx: tokio::sync::watch::Receiver<bool>,
-    local: Option<tokio::sync::watch::Receiver<bool>>,
-    /// Held by every connection task; the drain completes when all are
-    /// dropped.
-    _drain: tokio::sync::mpsc::Sender<()>,
-}
-
-/// The owner's side of [`Shutdown`].
-pub struct ShutdownTrigger {
-    tx: tokio::sync::watch::Sender<bool>,
-    drain_rx: tokio::sync::mpsc::Receiver<()>,
-}
-
-impl Shutdown {
-    pub fn new() -> (Shutdown, ShutdownTrigger) {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let (drain_tx, drain_rx) = tokio::sync::mpsc::channel(1);
-        (
-            Shutdown {
-                rx,
-                local: None,
-                _drain: drain_tx,
-            },
-            ShutdownTrigger { tx, drain_rx },
-        )
-    }
-
-    /// A shutdown that also begins when the returned sender sends `true`.
-    pub fn child(&self) -> (Shutdown, tokio::sync::watch::Sender<bool>) {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let mut child = self.clone();
-        child.local = Some(rx);
-        (child, tx)
-    }
-
-    /// Resolves once shutdown has begun.
-    pub async fn started(&mut self) {
-        match &mut self.local {
-            None => {
-                let _ = self.rx.wait_for(|stop| *stop).await;
-            }
-            Some(local) => {
-                tokio::select! {
-                    _ = self.rx.wait_for(|stop| *stop) => {}
-                    _ = local.wait_for(|stop| *stop) => {}
-                }
-            }
-        }
-    }
-}
-
-impl ShutdownTrigger {
-    /// Signals shutdown and waits until every connection holding a
-    /// [`Shutdown`] has ended, or `grace` has passed. True when all ended.
-    pub async fn shutdown(mut self, grace: Duration) -> bool {
-        let _ = self.tx.send(true);
-        tokio::time::timeout(grace, async {
-            while self.drain_rx.recv().await.is_some() {}
-        })
-        .await
-        .is_ok()
     }
 }
 

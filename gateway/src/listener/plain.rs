@@ -1,9 +1,11 @@
 //! The `http` listener: its accept loop and its connections, HTTP/2 with
 //! prior knowledge or HTTP/1.1, told apart by their first bytes. An
 //! HTTP/1.1 connection holds hyper's connection, and its read and write
-//! buffers, only while it is busy: between requests only the socket is
-//! kept (nginx frees its buffers between requests the same way), so
-//! thousands of idle keep-alive connections cost little memory.
+//! buffers, only while it is busy: once it has been quiet for a short
+//! while only the socket is kept (nginx frees its buffers between requests
+//! the same way), so thousands of idle keep-alive connections cost little
+//! memory, and a connection sending request after request keeps one
+//! hyper connection instead of building one per request.
 
 use std::future::Future;
 use std::pin::{pin, Pin};
@@ -221,9 +223,19 @@ async fn wait_for_request<S: Future<Output = ()>>(
     .await
 }
 
+/// How long a connection that answered everything it read keeps hyper's
+/// connection (and its buffers) for the next request. A connection that
+/// sends again within it (a client with more to ask, a load balancer's
+/// pool) is served by the same hyper connection; one quiet for it is
+/// parked, its buffers freed. It is checked on a clock that fires once per
+/// period, not armed per request, so a quiet connection is parked between
+/// one and two periods after its last answer.
+const LINGER: Duration = Duration::from_millis(50);
+
 /// Drives one hyper connection until it ends. Once every request it read
-/// is answered, it is asked to stop between two requests; idle time and
-/// shutdown close it as on any listener. `None`: it failed.
+/// is answered and no other has started for [`LINGER`], it is asked to
+/// stop between two requests; idle time and shutdown close it as on any
+/// listener. `None`: it failed.
 async fn busy<S: Future<Output = ()>>(
     conn: &mut http1::Connection<PlainIo, ConnService>,
     activity: &ConnActivity,
@@ -232,6 +244,9 @@ async fn busy<S: Future<Output = ()>>(
 ) -> Option<Ended> {
     let mut asked = false;
     let mut closing = false;
+    // Requests started as of the linger clock's last tick.
+    let mut seen = started;
+    let mut linger = pin!(tokio::time::sleep(LINGER));
     let result = std::future::poll_fn(|cx| loop {
         if let Poll::Ready(result) = conn.poll_without_shutdown(cx) {
             return Poll::Ready(result);
@@ -239,11 +254,17 @@ async fn busy<S: Future<Output = ()>>(
         if asked || closing {
             return Poll::Pending;
         }
-        let (now_started, in_flight) = activity.counts();
-        if in_flight == 0 && now_started != started {
-            asked = true;
-        } else if clock.poll_close(cx, activity).is_ready() {
+        if clock.poll_close(cx, activity).is_ready() {
             closing = true;
+        } else if linger.as_mut().poll(cx).is_ready() {
+            let (now_started, in_flight) = activity.counts();
+            if in_flight == 0 && now_started == seen && now_started != started {
+                asked = true;
+            } else {
+                seen = now_started;
+                linger.as_mut().reset(Instant::now() + LINGER);
+                continue;
+            }
         } else {
             return Poll::Pending;
         }

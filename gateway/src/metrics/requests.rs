@@ -3,7 +3,7 @@
 //! (uncontended) lock, allocates nothing once a series exists, and never
 //! formats a label.
 
-use std::collections::HashMap;
+use crate::hash::FastMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -61,8 +61,8 @@ impl Histogram {
 
 #[derive(Default)]
 struct Shard {
-    requests: HashMap<RequestLabels, u64>,
-    durations: HashMap<Arc<str>, Histogram>,
+    requests: FastMap<RequestLabels, u64>,
+    durations: FastMap<Arc<str>, Histogram>,
 }
 
 fn shards() -> &'static PerWorker<Mutex<Shard>> {

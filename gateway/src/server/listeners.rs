@@ -18,7 +18,7 @@ struct Running {
     fingerprint: String,
     address: SocketAddr,
     /// Dropping or sending `true` stops it; its connections drain.
-    stop: tokio::sync::watch::Sender<bool>,
+    stop: crate::listener::ListenerStop,
     /// The accept loops, one per worker; they end (closing the sockets)
     /// soon after `stop`.
     accept: Vec<tokio::task::JoinHandle<()>>,
@@ -55,7 +55,7 @@ impl ListenerSet {
             };
             if !keep {
                 if let Some(running) = self.running.remove(&name) {
-                    let _ = running.stop.send(true);
+                    running.stop.begin();
                     for accept in running.accept {
                         let _ = accept.await;
                     }

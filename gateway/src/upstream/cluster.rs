@@ -1,7 +1,8 @@
 //! A cluster: its endpoints, the balancer that picks among them and a pool
 //! of keep-alive connections per endpoint.
 
-use std::collections::HashMap;
+
+use crate::hash::FastMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ pub struct Cluster {
 /// All clusters of a configuration, by name.
 #[derive(Default)]
 pub struct ClusterSet {
-    clusters: HashMap<String, Arc<Cluster>>,
+    clusters: FastMap<String, Arc<Cluster>>,
 }
 
 /// A connection checked out of a cluster, bound to one endpoint.

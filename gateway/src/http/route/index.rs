@@ -7,7 +7,7 @@
 //! its host and path reach.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use crate::hash::FastMap as HashMap;
 
 use http::Method;
 

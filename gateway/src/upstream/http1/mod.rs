@@ -179,9 +179,14 @@ impl Http1Conn {
     /// Parses a complete head at the start of the read buffer and consumes
     /// it; `None` when more bytes are needed.
     fn parse_head(&mut self, head_request: bool) -> Result<Option<ResponseHead>, Http1Error> {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut slots);
-        let len = match parsed.parse(&self.read) {
+        if self.read.is_empty() {
+            return Ok(None);
+        }
+        // Uninitialised slots: nothing is written to the unused ones.
+        let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let config = httparse::ParserConfig::default();
+        let len = match config.parse_response_with_uninit_headers(&mut parsed, &self.read, &mut slots) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => {
