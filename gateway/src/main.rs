@@ -1,11 +1,10 @@
 //! The `gateway` binary. `gateway --config gateway.toml` runs it;
 //! `gateway check --config gateway.toml` validates a configuration.
 
-/// A thread-caching allocator: every request allocates and frees small
-/// objects on its worker thread (headers, futures, buffers), which glibc's
-/// allocator serves with locks and consolidation passes.
+mod allocator;
+
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     gateway::cli::main()

@@ -35,7 +35,8 @@ fn stamping_module(declaration: Option<&str>) -> String {
   (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) unreachable)
   (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32) unreachable)
   (func (export "proxy_on_response_trailers") (param i32 i32) (result i32) unreachable)
-  (func (export "proxy_on_log") (param i32) unreachable))"#
+  (func (export "proxy_on_log") (param i32) unreachable)
+  (func (export "proxy_on_done") (param i32) (result i32) unreachable))"#
     )
 }
 
@@ -138,6 +139,7 @@ async fn a_filter_declaring_request_headers_is_never_called_for_the_response() {
         "proxy_on_response_headers",
         "proxy_on_response_body",
         "proxy_on_log",
+        "proxy_on_done",
     ] {
         assert!(
             !called.iter().any(|c| c == skipped),
@@ -176,6 +178,7 @@ async fn a_module_without_the_declaration_still_gets_every_callback() {
         "proxy_on_response_headers",
         "proxy_on_response_body",
         "proxy_on_log",
+        "proxy_on_done",
     ] {
         assert!(
             called.iter().any(|c| c == exported),
@@ -232,6 +235,7 @@ async fn sdk_filters_declare_their_hooks_and_official_sdk_filters_get_every_call
         "proxy_on_response_body",
         "proxy_on_response_trailers",
         "proxy_on_log",
+        "proxy_on_done",
     ] {
         assert!(!auth.iter().any(|c| c == skipped), "{skipped} in {auth:?}");
     }

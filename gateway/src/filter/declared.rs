@@ -4,9 +4,11 @@
 /// The name of the custom section (docs/abi.md, "Declared callbacks").
 pub(crate) const SECTION: &str = "gateway.callbacks";
 
-/// The callbacks a declaration governs: per-request stream callbacks. The
-/// others (context creation and deletion, `proxy_on_done`, callout
-/// answers, ticks, queues) are always called when exported.
+/// The callbacks a declaration governs: per-request stream callbacks and
+/// `proxy_on_done` (left out, it counts as having returned true: the
+/// context is finished at once, as our SDK's answers). The others (context
+/// creation and deletion, callout answers, ticks, queues) are always
+/// called when exported.
 pub(crate) const GOVERNED: &[&str] = &[
     "proxy_on_request_headers",
     "proxy_on_request_body",
@@ -15,6 +17,7 @@ pub(crate) const GOVERNED: &[&str] = &[
     "proxy_on_response_body",
     "proxy_on_response_trailers",
     "proxy_on_log",
+    "proxy_on_done",
 ];
 
 /// What a module declared: `None` without the section (every exported
@@ -86,6 +89,7 @@ mod tests {
         assert!(d.allows("proxy_on_request_headers"));
         assert!(!d.allows("proxy_on_response_body"));
         assert!(!d.allows("proxy_on_log"));
+        assert!(!d.allows("proxy_on_done"));
         assert!(d.allows("proxy_on_delete"));
         assert!(d.allows("proxy_on_http_call_response"));
     }
