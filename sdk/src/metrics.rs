@@ -10,22 +10,24 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 thread_local! {
-    static IDS: RefCell<HashMap<(u8, String), Option<u32>>> = RefCell::new(HashMap::new());
+    /// Ids by name, one map per kind: looked up without allocating, as
+    /// filters often name their metric on every request.
+    static IDS: RefCell<[HashMap<String, Option<u32>>; 3]> = RefCell::default();
 }
 
 /// Forgets cached ids (a test installed a fresh host on this thread).
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn forget_ids() {
-    IDS.with(|ids| ids.borrow_mut().clear());
+    IDS.with(|ids| ids.borrow_mut().iter_mut().for_each(HashMap::clear));
 }
 
 fn id(kind: MetricKind, name: &str) -> Option<u32> {
-    let key = (kind as u8, name.to_string());
-    if let Some(id) = IDS.with(|ids| ids.borrow().get(&key).copied()) {
+    let k = kind as usize;
+    if let Some(id) = IDS.with(|ids| ids.borrow()[k].get(name).copied()) {
         return id;
     }
     let id = host::with(|h| h.define_metric(kind, name)).ok();
-    IDS.with(|ids| ids.borrow_mut().insert(key, id));
+    IDS.with(|ids| ids.borrow_mut()[k].insert(name.to_string(), id));
     id
 }
 

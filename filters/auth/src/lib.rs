@@ -13,6 +13,7 @@
 use gateway_sdk::metrics::Counter;
 use gateway_sdk::{Decision, Filter, Hooks, LocalResponse, Request};
 use serde::Deserialize;
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 /// Configuration (JSON or TOML).
@@ -25,6 +26,10 @@ pub struct AuthConfig {
     pub tokens: Vec<String>,
     /// Realm announced in `WWW-Authenticate`.
     pub realm: String,
+    /// The `WWW-Authenticate` value and the denial counter, made on the
+    /// first denial and kept with the configuration.
+    #[serde(skip)]
+    denial: OnceCell<(String, Counter)>,
 }
 
 impl Default for AuthConfig {
@@ -33,6 +38,7 @@ impl Default for AuthConfig {
             schemes: Vec::new(),
             tokens: Vec::new(),
             realm: "gateway".to_string(),
+            denial: OnceCell::new(),
         }
     }
 }
@@ -44,12 +50,18 @@ pub struct Auth {
 
 impl Auth {
     fn deny(&self, reason: &str) -> Decision<Self> {
-        Counter::new("auth_denied").increment(1);
+        let config = &self.config;
+        let (challenge, denied) = config.denial.get_or_init(|| {
+            let scheme = config.schemes.first().map_or("Basic", String::as_str);
+            (
+                format!("{scheme} realm=\"{}\"", config.realm),
+                Counter::new("auth_denied"),
+            )
+        });
+        denied.increment(1);
         gateway_sdk::debug!("denied: {reason}");
-        let scheme = self.config.schemes.first().map_or("Basic", String::as_str);
-        let challenge = format!("{scheme} realm=\"{}\"", self.config.realm);
         LocalResponse::new(401)
-            .header("www-authenticate", challenge)
+            .header("www-authenticate", challenge.as_str())
             .header("content-type", "text/plain")
             .body("unauthorized\n")
             .into()

@@ -95,7 +95,12 @@ impl Filter for Router {
 
     fn on_request(&mut self, request: &mut Request) -> Decision<Self> {
         let path = request.path();
-        let authority = request.authority().unwrap_or_default();
+        // The authority is asked of the host only when a route names one.
+        let authority = if self.config.routes.iter().any(|r| r.host.is_some()) {
+            request.authority().unwrap_or_default()
+        } else {
+            String::new()
+        };
         let host = host_of(&authority);
         let route = self
             .config

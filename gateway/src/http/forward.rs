@@ -98,6 +98,9 @@ pub fn to_upstream(
     *req.version_mut() = Version::HTTP_11;
 
     let headers = req.headers_mut();
+    // Room for the fields added below, made once: the map of a parsed
+    // request has none to spare, and growing it rehashes every field.
+    headers.reserve(4);
     let trailers = upgrade.is_none() && accepts_trailers(headers);
     strip_hop_by_hop(headers);
     if trailers {
@@ -161,20 +164,21 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// Appends `value` to a comma-separated list header (the common case, no
 /// such header yet, costs no formatting).
 fn append(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
-    let joined = match headers.get(&name) {
-        None => value,
-        Some(existing) => {
+    match headers.entry(name) {
+        header::Entry::Vacant(entry) => {
+            entry.insert(value);
+        }
+        header::Entry::Occupied(mut entry) => {
+            let existing = entry.get();
             let mut joined = Vec::with_capacity(existing.len() + 2 + value.len());
             joined.extend_from_slice(existing.as_bytes());
             joined.extend_from_slice(b", ");
             joined.extend_from_slice(value.as_bytes());
-            match HeaderValue::from_bytes(&joined) {
-                Ok(v) => v,
-                Err(_) => return,
+            if let Ok(joined) = HeaderValue::from_bytes(&joined) {
+                entry.insert(joined);
             }
         }
-    };
-    headers.insert(name, joined);
+    }
 }
 
 /// HTTP/2 may split `cookie` into several fields; HTTP/1.1 wants one
