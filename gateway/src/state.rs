@@ -13,6 +13,7 @@ use crate::config::{Config, FilterConfig, Protocol};
 use crate::filter::{FilterChain, FilterFolder, FilterHost, LoadedSet};
 use crate::http::route::{Route, RouteTable};
 use crate::upstream::ClusterSet;
+use crate::worker::PerWorker;
 
 /// What one HTTP listener does with requests.
 pub struct ListenerRuntime {
@@ -184,10 +185,11 @@ impl Snapshot {
 }
 
 /// Request ids unique in the process and unlikely to repeat across
-/// restarts: a random prefix chosen at start and a counter.
+/// restarts: a random prefix chosen at start, offset by the worker's slot,
+/// and a counter of that worker (no cache line shared between workers).
 pub struct RequestIds {
     prefix: u64,
-    next: AtomicU64,
+    next: PerWorker<AtomicU64>,
 }
 
 impl RequestIds {
@@ -195,17 +197,20 @@ impl RequestIds {
         static IDS: std::sync::OnceLock<RequestIds> = std::sync::OnceLock::new();
         IDS.get_or_init(|| RequestIds {
             prefix: rand::random(),
-            next: AtomicU64::new(1),
+            next: PerWorker::new(|_| AtomicU64::new(1)),
         })
     }
 
     /// The next id, `{prefix:016x}-{n:x}`, as the header value it travels in.
     pub fn next(&self) -> http::HeaderValue {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        // Threads that share a counter (beyond the slots made) share it
+        // atomically; distinct slots differ in the prefix.
+        let n = self.next.get().fetch_add(1, Ordering::Relaxed);
+        let prefix = self.prefix.wrapping_add(crate::worker::index() as u64);
         let mut buf = [0u8; 33];
         for (i, b) in buf[..16].iter_mut().enumerate() {
-            *b = HEX[((self.prefix >> (60 - 4 * i)) & 0xf) as usize];
+            *b = HEX[((prefix >> (60 - 4 * i)) & 0xf) as usize];
         }
         buf[16] = b'-';
         let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
