@@ -200,10 +200,7 @@ add_cpu() {
 
 # measure_idle KEY PORT: holds $IDLE keep-alive connections (each made one
 # request, answered 401 by the proxy) and writes the target's resident
-# memory per connection, in KiB, to $TMP/raw/idle.KEY. Memory is read once
-# the last connection has been idle for a second (ours keeps a connection's
-# buffers for 50-100 ms after its last answer, for the next request; the
-# peers free theirs at once).
+# memory per connection, in KiB, to $TMP/raw/idle.KEY.
 measure_idle() {
     local key=$1 port=$2 before after
     ((IDLE > 0)) || return 0
@@ -213,7 +210,6 @@ measure_idle() {
     local line=""
     read -r -t 120 line <&"${IDLER[0]}" || true
     if [[ $line == ready* ]]; then
-        sleep 1
         after=$(rss_kib)
         awk -v b="$before" -v a="$after" -v n="$IDLE" 'BEGIN { printf "%.2f %d %d\n", (a - b) / n, b, a }' \
             >"$TMP/raw/idle.$key"

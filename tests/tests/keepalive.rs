@@ -218,6 +218,54 @@ async fn a_connection_waiting_for_a_request_head_is_closed_at_the_header_timeout
     assert!(answered.elapsed() >= Duration::from_millis(250));
 }
 
+/// Three requests, each sent as soon as the previous answer arrives.
+async fn send_back_to_back(stream: &mut TcpStream) {
+    for path in ["/a", "/b", "/c"] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        assert_eq!(read_answer(stream).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn a_connection_sending_back_to_back_is_bounded_like_any_other() {
+    // Requests sent as soon as the previous answer arrives keep the
+    // connection's HTTP state between them; the header timeout still
+    // bounds a head sent halfway and a connection gone quiet.
+    let up = Upstream::start("up").await;
+    let gateway = Gateway::start(&config(
+        &up,
+        "header_read_timeout = \"300ms\"\nidle_timeout = \"60s\"",
+    ))
+    .await;
+    let mut half = TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
+    send_back_to_back(&mut half).await;
+    half.write_all(b"GET /d HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    let sent = std::time::Instant::now();
+    assert!(
+        closes(&mut half).await,
+        "a half-sent head after back-to-back requests stayed open"
+    );
+    assert!(sent.elapsed() >= Duration::from_millis(250));
+
+    let mut quiet = TcpStream::connect(gateway.addr("web"))
+        .await
+        .expect("connect");
+    send_back_to_back(&mut quiet).await;
+    let answered = std::time::Instant::now();
+    assert!(
+        closes(&mut quiet).await,
+        "a connection gone quiet after back-to-back requests stayed open"
+    );
+    assert!(answered.elapsed() >= Duration::from_millis(250));
+    let paths: Vec<String> = up.received().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/a", "/b", "/c", "/a", "/b", "/c"]);
+}
+
 #[tokio::test]
 async fn bytes_sent_behind_an_upgrade_request_reach_the_upstream_after_the_switch() {
     let (_up, _gateway, mut stream) = open("").await;

@@ -1,11 +1,11 @@
 //! The `http` listener: its accept loop and its connections, HTTP/2 with
 //! prior knowledge or HTTP/1.1, told apart by their first bytes. An
 //! HTTP/1.1 connection holds hyper's connection, and its read and write
-//! buffers, only while it is busy: once it has been quiet for a short
-//! while only the socket is kept (nginx frees its buffers between requests
-//! the same way), so thousands of idle keep-alive connections cost little
-//! memory, and a connection sending request after request keeps one
-//! hyper connection instead of building one per request.
+//! buffers, only while it is busy: between requests only the socket is
+//! kept (nginx frees its buffers between requests the same way), so
+//! thousands of idle keep-alive connections cost little memory. A
+//! connection that sends request after request keeps one hyper connection
+//! until it goes quiet ([`LINGER`]) instead of building one per request.
 
 use std::future::Future;
 use std::pin::{pin, Pin};
@@ -157,13 +157,16 @@ async fn serve_h1(
         limit,
         stop: pin!(shutdown.started()),
     };
+    // When the connection was last parked.
+    let mut parked_at: Option<Instant> = None;
     loop {
         if pending.is_empty() && !wait_for_request(&io, &activity, &mut clock).await {
             return;
         }
+        let linger = parked_at.is_some_and(|at| at.elapsed() < LINGER);
         let (started, _) = activity.counts();
         let mut conn = builder.serve_connection(Prefixed::new(io, pending), service.clone());
-        let ended = busy(&mut conn, &activity, started, &mut clock).await;
+        let ended = busy(&mut conn, &activity, started, &mut clock, linger).await;
         let Some(ended) = ended else { return };
         let parts = conn.into_parts();
         let (inner, rest) = parts.io.into_parts();
@@ -173,6 +176,7 @@ async fn serve_h1(
             return;
         }
         io = inner;
+        parked_at = Some(Instant::now());
         if matches!(ended, Ended::Closed) || activity.closing() {
             let _ =
                 std::future::poll_fn(|cx| hyper::rt::Write::poll_shutdown(Pin::new(&mut io), cx))
@@ -223,30 +227,33 @@ async fn wait_for_request<S: Future<Output = ()>>(
     .await
 }
 
-/// How long a connection that answered everything it read keeps hyper's
-/// connection (and its buffers) for the next request. A connection that
-/// sends again within it (a client with more to ask, a load balancer's
-/// pool) is served by the same hyper connection; one quiet for it is
-/// parked, its buffers freed. It is checked on a clock that fires once per
-/// period, not armed per request, so a quiet connection is parked between
-/// one and two periods after its last answer.
+/// A connection that sends its next request within this of being parked
+/// has shown it sends back to back (a load generator, a load balancer's
+/// pool): from then on it keeps hyper's connection (and its buffers)
+/// between requests, and is parked only once it has been quiet for this
+/// long. That is checked on a clock that fires once per period, not armed
+/// per request, so it is parked between one and two periods after its
+/// last answer. Any other connection is parked as soon as it has answered
+/// everything it read, so thousands of connections that each made a
+/// request and went quiet hold no buffers, even for a moment.
 const LINGER: Duration = Duration::from_millis(50);
 
 /// Drives one hyper connection until it ends. Once every request it read
-/// is answered and no other has started for [`LINGER`], it is asked to
-/// stop between two requests; idle time and shutdown close it as on any
-/// listener. `None`: it failed.
+/// is answered (and, when it `linger`s, no other has started for
+/// [`LINGER`]), it is asked to stop between two requests; idle time and
+/// shutdown close it as on any listener. `None`: it failed.
 async fn busy<S: Future<Output = ()>>(
     conn: &mut http1::Connection<PlainIo, ConnService>,
     activity: &ConnActivity,
     started: u64,
     clock: &mut Clock<'_, S>,
+    linger: bool,
 ) -> Option<Ended> {
     let mut asked = false;
     let mut closing = false;
     // Requests started as of the linger clock's last tick.
     let mut seen = started;
-    let mut linger = pin!(tokio::time::sleep(LINGER));
+    let mut tick = pin!(linger.then(|| tokio::time::sleep(LINGER)));
     let result = std::future::poll_fn(|cx| loop {
         if let Poll::Ready(result) = conn.poll_without_shutdown(cx) {
             return Poll::Ready(result);
@@ -254,15 +261,21 @@ async fn busy<S: Future<Output = ()>>(
         if asked || closing {
             return Poll::Pending;
         }
-        if clock.poll_close(cx, activity).is_ready() {
+        let (now_started, in_flight) = activity.counts();
+        let answered = in_flight == 0 && now_started != started;
+        if answered && !linger {
+            asked = true;
+        } else if clock.poll_close(cx, activity).is_ready() {
             closing = true;
-        } else if linger.as_mut().poll(cx).is_ready() {
-            let (now_started, in_flight) = activity.counts();
-            if in_flight == 0 && now_started == seen && now_started != started {
+        } else if let Some(mut tick) = tick.as_mut().as_pin_mut() {
+            if tick.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if answered && now_started == seen {
                 asked = true;
             } else {
                 seen = now_started;
-                linger.as_mut().reset(Instant::now() + LINGER);
+                tick.as_mut().reset(Instant::now() + LINGER);
                 continue;
             }
         } else {
