@@ -40,10 +40,7 @@ chmod 755 "$TMP"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-UP1=$(free_port); UP2=$(free_port); UP_H2=$(free_port)
-render_upstream_nginx >"$TMP/upstream.conf"
-start upstream nginx -e "$TMP/upstream.err" -p "$TMP" -c "$TMP/upstream.conf"
-wait_http "$UP1" && wait_http "$UP2" || die "upstream nginx did not start (see $TMP/upstream.err)"
+start_upstream_pair
 BENCH_SKIP_BUILD=1 prepare_filters || die "build the filters first (README, benchmarks)"
 
 # count BIN LABEL H2LOAD_ARGS...: instructions per request, to stdout.

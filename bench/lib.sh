@@ -100,6 +100,17 @@ cleanup() {
     fi
 }
 
+# start_upstream_pair: the neutral upstream pair every benchmark proxies
+# to (nginx, one worker, a fixed "pong" on $UP1 and $UP2, h2c on $UP_H2).
+start_upstream_pair() {
+    UP1=$(free_port)
+    UP2=$(free_port)
+    UP_H2=$(free_port)
+    render_upstream_nginx >"$TMP/upstream.conf"
+    start upstream nginx -e "$TMP/upstream.err" -p "$TMP" -c "$TMP/upstream.conf"
+    wait_http "$UP1" && wait_http "$UP2" || die "upstream nginx did not start (see $TMP/upstream.err)"
+}
+
 # wait_http PORT [curl options]: until the port answers any HTTP status,
 # at most ~15 s.
 wait_http() {

@@ -70,10 +70,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- the neutral upstream pair: nginx, one worker, a fixed "pong" -------------
-UP1=$(free_port); UP2=$(free_port); UP_H2=$(free_port)
-render_upstream_nginx >"$TMP/upstream.conf"
-start upstream nginx -e "$TMP/upstream.err" -p "$TMP" -c "$TMP/upstream.conf"
-wait_http "$UP1" && wait_http "$UP2" || die "upstream nginx did not start (see $TMP/upstream.err)"
+start_upstream_pair
 log "upstream pair (nginx, 1 worker) on 127.0.0.1:$UP1 and :$UP2, h2c on :$UP_H2"
 
 # Holding thousands of idle connections needs the descriptors.

@@ -35,33 +35,41 @@ unsafe fn aligned_or_freed(p: *mut c_void, align: usize) -> Option<*mut u8> {
     None
 }
 
+/// A block for `layout` from `plain` when its block is aligned enough,
+/// else from `aligned`.
+///
+/// # Safety
+/// `plain` and `aligned` are mimalloc's entry points of one kind (plain or
+/// zeroed).
+unsafe fn allocate(
+    layout: Layout,
+    plain: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    let (size, align) = (layout.size(), layout.align());
+    if align <= PLAIN_ALIGN {
+        // SAFETY: a fresh block, ours alone.
+        if let Some(p) = unsafe { aligned_or_freed(plain(size), align) } {
+            return p;
+        }
+    }
+    // SAFETY: mimalloc's aligned allocation, any size and power-of-two
+    // alignment (`Layout` guarantees the latter).
+    unsafe { aligned(size, align).cast() }
+}
+
 // SAFETY: every block comes from mimalloc, is aligned to the layout's
 // alignment (checked, or asked of mimalloc's aligned entry points) and is
 // freed by mimalloc.
 unsafe impl GlobalAlloc for MiMalloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let (size, align) = (layout.size(), layout.align());
-        if align <= PLAIN_ALIGN {
-            // SAFETY: a fresh block, ours alone.
-            if let Some(p) = unsafe { aligned_or_freed(mi_malloc(size), align) } {
-                return p;
-            }
-        }
-        // SAFETY: mimalloc's aligned allocation, any size and power-of-two
-        // alignment (`Layout` guarantees the latter).
-        unsafe { mi_malloc_aligned(size, align).cast() }
+        // SAFETY: the plain pair.
+        unsafe { allocate(layout, mi_malloc, mi_malloc_aligned) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let (size, align) = (layout.size(), layout.align());
-        if align <= PLAIN_ALIGN {
-            // SAFETY: a fresh block, ours alone.
-            if let Some(p) = unsafe { aligned_or_freed(mi_zalloc(size), align) } {
-                return p;
-            }
-        }
-        // SAFETY: as in `alloc`.
-        unsafe { mi_zalloc_aligned(size, align).cast() }
+        // SAFETY: the zeroed pair.
+        unsafe { allocate(layout, mi_zalloc, mi_zalloc_aligned) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
