@@ -98,9 +98,6 @@ pub fn to_upstream(
     *req.version_mut() = Version::HTTP_11;
 
     let headers = req.headers_mut();
-    // Room for the fields added below, made once: the map of a parsed
-    // request has none to spare, and growing it rehashes every field.
-    headers.reserve(4);
     let trailers = upgrade.is_none() && accepts_trailers(headers);
     strip_hop_by_hop(headers);
     if trailers {
