@@ -99,17 +99,43 @@ pub(crate) fn decode_map(bytes: &[u8]) -> Vec<(String, String)> {
             break;
         };
         data += vlen + 1;
-        pairs.push((
-            String::from_utf8_lossy(key).into_owned(),
-            String::from_utf8_lossy(value).into_owned(),
-        ));
+        pairs.push((lossy(key), lossy(value)));
     }
     pairs
 }
 
-/// Property paths travel as their segments joined by NUL bytes.
-pub(crate) fn encode_path(path: &[&str]) -> Vec<u8> {
-    path.join("\0").into_bytes()
+/// Text the host sent, invalid UTF-8 replaced (header values may hold
+/// any byte). Valid text, the usual case, is checked and copied once.
+pub(crate) fn lossy(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// [`lossy`] for a buffer the string may keep: no copy when it is valid.
+pub(crate) fn lossy_owned(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Property paths travel as their segments joined by NUL bytes. Paths are
+/// short (`gateway.upstream` is set on every routed request): they are
+/// encoded on the stack, and only a long one allocates.
+pub(crate) fn with_encoded_path<R>(path: &[&str], f: impl FnOnce(&[u8]) -> R) -> R {
+    let len = path.iter().map(|s| s.len()).sum::<usize>() + path.len().saturating_sub(1);
+    let mut stack = [0u8; 128];
+    let Some(buf) = stack.get_mut(..len) else {
+        return f(path.join("\0").as_bytes());
+    };
+    let mut at = 0;
+    for (i, segment) in path.iter().enumerate() {
+        if i > 0 {
+            at += 1; // the NUL separator, already zero
+        }
+        buf[at..at + segment.len()].copy_from_slice(segment.as_bytes());
+        at += segment.len();
+    }
+    f(buf)
 }
 
 #[cfg(test)]
@@ -123,6 +149,24 @@ mod tests {
             ("x-empty".to_string(), String::new()),
         ];
         assert_eq!(decode_map(&encode_map(&pairs)), pairs);
+    }
+
+    #[test]
+    fn paths_are_segments_joined_by_nul_short_or_long() {
+        assert_eq!(with_encoded_path(&["gateway", "upstream"], <[u8]>::to_vec), b"gateway\0upstream");
+        assert_eq!(with_encoded_path(&["one"], <[u8]>::to_vec), b"one");
+        assert_eq!(with_encoded_path(&[], <[u8]>::to_vec), b"");
+        let long = "x".repeat(100);
+        let expected = format!("{long}\0{long}");
+        assert_eq!(with_encoded_path(&[&long, &long], <[u8]>::to_vec), expected.as_bytes());
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_rejected() {
+        assert_eq!(lossy(b"ok"), "ok");
+        assert_eq!(lossy(b"a\xffb"), "a\u{fffd}b");
+        assert_eq!(lossy_owned(b"ok".to_vec()), "ok");
+        assert_eq!(lossy_owned(b"a\xffb".to_vec()), "a\u{fffd}b");
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl Request {
     /// The client's address (`ip:port`), from the `source.address` property.
     pub fn client_address(&self) -> Option<String> {
         self.property(&CLIENT_ADDRESS_PROPERTY)
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .map(crate::abi::lossy_owned)
     }
 
     /// Any host property, by path segments (e.g. `["request", "id"]`).

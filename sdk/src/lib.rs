@@ -79,12 +79,21 @@ pub mod service;
 mod service_export;
 mod service_runtime;
 pub mod shared;
+// Registered as the global allocator on wasm32 only; tested everywhere.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod small_blocks;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod time;
 mod trailers;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
+
+/// Small blocks from per-size free lists in front of the standard allocator
+/// (see the `allocator` feature).
+#[cfg(all(target_arch = "wasm32", feature = "allocator", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: small_blocks::SmallBlocks = small_blocks::SmallBlocks::new();
 
 pub use body::{Body, OverLimit};
 pub use callout::{Callout, CalloutRequest, CalloutResponse};

@@ -3,7 +3,7 @@
 //! the host uses to hand us memory). Compiled on wasm32 only.
 #![allow(unsafe_code)]
 
-use crate::abi::{encode_map, encode_path, status, BufferType, MapType, MetricKind, StreamType};
+use crate::abi::{encode_map, lossy_owned, status, with_encoded_path, BufferType, MapType, MetricKind, StreamType};
 use crate::host::{Host, LogLevel};
 use std::ptr::null_mut;
 
@@ -17,10 +17,18 @@ pub extern "C" fn proxy_abi_version_0_2_1() {}
 
 /// The host allocates guest memory through this to return data to us. The
 /// block is a `Box<[u8]>` of exactly `size` bytes, freed again by [`take`].
+/// It is not zeroed: the host fills all of it before we read it.
 #[no_mangle]
 pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
-    let block: Box<[u8]> = vec![0u8; size].into_boxed_slice();
-    Box::into_raw(block).cast::<u8>()
+    let Ok(layout) = std::alloc::Layout::array::<u8>(size) else {
+        return null_mut();
+    };
+    if size == 0 {
+        return std::ptr::NonNull::<u8>::dangling().as_ptr();
+    }
+    // SAFETY: a non-zero layout; the block becomes the Box<[u8]> `take`
+    // rebuilds with this same layout.
+    unsafe { std::alloc::alloc(layout) }
 }
 
 /// The same allocator under the name Envoy and the official SDK use; hosts
@@ -97,7 +105,7 @@ impl Host for WasmHost {
             proxy_get_header_map_value(map as u32, key.as_ptr(), key.len(), p, s)
         })
         .ok()
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .map(lossy_owned)
     }
 
     fn map_add(&self, map: MapType, key: &str, value: &str) {
@@ -152,15 +160,17 @@ impl Host for WasmHost {
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        let path = encode_path(path);
-        // SAFETY: path is a live buffer; out-pointers are valid locals.
-        returned(|p, s| unsafe { proxy_get_property(path.as_ptr(), path.len(), p, s) }).ok()
+        with_encoded_path(path, |path| {
+            // SAFETY: path is a live buffer; out-pointers are valid locals.
+            returned(|p, s| unsafe { proxy_get_property(path.as_ptr(), path.len(), p, s) }).ok()
+        })
     }
 
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), u32> {
-        let path = encode_path(path);
-        // SAFETY: both buffers are live.
-        ok(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
+        with_encoded_path(path, |path| {
+            // SAFETY: both buffers are live.
+            ok(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
+        })
     }
 
     fn send_local_response(
