@@ -49,7 +49,7 @@ impl CalloutClient for NoCallouts {
 
 fn meta() -> RequestMeta {
     RequestMeta {
-        id: "bench".into(),
+        id: http::HeaderValue::from_static("bench"),
         source: "127.0.0.1:5000".parse().expect("addr"),
         destination: "127.0.0.1:8080".parse().expect("addr"),
         scheme: "http",

@@ -420,14 +420,34 @@ impl FilterInstance {
     }
 }
 
+/// `:status` as a header value; the common codes without an allocation.
+fn status_value(s: http::StatusCode) -> http::HeaderValue {
+    let common = match s.as_u16() {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => return http::HeaderValue::from_str(s.as_str()).unwrap_or(http::HeaderValue::from_static("")),
+    };
+    http::HeaderValue::from_static(common)
+}
+
 /// A header map as pairs, `:status` first when given.
 pub(crate) fn headers_of(status: Option<http::StatusCode>, map: &http::HeaderMap) -> Headers {
     let mut pairs = Vec::with_capacity(map.len() + 1);
     if let Some(s) = status {
-        pairs.push((
-            Name::Pseudo(":status"),
-            http::HeaderValue::from_str(s.as_str()).unwrap_or(http::HeaderValue::from_static("")),
-        ));
+        pairs.push((Name::Pseudo(":status"), status_value(s)));
     }
     pairs.extend(
         map.iter()
@@ -436,5 +456,16 @@ pub(crate) fn headers_of(status: Option<http::StatusCode>, map: &http::HeaderMap
     Headers {
         pairs,
         dirty: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn status_values_spell_every_code() {
+        for code in 100..=999u16 {
+            let status = http::StatusCode::from_u16(code).expect("valid code");
+            assert_eq!(super::status_value(status).as_bytes(), status.as_str().as_bytes());
+        }
     }
 }

@@ -19,7 +19,8 @@ pub use super::header_map::Headers;
 /// Who the request is from and to; fixed for the request's life.
 #[derive(Debug, Clone)]
 pub struct RequestMeta {
-    pub id: String,
+    /// The request id (`x-request-id`), shared with the request's header.
+    pub id: http::HeaderValue,
     pub source: SocketAddr,
     pub destination: SocketAddr,
     /// `"http"` or `"https"`.

@@ -261,6 +261,11 @@ impl Exchange {
         chain: &FilterChain,
         req: Request<Body>,
     ) -> Result<(Request<Body>, Option<String>), Response<Body>> {
+        // Most routes have no filters of their own: no metadata is built
+        // for an empty chain.
+        if chain.is_empty() {
+            return Ok((req, None));
+        }
         let Some(mut run) = chain.start(self.meta()) else {
             return Ok((req, None));
         };
@@ -395,7 +400,7 @@ impl Exchange {
     fn meta(&self) -> RequestMeta {
         let conn = &self.conn.conn;
         RequestMeta {
-            id: self.record.id.to_str().unwrap_or_default().to_owned(),
+            id: self.record.id.clone(),
             source: conn.peer,
             destination: conn.local,
             scheme: conn.scheme,

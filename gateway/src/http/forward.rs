@@ -23,33 +23,39 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Removes hop-by-hop headers, including those `Connection` names and any
-/// `Proxy-*` header. One look at the names comes first: most messages
-/// carry none, and then nothing is hashed, removed or allocated.
+/// `Proxy-*` header. One look at the names finds them all: most messages
+/// carry none, and then nothing is hashed, removed or allocated; most of
+/// the others carry only `Connection: keep-alive` or `close`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_hop_by_hop) {
+    let mut found: Vec<HeaderName> = headers.keys().filter(|k| is_hop_by_hop(k)).cloned().collect();
+    if found.is_empty() {
         return;
     }
-    // The fields `Connection` names (RFC 9110 §7.6.1); a name is only
-    // collected (and the list allocated) when such a field is present.
-    let mut named: Vec<HeaderName> = Vec::new();
-    for token in headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-    {
-        let token = token.trim();
-        if let Some(name) = headers
-            .keys()
-            .find(|k| k.as_str().eq_ignore_ascii_case(token))
+    // The fields `Connection` names (RFC 9110 §7.6.1), other than the
+    // options that name no field.
+    if found.contains(&header::CONNECTION) {
+        for token in headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
         {
-            named.push(name.clone());
+            let token = token.trim();
+            if token.is_empty()
+                || token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("keep-alive")
+            {
+                continue;
+            }
+            if let Some(name) = headers
+                .keys()
+                .find(|k| k.as_str().eq_ignore_ascii_case(token))
+            {
+                found.push(name.clone());
+            }
         }
     }
-    for name in named {
-        headers.remove(name);
-    }
-    while let Some(name) = headers.keys().find(|k| is_hop_by_hop(k)).cloned() {
+    for name in found {
         headers.remove(name);
     }
 }
@@ -214,6 +220,26 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn a_connection_option_naming_no_field_removes_only_connection() {
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("close"));
+        h.append(header::CONNECTION, HeaderValue::from_static("Upgrade, , X-Listed"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-listed", HeaderValue::from_static("1"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("4"));
+        h.insert("x-close", HeaderValue::from_static("kept"));
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-length", "x-close"]);
+
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
     }
 
     #[test]

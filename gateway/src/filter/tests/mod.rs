@@ -85,7 +85,7 @@ async fn chain_with(
 
 fn meta() -> RequestMeta {
     RequestMeta {
-        id: "req-1".into(),
+        id: http::HeaderValue::from_static("req-1"),
         source: "10.0.0.1:40000".parse().expect("addr"),
         destination: "10.0.0.2:8080".parse().expect("addr"),
         scheme: "http",
