@@ -252,3 +252,50 @@ async fn sdk_filters_declare_their_hooks_and_official_sdk_filters_get_every_call
         );
     }
 }
+
+/// A filter with only `proxy_on_log` (no response callbacks) that logs the
+/// `:status` it reads from the response headers there.
+const LOG_ONLY: &str = r#"(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) ":status")
+  (data (i32.const 1000) "on_log saw status ")
+  (func (export "proxy_abi_version_0_2_1"))
+  ;; Every block is put right after the prefix at 1000: the value read last
+  ;; is logged after it.
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1018))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_log") (param i32)
+    (if (i32.eqz (call $get (i32.const 2) (i32.const 0) (i32.const 7) (i32.const 64) (i32.const 68)))
+      (then
+        (drop (call $log (i32.const 3) (i32.const 1000)
+          (i32.add (i32.const 18) (i32.load (i32.const 68))))))))
+  (func (export "proxy_on_delete") (param i32)))"#;
+
+#[tokio::test]
+async fn a_filter_without_response_callbacks_still_reads_the_response_in_its_log_callback() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = wasm::wat_to(LOG_ONLY, &dir.path().join("log-only.wasm"));
+    let gateway = Gateway::start(&config(
+        &up,
+        &[("log-only", module.display().to_string(), None)],
+    ))
+    .await;
+    let mut client = gateway.http1("web").await;
+    // The upstream's /check answers 403 without a bearer token.
+    let reply = client.get("/check").await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(
+        gateway.wait_for_log("on_log saw status 403", gateway_tests::WAIT),
+        "{:?}",
+        gateway.logs()
+    );
+    let called = callbacks(&gateway, "log-only").await;
+    assert!(called.iter().any(|c| c == "proxy_on_log"), "{called:?}");
+    assert!(
+        !called.iter().any(|c| c == "proxy_on_response_headers"),
+        "{called:?}"
+    );
+}

@@ -4,19 +4,16 @@
 use bytes::Bytes;
 
 use super::answers::status_response;
-use super::core::{BodyStep, Bound, Dir, Phase, RunCore, Step};
+use super::core::{BodyStep, Dir, Phase, RunCore, Step};
 
 impl RunCore {
     pub fn wants_body(&self, dir: Dir) -> bool {
-        self.bound.iter().zip(self.filters.iter()).any(|(b, f)| {
-            matches!(b, Bound::Active { .. })
-                && f.code.as_ref().is_some_and(|c| {
-                    if dir == Dir::Request {
-                        c.has_request_body
-                    } else {
-                        c.has_response_body
-                    }
-                })
+        self.any_active(|w| {
+            if dir == Dir::Request {
+                w.request_body
+            } else {
+                w.response_body
+            }
         })
     }
 

@@ -164,6 +164,9 @@ impl ChainRun {
 
     /// Runs `phase` on filter `i`, waiting out a pause.
     async fn step(&mut self, i: usize, dir: Dir, phase: Phase) -> Result<(), http::Response<Body>> {
+        if !self.core().calls(i, dir, phase) {
+            return Ok(());
+        }
         let mut span = self.call_span(i, dir, phase);
         let step = self.core().call(i, dir, phase);
         self.dispatch_calls();
@@ -314,8 +317,12 @@ impl ChainRun {
         let eos = body.is_end_stream();
         let order = {
             let mut core = self.core();
+            // Copied for the filters only if one of them can read them.
+            let read = core.any_active(|w| w.response);
             if let Some(s) = core.stream.as_deref_mut() {
-                s.response_headers = convert::response_headers(&parts);
+                if read {
+                    s.response_headers = convert::response_headers(&parts);
+                }
                 s.response_code = Some(parts.status.as_u16());
             }
             core.order(Dir::Response)

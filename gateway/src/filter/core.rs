@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::answers::{failure_response, local_response, status_response};
+use super::exports::Wants;
 use super::instance::{FilterInstance, GuestFault, InstanceCell};
 use super::pool::LoadedFilter;
 use super::state::{Effects, LocalResponse, PendingCall, StreamState, ROOT_CONTEXT};
@@ -174,6 +175,34 @@ impl RunCore {
         match &self.bound[i] {
             Bound::Active { cell, ctx, .. } => Some((cell.clone(), *ctx)),
             _ => None,
+        }
+    }
+
+    /// Whether an active filter's module has a callback `want` picks.
+    pub fn any_active(&self, want: impl Fn(&Wants) -> bool) -> bool {
+        (0..self.filters.len()).any(|i| self.active_wants(i).is_some_and(&want))
+    }
+
+    /// What filter `i`'s module implements, if it is active.
+    fn active_wants(&self, i: usize) -> Option<&Wants> {
+        match self.bound.get(i) {
+            Some(Bound::Active { .. }) => self.filters[i].code.as_deref().map(|c| &c.wants),
+            _ => None,
+        }
+    }
+
+    /// Whether [`call`](Self::call) would run a callback of filter `i`. A
+    /// missing callback continues with no effect, so a request skips the
+    /// step, the instance's lock and the stream's hand-over. Body and
+    /// trailer phases are gated as a whole by `wants_body`.
+    pub fn calls(&self, i: usize, dir: Dir, phase: Phase) -> bool {
+        let Some(wants) = self.active_wants(i) else {
+            return false;
+        };
+        match (phase, dir) {
+            (Phase::Headers(..), Dir::Request) => wants.request_headers,
+            (Phase::Headers(..), Dir::Response) => wants.response_headers,
+            _ => true,
         }
     }
 

@@ -73,6 +73,40 @@ impl ExportIndex {
     }
 }
 
+/// Which stream callbacks a module will have called, so a request skips
+/// the phases no filter of its chain implements.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Wants {
+    pub request_headers: bool,
+    pub response_headers: bool,
+    /// Body or trailer callbacks: trailers arrive at the end of a body, so
+    /// a filter with trailer callbacks needs the body walked.
+    pub request_body: bool,
+    pub response_body: bool,
+    /// Any callback that runs once the response head is in (response
+    /// headers, body, trailers, `proxy_on_log`, `proxy_on_done`) and so
+    /// may read the response's headers.
+    pub response: bool,
+}
+
+impl Wants {
+    pub fn of(exports: &ExportIndex) -> Wants {
+        let has = |name| exports.has(name);
+        let response_headers = has("proxy_on_response_headers");
+        let response_body = has("proxy_on_response_body") || has("proxy_on_response_trailers");
+        Wants {
+            request_headers: has("proxy_on_request_headers"),
+            response_headers,
+            request_body: has("proxy_on_request_body") || has("proxy_on_request_trailers"),
+            response_body,
+            response: response_headers
+                || response_body
+                || has("proxy_on_log")
+                || has("proxy_on_done"),
+        }
+    }
+}
+
 pub(crate) fn typed<P: WasmParams, R: WasmResults>(
     inst: &Instance,
     store: &mut Store<HostState>,

@@ -25,8 +25,8 @@ pub(crate) struct FilterCode {
     pub meta: Arc<FilterMeta>,
     pub pre: InstancePre<HostState>,
     pub exports: super::exports::ExportIndex,
-    pub has_request_body: bool,
-    pub has_response_body: bool,
+    /// The stream callbacks it has, read from `exports` once.
+    pub wants: super::exports::Wants,
 }
 
 impl FilterCode {
@@ -59,12 +59,7 @@ impl FilterCode {
         let exports =
             super::exports::ExportIndex::new(pre.module(), &super::declared::Declared::read(wasm));
         let code = Arc::new(FilterCode {
-            // Trailers arrive at the end of a body: a filter with trailer
-            // callbacks needs the body walked even without body callbacks.
-            has_request_body: exports.has("proxy_on_request_body")
-                || exports.has("proxy_on_request_trailers"),
-            has_response_body: exports.has("proxy_on_response_body")
-                || exports.has("proxy_on_response_trailers"),
+            wants: super::exports::Wants::of(&exports),
             meta: Arc::new(FilterMeta {
                 vm_id: config.vm_id.clone().unwrap_or_else(|| config.name.clone()),
                 root_id: config.root_id.clone().unwrap_or_default(),

@@ -127,10 +127,7 @@ fn examine(
     let exports =
         super::exports::ExportIndex::new(&module, &super::declared::Declared::read(&wasm));
     let code = FilterCode {
-        has_request_body: exports.has("proxy_on_request_body")
-            || exports.has("proxy_on_request_trailers"),
-        has_response_body: exports.has("proxy_on_response_body")
-            || exports.has("proxy_on_response_trailers"),
+        wants: super::exports::Wants::of(&exports),
         meta: Arc::new(FilterMeta {
             vm_id: config.name.clone(),
             root_id: config.root_id.clone().unwrap_or_default(),
