@@ -148,7 +148,7 @@ impl Exchange {
             normalize_path(&mut parts.uri)?;
         }
         let authority = authority(&parts)?;
-        parts.headers.insert("x-request-id", self.record.id.clone());
+        parts.headers.insert(X_REQUEST_ID, self.record.id.clone());
         let body = if incoming.is_end_stream() {
             body::empty()
         } else {
@@ -507,10 +507,13 @@ fn authority(parts: &http::request::Parts) -> Result<Option<String>, ProxyError>
     }
 }
 
+/// Named once: a `&str` name is parsed again at every use.
+const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
 /// The client's `x-request-id` if it sent a sane one, else a new one.
 fn request_id(req: &Request<Incoming>, snapshot: &Snapshot) -> HeaderValue {
     req.headers()
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
         .cloned()
         .unwrap_or_else(|| snapshot.ids.next())
