@@ -312,7 +312,7 @@ pub fn target() -> Target {
 
 fn meta() -> RequestMeta {
     RequestMeta {
-        id: "fuzz-1".into(),
+        id: http::HeaderValue::from_static("fuzz-1"),
         source: "10.0.0.1:40000".parse().expect("addr"),
         destination: "10.0.0.2:8080".parse().expect("addr"),
         scheme: "http",
