@@ -285,6 +285,40 @@ async fn oversized_headers_are_431_and_malformed_requests_400() {
     assert!(up.received().is_empty());
 }
 
+/// A request head for the gateway's own `/direct` answer (418), with
+/// `fields` header fields, Host among them.
+fn head_with_fields(fields: usize) -> String {
+    let mut head = String::from("GET /direct HTTP/1.1\r\nHost: x\r\n");
+    for i in 1..fields {
+        head.push_str(&format!("X-F{i}: v\r\n"));
+    }
+    head + "\r\n"
+}
+
+#[tokio::test]
+async fn more_header_fields_than_the_limit_are_431_at_the_default_and_a_set_limit() {
+    let up = Upstream::start("up").await;
+    // The default limit, 100 fields.
+    let gateway = Gateway::start(&config(&[&up], ROUTES, "")).await;
+    let at = raw(&gateway, head_with_fields(100).as_bytes()).await;
+    assert!(at.starts_with("HTTP/1.1 418"), "{at}");
+    let over = raw(&gateway, head_with_fields(101).as_bytes()).await;
+    assert!(over.starts_with("HTTP/1.1 431"), "{over}");
+    drop(gateway);
+
+    // A limit set in the configuration.
+    let text = config(&[&up], ROUTES, "").replace(
+        "max_header_bytes = 8192",
+        "max_header_bytes = 8192\nmax_headers = 10",
+    );
+    let gateway = Gateway::start(&text).await;
+    let at = raw(&gateway, head_with_fields(10).as_bytes()).await;
+    assert!(at.starts_with("HTTP/1.1 418"), "{at}");
+    let over = raw(&gateway, head_with_fields(11).as_bytes()).await;
+    assert!(over.starts_with("HTTP/1.1 431"), "{over}");
+    assert!(up.received().is_empty());
+}
+
 #[tokio::test]
 async fn idle_keepalive_connections_are_closed_busy_ones_are_not() {
     let up = Upstream::start("up").await;

@@ -20,8 +20,10 @@ pub(super) fn builder(limits: &HttpLimitsConfig) -> auto::Builder<TokioExecutor>
         .timer(TokioTimer::new())
         .keep_alive(true)
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(limits.max_headers);
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    if let Some(n) = header_limit(limits) {
+        builder.http1().max_headers(n);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -32,6 +34,15 @@ pub(super) fn builder(limits: &HttpLimitsConfig) -> auto::Builder<TokioExecutor>
         .keep_alive_interval(Some(limits.h2_keepalive_interval).filter(|d| !d.is_zero()))
         .keep_alive_timeout(limits.h2_keepalive_timeout);
     builder
+}
+
+/// The header-count limit to give hyper's HTTP/1.1 parser, if it is not
+/// hyper's own default (100). Given explicitly, hyper sizes its parse
+/// buffers at run time for every request head; left at the default, they
+/// are fixed arrays on the stack. Either way more fields are refused alike.
+pub(super) fn header_limit(limits: &HttpLimitsConfig) -> Option<usize> {
+    const HYPER_DEFAULT: usize = 100;
+    (limits.max_headers != HYPER_DEFAULT).then_some(limits.max_headers)
 }
 
 /// Turns on TCP keepalive probes after `idle` without traffic (0: off).

@@ -318,10 +318,12 @@ fn builders(limits: &HttpLimitsConfig) -> Arc<Builders> {
         .keep_alive(true)
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(limits.max_headers)
         // One buffer, one send(): small responses (most of a gateway's)
         // cost less than a writev() of head and body.
         .writev(false);
+    if let Some(n) = super::conn::header_limit(limits) {
+        h1.max_headers(n);
+    }
     Arc::new(Builders {
         auto: super::conn::builder(limits),
         h1,
