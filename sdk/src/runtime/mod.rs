@@ -188,11 +188,14 @@ impl<F: Filter> Runtime<F> {
 
     /// `proxy_on_delete`.
     pub fn on_delete(&self, context_id: u32) {
-        self.streams.borrow_mut().remove(&context_id);
-        self.roots.borrow_mut().remove(&context_id);
-        self.callouts
-            .borrow_mut()
-            .retain(|_, waiting| *waiting != context_id);
+        // A request's context, the usual case, is never also a root.
+        if self.streams.borrow_mut().remove(&context_id).is_none() {
+            self.roots.borrow_mut().remove(&context_id);
+        }
+        let mut callouts = self.callouts.borrow_mut();
+        if !callouts.is_empty() {
+            callouts.retain(|_, waiting| *waiting != context_id);
+        }
     }
 }
 
