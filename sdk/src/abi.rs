@@ -123,7 +123,9 @@ pub(crate) fn lossy_owned(bytes: Vec<u8>) -> String {
 /// encoded on the stack, and only a long one allocates.
 pub(crate) fn with_encoded_path<R>(path: &[&str], f: impl FnOnce(&[u8]) -> R) -> R {
     let len = path.iter().map(|s| s.len()).sum::<usize>() + path.len().saturating_sub(1);
-    let mut stack = [0u8; 128];
+    // Small enough to be zeroed by a few stores (a larger array becomes a
+    // bulk fill, which costs more than the copy it saves).
+    let mut stack = [0u8; 48];
     let Some(buf) = stack.get_mut(..len) else {
         return f(path.join("\0").as_bytes());
     };

@@ -2,8 +2,8 @@
 //! host on wasm32, an in-memory host under `gateway_sdk::testing`.
 
 use crate::abi::{BufferType, MapType, MetricKind, StreamType};
-use std::cell::RefCell;
-use std::rc::Rc;
+#[cfg(not(target_arch = "wasm32"))]
+use std::{cell::RefCell, rc::Rc};
 
 /// Log levels of `proxy_log`, numbered as on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -80,18 +80,10 @@ pub(crate) trait Host {
     fn random(&self, buf: &mut [u8]) -> Result<(), u32>;
 }
 
-thread_local! {
-    static CURRENT: RefCell<Option<Rc<dyn Host>>> = RefCell::new(default_host());
-}
-
-#[cfg(target_arch = "wasm32")]
-fn default_host() -> Option<Rc<dyn Host>> {
-    Some(Rc::new(crate::wasm::WasmHost))
-}
-
+// Natively, the host the testing module installed for this thread.
 #[cfg(not(target_arch = "wasm32"))]
-fn default_host() -> Option<Rc<dyn Host>> {
-    None
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<dyn Host>>> = const { RefCell::new(None) };
 }
 
 /// Installs the host used by this thread (the testing module does this).
@@ -101,8 +93,17 @@ pub(crate) fn install(host: Rc<dyn Host>) {
     crate::metrics::forget_ids();
 }
 
+/// Runs `f` against the current host: on wasm32 the module's one host, the
+/// real one, with nothing to look up (hostcalls are made several times
+/// per request).
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn with<R>(f: impl FnOnce(&dyn Host) -> R) -> R {
+    f(&crate::wasm::WasmHost)
+}
+
 /// Runs `f` against the current host. The `Rc` is cloned out first so that a
 /// hostcall re-entering the SDK never finds the cell borrowed.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn with<R>(f: impl FnOnce(&dyn Host) -> R) -> R {
     let host = CURRENT.with(|current| current.borrow().clone());
     match host {
