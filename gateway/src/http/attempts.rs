@@ -17,7 +17,7 @@ use super::error::ProxyError;
 use super::replay::ReplayBody;
 use crate::trace::{RequestTrace, UpstreamAttempt};
 use crate::upstream::retry::{Failure, RetryPolicy};
-use crate::upstream::{Cluster, UpstreamError};
+use crate::upstream::{request_of, Cluster, UpstreamError};
 
 /// What the tries came to.
 pub(crate) struct Outcome {
@@ -194,33 +194,43 @@ impl Tries<'_> {
         self.endpoint = Some(conn.endpoint().clone());
         // `run` only tries again while the body can still be sent.
         let first = body.next().unwrap_or_else(body::empty);
-        match self.send(conn, request(parts, first)).await {
+        match self.send(conn, parts, first).await {
             // The pooled connection had been closed by the upstream while
             // idle: the request never reached it. Again on a new one.
             Err(UpstreamError::Http1 { stale: true, .. }) if body.is_held() => {
                 self.cluster.breaker.traffic.retried("stale_connection");
                 let conn = self.cluster.connect_fresh(index).await?;
                 let again = body.next().unwrap_or_else(body::empty);
-                self.send(conn, request(parts, again)).await
+                self.send(conn, parts, again).await
             }
             other => other,
         }
     }
 
-    /// Sends on `conn` under a span of its own (when the request is traced).
+    /// Sends `head` and `body` on `conn` under a span of its own (when the
+    /// request is traced). The head is borrowed, not copied: a traced try
+    /// copies it to carry its own `traceparent`.
     async fn send(
         &mut self,
         conn: crate::upstream::Connection,
-        mut req: Request<Body>,
+        head: &Parts,
+        body: Body,
     ) -> Result<Response<Body>, UpstreamError> {
-        let mut attempt = UpstreamAttempt::start(
-            self.trace.as_deref_mut(),
-            self.cluster.name(),
-            req.headers_mut(),
-        );
+        let mut traced = None;
+        let mut attempt = match self.trace.as_deref_mut() {
+            None => UpstreamAttempt::untraced(),
+            Some(trace) => {
+                let (mut copy, ()) = request_of(head, ()).into_parts();
+                let attempt =
+                    UpstreamAttempt::start(Some(trace), self.cluster.name(), &mut copy.headers);
+                traced = Some(copy);
+                attempt
+            }
+        };
+        let head = traced.as_ref().unwrap_or(head);
         attempt.endpoint(conn.endpoint());
         let sent = Instant::now();
-        let result = conn.send(req).await;
+        let result = conn.send(head, body).await;
         if let Ok(resp) = &result {
             self.header = Some(sent.elapsed());
             attempt.response(resp.status().as_u16());
@@ -247,14 +257,4 @@ fn failure_of(error: &UpstreamError) -> Option<Failure> {
         UpstreamError::Http1 { .. } | UpstreamError::Protocol { .. } => Some(Failure::Reset),
         UpstreamError::NoHealthyEndpoint { .. } | UpstreamError::Overloaded { .. } => None,
     }
-}
-
-/// A copy of the request head with `body`.
-fn request(parts: &Parts, body: Body) -> Request<Body> {
-    let mut req = Request::new(body);
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts.uri.clone();
-    *req.version_mut() = parts.version;
-    *req.headers_mut() = parts.headers.clone();
-    req
 }

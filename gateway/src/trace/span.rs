@@ -144,6 +144,11 @@ struct Attempt {
 }
 
 impl UpstreamAttempt {
+    /// An attempt of a request that is not traced: no span.
+    pub fn untraced() -> UpstreamAttempt {
+        UpstreamAttempt(None)
+    }
+
     /// Starts attempt span on `cluster` and writes its `traceparent` (and
     /// the caller's `tracestate`) into the upstream request's headers.
     pub fn start(

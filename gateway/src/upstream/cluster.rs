@@ -372,7 +372,8 @@ impl Connection {
     /// worker's pool.
     pub async fn send(
         self,
-        request: http::Request<Body>,
+        head: &http::request::Parts,
+        body: Body,
     ) -> Result<http::Response<Body>, UpstreamError> {
         let Connection {
             cluster,
@@ -382,19 +383,16 @@ impl Connection {
         } = self;
         match sender {
             Sender::Http1(conn) => {
-                // `TE: trailers` is kept for HTTP/2 (gRPC); this gateway
-                // does not carry HTTP/1.1 trailers, so it goes here.
-                let mut request = request;
-                request.headers_mut().remove(http::header::TE);
                 let back = PoolReturn {
                     cluster,
                     index,
                     _in_flight: in_flight,
                 };
-                back.exchange(conn, request).await
+                back.exchange(conn, head, body).await
             }
             Sender::Http2(stream) => {
                 let idle = cluster.config.response_idle_timeout;
+                let request = request_of(head, body);
                 // Boxed, so the HTTP/1.1 path's future stays small.
                 let result = Box::pin(stream.send(request, idle)).await;
                 // The connection stays in the pool, shared; the request
@@ -410,6 +408,17 @@ impl Connection {
             }
         }
     }
+}
+
+/// A request of a copy of `head` (method, target, version, headers) with
+/// `body`.
+pub(crate) fn request_of<B>(head: &http::request::Parts, body: B) -> http::Request<B> {
+    let mut req = http::Request::new(body);
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = head.uri.clone();
+    *req.version_mut() = head.version;
+    *req.headers_mut() = head.headers.clone();
+    req
 }
 
 /// An HTTP/1.1 exchange's way back to the pool it came from; it counts the
@@ -430,12 +439,13 @@ impl PoolReturn {
     async fn exchange(
         self,
         mut conn: Http1Conn,
-        request: http::Request<Body>,
+        head: &http::request::Parts,
+        body: Body,
     ) -> Result<http::Response<Body>, UpstreamError> {
-        let head_request = request.method() == http::Method::HEAD;
-        let framing = conn.encode(&request);
+        let head_request = head.method == http::Method::HEAD;
+        let framing = conn.encode(head, &body);
         let sent = async {
-            conn.send(framing, request.into_body()).await?;
+            conn.send(framing, body).await?;
             conn.read_head(head_request).await
         }
         .await;

@@ -2,7 +2,8 @@
 //! the body framed by what is known of its length.
 
 use http::header::{self, HeaderMap};
-use http::{Method, Request};
+use http::request::Parts;
+use http::Method;
 use http_body::Body as _;
 
 use crate::http::body::Body;
@@ -18,13 +19,14 @@ pub(crate) enum Framing {
     Chunked,
 }
 
-/// Writes the request line and headers of `req` into `out` (cleared
-/// first) and says how its body must be framed. The framing headers are
+/// Writes the request line and headers of `head` into `out` (cleared
+/// first) and says how `body` must be framed. The framing headers are
 /// the gateway's own: a `Content-Length` the body no longer matches (a
-/// filter changed it) is never forwarded.
-pub(crate) fn head(req: &Request<Body>, out: &mut Vec<u8>) -> Framing {
+/// filter changed it) is never forwarded. `TE` is not either: it is kept
+/// for HTTP/2 upstreams (gRPC), and this gateway does not carry HTTP/1.1
+/// trailers. The head is borrowed: a retry sends the same one again.
+pub(crate) fn head(head: &Parts, body: &Body, out: &mut Vec<u8>) -> Framing {
     out.clear();
-    let body = req.body();
     let framing = if body.is_end_stream() {
         Framing::Empty
     } else {
@@ -33,22 +35,22 @@ pub(crate) fn head(req: &Request<Body>, out: &mut Vec<u8>) -> Framing {
             None => Framing::Chunked,
         }
     };
-    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
-    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let target = head.uri.path_and_query().map_or("/", |p| p.as_str());
     out.extend_from_slice(if target.is_empty() {
         b"/"
     } else {
         target.as_bytes()
     });
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let headers = req.headers();
+    let headers = &head.headers;
     write_headers(headers, out);
     match framing {
         Framing::Empty => {
             // An empty body keeps an explicit zero length where one is
             // expected, so the upstream does not wait for a body.
-            if headers.contains_key(header::CONTENT_LENGTH) || expects_body(req.method()) {
+            if headers.contains_key(header::CONTENT_LENGTH) || expects_body(&head.method) {
                 out.extend_from_slice(b"content-length: 0\r\n");
             }
         }
@@ -65,7 +67,7 @@ pub(crate) fn head(req: &Request<Body>, out: &mut Vec<u8>) -> Framing {
 
 fn write_headers(headers: &HeaderMap, out: &mut Vec<u8>) {
     for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING || name == header::TE {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -103,9 +105,12 @@ mod tests {
     use super::*;
     use crate::http::body;
 
+    use http::Request;
+
     fn encode(req: Request<Body>) -> (String, Framing) {
         let mut out = Vec::new();
-        let framing = head(&req, &mut out);
+        let (parts, body) = req.into_parts();
+        let framing = head(&parts, &body, &mut out);
         (String::from_utf8(out).expect("ascii"), framing)
     }
 
@@ -118,6 +123,24 @@ mod tests {
         let (text, framing) = encode(req);
         assert_eq!(framing, Framing::Empty);
         assert_eq!(text, "GET /a?b=1 HTTP/1.1\r\nhost: example.com\r\n\r\n");
+    }
+
+    #[test]
+    fn te_never_reaches_an_http11_upstream_and_the_head_is_left_as_it_was() {
+        let req = Request::get("/grpc")
+            .header("te", "trailers")
+            .header("x-kept", "1")
+            .body(body::empty())
+            .expect("request");
+        let (parts, body) = req.into_parts();
+        let mut out = Vec::new();
+        head(&parts, &body, &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("ascii"),
+            "GET /grpc HTTP/1.1\r\nx-kept: 1\r\n\r\n"
+        );
+        // Borrowed: a retry (or an HTTP/2 upstream) still has all of it.
+        assert_eq!(parts.headers.get("te").map(|v| v.as_bytes()), Some(&b"trailers"[..]));
     }
 
     #[test]
