@@ -34,7 +34,14 @@ pub struct Http1Conn {
     reused: bool,
     /// Counts the connection against its cluster's `max_connections`.
     permit: Option<crate::upstream::breaker::Permit>,
+    /// The header names of the last response, as sent and parsed, by
+    /// position: an upstream sends the same fields in the same order
+    /// response after response, so a name is parsed once per connection.
+    names: Vec<(Box<[u8]>, HeaderName)>,
 }
+
+/// Positions of the name cache: the first fields of a response.
+const CACHED_NAMES: usize = 24;
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +85,7 @@ impl Http1Conn {
             write: Vec::with_capacity(1024),
             reused: false,
             permit: None,
+            names: Vec::new(),
         }
     }
 
@@ -205,16 +213,19 @@ impl Http1Conn {
         let head = bytes::Bytes::copy_from_slice(&self.read[..len]);
         let base = self.read.as_ptr() as usize;
         let mut headers = HeaderMap::with_capacity(parsed.headers.len());
-        for h in parsed.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| Http1Error::Malformed("invalid header name"))?;
+        let mut connection = ConnectionOptions::default();
+        for (i, h) in parsed.headers.iter().enumerate() {
+            let name = name_at(&mut self.names, i, h.name.as_bytes())?;
+            if name == http::header::CONNECTION {
+                connection.read(h.value);
+            }
             let start = h.value.as_ptr() as usize - base;
             let value = HeaderValue::from_maybe_shared(head.slice(start..start + h.value.len()))
                 .map_err(|_| Http1Error::Malformed("invalid header value"))?;
             headers.append(name, value);
         }
         let framing = body::Framing::of(status, &headers, head_request)?;
-        let keep_alive = keep_alive(&headers, http10) && framing != body::Framing::UntilClose;
+        let keep_alive = connection.keep_alive(http10) && framing != body::Framing::UntilClose;
         self.read.advance(len);
         Ok(Some(ResponseHead {
             status,
@@ -230,17 +241,117 @@ impl Http1Conn {
     }
 }
 
+/// The header name sent as `raw` at position `i` of a response head: the
+/// one parsed at that position of the connection's last response if it was
+/// sent the same way, else parsed (and remembered).
+fn name_at(
+    names: &mut Vec<(Box<[u8]>, HeaderName)>,
+    i: usize,
+    raw: &[u8],
+) -> Result<HeaderName, Http1Error> {
+    if let Some((seen, name)) = names.get(i) {
+        if **seen == *raw {
+            return Ok(name.clone());
+        }
+    }
+    let name = HeaderName::from_bytes(raw).map_err(|_| Http1Error::Malformed("invalid header name"))?;
+    let entry = (Box::from(raw), name.clone());
+    if i < names.len() {
+        names[i] = entry;
+    } else if i == names.len() && i < CACHED_NAMES {
+        names.push(entry);
+    }
+    Ok(name)
+}
+
 /// HTTP/1.1 stays open unless `Connection: close`; HTTP/1.0 only with
 /// `Connection: keep-alive`. The same rule for either side of the gateway.
 pub(crate) fn keep_alive(headers: &HeaderMap, http10: bool) -> bool {
-    let mut close = false;
-    let mut keep = false;
+    let mut options = ConnectionOptions::default();
     for value in headers.get_all(http::header::CONNECTION) {
-        for token in value.to_str().unwrap_or("").split(',') {
-            let token = token.trim();
-            close |= token.eq_ignore_ascii_case("close");
-            keep |= token.eq_ignore_ascii_case("keep-alive");
+        options.read(value.as_bytes());
+    }
+    options.keep_alive(http10)
+}
+
+/// The `close` and `keep-alive` options of `Connection` fields.
+#[derive(Default)]
+struct ConnectionOptions {
+    close: bool,
+    keep: bool,
+}
+
+impl ConnectionOptions {
+    /// One field's value, a comma-separated list of options; a value that
+    /// is not visible ASCII (`HeaderValue::to_str`'s rule) names none.
+    /// Bytes, not `str`: this runs up to three times per request.
+    fn read(&mut self, value: &[u8]) {
+        if !value.iter().all(|&b| b == b'\t' || (32..127).contains(&b)) {
+            return;
+        }
+        for token in value.split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            self.close |= token.eq_ignore_ascii_case(b"close");
+            self.keep |= token.eq_ignore_ascii_case(b"keep-alive");
         }
     }
-    !close && (!http10 || keep)
+
+    fn keep_alive(&self, http10: bool) -> bool {
+        !self.close && (!http10 || self.keep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_names_follow_what_each_response_sends() {
+        let mut names = Vec::new();
+        let mut parse = |sent: &[&str]| -> Vec<String> {
+            sent.iter()
+                .enumerate()
+                .map(|(i, raw)| {
+                    name_at(&mut names, i, raw.as_bytes())
+                        .expect("valid name")
+                        .as_str()
+                        .to_owned()
+                })
+                .collect()
+        };
+        assert_eq!(parse(&["Server", "X-Up"]), ["server", "x-up"]);
+        // The same fields again, then reordered, renamed and re-cased.
+        assert_eq!(parse(&["Server", "X-Up"]), ["server", "x-up"]);
+        assert_eq!(parse(&["X-Up", "Server"]), ["x-up", "server"]);
+        assert_eq!(parse(&["x-up", "Date", "X-More"]), ["x-up", "date", "x-more"]);
+        assert!(name_at(&mut names, 0, b"bad name").is_err());
+        // Only the first positions are remembered.
+        for i in 0..CACHED_NAMES + 8 {
+            let raw = format!("x-f{i}");
+            assert_eq!(name_at(&mut names, i, raw.as_bytes()).expect("name").as_str(), raw);
+        }
+        assert_eq!(names.len(), CACHED_NAMES);
+    }
+
+    #[test]
+    fn connection_options_decide_keep_alive() {
+        let map = |values: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(http::header::CONNECTION, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(keep_alive(&map(&[]), false));
+        assert!(!keep_alive(&map(&[]), true));
+        assert!(keep_alive(&map(&["Keep-Alive"]), true));
+        assert!(!keep_alive(&map(&["keep-alive", " Close "]), false));
+        assert!(!keep_alive(&map(&["upgrade", "close"]), false));
+        let mut odd = HeaderMap::new();
+        odd.append(
+            http::header::CONNECTION,
+            HeaderValue::from_bytes(b"close\xff").expect("obs-text value"),
+        );
+        assert!(keep_alive(&odd, false), "a value that is not visible ASCII names no option");
+    }
 }
