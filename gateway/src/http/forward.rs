@@ -6,6 +6,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 
 use crate::http::body::Body;
+use crate::upstream::list_tokens;
 
 /// Whether `name` describes one hop and never crosses the gateway:
 /// `Connection`, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`,
@@ -37,19 +38,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         for token in headers
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
+            .flat_map(|v| list_tokens(v.as_bytes()))
         {
-            let token = token.trim();
             if token.is_empty()
-                || token.eq_ignore_ascii_case("close")
-                || token.eq_ignore_ascii_case("keep-alive")
+                || token.eq_ignore_ascii_case(b"close")
+                || token.eq_ignore_ascii_case(b"keep-alive")
             {
                 continue;
             }
             if let Some(name) = headers
                 .keys()
-                .find(|k| k.as_str().eq_ignore_ascii_case(token))
+                .find(|k| k.as_str().as_bytes().eq_ignore_ascii_case(token))
             {
                 found.push(name.clone());
             }
@@ -69,9 +68,8 @@ pub fn upgrade_protocol(req: &Request<Body>) -> Option<HeaderValue> {
         .headers()
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+        .flat_map(|v| list_tokens(v.as_bytes()))
+        .any(|t| t.eq_ignore_ascii_case(b"upgrade"));
     asks.then(|| req.headers().get(header::UPGRADE).cloned())
         .flatten()
 }
@@ -139,11 +137,10 @@ fn accepts_trailers(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::TE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        .flat_map(|v| list_tokens(v.as_bytes()))
         .any(|t| {
-            let coding = t.split(';').next().unwrap_or("").trim();
-            coding.eq_ignore_ascii_case("trailers")
+            let coding = t.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+            coding.eq_ignore_ascii_case(b"trailers")
         })
 }
 

@@ -274,6 +274,19 @@ pub(crate) fn keep_alive(headers: &HeaderMap, http10: bool) -> bool {
     options.keep_alive(http10)
 }
 
+/// The elements of a comma-separated field value (`Connection`, `TE`),
+/// trimmed, empty ones included. A value that is not visible ASCII
+/// (`HeaderValue::to_str`'s rule) has none. Bytes, not `str`: these lists
+/// are read several times per request, and `str` splitting and Unicode
+/// trimming cost hundreds of instructions for one short token.
+pub(crate) fn list_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let visible = value.iter().all(|&b| b == b'\t' || (32..127).contains(&b));
+    value
+        .split(|&b| b == b',')
+        .filter(move |_| visible)
+        .map(<[u8]>::trim_ascii)
+}
+
 /// The `close` and `keep-alive` options of `Connection` fields.
 #[derive(Default)]
 struct ConnectionOptions {
@@ -286,11 +299,7 @@ impl ConnectionOptions {
     /// is not visible ASCII (`HeaderValue::to_str`'s rule) names none.
     /// Bytes, not `str`: this runs up to three times per request.
     fn read(&mut self, value: &[u8]) {
-        if !value.iter().all(|&b| b == b'\t' || (32..127).contains(&b)) {
-            return;
-        }
-        for token in value.split(|&b| b == b',') {
-            let token = token.trim_ascii();
+        for token in list_tokens(value) {
             self.close |= token.eq_ignore_ascii_case(b"close");
             self.keep |= token.eq_ignore_ascii_case(b"keep-alive");
         }
