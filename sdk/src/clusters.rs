@@ -33,7 +33,7 @@ pub fn names() -> Option<Vec<String>> {
     Some(
         bytes
             .split(|b| *b == 0)
-            .map(|name| String::from_utf8_lossy(name).into_owned())
+            .map(crate::abi::lossy)
             .collect(),
     )
 }
