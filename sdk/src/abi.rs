@@ -155,12 +155,18 @@ mod tests {
 
     #[test]
     fn paths_are_segments_joined_by_nul_short_or_long() {
-        assert_eq!(with_encoded_path(&["gateway", "upstream"], <[u8]>::to_vec), b"gateway\0upstream");
+        assert_eq!(
+            with_encoded_path(&["gateway", "upstream"], <[u8]>::to_vec),
+            b"gateway\0upstream"
+        );
         assert_eq!(with_encoded_path(&["one"], <[u8]>::to_vec), b"one");
         assert_eq!(with_encoded_path(&[], <[u8]>::to_vec), b"");
         let long = "x".repeat(100);
         let expected = format!("{long}\0{long}");
-        assert_eq!(with_encoded_path(&[&long, &long], <[u8]>::to_vec), expected.as_bytes());
+        assert_eq!(
+            with_encoded_path(&[&long, &long], <[u8]>::to_vec),
+            expected.as_bytes()
+        );
     }
 
     #[test]

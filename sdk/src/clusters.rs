@@ -30,12 +30,7 @@ pub fn names() -> Option<Vec<String>> {
     if bytes.is_empty() {
         return Some(Vec::new());
     }
-    Some(
-        bytes
-            .split(|b| *b == 0)
-            .map(crate::abi::lossy)
-            .collect(),
-    )
+    Some(bytes.split(|b| *b == 0).map(crate::abi::lossy).collect())
 }
 
 /// Whether `cluster` is configured; `None` when the host does not say.

@@ -91,7 +91,11 @@ mod wasm;
 
 /// Small blocks from per-size free lists in front of the standard allocator
 /// (see the `allocator` feature).
-#[cfg(all(target_arch = "wasm32", feature = "allocator", not(target_feature = "atomics")))]
+#[cfg(all(
+    target_arch = "wasm32",
+    feature = "allocator",
+    not(target_feature = "atomics")
+))]
 #[global_allocator]
 static ALLOCATOR: small_blocks::SmallBlocks = small_blocks::SmallBlocks::new();
 

@@ -180,7 +180,9 @@ mod tests {
             assert!(std::slice::from_raw_parts(q, 48).iter().all(|b| *b == 0));
             a.dealloc(q, layout(48, 8));
             let big = a.alloc_zeroed(layout(4096, 8));
-            assert!(std::slice::from_raw_parts(big, 4096).iter().all(|b| *b == 0));
+            assert!(std::slice::from_raw_parts(big, 4096)
+                .iter()
+                .all(|b| *b == 0));
             a.dealloc(big, layout(4096, 8));
         }
     }

@@ -438,7 +438,10 @@ fn status_value(s: http::StatusCode) -> http::HeaderValue {
         502 => "502",
         503 => "503",
         504 => "504",
-        _ => return http::HeaderValue::from_str(s.as_str()).unwrap_or(http::HeaderValue::from_static("")),
+        _ => {
+            return http::HeaderValue::from_str(s.as_str())
+                .unwrap_or(http::HeaderValue::from_static(""))
+        }
     };
     http::HeaderValue::from_static(common)
 }
@@ -465,7 +468,10 @@ mod tests {
     fn status_values_spell_every_code() {
         for code in 100..=999u16 {
             let status = http::StatusCode::from_u16(code).expect("valid code");
-            assert_eq!(super::status_value(status).as_bytes(), status.as_str().as_bytes());
+            assert_eq!(
+                super::status_value(status).as_bytes(),
+                status.as_str().as_bytes()
+            );
         }
     }
 }

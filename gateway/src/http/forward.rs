@@ -28,7 +28,11 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// carry none, and then nothing is hashed, removed or allocated; most of
 /// the others carry only `Connection: keep-alive` or `close`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let mut found: Vec<HeaderName> = headers.keys().filter(|k| is_hop_by_hop(k)).cloned().collect();
+    let mut found: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_hop_by_hop(k))
+        .cloned()
+        .collect();
     if found.is_empty() {
         return;
     }
@@ -139,7 +143,11 @@ fn accepts_trailers(headers: &HeaderMap) -> bool {
         .iter()
         .flat_map(|v| list_tokens(v.as_bytes()))
         .any(|t| {
-            let coding = t.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+            let coding = t
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
             coding.eq_ignore_ascii_case(b"trailers")
         })
 }
@@ -223,7 +231,10 @@ mod tests {
     fn a_connection_option_naming_no_field_removes_only_connection() {
         let mut h = HeaderMap::new();
         h.append(header::CONNECTION, HeaderValue::from_static("close"));
-        h.append(header::CONNECTION, HeaderValue::from_static("Upgrade, , X-Listed"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, , X-Listed"),
+        );
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert("x-listed", HeaderValue::from_static("1"));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("4"));

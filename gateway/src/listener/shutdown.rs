@@ -117,7 +117,12 @@ impl<F: Future<Output = ()>> Future for Started<'_, F> {
         let this = self.project();
         let begun = this.begun.load(Ordering::Acquire)
             || this.local.is_some_and(|l| l.load(Ordering::Acquire));
-        if !begun && this.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        if !begun
+            && this
+                .registered
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
             return Poll::Pending;
         }
         let poll = this.wait.poll(cx);

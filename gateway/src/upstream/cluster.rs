@@ -1,7 +1,6 @@
 //! A cluster: its endpoints, the balancer that picks among them and a pool
 //! of keep-alive connections per endpoint.
 
-
 use crate::hash::FastMap;
 use std::sync::Arc;
 use std::time::Duration;

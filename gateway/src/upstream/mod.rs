@@ -21,8 +21,8 @@ mod ring;
 mod tls;
 
 pub use breaker::Limit;
-pub use cluster::{Cluster, ClusterSet, Connection, EndpointLease};
 pub(crate) use cluster::request_of;
+pub use cluster::{Cluster, ClusterSet, Connection, EndpointLease};
 pub use endpoint::{EndpointHealth, EndpointStatus};
 pub use health::metrics::encode as encode_endpoint_metrics;
 pub(crate) use http1::{keep_alive, list_tokens};

@@ -3,7 +3,9 @@
 //! the host uses to hand us memory). Compiled on wasm32 only.
 #![allow(unsafe_code)]
 
-use crate::abi::{encode_map, lossy_owned, status, with_encoded_path, BufferType, MapType, MetricKind, StreamType};
+use crate::abi::{
+    encode_map, lossy_owned, status, with_encoded_path, BufferType, MapType, MetricKind, StreamType,
+};
 use crate::host::{Host, LogLevel};
 use std::ptr::null_mut;
 
@@ -169,7 +171,9 @@ impl Host for WasmHost {
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), u32> {
         with_encoded_path(path, |path| {
             // SAFETY: both buffers are live.
-            ok(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
+            ok(unsafe {
+                proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len())
+            })
         })
     }
 

@@ -6,8 +6,8 @@
 //! last. A request's answer is the lowest table position over the groups
 //! its host and path reach.
 
-use std::borrow::Cow;
 use crate::hash::FastMap as HashMap;
+use std::borrow::Cow;
 
 use http::Method;
 

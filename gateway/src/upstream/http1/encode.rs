@@ -67,7 +67,8 @@ pub(crate) fn head(head: &Parts, body: &Body, out: &mut Vec<u8>) -> Framing {
 
 fn write_headers(headers: &HeaderMap, out: &mut Vec<u8>) {
     for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING || name == header::TE {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING || name == header::TE
+        {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -140,7 +141,10 @@ mod tests {
             "GET /grpc HTTP/1.1\r\nx-kept: 1\r\n\r\n"
         );
         // Borrowed: a retry (or an HTTP/2 upstream) still has all of it.
-        assert_eq!(parts.headers.get("te").map(|v| v.as_bytes()), Some(&b"trailers"[..]));
+        assert_eq!(
+            parts.headers.get("te").map(|v| v.as_bytes()),
+            Some(&b"trailers"[..])
+        );
     }
 
     #[test]

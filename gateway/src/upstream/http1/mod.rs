@@ -191,17 +191,19 @@ impl Http1Conn {
             return Ok(None);
         }
         // Uninitialised slots: nothing is written to the unused ones.
-        let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut slots =
+            [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut []);
         let config = httparse::ParserConfig::default();
-        let len = match config.parse_response_with_uninit_headers(&mut parsed, &self.read, &mut slots) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(Http1Error::Malformed("too many header fields"))
-            }
-            Err(_) => return Err(Http1Error::Malformed("invalid response head")),
-        };
+        let len =
+            match config.parse_response_with_uninit_headers(&mut parsed, &self.read, &mut slots) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(httparse::Error::TooManyHeaders) => {
+                    return Err(Http1Error::Malformed("too many header fields"))
+                }
+                Err(_) => return Err(Http1Error::Malformed("invalid response head")),
+            };
         let status = parsed
             .code
             .and_then(|c| StatusCode::from_u16(c).ok())
@@ -254,7 +256,8 @@ fn name_at(
             return Ok(name.clone());
         }
     }
-    let name = HeaderName::from_bytes(raw).map_err(|_| Http1Error::Malformed("invalid header name"))?;
+    let name =
+        HeaderName::from_bytes(raw).map_err(|_| Http1Error::Malformed("invalid header name"))?;
     let entry = (Box::from(raw), name.clone());
     if i < names.len() {
         names[i] = entry;
@@ -332,12 +335,20 @@ mod tests {
         // The same fields again, then reordered, renamed and re-cased.
         assert_eq!(parse(&["Server", "X-Up"]), ["server", "x-up"]);
         assert_eq!(parse(&["X-Up", "Server"]), ["x-up", "server"]);
-        assert_eq!(parse(&["x-up", "Date", "X-More"]), ["x-up", "date", "x-more"]);
+        assert_eq!(
+            parse(&["x-up", "Date", "X-More"]),
+            ["x-up", "date", "x-more"]
+        );
         assert!(name_at(&mut names, 0, b"bad name").is_err());
         // Only the first positions are remembered.
         for i in 0..CACHED_NAMES + 8 {
             let raw = format!("x-f{i}");
-            assert_eq!(name_at(&mut names, i, raw.as_bytes()).expect("name").as_str(), raw);
+            assert_eq!(
+                name_at(&mut names, i, raw.as_bytes())
+                    .expect("name")
+                    .as_str(),
+                raw
+            );
         }
         assert_eq!(names.len(), CACHED_NAMES);
     }
@@ -361,6 +372,9 @@ mod tests {
             http::header::CONNECTION,
             HeaderValue::from_bytes(b"close\xff").expect("obs-text value"),
         );
-        assert!(keep_alive(&odd, false), "a value that is not visible ASCII names no option");
+        assert!(
+            keep_alive(&odd, false),
+            "a value that is not visible ASCII names no option"
+        );
     }
 }
