@@ -1,6 +1,9 @@
 //! Routing, the error-to-status mapping, forwarding headers, upgrades and
 //! request limits, through the real binary.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,10 +16,13 @@ use tokio::net::TcpStream;
 /// A listener `web` with `routes` and clusters `up` (the given upstreams)
 /// and `empty` (no endpoints).
 fn config(upstreams: &[&Upstream], routes: &str, cluster_extra: &str) -> String {
-    let endpoints: Vec<String> = upstreams
-        .iter()
-        .map(|u| format!("\"{}\"", u.addr))
-        .collect();
+    let addrs: Vec<SocketAddr> = upstreams.iter().map(|u| u.addr).collect();
+    config_at(&addrs, routes, cluster_extra)
+}
+
+/// [`config`] with cluster `up` at `addrs`.
+fn config_at(addrs: &[SocketAddr], routes: &str, cluster_extra: &str) -> String {
+    let endpoints: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
     format!(
         r#"
         [[listener]]
@@ -203,6 +209,80 @@ async fn hop_by_hop_headers_are_stripped_and_forwarded_headers_appended() {
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "front.example:8000");
     assert!(h.contains_key("x-request-id"));
+}
+
+/// An upstream that answers every request head it reads with `response`
+/// (requests without bodies), and counts the connections it accepts.
+async fn scripted_upstream(response: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        if conn.write_all(response).await.is_err() {
+                            return;
+                        }
+                    }
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connection_options_are_obeyed_and_not_forwarded() {
+    // (the upstream's answer, the connections two requests in a row take)
+    let cases: [(&'static [u8], usize); 3] = [
+        (
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+              X-Kept: 1\r\nContent-Length: 2\r\n\r\nok",
+            1,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nX-Kept: 1\r\nConnection: Close\r\nContent-Length: 2\r\n\r\nok",
+            2,
+        ),
+        // An HTTP/1.0 answer stays open only when it says so.
+        (
+            b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nX-Kept: 1\r\nconnection: keep-alive\r\n\r\nok",
+            1,
+        ),
+    ];
+    for (response, connections) in cases {
+        let (addr, accepted) = scripted_upstream(response).await;
+        let gateway = Gateway::start(&config_at(&[addr], ROUTES, "")).await;
+        let mut client = gateway.http1("web").await;
+        for _ in 0..2 {
+            let reply = client.get("/app/x").await;
+            assert_eq!(reply.status, 200);
+            assert_eq!(reply.text(), "ok");
+            assert_eq!(reply.header("x-kept"), Some("1"), "{:?}", reply.headers);
+            for gone in ["connection", "keep-alive"] {
+                assert!(reply.header(gone).is_none(), "{gone}: {:?}", reply.headers);
+            }
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            connections,
+            "{}",
+            String::from_utf8_lossy(response)
+        );
+    }
 }
 
 #[tokio::test]

@@ -218,8 +218,16 @@ impl Http1Conn {
         let mut connection = ConnectionOptions::default();
         for (i, h) in parsed.headers.iter().enumerate() {
             let name = name_at(&mut self.names, i, h.name.as_bytes())?;
-            if name == http::header::CONNECTION {
-                connection.read(h.value);
+            // Fields for this hop alone, which the proxy would strip from
+            // the response anyway (`forward::strip_hop_by_hop`): a
+            // `Connection` that names no other field, and `Keep-Alive`.
+            // Most upstreams send one or both on every response; left out
+            // here, they cost no insert now and no search and remove later.
+            if name == http::header::CONNECTION && connection.read(h.value) {
+                continue;
+            }
+            if name.as_str() == "keep-alive" {
+                continue;
             }
             let start = h.value.as_ptr() as usize - base;
             let value = HeaderValue::from_maybe_shared(head.slice(start..start + h.value.len()))
@@ -300,12 +308,19 @@ struct ConnectionOptions {
 impl ConnectionOptions {
     /// One field's value, a comma-separated list of options; a value that
     /// is not visible ASCII (`HeaderValue::to_str`'s rule) names none.
-    /// Bytes, not `str`: this runs up to three times per request.
-    fn read(&mut self, value: &[u8]) {
+    /// Bytes, not `str`: this runs up to three times per request. Whether
+    /// the value names only options (`close`, `keep-alive`), no other
+    /// field (RFC 9110 §7.6.1).
+    fn read(&mut self, value: &[u8]) -> bool {
+        let mut options_only = true;
         for token in list_tokens(value) {
-            self.close |= token.eq_ignore_ascii_case(b"close");
-            self.keep |= token.eq_ignore_ascii_case(b"keep-alive");
+            let close = token.eq_ignore_ascii_case(b"close");
+            let keep = token.eq_ignore_ascii_case(b"keep-alive");
+            self.close |= close;
+            self.keep |= keep;
+            options_only &= close || keep || token.is_empty();
         }
+        options_only
     }
 
     fn keep_alive(&self, http10: bool) -> bool {
@@ -351,6 +366,19 @@ mod tests {
             );
         }
         assert_eq!(names.len(), CACHED_NAMES);
+    }
+
+    #[test]
+    fn a_connection_value_names_only_options_or_other_fields() {
+        let options_only = |v: &[u8]| ConnectionOptions::default().read(v);
+        assert!(options_only(b"keep-alive"));
+        assert!(options_only(b"Close"));
+        assert!(options_only(b" keep-alive , close,"));
+        assert!(options_only(b""));
+        // Not visible ASCII: names nothing at all.
+        assert!(options_only(b"x-hop\xff"));
+        assert!(!options_only(b"keep-alive, x-hop"));
+        assert!(!options_only(b"upgrade"));
     }
 
     #[test]
