@@ -17,7 +17,7 @@ use super::error::ProxyError;
 use super::replay::ReplayBody;
 use crate::trace::{RequestTrace, UpstreamAttempt};
 use crate::upstream::retry::{Failure, RetryPolicy};
-use crate::upstream::{request_of, Cluster, UpstreamError};
+use crate::upstream::{request_of, AddedFields, Cluster, UpstreamError};
 
 /// What the tries came to.
 pub(crate) struct Outcome {
@@ -30,15 +30,17 @@ pub(crate) struct Outcome {
     pub header: Option<Duration>,
 }
 
-/// Sends `req` to `cluster` under `policy` (`key`: the hash of its
-/// `ring_hash` key, see `upstream::request_key`); `timeout` bounds all tries
-/// together, until a response head. A body that can be held is read
+/// Sends `req`, with the fields `added` (X-Forwarded-*), to `cluster`
+/// under `policy` (`key`: the hash of its `ring_hash` key, see
+/// `upstream::request_key`); `timeout` bounds all tries together, until a
+/// response head. A body that can be held is read
 /// first, bounded by the listener's body timeouts (a slow client is the
 /// client's fault, 408, not the upstream's).
 pub(crate) async fn forward(
     cluster: &Arc<Cluster>,
     policy: &RetryPolicy,
     req: Request<Body>,
+    added: &AddedFields,
     key: Option<u64>,
     timeout: Duration,
     trace: Option<&mut RequestTrace>,
@@ -63,6 +65,7 @@ pub(crate) async fn forward(
     let mut tries = Tries {
         cluster,
         policy,
+        added,
         key,
         deadline: Instant::now() + timeout,
         tried: [0; MAX_TRIES],
@@ -88,6 +91,8 @@ const MAX_TRIES: usize = 10;
 struct Tries<'a> {
     cluster: &'a Arc<Cluster>,
     policy: &'a RetryPolicy,
+    /// The fields the gateway adds to the head (X-Forwarded-*).
+    added: &'a AddedFields,
     /// The hash of the request's `ring_hash` key.
     key: Option<u64>,
     deadline: Instant,
@@ -230,7 +235,7 @@ impl Tries<'_> {
         let head = traced.as_ref().unwrap_or(head);
         attempt.endpoint(conn.endpoint());
         let sent = Instant::now();
-        let result = conn.send(head, body).await;
+        let result = conn.send(head, self.added, body).await;
         if let Ok(resp) = &result {
             self.header = Some(sent.elapsed());
             attempt.response(resp.status().as_u16());

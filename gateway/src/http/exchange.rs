@@ -303,7 +303,7 @@ impl Exchange {
             scheme: self.conn.conn.scheme,
             host: authority,
         };
-        forward::to_upstream(&mut req, &forwarded, upgrade);
+        let added = forward::to_upstream(&mut req, &forwarded, upgrade);
         let mut timeout = target.timeout.unwrap_or(cluster.config.request_timeout);
         // `grpc-timeout` bounds the whole call, response body included.
         let grpc_deadline = self
@@ -314,7 +314,7 @@ impl Exchange {
                 timeout = timeout.min(t);
                 tokio::time::Instant::now() + t
             });
-        let key = crate::upstream::request_key(&cluster.config, req.headers(), || {
+        let key = crate::upstream::request_key(&cluster.config, req.headers(), &added, || {
             self.runs
                 .iter()
                 .rev()
@@ -322,6 +322,7 @@ impl Exchange {
         });
 
         if let Some(downstream) = downstream_upgrade {
+            added.insert_into(req.headers_mut());
             let mut attempt = crate::trace::UpstreamAttempt::start(
                 self.trace.as_mut(),
                 &target.cluster,
@@ -359,6 +360,7 @@ impl Exchange {
             &cluster,
             policy,
             req,
+            &added,
             key,
             timeout,
             self.trace.as_mut(),

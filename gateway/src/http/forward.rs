@@ -6,7 +6,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 
 use crate::http::body::Body;
-use crate::upstream::list_tokens;
+use crate::upstream::{list_tokens, AddedFields};
 
 /// Whether `name` describes one hop and never crosses the gateway:
 /// `Connection`, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`,
@@ -86,12 +86,13 @@ pub struct Forwarded<'a> {
     pub host: Option<&'a str>,
 }
 
-/// Rewrites `req` in place for an HTTP/1.1 upstream.
+/// Rewrites `req` in place for an HTTP/1.1 upstream; the X-Forwarded-*
+/// fields it is to carry are returned beside it (see [`AddedFields`]).
 pub fn to_upstream(
     req: &mut Request<Body>,
     forwarded: &Forwarded<'_>,
     upgrade: Option<HeaderValue>,
-) {
+) -> AddedFields {
     // Origin form for the upstream; a URI already in it is kept as is.
     let authority = match req.uri().authority() {
         None => None,
@@ -121,19 +122,48 @@ pub fn to_upstream(
     if let Some(value) = authority.and_then(|a| HeaderValue::from_str(&a).ok()) {
         headers.insert(header::HOST, value);
     }
-    append(headers, X_FORWARDED_FOR, forwarded.client.clone());
-    append(
-        headers,
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(forwarded.scheme),
-    );
-    if let Some(host) = forwarded.host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        append(headers, X_FORWARDED_HOST, host);
-    }
     if let Some(protocol) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
     }
+    forwarded_fields(headers, forwarded)
+}
+
+/// X-Forwarded-For, -Proto and -Host: ours appended to the client's first
+/// field of each name, if it sent one (one pass over the fields, no hash).
+fn forwarded_fields(headers: &HeaderMap, forwarded: &Forwarded<'_>) -> AddedFields {
+    let names = [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST];
+    let mut sent: [Option<&HeaderValue>; 3] = [None; 3];
+    for (name, value) in headers {
+        if let Some(i) = names.iter().position(|n| n == name) {
+            sent[i].get_or_insert(value);
+        }
+    }
+    let ours = [
+        Some(forwarded.client.clone()),
+        Some(HeaderValue::from_static(forwarded.scheme)),
+        forwarded.host.and_then(|h| HeaderValue::from_str(h).ok()),
+    ];
+    let mut added = AddedFields::default();
+    for ((name, sent), ours) in names.into_iter().zip(sent).zip(ours) {
+        if let Some(ours) = ours {
+            added.push(name, appended(sent, ours));
+        }
+    }
+    added
+}
+
+/// `ours` appended to the comma-separated list `sent`, if there is one.
+/// A list that cannot take it (not a valid value joined) stays as sent.
+fn appended(sent: Option<&HeaderValue>, ours: HeaderValue) -> HeaderValue {
+    let Some(sent) = sent else {
+        return ours;
+    };
+    let mut joined = Vec::with_capacity(sent.len() + 2 + ours.len());
+    joined.extend_from_slice(sent.as_bytes());
+    joined.extend_from_slice(b", ");
+    joined.extend_from_slice(ours.as_bytes());
+    HeaderValue::from_bytes(&joined).unwrap_or_else(|_| sent.clone())
 }
 
 /// Whether the client said it accepts trailers (`TE: trailers`).
@@ -168,26 +198,6 @@ pub fn from_upstream<B>(resp: &mut Response<B>, upgraded: bool) {
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// Appends `value` to a comma-separated list header (the common case, no
-/// such header yet, costs no formatting).
-fn append(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
-    match headers.entry(name) {
-        header::Entry::Vacant(entry) => {
-            entry.insert(value);
-        }
-        header::Entry::Occupied(mut entry) => {
-            let existing = entry.get();
-            let mut joined = Vec::with_capacity(existing.len() + 2 + value.len());
-            joined.extend_from_slice(existing.as_bytes());
-            joined.extend_from_slice(b", ");
-            joined.extend_from_slice(value.as_bytes());
-            if let Ok(joined) = HeaderValue::from_bytes(&joined) {
-                entry.insert(joined);
-            }
-        }
-    }
-}
 
 /// HTTP/2 may split `cookie` into several fields; HTTP/1.1 wants one
 /// (RFC 9113 §8.2.3).
@@ -262,7 +272,7 @@ mod tests {
             .expect("request");
         let client: SocketAddr = "127.0.0.7:5000".parse().expect("addr");
         let client = crate::http::service::forwarded_for(client);
-        to_upstream(
+        let added = to_upstream(
             &mut req,
             &Forwarded {
                 client: &client,
@@ -275,10 +285,52 @@ mod tests {
         assert_eq!(req.uri(), "/a?b=1");
         let h = req.headers();
         assert_eq!(h["host"], "example.com:8000");
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.7");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["x-forwarded-host"], "example.com:8000");
         assert_eq!(h["cookie"], "a=1; b=2");
+        let added = |name| added.get(name).map(|v| v.to_str().expect("ascii"));
+        assert_eq!(added("x-forwarded-for"), Some("10.0.0.1, 127.0.0.7"));
+        assert_eq!(added("x-forwarded-proto"), Some("http"));
+        assert_eq!(added("x-forwarded-host"), Some("example.com:8000"));
+    }
+
+    #[test]
+    fn forwarded_fields_append_to_the_clients_first_field_of_each_name() {
+        let client = HeaderValue::from_static("127.0.0.9");
+        let fields = |sent: &[(&'static str, &'static str)], host| {
+            let mut h = HeaderMap::new();
+            for (name, value) in sent {
+                h.append(*name, HeaderValue::from_static(value));
+            }
+            let f = Forwarded {
+                client: &client,
+                scheme: "https",
+                host,
+            };
+            let added = forwarded_fields(&h, &f);
+            added
+                .iter()
+                .map(|(n, v)| format!("{n}: {}", v.to_str().expect("ascii")))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            fields(&[], None),
+            ["x-forwarded-for: 127.0.0.9", "x-forwarded-proto: https"]
+        );
+        assert_eq!(
+            fields(
+                &[
+                    ("x-forwarded-proto", "http"),
+                    ("x-forwarded-for", "10.0.0.1"),
+                    ("x-forwarded-for", "10.0.0.2"),
+                    ("x-forwarded-host", "a.example"),
+                ],
+                Some("b.example")
+            ),
+            [
+                "x-forwarded-for: 10.0.0.1, 127.0.0.9",
+                "x-forwarded-proto: http, https",
+                "x-forwarded-host: a.example, b.example"
+            ]
+        );
     }
 
     #[test]

@@ -68,11 +68,16 @@ impl CalloutClient for SnapshotCallouts {
                 *request.version_mut() = http::Version::HTTP_11;
                 // Callouts get the cluster's retry policy, as routes do,
                 // and its hash key from their own headers.
-                let key = crate::upstream::request_key(&cluster.config, request.headers(), || None);
+                let none = crate::upstream::AddedFields::default();
+                let key =
+                    crate::upstream::request_key(&cluster.config, request.headers(), &none, || {
+                        None
+                    });
                 let response = crate::http::attempts::forward(
                     &cluster,
                     &cluster.retry,
                     request,
+                    &none,
                     key,
                     timeout,
                     None,

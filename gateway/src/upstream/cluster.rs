@@ -5,6 +5,7 @@ use crate::hash::FastMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::added::AddedFields;
 use super::balancer::Balancer;
 use super::breaker::CircuitBreaker;
 use super::budget::RetryBudget;
@@ -372,6 +373,7 @@ impl Connection {
     pub async fn send(
         self,
         head: &http::request::Parts,
+        added: &AddedFields,
         body: Body,
     ) -> Result<http::Response<Body>, UpstreamError> {
         let Connection {
@@ -387,11 +389,12 @@ impl Connection {
                     index,
                     _in_flight: in_flight,
                 };
-                back.exchange(conn, head, body).await
+                back.exchange(conn, head, added, body).await
             }
             Sender::Http2(stream) => {
                 let idle = cluster.config.response_idle_timeout;
-                let request = request_of(head, body);
+                let mut request = request_of(head, body);
+                added.insert_into(request.headers_mut());
                 // Boxed, so the HTTP/1.1 path's future stays small.
                 let result = Box::pin(stream.send(request, idle)).await;
                 // The connection stays in the pool, shared; the request
@@ -439,10 +442,11 @@ impl PoolReturn {
         self,
         mut conn: Http1Conn,
         head: &http::request::Parts,
+        added: &AddedFields,
         body: Body,
     ) -> Result<http::Response<Body>, UpstreamError> {
         let head_request = head.method == http::Method::HEAD;
-        let framing = conn.encode(head, &body);
+        let framing = conn.encode(head, added, &body);
         let sent = async {
             conn.send(framing, body).await?;
             conn.read_head(head_request).await

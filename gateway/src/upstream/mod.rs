@@ -2,6 +2,7 @@
 //! DNS, the keep-alive connection pool (HTTP/1.1, and multiplexed HTTP/2),
 //! and retry policies, budgets and circuit breakers.
 
+mod added;
 mod balancer;
 pub mod breaker;
 mod budget;
@@ -20,6 +21,7 @@ pub mod retry;
 mod ring;
 mod tls;
 
+pub use added::AddedFields;
 pub use breaker::Limit;
 pub(crate) use cluster::request_of;
 pub use cluster::{Cluster, ClusterSet, Connection, EndpointLease};

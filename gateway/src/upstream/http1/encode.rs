@@ -1,12 +1,13 @@
 //! Writing an upstream HTTP/1.1 request: the head into a reused buffer,
 //! the body framed by what is known of its length.
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::Method;
 use http_body::Body as _;
 
 use crate::http::body::Body;
+use crate::upstream::AddedFields;
 
 /// How the request body travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +26,9 @@ pub(crate) enum Framing {
 /// filter changed it) is never forwarded. `TE` is not either: it is kept
 /// for HTTP/2 upstreams (gRPC), and this gateway does not carry HTTP/1.1
 /// trailers. The head is borrowed: a retry sends the same one again.
-pub(crate) fn head(head: &Parts, body: &Body, out: &mut Vec<u8>) -> Framing {
+/// The fields `added` follow the client's, in place of any of the same
+/// name.
+pub(crate) fn head(head: &Parts, added: &AddedFields, body: &Body, out: &mut Vec<u8>) -> Framing {
     out.clear();
     let framing = if body.is_end_stream() {
         Framing::Empty
@@ -45,7 +48,7 @@ pub(crate) fn head(head: &Parts, body: &Body, out: &mut Vec<u8>) -> Framing {
     });
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let headers = &head.headers;
-    write_headers(headers, out);
+    write_headers(headers, added, out);
     match framing {
         Framing::Empty => {
             // An empty body keeps an explicit zero length where one is
@@ -65,17 +68,27 @@ pub(crate) fn head(head: &Parts, body: &Body, out: &mut Vec<u8>) -> Framing {
     framing
 }
 
-fn write_headers(headers: &HeaderMap, out: &mut Vec<u8>) {
+fn write_headers(headers: &HeaderMap, added: &AddedFields, out: &mut Vec<u8>) {
     for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING || name == header::TE
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::TE
+            || added.replaces(name)
         {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_field(name, value, out);
     }
+    for (name, value) in added.iter() {
+        write_field(name, value, out);
+    }
+}
+
+fn write_field(name: &HeaderName, value: &HeaderValue, out: &mut Vec<u8>) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 fn expects_body(method: &Method) -> bool {
@@ -111,8 +124,35 @@ mod tests {
     fn encode(req: Request<Body>) -> (String, Framing) {
         let mut out = Vec::new();
         let (parts, body) = req.into_parts();
-        let framing = head(&parts, &body, &mut out);
+        let framing = head(&parts, &AddedFields::default(), &body, &mut out);
         (String::from_utf8(out).expect("ascii"), framing)
+    }
+
+    #[test]
+    fn added_fields_follow_the_clients_in_place_of_theirs() {
+        let req = Request::get("/")
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-kept", "1")
+            .header("x-forwarded-for", "10.0.0.2")
+            .body(body::empty())
+            .expect("request");
+        let (parts, body) = req.into_parts();
+        let mut added = AddedFields::default();
+        added.push(
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderValue::from_static("10.0.0.1, 127.0.0.1"),
+        );
+        added.push(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static("http"),
+        );
+        let mut out = Vec::new();
+        head(&parts, &added, &body, &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("ascii"),
+            "GET / HTTP/1.1\r\nx-kept: 1\r\nx-forwarded-for: 10.0.0.1, 127.0.0.1\r\n\
+             x-forwarded-proto: http\r\n\r\n"
+        );
     }
 
     #[test]
@@ -135,7 +175,7 @@ mod tests {
             .expect("request");
         let (parts, body) = req.into_parts();
         let mut out = Vec::new();
-        head(&parts, &body, &mut out);
+        head(&parts, &AddedFields::default(), &body, &mut out);
         assert_eq!(
             String::from_utf8(out).expect("ascii"),
             "GET /grpc HTTP/1.1\r\nx-kept: 1\r\n\r\n"

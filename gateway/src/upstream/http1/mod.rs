@@ -115,8 +115,13 @@ impl Http1Conn {
 
     /// Encodes the head of `req` in this connection's buffer; the body
     /// goes with [`Http1Conn::send`].
-    pub fn encode(&mut self, head: &http::request::Parts, body: &Body) -> Framing {
-        encode::head(head, body, &mut self.write)
+    pub fn encode(
+        &mut self,
+        head: &http::request::Parts,
+        added: &crate::upstream::AddedFields,
+        body: &Body,
+    ) -> Framing {
+        encode::head(head, added, body, &mut self.write)
     }
 
     /// Writes the encoded head, then the body as `framing` says.
