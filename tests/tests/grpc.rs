@@ -213,6 +213,32 @@ async fn plain_http_reaches_an_h2c_upstream() {
     assert_eq!(reply.text(), "plain:u");
     assert_eq!(reply.header("x-scheme"), Some("http"), "h2c is cleartext");
     assert_eq!(upstream.connections(), 1);
+    // X-Forwarded-* reach an HTTP/2 upstream too, the client's list
+    // extended, each field once.
+    let req = http::Request::get("/plain")
+        .header("host", "front.example")
+        .header("x-forwarded-for", "192.0.2.1")
+        .header("x-forwarded-for", "192.0.2.2")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .expect("request");
+    let reply = client.send(req).await;
+    assert_eq!(reply.status, 200);
+    let echoed = |name: &str| -> Vec<&str> {
+        reply
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    };
+    assert_eq!(
+        echoed("echo-x-forwarded-for"),
+        ["192.0.2.1, 127.0.0.1"],
+        "{:?}",
+        reply.headers
+    );
+    assert_eq!(echoed("echo-x-forwarded-proto"), ["http"]);
+    assert_eq!(echoed("echo-x-forwarded-host"), ["front.example"]);
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@
 //! Other paths are plain HTTP: `/trailers` answers with the request's
 //! body and its trailers returned as response trailers `echo-<name>`;
 //! anything else answers `plain:<name>`, with the request's `:scheme` in
-//! `x-scheme`.
+//! `x-scheme` and its `x-forwarded-*` fields echoed as `echo-x-forwarded-*`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -235,6 +235,13 @@ async fn route(shared: Shared, req: Request<Incoming>) -> Response<HttpBody> {
             let mut plain = Response::new(full(format!("plain:{name}")));
             if let Ok(v) = http::HeaderValue::from_str(&scheme) {
                 plain.headers_mut().insert("x-scheme", v);
+            }
+            for (name, value) in req.headers() {
+                if name.as_str().starts_with("x-forwarded-") {
+                    if let Ok(echo) = format!("echo-{name}").parse::<http::HeaderName>() {
+                        plain.headers_mut().append(echo, value.clone());
+                    }
+                }
             }
             plain
         }
