@@ -50,10 +50,10 @@ pub struct AccessRecord {
 }
 
 impl AccessRecord {
-    /// Counts the request and, when `log` is on, writes its line (through
-    /// the writer's buffer, off the request path).
-    pub fn emit(&mut self, log: bool, bytes_out: u64, completed: bool) {
-        let duration = self.started.elapsed();
+    /// Counts the request, ended at `now`, and, when `log` is on, writes
+    /// its line (through the writer's buffer, off the request path).
+    pub fn emit(&mut self, now: std::time::Instant, log: bool, bytes_out: u64, completed: bool) {
+        let duration = now.saturating_duration_since(self.started);
         let labels = RequestLabels {
             listener: self.listener.clone(),
             route: self.route.take(),

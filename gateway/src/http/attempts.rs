@@ -195,18 +195,19 @@ impl Tries<'_> {
         }
         let connecting = Instant::now();
         let conn = self.cluster.connect_to(index).await?;
-        self.connect = Some(connecting.elapsed());
+        let connected = Instant::now();
+        self.connect = Some(connected - connecting);
         self.endpoint = Some(conn.endpoint().clone());
         // `run` only tries again while the body can still be sent.
         let first = body.next().unwrap_or_else(body::empty);
-        match self.send(conn, parts, first).await {
+        match self.send(conn, parts, first, connected).await {
             // The pooled connection had been closed by the upstream while
             // idle: the request never reached it. Again on a new one.
             Err(UpstreamError::Http1 { stale: true, .. }) if body.is_held() => {
                 self.cluster.breaker.traffic.retried("stale_connection");
                 let conn = self.cluster.connect_fresh(index).await?;
                 let again = body.next().unwrap_or_else(body::empty);
-                self.send(conn, parts, again).await
+                self.send(conn, parts, again, Instant::now()).await
             }
             other => other,
         }
@@ -214,12 +215,14 @@ impl Tries<'_> {
 
     /// Sends `head` and `body` on `conn` under a span of its own (when the
     /// request is traced). The head is borrowed, not copied: a traced try
-    /// copies it to carry its own `traceparent`.
+    /// copies it to carry its own `traceparent`. `sent`: the time the
+    /// response head is waited for from (the connection's, just taken).
     async fn send(
         &mut self,
         conn: crate::upstream::Connection,
         head: &Parts,
         body: Body,
+        sent: Instant,
     ) -> Result<Response<Body>, UpstreamError> {
         let mut traced = None;
         let mut attempt = match self.trace.as_deref_mut() {
@@ -228,13 +231,13 @@ impl Tries<'_> {
                 let (mut copy, ()) = request_of(head, ()).into_parts();
                 let attempt =
                     UpstreamAttempt::start(Some(trace), self.cluster.name(), &mut copy.headers);
-                traced = Some(copy);
+                // Boxed: rare, and a whole head in every request's future.
+                traced = Some(Box::new(copy));
                 attempt
             }
         };
-        let head = traced.as_ref().unwrap_or(head);
+        let head = traced.as_deref().unwrap_or(head);
         attempt.endpoint(conn.endpoint());
-        let sent = Instant::now();
         let result = conn.send(head, self.added, body).await;
         if let Ok(resp) = &result {
             self.header = Some(sent.elapsed());

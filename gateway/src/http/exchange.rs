@@ -430,14 +430,21 @@ impl Exchange {
             trace.finish(r.status, r.route.as_deref(), r.cluster.as_deref(), r.error);
             self.record.trace_id = Some(trace.trace_id());
         }
-        self.record
-            .emit(self.snapshot.access_log, self.bytes_out, self.completed);
+        // One clock read for the request's duration and the connection's
+        // last activity.
+        let now = Instant::now();
+        self.record.emit(
+            now,
+            self.snapshot.access_log,
+            self.bytes_out,
+            self.completed,
+        );
         for mut run in self.runs.drain(..) {
             run.set_response_code(self.record.status);
             run.finish();
         }
         self.admitted = None;
-        self.conn.activity.request_done();
+        self.conn.activity.request_done(now);
     }
 }
 

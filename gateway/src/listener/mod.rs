@@ -65,9 +65,11 @@ impl ConnActivity {
         self.closing.load(Ordering::Relaxed)
     }
 
-    pub fn request_done(&self) {
+    /// A request ended at `now`.
+    pub fn request_done(&self, now: Instant) {
+        let since = now.saturating_duration_since(self.epoch);
         self.last_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+            .store(since.as_millis() as u64, Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -100,7 +102,7 @@ mod tests {
         let a = ConnActivity::new();
         a.request_started();
         assert_eq!(a.idle_check(Duration::ZERO), Some(Duration::ZERO));
-        a.request_done();
+        a.request_done(Instant::now());
         assert_eq!(a.idle_check(Duration::ZERO), None);
         assert!(a.idle_check(Duration::from_secs(60)).is_some());
     }

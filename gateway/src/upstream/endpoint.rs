@@ -140,7 +140,9 @@ impl Endpoint {
     }
 
     fn is_ejected(&self) -> bool {
-        self.state.ejected_until.load(Ordering::Relaxed) > self.now_ms()
+        // Zero: never ejected (the common case), and no clock read.
+        let until = self.state.ejected_until.load(Ordering::Relaxed);
+        until != 0 && until > self.now_ms()
     }
 
     pub fn in_flight(&self) -> usize {
