@@ -162,6 +162,15 @@ impl Gateway {
         Http1Client::connect(self.addr(name)).await
     }
 
+    /// A new TCP connection to listener `name`, for requests written by
+    /// hand (malformed, slow, pipelined, raw L4 bytes).
+    pub async fn raw(&self, name: &str) -> tokio::net::TcpStream {
+        let addr = self.addr(name);
+        tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect to `{name}` at {addr}: {e}"))
+    }
+
     /// A new HTTP/2 (prior knowledge) connection to listener `name`.
     pub async fn http2(&self, name: &str) -> Http2Client {
         Http2Client::connect(self.addr(name)).await

@@ -214,9 +214,7 @@ async fn upgrades_follow_the_key_too() {
     let gateway = Gateway::start(&config_for(&addresses)).await;
     for user in 0..6 {
         for _ in 0..3 {
-            let mut stream = tokio::net::TcpStream::connect(gateway.addr("web"))
-                .await
-                .expect("connect");
+            let mut stream = gateway.raw("web").await;
             let request = format!(
                 "GET /ws HTTP/1.1\r\nHost: x\r\nx-user: user-{user}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
             );

@@ -23,9 +23,7 @@ async fn read_until_closed(stream: &mut TcpStream) -> String {
 async fn a_body_that_never_comes_is_408_and_the_connection_closes() {
     let up = Upstream::start("up").await;
     let gateway = Gateway::start(&config(&up, "body_read_timeout = \"300ms\"")).await;
-    let mut stream = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut stream = gateway.raw("web").await;
     let started = Instant::now();
     stream
         .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
@@ -49,9 +47,7 @@ async fn a_body_that_trickles_is_cut_at_the_request_deadline() {
         "body_read_timeout = \"5s\"\nrequest_read_timeout = \"700ms\"",
     ))
     .await;
-    let mut stream = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut stream = gateway.raw("web").await;
     stream
         .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
         .await
@@ -141,9 +137,7 @@ async fn an_http10_upstream_answers_the_client_in_http11() {
         "#
     );
     let gateway = Gateway::start(&text).await;
-    let mut stream = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut stream = gateway.raw("web").await;
     stream
         .write_all(b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await

@@ -70,9 +70,7 @@ async fn a_client_that_never_reads_is_cut_at_send_timeout() {
         "",
     ))
     .await;
-    let mut stream = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut stream = gateway.raw("web").await;
     // 64 MB: far more than the socket buffers on both sides hold.
     let size = 64 * 1024 * 1024;
     stream
@@ -121,9 +119,7 @@ async fn an_upstream_that_stops_sending_its_body_is_cut() {
         "response_idle_timeout = \"300ms\"",
     ))
     .await;
-    let mut stream = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut stream = gateway.raw("web").await;
     let started = Instant::now();
     stream
         .write_all(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -148,9 +144,7 @@ async fn an_upstream_that_stops_sending_its_body_is_cut() {
 /// Upgrades a connection to the upstream's echo tunnel; returns it after
 /// the 101 head.
 async fn open_tunnel(gateway: &Gateway) -> TcpStream {
-    let mut stream = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut stream = gateway.raw("web").await;
     stream
         .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
         .await
@@ -215,9 +209,7 @@ async fn a_tunnel_counts_against_max_connections() {
     let gateway = Gateway::start(&config(&up.addr.to_string(), "max_connections = 1", "")).await;
     let tunnel = open_tunnel(&gateway).await;
     // The one connection slot is the tunnel's: a second client is not served.
-    let mut second = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut second = gateway.raw("web").await;
     second
         .write_all(b"GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
@@ -247,9 +239,7 @@ async fn an_http2_client_that_stops_answering_pings_is_disconnected() {
         "",
     ))
     .await;
-    let mut stream = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut stream = gateway.raw("web").await;
     // The preface and an empty SETTINGS frame; then silence: no SETTINGS
     // ack, no PING ack.
     stream

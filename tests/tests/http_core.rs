@@ -11,7 +11,6 @@ use gateway_tests::{Gateway, Upstream};
 use http::Request;
 use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// A listener `web` with `routes` and clusters `up` (the given upstreams)
 /// and `empty` (no endpoints).
@@ -303,9 +302,7 @@ async fn h2_request_reaches_h11_upstream_with_authority_as_host() {
 async fn websocket_style_upgrade_is_tunnelled() {
     let up = Upstream::start("up").await;
     let gateway = Gateway::start(&config(&[&up], ROUTES, "")).await;
-    let mut stream = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut stream = gateway.raw("web").await;
     stream
         .write_all(
             b"GET /app/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
@@ -335,9 +332,7 @@ async fn websocket_style_upgrade_is_tunnelled() {
 
 /// Sends raw bytes and returns the response head.
 async fn raw(gateway: &Gateway, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut stream = gateway.raw("web").await;
     stream.write_all(request).await.expect("write");
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))

@@ -65,9 +65,7 @@ async fn closes(stream: &mut TcpStream) -> bool {
 async fn open(http: &str) -> (Upstream, Gateway, TcpStream) {
     let up = Upstream::start("up").await;
     let gateway = Gateway::start(&config(&up, http)).await;
-    let stream = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let stream = gateway.raw("web").await;
     (up, gateway, stream)
 }
 
@@ -187,25 +185,19 @@ async fn a_connection_waiting_for_a_request_head_is_closed_at_the_header_timeout
         "header_read_timeout = \"300ms\"\nidle_timeout = \"60s\"",
     ))
     .await;
-    let mut silent = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut silent = gateway.raw("web").await;
     let started = std::time::Instant::now();
     assert!(closes(&mut silent).await, "a silent connection stayed open");
     assert!(started.elapsed() >= Duration::from_millis(250));
     // One that sent half a head is closed too.
-    let mut half = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut half = gateway.raw("web").await;
     half.write_all(b"GET / HTTP/1.1\r\nHo")
         .await
         .expect("write");
     assert!(closes(&mut half).await, "a half-sent head stayed open");
     // And so is a keep-alive connection that waits longer than that for
     // its next request head, idle_timeout notwithstanding.
-    let mut kept = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut kept = gateway.raw("web").await;
     kept.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .expect("write");
@@ -238,9 +230,7 @@ async fn a_connection_sending_back_to_back_is_bounded_like_any_other() {
         "header_read_timeout = \"300ms\"\nidle_timeout = \"60s\"",
     ))
     .await;
-    let mut half = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut half = gateway.raw("web").await;
     send_back_to_back(&mut half).await;
     half.write_all(b"GET /d HTTP/1.1\r\nHo")
         .await
@@ -252,9 +242,7 @@ async fn a_connection_sending_back_to_back_is_bounded_like_any_other() {
     );
     assert!(sent.elapsed() >= Duration::from_millis(250));
 
-    let mut quiet = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut quiet = gateway.raw("web").await;
     send_back_to_back(&mut quiet).await;
     let answered = std::time::Instant::now();
     assert!(

@@ -132,9 +132,7 @@ async fn half_close_reaches_the_upstream_and_its_reply_still_arrives() {
         s.shutdown().await.expect("shutdown");
     });
     let gateway = Gateway::start(&tcp_config(&[addr], "")).await;
-    let mut client = TcpStream::connect(gateway.addr("l4"))
-        .await
-        .expect("connect");
+    let mut client = gateway.raw("l4").await;
     client.write_all(b"hello").await.expect("write");
     client.shutdown().await.expect("half-close");
     let reply = read_to_end(&mut client)
@@ -170,9 +168,7 @@ async fn a_refused_connect_fails_over_and_no_answer_closes_the_client() {
     drop(gateway);
 
     let gateway = Gateway::start(&tcp_config(&[dead_address().await], "")).await;
-    let mut client = TcpStream::connect(gateway.addr("l4"))
-        .await
-        .expect("connect");
+    let mut client = gateway.raw("l4").await;
     let _ = client.write_all(b"GET / HTTP/1.1\r\n\r\n").await;
     let got = read_to_end(&mut client).await.unwrap_or_default();
     assert!(got.is_empty(), "nothing to read from a dead cluster");
@@ -191,9 +187,7 @@ async fn idle_connections_are_closed() {
         "tcp.idle_timeout = \"200ms\"",
     ))
     .await;
-    let mut client = TcpStream::connect(gateway.addr("l4"))
-        .await
-        .expect("connect");
+    let mut client = gateway.raw("l4").await;
     let started = std::time::Instant::now();
     let got = read_to_end(&mut client)
         .await

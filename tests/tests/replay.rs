@@ -179,9 +179,7 @@ async fn a_held_body_is_read_before_the_upstream_timeout_starts() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = FaultyUpstream::start("up").await;
     let gateway = Gateway::start(&config(&[&up], "timeout = \"300ms\"", "")).await;
-    let mut stream = tokio::net::TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let mut stream = gateway.raw("web").await;
     stream
         .write_all(b"PUT /slow-client HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n")
         .await

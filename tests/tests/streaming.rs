@@ -7,7 +7,6 @@ use gateway_tests::{Gateway, Upstream};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 const SIZE: usize = 200 * 1024 * 1024;
 const BOUND_KIB: u64 = 64 * 1024;
@@ -54,9 +53,7 @@ async fn large_bodies_stream_both_ways_in_bounded_memory() {
     assert_eq!(received, SIZE);
 
     // Upload: a streamed request body of unknown length (chunked).
-    let stream = TcpStream::connect(gateway.addr("web"))
-        .await
-        .expect("connect");
+    let stream = gateway.raw("web").await;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("handshake");

@@ -289,9 +289,7 @@ async fn plaintext_on_the_tls_port_is_closed_and_tls_still_works() {
         "",
     )
     .await;
-    let mut plain = tokio::net::TcpStream::connect(gateway.addr("tls"))
-        .await
-        .expect("connect");
+    let mut plain = gateway.raw("tls").await;
     plain
         .write_all(b"GET / HTTP/1.1\r\nHost: site.example\r\n\r\n")
         .await
