@@ -313,20 +313,26 @@ impl ChainRun {
     /// Response phase: `proxy_on_response_headers` for each filter in
     /// reverse order (as Envoy runs encoder filters), then the body.
     pub async fn on_response(&mut self, resp: http::Response<Body>) -> http::Response<Body> {
-        let (mut parts, body) = resp.into_parts();
-        let eos = body.is_end_stream();
         let order = {
             let mut core = self.core();
             // Copied for the filters only if one of them can read them.
             let read = core.any_active(|w| w.response);
             if let Some(s) = core.stream.as_deref_mut() {
                 if read {
-                    s.response_headers = convert::response_headers(&parts);
+                    s.response_headers = convert::response_headers(&resp);
                 }
-                s.response_code = Some(parts.status.as_u16());
+                s.response_code = Some(resp.status().as_u16());
+            }
+            // No filter of the chain has a response callback (most do not):
+            // the response passes untouched, with no phase walked.
+            let body = !resp.body().is_end_stream() && core.wants_body(Dir::Response);
+            if !body && !core.any_active(|w| w.response_headers) {
+                return resp;
             }
             core.order(Dir::Response)
         };
+        let (mut parts, body) = resp.into_parts();
+        let eos = body.is_end_stream();
         for i in order {
             let count = self
                 .core()

@@ -41,8 +41,8 @@ pub fn request_headers(parts: &http::request::Parts, scheme: &'static str) -> He
 }
 
 /// Response headers with `:status` first.
-pub fn response_headers(parts: &http::response::Parts) -> Headers {
-    super::instance::headers_of(Some(parts.status), &parts.headers)
+pub fn response_headers<B>(resp: &http::Response<B>) -> Headers {
+    super::instance::headers_of(Some(resp.status()), resp.headers())
 }
 
 /// The method's name, without a copy for the common ones.
