@@ -43,22 +43,18 @@ impl Framing {
         }
         // Transfer-Encoding wins over Content-Length; chunked must be last.
         if let Some(te) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
-            let last = te.to_str().ok().and_then(|v| v.rsplit(',').next());
+            let last = super::list_tokens(te.as_bytes()).last();
             return Ok(match last {
-                Some(c) if c.trim().eq_ignore_ascii_case("chunked") => Framing::Chunked,
+                Some(c) if c.eq_ignore_ascii_case(b"chunked") => Framing::Chunked,
                 _ => Framing::UntilClose,
             });
         }
+        // `1*DIGIT` (RFC 9112 §6.3), repeated identical values allowed.
         let mut length = None;
         for value in headers.get_all(CONTENT_LENGTH) {
-            let text = value
-                .to_str()
-                .map_err(|_| Http1Error::Malformed("invalid content-length"))?;
-            for part in text.split(',') {
-                let n: u64 = part
-                    .trim()
-                    .parse()
-                    .map_err(|_| Http1Error::Malformed("invalid content-length"))?;
+            for part in value.as_bytes().split(|&b| b == b',') {
+                let n = decimal(part.trim_ascii())
+                    .ok_or(Http1Error::Malformed("invalid content-length"))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(Http1Error::Malformed("conflicting content-length"));
                 }
@@ -71,6 +67,18 @@ impl Framing {
             None => Framing::UntilClose,
         })
     }
+}
+
+/// The value of a non-empty run of ASCII digits, if it fits in a `u64`.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+            .flatten()
+    })
 }
 
 /// Where the connection goes once its response has been read whole.
@@ -378,6 +386,22 @@ mod tests {
         assert_eq!(
             framing(200, &[("content-length", "7, 7")]).ok(),
             Some(Framing::Length(7))
+        );
+        // Only digits: no sign, no blank value, nothing beyond a u64.
+        for bad in ["+5", "", "5 5", "0x10", "18446744073709551616", "7,"] {
+            assert!(framing(200, &[("content-length", bad)]).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            framing(200, &[("content-length", "18446744073709551615")]).ok(),
+            Some(Framing::Length(u64::MAX))
+        );
+        assert_eq!(
+            framing(200, &[("transfer-encoding", "gzip, Chunked ")]).ok(),
+            Some(Framing::Chunked)
+        );
+        assert_eq!(
+            framing(200, &[("transfer-encoding", "chunked, gzip")]).ok(),
+            Some(Framing::UntilClose)
         );
     }
 }
