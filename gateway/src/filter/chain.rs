@@ -136,6 +136,11 @@ impl ChainRun {
     /// to this request's task.
     fn dispatch_calls(&mut self) {
         let own: Vec<OwnCall> = std::mem::take(&mut self.core().calls);
+        self.dispatch(own);
+    }
+
+    /// Sends callouts `own`, taken from the run's core.
+    fn dispatch(&mut self, own: Vec<OwnCall>) {
         for OwnCall { filter, call } in own {
             let host = self.core().filters[filter].host().clone();
             self.calls
@@ -164,12 +169,19 @@ impl ChainRun {
 
     /// Runs `phase` on filter `i`, waiting out a pause.
     async fn step(&mut self, i: usize, dir: Dir, phase: Phase) -> Result<(), http::Response<Body>> {
-        if !self.core().calls(i, dir, phase) {
-            return Ok(());
+        // One lock of the run for the check, the call and its callouts.
+        let (mut span, step, own) = {
+            let mut core = self.core();
+            if !core.calls(i, dir, phase) {
+                return Ok(());
+            }
+            let span = Self::call_span(self.trace.as_ref(), &core, i, dir, phase);
+            let step = core.call(i, dir, phase);
+            (span, step, std::mem::take(&mut core.calls))
+        };
+        if !own.is_empty() {
+            self.dispatch(own);
         }
-        let mut span = self.call_span(i, dir, phase);
-        let step = self.core().call(i, dir, phase);
-        self.dispatch_calls();
         let result = match step {
             Step::Continue => Ok(()),
             Step::Respond(r) => Err(r),
@@ -184,10 +196,16 @@ impl ChainRun {
         result
     }
 
-    /// The span of one filter callback (nothing when tracing is off).
-    fn call_span(&self, i: usize, dir: Dir, phase: Phase) -> crate::trace::FilterCall {
-        let name = match self.trace {
-            Some(_) => self.core().filters[i].name().to_string(),
+    /// The span of one callback of filter `i` (nothing when tracing is off).
+    fn call_span(
+        trace: Option<&opentelemetry::Context>,
+        core: &RunCore,
+        i: usize,
+        dir: Dir,
+        phase: Phase,
+    ) -> crate::trace::FilterCall {
+        let name = match trace {
+            Some(_) => core.filters[i].name().to_string(),
             None => String::new(),
         };
         let phase = match (dir, phase) {
@@ -198,7 +216,7 @@ impl ChainRun {
             (Dir::Response, Phase::Body(..)) => "response_body",
             (Dir::Response, Phase::Trailers(..)) => "response_trailers",
         };
-        crate::trace::FilterCall::start(self.trace.as_ref(), &name, phase)
+        crate::trace::FilterCall::start(trace, &name, phase)
     }
 
     /// Waits until filter `i` resumes the stream (after a callout answer,
@@ -271,16 +289,17 @@ impl ChainRun {
             core.filters.len()
         };
         for i in 0..n {
-            let bound = self.core().bind(i);
-            if let Some(r) = bound {
-                self.answered_by = Some(i);
-                return Err(r);
-            }
-            let count = self
-                .core()
-                .stream
-                .as_ref()
-                .map_or(0, |s| s.request_headers.pairs.len());
+            let count = {
+                let mut core = self.core();
+                if let Some(r) = core.bind(i) {
+                    drop(core);
+                    self.answered_by = Some(i);
+                    return Err(r);
+                }
+                core.stream
+                    .as_ref()
+                    .map_or(0, |s| s.request_headers.pairs.len())
+            };
             self.step(i, Dir::Request, Phase::Headers(count, eos))
                 .await?;
         }
