@@ -111,7 +111,8 @@ async fn out_of_range_pointers_get_an_error_status_never_a_host_panic() {
         assert_eq!(reply.status, 200, "{}", reply.text());
     }
     // The module adds this request header only after every bad call was
-    // answered INVALID_MEMORY_ACCESS.
+    // answered INVALID_MEMORY_ACCESS, and a local response with an invalid
+    // header name BAD_ARGUMENT (and did not answer the request).
     let received = up.received();
     assert_eq!(received.len(), 3);
     assert!(received

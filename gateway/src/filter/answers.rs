@@ -19,13 +19,10 @@ pub(crate) fn local_response(lr: LocalResponse) -> http::Response<Body> {
     let mut r = http::Response::new(full(lr.body));
     *r.status_mut() =
         http::StatusCode::from_u16(lr.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = r.headers_mut();
+    headers.reserve(lr.headers.len());
     for (k, v) in lr.headers {
-        if let (Ok(k), Ok(v)) = (
-            http::HeaderName::from_bytes(k.as_bytes()),
-            http::HeaderValue::from_bytes(&v),
-        ) {
-            r.headers_mut().append(k, v);
-        }
+        headers.append(k, v);
     }
     r
 }

@@ -57,9 +57,11 @@ pub struct StreamState {
 #[derive(Debug, Clone)]
 pub struct LocalResponse {
     pub status: u16,
+    /// For the debug log line only: empty when debug logging is off.
     pub details: String,
     pub body: Bytes,
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Checked when the filter gave them.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// What a guest asked for during one call, acted on by the caller afterwards.

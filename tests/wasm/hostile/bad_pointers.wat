@@ -1,7 +1,8 @@
 ;; Hostile: out-of-range pointers and lengths handed to hostcalls. Every call
-;; that reads or writes through them must answer INVALID_MEMORY_ACCESS (6);
-;; any other answer traps (so the
-;; request fails), and when all do, the filter adds `x-bad-pointers: ok`.
+;; that reads or writes through them must answer INVALID_MEMORY_ACCESS (6),
+;; and a local response whose header map holds a field that cannot be one
+;; BAD_ARGUMENT (2); any other answer traps (so the request fails), and
+;; when all do, the filter adds `x-bad-pointers: ok`.
 (module
   (import "env" "proxy_get_header_map_value" (func $get_header (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_header_map_pairs" (func $get_pairs (param i32 i32 i32) (result i32)))
@@ -22,8 +23,12 @@
   (data (i32.const 0) "x-bad-pointers")
   (data (i32.const 32) "ok")
   (data (i32.const 48) ":path")
+  ;; one pair, ("bad name", "1"), in the map wire format (23 bytes)
+  (data (i32.const 64) "\01\00\00\00\08\00\00\00\01\00\00\00bad name\001\00")
   (func $expect6 (param $status i32)
     (if (i32.ne (local.get $status) (i32.const 6)) (then unreachable)))
+  (func $expect2 (param $status i32)
+    (if (i32.ne (local.get $status) (i32.const 2)) (then unreachable)))
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
     ;; key beyond the end of memory
     (call $expect6 (call $get_header (i32.const 0) (i32.const 65530) (i32.const 100) (i32.const 16) (i32.const 20)))
@@ -36,6 +41,10 @@
     (call $expect6 (call $log (i32.const 2) (i32.const 65535) (i32.const 2)))
     (call $expect6 (call $get_prop (i32.const -1) (i32.const 1) (i32.const 16) (i32.const 20)))
     (call $expect6 (call $local (i32.const 200) (i32.const 0) (i32.const 0) (i32.const 65000) (i32.const 4096) (i32.const 0) (i32.const 0) (i32.const -1)))
+    ;; the details, read only for a debug line, are still bounds-checked
+    (call $expect6 (call $local (i32.const 200) (i32.const 65530) (i32.const 100) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+    ;; a header name with a space: no answer is set, the request goes on
+    (call $expect2 (call $local (i32.const 200) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 64) (i32.const 23) (i32.const -1)))
     ;; a buffer read of nothing (no plugin configuration) is OK and writes
     ;; nothing, as in the reference host, whatever the out-pointers
     (if (call $get_buf (i32.const 7) (i32.const 0) (i32.const 10) (i32.const 65536) (i32.const -4)) (then unreachable))

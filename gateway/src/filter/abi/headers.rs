@@ -29,8 +29,22 @@ pub fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clon
 
 /// Parses the wire format; `None` when it is malformed.
 pub fn decode_pairs(data: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    let mut pairs = Vec::new();
+    for_each_pair(data, |key, value| {
+        pairs.push((
+            String::from_utf8(key.to_vec()).ok()?.to_ascii_lowercase(),
+            value.to_vec(),
+        ));
+        Some(())
+    })?;
+    Some(pairs)
+}
+
+/// Visits the pairs of the wire format in order; `None` when it is
+/// malformed or `visit` gives up.
+pub fn for_each_pair(data: &[u8], mut visit: impl FnMut(&[u8], &[u8]) -> Option<()>) -> Option<()> {
     if data.is_empty() {
-        return Some(Vec::new());
+        return Some(());
     }
     let u32_at = |at: usize| {
         data.get(at..at + 4)
@@ -42,7 +56,6 @@ pub fn decode_pairs(data: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
         return None;
     }
     let mut pos = 4 + count * 8;
-    let mut pairs = Vec::with_capacity(count);
     for i in 0..count {
         let klen = u32_at(4 + i * 8)?;
         let vlen = u32_at(8 + i * 8)?;
@@ -53,12 +66,9 @@ pub fn decode_pairs(data: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
         if pos > data.len() {
             return None;
         }
-        pairs.push((
-            String::from_utf8(key.to_vec()).ok()?.to_ascii_lowercase(),
-            value.to_vec(),
-        ));
+        visit(key, value)?;
     }
-    Some(pairs)
+    Some(())
 }
 
 /// Most pairs one header map may hold after a guest's change.

@@ -7,7 +7,8 @@ use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
 use super::{
-    decode_pairs, read_bytes, read_string, status, status_of, stream_type, write_u32, GuestResult,
+    decode_pairs, for_each_pair, read_bytes, read_string, status, status_of, stream_type,
+    with_bytes, write_u32, GuestResult,
 };
 use crate::filter::state::{Effects, HostState, LocalResponse, PendingCall};
 
@@ -42,21 +43,55 @@ fn header_pairs(c: &Caller<'_, HostState>, p: i32, l: i32) -> GuestResult<Vec<(S
     Ok(pairs)
 }
 
+/// A local answer's header fields, each checked and made a field once:
+/// malformed pairs or an invalid name or value are `BAD_ARGUMENT`, more
+/// than a header map may hold `INTERNAL_FAILURE` (as [`header_pairs`]).
+fn header_fields(
+    c: &Caller<'_, HostState>,
+    p: i32,
+    l: i32,
+) -> GuestResult<Vec<(http::HeaderName, http::HeaderValue)>> {
+    let (mut fields, mut count, mut bytes, mut valid) = (Vec::new(), 0, 0, true);
+    // Read in place in the guest's memory: no copy of the whole map.
+    with_bytes(c, p, l, |data| {
+        for_each_pair(data, |k, v| {
+            count += 1;
+            bytes += k.len() + v.len();
+            match (
+                http::HeaderName::from_bytes(k),
+                http::HeaderValue::from_bytes(v),
+            ) {
+                (Ok(k), Ok(v)) => fields.push((k, v)),
+                _ => valid = false,
+            }
+            Some(())
+        })
+    })?
+    .ok_or(status::BAD_ARGUMENT)?;
+    if count > super::headers::MAX_MAP_PAIRS || bytes > super::headers::MAX_MAP_BYTES {
+        return Err(status::INTERNAL_FAILURE);
+    }
+    if !valid {
+        return Err(status::BAD_ARGUMENT);
+    }
+    Ok(fields)
+}
+
 fn local_response(c: &Caller<'_, HostState>, args: [i32; 7]) -> GuestResult<LocalResponse> {
     let [code, dp, dl, bp, bl, hp, hl] = args;
     if !(100..=599).contains(&code) {
         return Err(status::BAD_ARGUMENT);
     }
-    let details = String::from_utf8_lossy(&read_bytes(c, dp, dl)?).into_owned();
+    // Only a debug line shows the details: copied only for it.
+    let details = with_bytes(c, dp, dl, |b| {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            String::from_utf8_lossy(b).into_owned()
+        } else {
+            String::new()
+        }
+    })?;
     let body = Bytes::from(read_bytes(c, bp, bl)?);
-    let headers = header_pairs(c, hp, hl)?;
-    let valid = headers.iter().all(|(k, v)| {
-        http::HeaderName::from_bytes(k.as_bytes()).is_ok()
-            && http::HeaderValue::from_bytes(v).is_ok()
-    });
-    if !valid {
-        return Err(status::BAD_ARGUMENT);
-    }
+    let headers = header_fields(c, hp, hl)?;
     Ok(LocalResponse {
         status: code as u16,
         details,

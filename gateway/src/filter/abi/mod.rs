@@ -14,7 +14,7 @@ mod shared;
 mod stubs;
 pub mod wasi;
 
-pub use headers::{decode_pairs, encode_pairs};
+pub use headers::{decode_pairs, encode_pairs, for_each_pair};
 pub use stubs::link_unknown;
 
 /// `proxy_status_t` values (all of them, used or not, for reference).
