@@ -52,11 +52,9 @@ impl AddedFields {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn added_fields_replace_the_clients_of_their_name() {
+impl AddedFields {
+    /// X-Forwarded-For `10.0.0.1, 127.0.0.1` and X-Forwarded-Proto `http`.
+    pub(crate) fn sample() -> AddedFields {
         let mut added = AddedFields::default();
         added.push(
             HeaderName::from_static("x-forwarded-for"),
@@ -66,6 +64,17 @@ mod tests {
             HeaderName::from_static("x-forwarded-proto"),
             HeaderValue::from_static("http"),
         );
+        added
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn added_fields_replace_the_clients_of_their_name() {
+        let added = AddedFields::sample();
         assert!(added.replaces(&HeaderName::from_static("x-forwarded-for")));
         assert!(!added.replaces(&http::header::HOST));
         assert_eq!(

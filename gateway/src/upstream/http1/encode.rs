@@ -137,17 +137,8 @@ mod tests {
             .body(body::empty())
             .expect("request");
         let (parts, body) = req.into_parts();
-        let mut added = AddedFields::default();
-        added.push(
-            HeaderName::from_static("x-forwarded-for"),
-            HeaderValue::from_static("10.0.0.1, 127.0.0.1"),
-        );
-        added.push(
-            HeaderName::from_static("x-forwarded-proto"),
-            HeaderValue::from_static("http"),
-        );
         let mut out = Vec::new();
-        head(&parts, &added, &body, &mut out);
+        head(&parts, &AddedFields::sample(), &body, &mut out);
         assert_eq!(
             String::from_utf8(out).expect("ascii"),
             "GET / HTTP/1.1\r\nx-kept: 1\r\nx-forwarded-for: 10.0.0.1, 127.0.0.1\r\n\
