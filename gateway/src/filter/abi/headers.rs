@@ -76,6 +76,12 @@ pub const MAX_MAP_PAIRS: usize = 1024;
 /// Most bytes of names and values one header map may hold after a guest's change.
 pub const MAX_MAP_BYTES: usize = 256 << 10;
 
+/// Whether a map of `pairs` pairs holding `bytes` bytes of names and
+/// values is beyond what one header map may hold.
+pub fn over_map_bounds(pairs: usize, bytes: usize) -> bool {
+    pairs > MAX_MAP_PAIRS || bytes > MAX_MAP_BYTES
+}
+
 fn map_bytes<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> usize {
     pairs.map(|(k, v)| k.len() + v.len()).sum()
 }
@@ -163,8 +169,10 @@ fn write_op(
         Ok(headers) => {
             // Header growth is bounded per map, not by the guest's memory.
             if write.grows
-                && (headers.pairs.len() >= MAX_MAP_PAIRS
-                    || map_bytes(headers.iter()) + key.len() + value.len() > MAX_MAP_BYTES)
+                && over_map_bounds(
+                    headers.pairs.len() + 1,
+                    map_bytes(headers.iter()) + key.len() + value.len(),
+                )
             {
                 return status::INTERNAL_FAILURE;
             }
@@ -207,9 +215,10 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
             if !pairs.iter().all(|(k, v)| valid(k, v)) {
                 return status::BAD_ARGUMENT;
             }
-            if pairs.len() > MAX_MAP_PAIRS
-                || map_bytes(pairs.iter().map(|(k, v)| (k.as_bytes(), &v[..]))) > MAX_MAP_BYTES
-            {
+            if over_map_bounds(
+                pairs.len(),
+                map_bytes(pairs.iter().map(|(k, v)| (k.as_bytes(), &v[..]))),
+            ) {
                 return status::INTERNAL_FAILURE;
             }
             match writable_map(c.data_mut(), m) {

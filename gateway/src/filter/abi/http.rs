@@ -6,6 +6,7 @@ use bytes::Bytes;
 use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
+use super::headers::over_map_bounds;
 use super::{
     decode_pairs, for_each_pair, read_bytes, read_string, status, status_of, stream_type,
     with_bytes, write_u32, GuestResult,
@@ -37,7 +38,7 @@ fn header_pairs(c: &Caller<'_, HostState>, p: i32, l: i32) -> GuestResult<Vec<(S
     let pairs = decode_pairs(&read_bytes(c, p, l)?).ok_or(status::BAD_ARGUMENT)?;
     // The same bound as a header map a filter changes.
     let bytes: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if pairs.len() > super::headers::MAX_MAP_PAIRS || bytes > super::headers::MAX_MAP_BYTES {
+    if over_map_bounds(pairs.len(), bytes) {
         return Err(status::INTERNAL_FAILURE);
     }
     Ok(pairs)
@@ -68,7 +69,7 @@ fn header_fields(
         })
     })?
     .ok_or(status::BAD_ARGUMENT)?;
-    if count > super::headers::MAX_MAP_PAIRS || bytes > super::headers::MAX_MAP_BYTES {
+    if over_map_bounds(count, bytes) {
         return Err(status::INTERNAL_FAILURE);
     }
     if !valid {
