@@ -276,15 +276,25 @@ impl ChainRun {
     /// then the body callbacks as the body streams.
     pub async fn on_request(
         &mut self,
-        req: http::Request<Body>,
+        mut req: http::Request<Body>,
     ) -> Result<http::Request<Body>, http::Response<Body>> {
-        let (mut parts, body) = req.into_parts();
-        let eos = body.is_end_stream();
+        self.filter_request(&mut req).await?;
+        Ok(req)
+    }
+
+    /// [`on_request`](Self::on_request) on a request held by the caller:
+    /// the request stays in one place (the exchange's) instead of being
+    /// moved into and out of every future on the way.
+    pub async fn filter_request(
+        &mut self,
+        req: &mut http::Request<Body>,
+    ) -> Result<(), http::Response<Body>> {
+        let eos = req.body().is_end_stream();
         let n = {
             let mut core = self.core();
             if let Some(s) = core.stream.as_deref_mut() {
-                s.request_headers = convert::request_headers(&parts, s.meta.scheme);
-                s.protocol = parts.version;
+                s.request_headers = convert::request_headers(req, s.meta.scheme);
+                s.protocol = req.version();
             }
             core.filters.len()
         };
@@ -304,12 +314,17 @@ impl ChainRun {
                 .await?;
         }
         if let Some(s) = self.core().stream.as_deref() {
-            convert::apply_request(&s.request_headers, &mut parts);
+            convert::apply_request(&s.request_headers, req);
         }
-        let reframe = self.body_may_change(&body, Dir::Request);
-        let body = self.body(body, Dir::Request).await?;
-        reframe_if_whole(reframe, &mut parts.headers, &body);
-        Ok(http::Request::from_parts(parts, body))
+        if self.body_may_change(req.body(), Dir::Request) {
+            let body = std::mem::replace(req.body_mut(), crate::http::body::empty());
+            // Boxed, as `wait`: only a request whose filters read bodies
+            // carries the body's state.
+            let body = Box::pin(self.body(body, Dir::Request)).await?;
+            reframe_if_whole(req.headers_mut(), &body);
+            *req.body_mut() = body;
+        }
+        Ok(())
     }
 
     /// The cluster a filter chose through the property `gateway.upstream`.
@@ -331,14 +346,21 @@ impl ChainRun {
 
     /// Response phase: `proxy_on_response_headers` for each filter in
     /// reverse order (as Envoy runs encoder filters), then the body.
-    pub async fn on_response(&mut self, resp: http::Response<Body>) -> http::Response<Body> {
+    pub async fn on_response(&mut self, mut resp: http::Response<Body>) -> http::Response<Body> {
+        self.filter_response(&mut resp).await;
+        resp
+    }
+
+    /// [`on_response`](Self::on_response) on a response held by the
+    /// caller; a filter's own answer replaces it.
+    pub async fn filter_response(&mut self, resp: &mut http::Response<Body>) {
         let order = {
             let mut core = self.core();
             // Copied for the filters only if one of them can read them.
             let read = core.any_active(|w| w.response);
             if let Some(s) = core.stream.as_deref_mut() {
                 if read {
-                    s.response_headers = convert::response_headers(&resp);
+                    s.response_headers = convert::response_headers(resp);
                 }
                 s.response_code = Some(resp.status().as_u16());
             }
@@ -346,12 +368,11 @@ impl ChainRun {
             // the response passes untouched, with no phase walked.
             let body = !resp.body().is_end_stream() && core.wants_body(Dir::Response);
             if !body && !core.any_active(|w| w.response_headers) {
-                return resp;
+                return;
             }
             core.order(Dir::Response)
         };
-        let (mut parts, body) = resp.into_parts();
-        let eos = body.is_end_stream();
+        let eos = resp.body().is_end_stream();
         for i in order {
             let count = self
                 .core()
@@ -362,20 +383,23 @@ impl ChainRun {
                 .step(i, Dir::Response, Phase::Headers(count, eos))
                 .await
             {
-                return r;
+                *resp = r;
+                return;
             }
         }
         if let Some(s) = self.core().stream.as_deref_mut() {
-            convert::apply_response(&s.response_headers, &mut parts);
-            s.response_code = Some(parts.status.as_u16());
+            convert::apply_response(&s.response_headers, resp);
+            s.response_code = Some(resp.status().as_u16());
         }
-        let reframe = self.body_may_change(&body, Dir::Response);
-        match self.body(body, Dir::Response).await {
-            Ok(body) => {
-                reframe_if_whole(reframe, &mut parts.headers, &body);
-                http::Response::from_parts(parts, body)
+        if self.body_may_change(resp.body(), Dir::Response) {
+            let body = std::mem::replace(resp.body_mut(), crate::http::body::empty());
+            match Box::pin(self.body(body, Dir::Response)).await {
+                Ok(body) => {
+                    reframe_if_whole(resp.headers_mut(), &body);
+                    *resp.body_mut() = body;
+                }
+                Err(r) => *resp = r,
             }
-            Err(r) => r,
         }
     }
 
@@ -438,8 +462,8 @@ impl ChainRun {
 /// filter that resizes chunks as they pass must remove it (our SDK does),
 /// or the mismatch ends the message in error instead of desynchronising
 /// the connection.
-fn reframe_if_whole(may_change: bool, headers: &mut http::HeaderMap, body: &Body) {
-    if may_change && body.size_hint().exact().is_some() {
+fn reframe_if_whole(headers: &mut http::HeaderMap, body: &Body) {
+    if body.size_hint().exact().is_some() {
         headers.remove(http::header::CONTENT_LENGTH);
     }
 }

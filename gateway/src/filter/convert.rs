@@ -9,16 +9,17 @@ use super::state::Headers;
 
 /// Request headers with `:method`, `:path`, `:authority`, `:scheme` first;
 /// `host` becomes `:authority`, as Envoy presents it.
-pub fn request_headers(parts: &http::request::Parts, scheme: &'static str) -> Headers {
-    let mut pairs = Vec::with_capacity(parts.headers.len() + 4);
-    let authority = parts
-        .uri
+pub fn request_headers<B>(req: &http::Request<B>, scheme: &'static str) -> Headers {
+    let headers = req.headers();
+    let mut pairs = Vec::with_capacity(headers.len() + 4);
+    let authority = req
+        .uri()
         .authority()
         .and_then(|a| HeaderValue::from_bytes(a.as_str().as_bytes()).ok())
-        .or_else(|| parts.headers.get(HOST).cloned())
+        .or_else(|| headers.get(HOST).cloned())
         .unwrap_or(HeaderValue::from_static(""));
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    pairs.push((Name::Pseudo(":method"), method(&parts.method)));
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    pairs.push((Name::Pseudo(":method"), method(req.method())));
     pairs.push((
         Name::Pseudo(":path"),
         // Bytes, not `from_str`: a path may carry non-ASCII (obs-text).
@@ -31,7 +32,7 @@ pub fn request_headers(parts: &http::request::Parts, scheme: &'static str) -> He
         // cleartext by writing it into the request-target.
         HeaderValue::from_static(scheme),
     ));
-    for (k, v) in parts.headers.iter().filter(|(k, _)| *k != HOST) {
+    for (k, v) in headers.iter().filter(|(k, _)| *k != HOST) {
         pairs.push((Name::Header(k.clone()), v.clone()));
     }
     Headers {
@@ -78,7 +79,7 @@ fn header_map(h: &Headers) -> HeaderMap {
 }
 
 /// Applies changed request headers: pseudo-headers to method and URI.
-pub fn apply_request(h: &Headers, parts: &mut http::request::Parts) {
+pub fn apply_request<B>(h: &Headers, req: &mut http::Request<B>) {
     if !h.dirty {
         return;
     }
@@ -86,12 +87,13 @@ pub fn apply_request(h: &Headers, parts: &mut http::request::Parts) {
         .get(":method")
         .and_then(|m| http::Method::from_bytes(m).ok())
     {
-        parts.method = m;
+        *req.method_mut() = m;
     }
     let authority = h
         .get(":authority")
         .filter(|a| !a.is_empty())
         .map(<[u8]>::to_vec);
+    let old = req.uri();
     let mut uri = http::uri::Parts::default();
     if let Some(p) = h
         .get(":path")
@@ -99,31 +101,31 @@ pub fn apply_request(h: &Headers, parts: &mut http::request::Parts) {
     {
         uri.path_and_query = Some(p);
     } else {
-        uri.path_and_query = parts.uri.path_and_query().cloned();
+        uri.path_and_query = old.path_and_query().cloned();
     }
     // Absolute-form stays absolute (HTTP/2); origin-form carries the
     // authority in Host.
-    if parts.uri.authority().is_some() {
-        uri.scheme = parts.uri.scheme().cloned();
+    if old.authority().is_some() {
+        uri.scheme = old.scheme().cloned();
         uri.authority = authority
             .as_deref()
             .and_then(|a| http::uri::Authority::try_from(a).ok())
-            .or(parts.uri.authority().cloned());
+            .or(old.authority().cloned());
     }
     if let Ok(u) = http::Uri::from_parts(uri) {
-        parts.uri = u;
+        *req.uri_mut() = u;
     }
     let mut headers = header_map(h);
-    if parts.version < http::Version::HTTP_2 || parts.uri.authority().is_none() {
+    if req.version() < http::Version::HTTP_2 || req.uri().authority().is_none() {
         if let Some(a) = authority.and_then(|a| HeaderValue::from_bytes(&a).ok()) {
             headers.insert(HOST, a);
         }
     }
-    parts.headers = headers;
+    *req.headers_mut() = headers;
 }
 
 /// Applies changed response headers, `:status` included.
-pub fn apply_response(h: &Headers, parts: &mut http::response::Parts) {
+pub fn apply_response<B>(h: &Headers, resp: &mut http::Response<B>) {
     if !h.dirty {
         return;
     }
@@ -131,9 +133,9 @@ pub fn apply_response(h: &Headers, parts: &mut http::response::Parts) {
         .get(":status")
         .and_then(|s| http::StatusCode::from_bytes(s).ok())
     {
-        parts.status = s;
+        *resp.status_mut() = s;
     }
-    parts.headers = header_map(h);
+    *resp.headers_mut() = header_map(h);
 }
 
 /// Trailers as a header map for the body's last frame.

@@ -109,8 +109,7 @@ mod tests {
             .header("X-Trace", "t1")
             .body(())
             .expect("request");
-        let (parts, ()) = req.into_parts();
-        let mut h = crate::filter::convert::request_headers(&parts, "http");
+        let mut h = crate::filter::convert::request_headers(&req, "http");
         let pairs: Vec<(&[u8], &[u8])> = h.iter().collect();
         assert_eq!(
             pairs,

@@ -36,52 +36,54 @@ pub(crate) struct Outcome {
 /// response head. A body that can be held is read
 /// first, bounded by the listener's body timeouts (a slow client is the
 /// client's fault, 408, not the upstream's).
-pub(crate) async fn forward(
-    cluster: &Arc<Cluster>,
-    policy: &RetryPolicy,
+///
+/// Not an `async fn`, for the reason `Exchange::run` gives: the request's
+/// head is split off here and kept once, in this future, for every try.
+pub(crate) fn forward<'a>(
+    cluster: &'a Arc<Cluster>,
+    policy: &'a RetryPolicy,
     req: Request<Body>,
-    added: &AddedFields,
+    added: AddedFields,
     key: Option<u64>,
     timeout: Duration,
-    trace: Option<&mut RequestTrace>,
-) -> Outcome {
+    trace: Option<&'a mut RequestTrace>,
+) -> impl std::future::Future<Output = Outcome> + Send + 'a {
     let (parts, body) = req.into_parts();
     let limit = if policy.holds_body(&parts.method) {
         policy.buffer_limit
     } else {
         0
     };
-    let body = match ReplayBody::prepare(body, limit).await {
-        Ok(body) => body,
-        Err(_) => {
+    async move {
+        let Ok(mut body) = ReplayBody::prepare(body, limit).await else {
             return Outcome {
                 result: Err(ProxyError::BadRequest("the request body failed")),
                 endpoint: None,
                 connect: None,
                 header: None,
-            }
+            };
+        };
+        let mut tries = Tries {
+            cluster,
+            policy,
+            added: &added,
+            key,
+            deadline: Instant::now() + timeout,
+            tried: [0; MAX_TRIES],
+            tried_len: 0,
+            endpoint: None,
+            count: 0,
+            trace,
+            connect: None,
+            header: None,
+        };
+        let result = tries.run(&parts, &mut body).await;
+        Outcome {
+            result,
+            endpoint: tries.endpoint,
+            connect: tries.connect,
+            header: tries.header,
         }
-    };
-    let mut tries = Tries {
-        cluster,
-        policy,
-        added,
-        key,
-        deadline: Instant::now() + timeout,
-        tried: [0; MAX_TRIES],
-        tried_len: 0,
-        endpoint: None,
-        count: 0,
-        trace,
-        connect: None,
-        header: None,
-    };
-    let result = tries.run(parts, body).await;
-    Outcome {
-        result,
-        endpoint: tries.endpoint,
-        connect: tries.connect,
-        header: tries.header,
     }
 }
 
@@ -114,11 +116,11 @@ enum Tried {
     Answered(Response<Body>),
 }
 
-impl Tries<'_> {
+impl<'a> Tries<'a> {
     async fn run(
         &mut self,
-        parts: Parts,
-        mut body: ReplayBody,
+        parts: &Parts,
+        body: &mut ReplayBody,
     ) -> Result<Response<Body>, ProxyError> {
         let replays = self.policy.replays(&parts.method);
         // The retry in flight, counted against the cluster's budget.
@@ -131,17 +133,16 @@ impl Tries<'_> {
                 Some(t) if body.is_held() => (Instant::now() + t).min(self.deadline),
                 _ => self.deadline,
             };
-            let tried =
-                match tokio::time::timeout_at(try_deadline, self.one(&parts, &mut body)).await {
-                    Ok(Ok(resp)) if !self.policy.retries_status(resp.status()) => return Ok(resp),
-                    Ok(Ok(resp)) => Tried::Answered(resp),
-                    Ok(Err(e)) => match failure_of(&e) {
-                        Some(failure) => Tried::Failed(failure, e),
-                        None => return Err(e.into()),
-                    },
-                    Err(_) if try_deadline >= self.deadline => return Err(self.timed_out()),
-                    Err(_) => Tried::TimedOut,
-                };
+            let tried = match tokio::time::timeout_at(try_deadline, self.one(parts, body)).await {
+                Ok(Ok(resp)) if !self.policy.retries_status(resp.status()) => return Ok(resp),
+                Ok(Ok(resp)) => Tried::Answered(resp),
+                Ok(Err(e)) => match failure_of(&e) {
+                    Some(failure) => Tried::Failed(failure, e),
+                    None => return Err(e.into()),
+                },
+                Err(_) if try_deadline >= self.deadline => return Err(self.timed_out()),
+                Err(_) => Tried::TimedOut,
+            };
             let failure = match &tried {
                 Tried::Failed(f, _) => *f,
                 Tried::TimedOut => Failure::Timeout,
@@ -194,20 +195,28 @@ impl Tries<'_> {
             self.tried_len += 1;
         }
         let connecting = Instant::now();
-        let conn = self.cluster.connect_to(index).await?;
-        let connected = Instant::now();
-        self.connect = Some(connected - connecting);
-        self.endpoint = Some(conn.endpoint().clone());
-        // `run` only tries again while the body can still be sent.
-        let first = body.next().unwrap_or_else(body::empty);
-        match self.send(conn, parts, first, connected).await {
+        // The connection is moved into the send's future within these
+        // blocks, so this future does not keep a slot for it as well.
+        let sending = {
+            let conn = self.cluster.connect_to(index).await?;
+            let connected = Instant::now();
+            self.connect = Some(connected - connecting);
+            self.endpoint = Some(conn.endpoint().clone());
+            // `run` only tries again while the body can still be sent.
+            let first = body.next().unwrap_or_else(body::empty);
+            self.send(conn, parts, first, connected)
+        };
+        match sending.await {
             // The pooled connection had been closed by the upstream while
             // idle: the request never reached it. Again on a new one.
             Err(UpstreamError::Http1 { stale: true, .. }) if body.is_held() => {
                 self.cluster.breaker.traffic.retried("stale_connection");
-                let conn = self.cluster.connect_fresh(index).await?;
-                let again = body.next().unwrap_or_else(body::empty);
-                self.send(conn, parts, again, Instant::now()).await
+                let again = {
+                    let conn = self.cluster.connect_fresh(index).await?;
+                    let body = body.next().unwrap_or_else(body::empty);
+                    self.send(conn, parts, body, Instant::now())
+                };
+                again.await
             }
             other => other,
         }
@@ -215,35 +224,39 @@ impl Tries<'_> {
 
     /// Sends `head` and `body` on `conn` under a span of its own (when the
     /// request is traced). The head is borrowed, not copied: a traced try
-    /// copies it to carry its own `traceparent`. `sent`: the time the
+    /// copies it to carry its own `traceparent`; either is written before
+    /// the future is made, which holds neither. `sent`: the time the
     /// response head is waited for from (the connection's, just taken).
-    async fn send(
-        &mut self,
+    fn send<'s>(
+        &'s mut self,
         conn: crate::upstream::Connection,
         head: &Parts,
         body: Body,
         sent: Instant,
-    ) -> Result<Response<Body>, UpstreamError> {
-        let mut traced = None;
-        let mut attempt = match self.trace.as_deref_mut() {
-            None => UpstreamAttempt::untraced(),
+    ) -> impl std::future::Future<Output = Result<Response<Body>, UpstreamError>> + Send + use<'s, 'a>
+    {
+        let (mut attempt, sending) = match self.trace.as_deref_mut() {
+            None => {
+                let mut attempt = UpstreamAttempt::untraced();
+                attempt.endpoint(conn.endpoint());
+                (attempt, conn.send(head, self.added, body))
+            }
             Some(trace) => {
                 let (mut copy, ()) = request_of(head, ()).into_parts();
-                let attempt =
+                let mut attempt =
                     UpstreamAttempt::start(Some(trace), self.cluster.name(), &mut copy.headers);
-                // Boxed: rare, and a whole head in every request's future.
-                traced = Some(Box::new(copy));
-                attempt
+                attempt.endpoint(conn.endpoint());
+                (attempt, conn.send(&copy, self.added, body))
             }
         };
-        let head = traced.as_deref().unwrap_or(head);
-        attempt.endpoint(conn.endpoint());
-        let result = conn.send(head, self.added, body).await;
-        if let Ok(resp) = &result {
-            self.header = Some(sent.elapsed());
-            attempt.response(resp.status().as_u16());
+        async move {
+            let result = sending.await;
+            if let Ok(resp) = &result {
+                self.header = Some(sent.elapsed());
+                attempt.response(resp.status().as_u16());
+            }
+            result
         }
-        result
     }
 
     fn timed_out(&self) -> ProxyError {

@@ -100,8 +100,31 @@ impl Exchange {
     }
 
     /// Phases 2 to 6. Every failure becomes a response.
-    pub(crate) async fn run(&mut self, req: Request<Incoming>) -> Response<Body> {
-        let response = match self.proxy(req).await {
+    ///
+    /// The phases share one request, borrowed: here it is read into that
+    /// request before the future is made, and the futures below take
+    /// `&mut Request` rather than the request itself. Passed by value,
+    /// each `async fn` on the way would keep its own copy of the request
+    /// in its state (its argument and the local it becomes), and the
+    /// request's future, a few kilobytes, would be copied into its box
+    /// and the cache with them.
+    pub(crate) fn run(
+        &mut self,
+        req: Request<Incoming>,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send + '_ {
+        let mut prepared = self.prepare(req);
+        async move {
+            let result = match prepared {
+                Err(error) => Err(error),
+                Ok((ref mut req, ref authority)) => self.proxy(req, authority.as_deref()).await,
+            };
+            self.conclude(result)
+        }
+    }
+
+    /// The response for the outcome of phases 2 to 6.
+    fn conclude(&mut self, result: Result<Response<Body>, ProxyError>) -> Response<Body> {
+        let response = match result {
             // A body the client stopped sending fails whatever read it.
             Ok(_) | Err(_) if self.body_timed_out() => {
                 let error = ProxyError::RequestTimeout;
@@ -135,15 +158,14 @@ impl Exchange {
             .is_some_and(|p| p.timed_out.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    async fn proxy(&mut self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
-        let snapshot = self.snapshot.clone();
-        let listener = snapshot
-            .listener(&self.conn.service.listener)
-            .ok_or(ProxyError::NoRoute)?;
+    /// Phase 2: the request the phases share, with its one authority.
+    fn prepare(
+        &mut self,
+        req: Request<Incoming>,
+    ) -> Result<(Request<Body>, Option<String>), ProxyError> {
         let (mut parts, incoming) = req.into_parts();
         // From here on, a gRPC request gets its answers in gRPC form.
         self.grpc = super::grpc::is_grpc(&parts.headers);
-        // Phase 2: one path and one authority for everything after.
         if self.conn.service.limits.normalize_path {
             normalize_path(&mut parts.uri)?;
         }
@@ -164,7 +186,19 @@ impl Exchange {
                 deadline,
             ))
         };
-        let mut req = Request::from_parts(parts, body);
+        Ok((Request::from_parts(parts, body), authority))
+    }
+
+    /// Phases 3 to 6 on the prepared request.
+    async fn proxy(
+        &mut self,
+        req: &mut Request<Body>,
+        authority: Option<&str>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let snapshot = self.snapshot.clone();
+        let listener = snapshot
+            .listener(&self.conn.service.listener)
+            .ok_or(ProxyError::NoRoute)?;
 
         // Phase 3: listener filters see the request before any route is
         // chosen, so they can answer it or steer it.
@@ -172,27 +206,18 @@ impl Exchange {
         let folder_chain = listener.folder.as_ref().map(|f| f.chain());
         for chain in std::iter::once(&listener.filters).chain(folder_chain.as_deref()) {
             match self.request_filters(chain, req).await {
-                Ok((filtered, steered)) => {
-                    req = filtered;
-                    chosen = steered.or(chosen);
-                }
+                Ok(steered) => chosen = steered.or(chosen),
                 Err(local) => return Ok(self.respond(local).await),
             }
         }
 
         // Phase 4: the route, and its own filters. A listener filter that
         // chose the cluster does not skip them.
-        let target = match self
-            .route(listener, req, authority.as_deref(), chosen)
-            .await?
-        {
-            Routed::Forward(r, target) => {
-                req = r;
-                target
-            }
+        let target = match self.route(listener, req, authority, chosen).await? {
+            Routed::Forward(target) => target,
             Routed::Answered(resp) => return Ok(self.respond(resp).await),
         };
-        let resp = self.upstream(req, target, authority.as_deref()).await?;
+        let resp = self.upstream(req, target, authority).await?;
         Ok(self.respond(resp).await)
     }
 
@@ -202,7 +227,7 @@ impl Exchange {
     async fn route(
         &mut self,
         listener: &ListenerRuntime,
-        req: Request<Body>,
+        req: &mut Request<Body>,
         authority: Option<&str>,
         chosen: Option<String>,
     ) -> Result<Routed, ProxyError> {
@@ -218,10 +243,10 @@ impl Exchange {
                 timeout: None,
                 retry: None,
             };
-            return Ok(Routed::Forward(req, target));
+            return Ok(Routed::Forward(target));
         };
         self.record.route = Some(route.name.clone());
-        let (req, steered) = match self.request_filters(&route.filters, req).await {
+        let steered = match self.request_filters(&route.filters, req).await {
             Ok(passed) => passed,
             Err(local) => return Ok(Routed::Answered(local)),
         };
@@ -243,14 +268,11 @@ impl Exchange {
                 return Ok(Routed::Answered(resp));
             }
         };
-        Ok(Routed::Forward(
-            req,
-            Target {
-                cluster,
-                timeout: route.timeout,
-                retry: route.retry.clone(),
-            },
-        ))
+        Ok(Routed::Forward(Target {
+            cluster,
+            timeout: route.timeout,
+            retry: route.retry.clone(),
+        }))
     }
 
     /// Runs the request phase of `chain` (if it has filters): the request
@@ -259,30 +281,30 @@ impl Exchange {
     async fn request_filters(
         &mut self,
         chain: &FilterChain,
-        req: Request<Body>,
-    ) -> Result<(Request<Body>, Option<String>), Response<Body>> {
+        req: &mut Request<Body>,
+    ) -> Result<Option<String>, Response<Body>> {
         // Most routes have no filters of their own: no metadata is built
         // for an empty chain.
         if chain.is_empty() {
-            return Ok((req, None));
+            return Ok(None);
         }
         let Some(mut run) = chain.start(self.meta()) else {
-            return Ok((req, None));
+            return Ok(None);
         };
         run.set_trace(self.trace.as_ref());
-        let result = run.on_request(req).await;
+        let result = run.filter_request(req).await;
         let steered = run.upstream_override();
         if result.is_err() {
             self.record.filter = run.answered_by();
         }
         self.runs.push(run);
-        result.map(|req| (req, steered))
+        result.map(|()| steered)
     }
 
     /// Phase 5: the upstream exchange.
     async fn upstream(
         &mut self,
-        mut req: Request<Body>,
+        req: &mut Request<Body>,
         target: Target,
         authority: Option<&str>,
     ) -> Result<Response<Body>, ProxyError> {
@@ -294,16 +316,14 @@ impl Exchange {
             .clone();
         self.record.cluster = Some(cluster.name_arc().clone());
         self.admitted = Some(cluster.breaker.request()?);
-        let upgrade = forward::upgrade_protocol(&req);
-        let downstream_upgrade = upgrade
-            .is_some()
-            .then(|| self.conn.downstream_upgrade(&mut req));
+        let upgrade = forward::upgrade_protocol(req);
+        let downstream_upgrade = upgrade.is_some().then(|| self.conn.downstream_upgrade(req));
         let forwarded = Forwarded {
             client: &self.conn.conn.forwarded_for,
             scheme: self.conn.conn.scheme,
             host: authority,
         };
-        let added = forward::to_upstream(&mut req, &forwarded, upgrade);
+        let added = forward::to_upstream(req, &forwarded, upgrade);
         let mut timeout = target.timeout.unwrap_or(cluster.config.request_timeout);
         // `grpc-timeout` bounds the whole call, response body included.
         let grpc_deadline = self
@@ -329,7 +349,7 @@ impl Exchange {
                 req.headers_mut(),
             );
             let (endpoint, mut resp) =
-                tokio::time::timeout(timeout, Box::pin(cluster.upgrade(req, key)))
+                tokio::time::timeout(timeout, Box::pin(cluster.upgrade(std::mem::take(req), key)))
                     .await
                     .map_err(|_| ProxyError::UpstreamTimeout {
                         cluster: target.cluster.to_string(),
@@ -356,16 +376,16 @@ impl Exchange {
         // Boxed: the tries' state (retries, connects, the HTTP/1.1
         // exchange) is the largest part of a request's future, and every
         // future above it would otherwise carry (and copy) it.
-        let outcome = Box::pin(super::attempts::forward(
+        let tries = Box::pin(super::attempts::forward(
             &cluster,
             policy,
-            req,
-            &added,
+            std::mem::take(req),
+            added,
             key,
             timeout,
             self.trace.as_mut(),
-        ))
-        .await;
+        ));
+        let outcome = tries.await;
         self.record.endpoint = outcome.endpoint;
         self.record.upstream_connect = outcome.connect;
         self.record.upstream_header = outcome.header;
@@ -381,22 +401,29 @@ impl Exchange {
     }
 
     /// Phase 6: the response phase of the chains, innermost (route) first.
-    async fn respond(&mut self, mut resp: Response<Body>) -> Response<Body> {
-        for run in self.runs.iter_mut().rev() {
-            resp = run.on_response(resp).await;
-            if self.record.filter.is_none() {
-                self.record.filter = run.answered_by();
+    /// A plain fn returning its future, as `run`: the response is kept
+    /// once, where the block captured it.
+    fn respond(
+        &mut self,
+        mut resp: Response<Body>,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send + '_ {
+        async move {
+            for run in self.runs.iter_mut().rev() {
+                run.filter_response(&mut resp).await;
+                if self.record.filter.is_none() {
+                    self.record.filter = run.answered_by();
+                }
             }
+            if self.grpc
+                && resp
+                    .extensions()
+                    .get::<super::grpc::FromUpstream>()
+                    .is_none()
+            {
+                resp = super::grpc::local_answer(resp);
+            }
+            resp
         }
-        if self.grpc
-            && resp
-                .extensions()
-                .get::<super::grpc::FromUpstream>()
-                .is_none()
-        {
-            resp = super::grpc::local_answer(resp);
-        }
-        resp
     }
 
     fn meta(&self) -> RequestMeta {
@@ -455,7 +482,7 @@ impl Drop for Exchange {
 }
 
 enum Routed {
-    Forward(Request<Body>, Target),
+    Forward(Target),
     Answered(Response<Body>),
 }
 

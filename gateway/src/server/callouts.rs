@@ -77,7 +77,7 @@ impl CalloutClient for SnapshotCallouts {
                     &cluster,
                     &cluster.retry,
                     request,
-                    &none,
+                    none,
                     key,
                     timeout,
                     None,

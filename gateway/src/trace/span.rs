@@ -99,7 +99,8 @@ impl RequestTrace {
 }
 
 /// One call into a filter; the span (if tracing) ends when this is dropped.
-pub struct FilterCall(Option<opentelemetry_sdk::trace::Span>);
+/// Boxed, as `UpstreamAttempt`: it lives in every filter step's future.
+pub struct FilterCall(Option<Box<opentelemetry_sdk::trace::Span>>);
 
 impl FilterCall {
     /// Starts the span of filter `filter`'s `phase` callback
@@ -120,7 +121,7 @@ impl FilterCall {
                 KeyValue::new("gateway.filter.phase", phase),
             ])
             .start_with_context(&tracing.tracer, parent);
-        FilterCall(Some(span))
+        FilterCall(Some(Box::new(span)))
     }
 
     /// The filter answered the request itself.

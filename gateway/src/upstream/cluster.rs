@@ -2,6 +2,7 @@
 //! of keep-alive connections per endpoint.
 
 use crate::hash::FastMap;
+use futures_util::future::Either;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -370,12 +371,17 @@ impl Connection {
     /// Sends `request` and waits for the response head. Once the exchange
     /// is over (body read to the end), the connection returns to the
     /// worker's pool.
-    pub async fn send(
+    ///
+    /// Not an `async fn`: the head is written (HTTP/1.1) or copied
+    /// (HTTP/2) before the future is made, so the future borrows nothing
+    /// and holds the connection once (see `Exchange::run`).
+    pub fn send(
         self,
         head: &http::request::Parts,
         added: &AddedFields,
         body: Body,
-    ) -> Result<http::Response<Body>, UpstreamError> {
+    ) -> impl std::future::Future<Output = Result<http::Response<Body>, UpstreamError>> + Send + use<>
+    {
         let Connection {
             cluster,
             index,
@@ -389,24 +395,26 @@ impl Connection {
                     index,
                     _in_flight: in_flight,
                 };
-                back.exchange(conn, head, added, body).await
+                Either::Left(back.exchange(conn, head, added, body))
             }
             Sender::Http2(stream) => {
                 let idle = cluster.config.response_idle_timeout;
                 let mut request = request_of(head, body);
                 added.insert_into(request.headers_mut());
                 // Boxed, so the HTTP/1.1 path's future stays small.
-                let result = Box::pin(stream.send(request, idle)).await;
-                // The connection stays in the pool, shared; the request
-                // counts as in flight until its response head is in.
-                drop(in_flight);
-                let result = result.map_err(|source| UpstreamError::Protocol {
-                    cluster: cluster.name().to_string(),
-                    endpoint: cluster.endpoints[index].address.to_string(),
-                    source,
-                });
-                cluster.record_outcome(index, result.as_ref().ok().map(|r| r.status()));
-                result
+                Either::Right(Box::pin(async move {
+                    let result = stream.send(request, idle).await;
+                    // The connection stays in the pool, shared; the request
+                    // counts as in flight until its response head is in.
+                    drop(in_flight);
+                    let result = result.map_err(|source| UpstreamError::Protocol {
+                        cluster: cluster.name().to_string(),
+                        endpoint: cluster.endpoints[index].address.to_string(),
+                        source,
+                    });
+                    cluster.record_outcome(index, result.as_ref().ok().map(|r| r.status()));
+                    result
+                }))
             }
         }
     }
@@ -438,39 +446,44 @@ impl http1::Checkin for PoolReturn {
 }
 
 impl PoolReturn {
-    async fn exchange(
+    /// The head is written into the connection's buffer here; the future
+    /// sends it and reads the answer's head.
+    fn exchange(
         self,
         mut conn: Http1Conn,
         head: &http::request::Parts,
         added: &AddedFields,
         body: Body,
-    ) -> Result<http::Response<Body>, UpstreamError> {
+    ) -> impl std::future::Future<Output = Result<http::Response<Body>, UpstreamError>> + Send + use<>
+    {
         let head_request = head.method == http::Method::HEAD;
         let framing = conn.encode(head, added, &body);
-        let sent = async {
-            conn.send(framing, body).await?;
-            conn.read_head(head_request).await
-        }
-        .await;
-        let head = match sent {
-            Ok(head) => head,
-            // A pooled connection the upstream closed while it was idle
-            // (nothing was answered) is marked stale: the retry loop sends
-            // the request again on a new connection if it still holds it.
-            Err(e) => {
-                let stale = e.is_stale(conn.reused());
-                return Err(self.failed(e, stale));
+        async move {
+            let sent = async {
+                conn.send(framing, body).await?;
+                conn.read_head(head_request).await
             }
-        };
-        self.cluster.record_outcome(self.index, Some(head.status));
-        let mut response = http::Response::new(crate::http::body::empty());
-        *response.status_mut() = head.status;
-        *response.version_mut() = http::Version::HTTP_11;
-        let idle = self.cluster.config.response_idle_timeout;
-        let body = http1::response_body(conn, &head, self, idle);
-        *response.headers_mut() = head.headers;
-        *response.body_mut() = body;
-        Ok(response)
+            .await;
+            let head = match sent {
+                Ok(head) => head,
+                // A pooled connection the upstream closed while it was idle
+                // (nothing was answered) is marked stale: the retry loop sends
+                // the request again on a new connection if it still holds it.
+                Err(e) => {
+                    let stale = e.is_stale(conn.reused());
+                    return Err(self.failed(e, stale));
+                }
+            };
+            self.cluster.record_outcome(self.index, Some(head.status));
+            let mut response = http::Response::new(crate::http::body::empty());
+            *response.status_mut() = head.status;
+            *response.version_mut() = http::Version::HTTP_11;
+            let idle = self.cluster.config.response_idle_timeout;
+            let body = http1::response_body(conn, &head, self, idle);
+            *response.headers_mut() = head.headers;
+            *response.body_mut() = body;
+            Ok(response)
+        }
     }
 
     fn failed(&self, source: Http1Error, stale: bool) -> UpstreamError {
