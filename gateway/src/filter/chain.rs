@@ -328,7 +328,7 @@ impl ChainRun {
     }
 
     /// The cluster a filter chose through the property `gateway.upstream`.
-    pub fn upstream_override(&self) -> Option<String> {
+    pub fn upstream_override(&self) -> Option<Arc<str>> {
         self.core().stream.as_ref().and_then(|s| s.upstream.clone())
     }
 

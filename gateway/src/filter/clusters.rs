@@ -50,16 +50,13 @@ impl ClusterNames {
         self.names.load().encoded.clone()
     }
 
-    pub fn contains(&self, name: &str) -> bool {
-        self.names.load().set.contains(name)
-    }
-
-    /// A filter chose `cluster` for a request: when no such cluster
-    /// exists, counts it and warns the first time for this filter and
-    /// cluster (the request will get 503 "no such cluster").
-    pub fn check_choice(&self, filter: &str, cluster: &str) {
-        if self.contains(cluster) {
-            return;
+    /// A filter chose `cluster` for a request: the configuration's own
+    /// name, shared (no copy per request). When no such cluster exists,
+    /// counts it and warns the first time for this filter and cluster (the
+    /// request will get 503 "no such cluster"), and the name is copied.
+    pub fn choose(&self, filter: &str, cluster: &str) -> Arc<str> {
+        if let Some(name) = self.names.load().set.get(cluster) {
+            return name.clone();
         }
         crate::metrics::filter_unknown_cluster(filter);
         let first = {
@@ -74,6 +71,7 @@ impl ClusterNames {
                 "filter routes requests to cluster `{cluster}`, which is not configured: they get 503 \"no such cluster\" (check the name against the property `gateway.clusters` in on_configure; warned once per filter and cluster)"
             );
         }
+        Arc::from(cluster)
     }
 }
 
@@ -86,23 +84,24 @@ mod tests {
         let names = ClusterNames::default();
         names.set(["b", "a", "b"]);
         assert_eq!(names.encoded(), b"b\0a");
-        assert!(names.contains("a"));
-        assert!(!names.contains("c"));
+        assert!(names.names.load().set.contains("a"));
+        assert!(!names.names.load().set.contains("c"));
     }
 
     #[test]
     fn warns_once_per_filter_and_cluster() {
         let names = ClusterNames::default();
         names.set(["real"]);
-        names.check_choice("f", "real");
+        let real = names.choose("f", "real");
+        assert!(Arc::ptr_eq(&real, &names.choose("f", "real")), "shared");
         assert!(names
             .warned
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_empty());
-        names.check_choice("f", "nope");
-        names.check_choice("f", "nope");
-        names.check_choice("g", "nope");
+        assert_eq!(&*names.choose("f", "nope"), "nope");
+        names.choose("f", "nope");
+        names.choose("g", "nope");
         assert_eq!(
             names.warned.lock().unwrap_or_else(|p| p.into_inner()).len(),
             2

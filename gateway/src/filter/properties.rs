@@ -130,52 +130,42 @@ fn stream_property(s: &StreamState, segs: &[&[u8]]) -> Option<Vec<u8>> {
                 .iter()
                 .filter(|(k, _)| !k.starts_with(b":")),
         ),
-        [b"gateway", b"upstream"] => s.upstream.clone()?.into_bytes(),
+        [b"gateway", b"upstream"] => s.upstream.as_deref()?.as_bytes().to_vec(),
         _ => return None,
     })
 }
 
 pub fn set(state: &mut HostState, path: &[u8], value: &[u8]) -> Result<(), PropertyError> {
-    let segs = segments(path);
     let own = state.effective == state.current;
     let stream = match state.stream.as_deref_mut() {
         Some(s) if own => s,
         _ => return Err(PropertyError::NotFound),
     };
-    match segs.as_slice() {
-        [b"gateway", b"upstream"] => {
-            let name = std::str::from_utf8(value).map_err(|_| PropertyError::BadArgument)?;
-            if !name.is_empty() {
-                state
-                    .host
-                    .clusters
-                    .check_choice(&state.filter.config.name, name);
-            }
-            // An empty value clears the choice.
-            stream.upstream = (!name.is_empty()).then(|| name.to_string());
-            Ok(())
-        }
-        _ => {
-            // Anything else is the request's own data, as Envoy's filter
-            // state: readable back by every filter of the chain, bounded.
-            // (A path the gateway answers itself is stored too, and OK as
-            // in Envoy, but reads keep giving the gateway's value.)
-            let path = path.strip_suffix(&[0]).unwrap_or(path);
-            let props = &mut stream.properties;
-            let others: usize = props
-                .iter()
-                .filter(|(p, _)| p != path)
-                .map(|(p, v)| p.len() + v.len())
-                .sum();
-            let exists = props.iter().any(|(p, _)| p == path);
-            if others + path.len() + value.len() > MAX_CUSTOM_PROPERTY_BYTES
-                || (!exists && props.len() >= MAX_CUSTOM_PROPERTIES)
-            {
-                return Err(PropertyError::BadArgument);
-            }
-            props.retain(|(p, _)| p != path);
-            props.push((path.to_vec(), value.to_vec()));
-            Ok(())
-        }
+    let path = path.strip_suffix(&[0]).unwrap_or(path);
+    if path == b"gateway\0upstream" {
+        let name = std::str::from_utf8(value).map_err(|_| PropertyError::BadArgument)?;
+        // An empty value clears the choice.
+        stream.upstream =
+            (!name.is_empty()).then(|| state.host.clusters.choose(&state.filter.config.name, name));
+        return Ok(());
     }
+    // Anything else is the request's own data, as Envoy's filter
+    // state: readable back by every filter of the chain, bounded.
+    // (A path the gateway answers itself is stored too, and OK as
+    // in Envoy, but reads keep giving the gateway's value.)
+    let props = &mut stream.properties;
+    let others: usize = props
+        .iter()
+        .filter(|(p, _)| p != path)
+        .map(|(p, v)| p.len() + v.len())
+        .sum();
+    let exists = props.iter().any(|(p, _)| p == path);
+    if others + path.len() + value.len() > MAX_CUSTOM_PROPERTY_BYTES
+        || (!exists && props.len() >= MAX_CUSTOM_PROPERTIES)
+    {
+        return Err(PropertyError::BadArgument);
+    }
+    props.retain(|(p, _)| p != path);
+    props.push((path.to_vec(), value.to_vec()));
+    Ok(())
 }

@@ -46,7 +46,7 @@ pub struct StreamState {
     /// The body chunk (or buffered body) the current body callback sees.
     pub request_body: BytesMut,
     pub response_body: BytesMut,
-    pub upstream: Option<String>,
+    pub upstream: Option<std::sync::Arc<str>>,
     pub response_code: Option<u16>,
     /// Properties filters set for this request (Envoy's filter state):
     /// path and value, readable by every filter of the chain.

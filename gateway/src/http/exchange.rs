@@ -229,7 +229,7 @@ impl Exchange {
         listener: &ListenerRuntime,
         req: &mut Request<Body>,
         authority: Option<&str>,
-        chosen: Option<String>,
+        chosen: Option<Arc<str>>,
     ) -> Result<Routed, ProxyError> {
         let host = match req.uri().host() {
             Some(h) => Some(h),
@@ -239,7 +239,7 @@ impl Exchange {
             let cluster = chosen.ok_or(ProxyError::NoRoute)?;
             self.record.route = Some(filter_route());
             let target = Target {
-                cluster: Arc::from(cluster),
+                cluster,
                 timeout: None,
                 retry: None,
             };
@@ -251,7 +251,7 @@ impl Exchange {
             Err(local) => return Ok(Routed::Answered(local)),
         };
         let cluster = match (steered.or(chosen), &route.action) {
-            (Some(cluster), _) => Arc::from(cluster),
+            (Some(cluster), _) => cluster,
             (None, RouteAction::Forward { cluster }) => cluster.clone(),
             (
                 None,
@@ -282,7 +282,7 @@ impl Exchange {
         &mut self,
         chain: &FilterChain,
         req: &mut Request<Body>,
-    ) -> Result<Option<String>, Response<Body>> {
+    ) -> Result<Option<Arc<str>>, Response<Body>> {
         // Most routes have no filters of their own: no metadata is built
         // for an empty chain.
         if chain.is_empty() {
