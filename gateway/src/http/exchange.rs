@@ -403,6 +403,7 @@ impl Exchange {
     /// Phase 6: the response phase of the chains, innermost (route) first.
     /// A plain fn returning its future, as `run`: the response is kept
     /// once, where the block captured it.
+    #[allow(clippy::manual_async_fn)] // an `async fn` would keep two copies
     fn respond(
         &mut self,
         mut resp: Response<Body>,
