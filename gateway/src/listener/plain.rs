@@ -156,6 +156,7 @@ async fn serve_h1(
         idle: pin!(tokio::time::sleep(limit)),
         limit,
         stop: pin!(shutdown.started()),
+        armed: Armed::default(),
     };
     // When the connection was last parked.
     let mut parked_at: Option<Instant> = None;
@@ -191,6 +192,33 @@ struct Clock<'a, S> {
     idle: Pin<&'a mut tokio::time::Sleep>,
     limit: Duration,
     stop: Pin<&'a mut S>,
+    /// The idle clock was polled since it was last set, so it holds this
+    /// connection's waker (see [`Armed`]).
+    armed: Armed,
+}
+
+/// A timer polled pending since it was last set: it holds the waker of
+/// the connection's task and wakes it when it fires. Until it has fired
+/// (`is_elapsed`, one atomic load) polling it again would only register
+/// the same task again, and the connection's driver is polled at least
+/// twice per request.
+#[derive(Default)]
+struct Armed(bool);
+
+impl Armed {
+    /// Polls `timer` unless it is armed and has not fired.
+    fn poll(
+        &mut self,
+        timer: Pin<&mut tokio::time::Sleep>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        if self.0 && !timer.is_elapsed() {
+            return Poll::Pending;
+        }
+        let polled = timer.poll(cx);
+        self.0 = polled.is_pending();
+        polled
+    }
 }
 
 impl<S: Future<Output = ()>> Clock<'_, S> {
@@ -200,7 +228,7 @@ impl<S: Future<Output = ()>> Clock<'_, S> {
         if self.stop.as_mut().poll(cx).is_ready() {
             return Poll::Ready(());
         }
-        while self.idle.as_mut().poll(cx).is_ready() {
+        while self.armed.poll(self.idle.as_mut(), cx).is_ready() {
             match activity.idle_check(self.limit) {
                 None => return Poll::Ready(()),
                 Some(left) => self.idle.as_mut().reset(Instant::now() + left),
@@ -254,6 +282,7 @@ async fn busy<S: Future<Output = ()>>(
     // Requests started as of the linger clock's last tick.
     let mut seen = started;
     let mut tick = pin!(linger.then(|| tokio::time::sleep(LINGER)));
+    let mut tick_armed = Armed::default();
     let result = std::future::poll_fn(|cx| loop {
         if let Poll::Ready(result) = conn.poll_without_shutdown(cx) {
             return Poll::Ready(result);
@@ -268,7 +297,7 @@ async fn busy<S: Future<Output = ()>>(
         } else if clock.poll_close(cx, activity).is_ready() {
             closing = true;
         } else if let Some(mut tick) = tick.as_mut().as_pin_mut() {
-            if tick.as_mut().poll(cx).is_pending() {
+            if tick_armed.poll(tick.as_mut(), cx).is_pending() {
                 return Poll::Pending;
             }
             if answered && now_started == seen {
