@@ -290,14 +290,16 @@ fn protocol(v: http::Version) -> &'static str {
 
 /// Wraps a response body: counts bytes, and when it ends or is dropped
 /// finishes the exchange (access line, metrics, filter runs, the
-/// connection's request count).
+/// connection's request count). The exchange is boxed: the response is
+/// moved several times on its way out through hyper, and would carry its
+/// half a kilobyte each time.
 pub struct LoggedBody {
     inner: Body,
-    exchange: Exchange,
+    exchange: Box<Exchange>,
 }
 
 impl LoggedBody {
-    pub(crate) fn new(inner: Body, exchange: Exchange) -> Self {
+    pub(crate) fn new(inner: Body, exchange: Box<Exchange>) -> Self {
         Self { inner, exchange }
     }
 }

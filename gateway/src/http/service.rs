@@ -98,7 +98,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         // Started here, not in the future: a request is counted from the
         // moment its head is parsed, even if the future is never polled.
-        let mut exchange = Exchange::start(self, &req);
+        // Boxed once, for the future and then the response body to carry
+        // a pointer, not the whole exchange.
+        let mut exchange = Box::new(Exchange::start(self, &req));
         if !keeps_alive(&req) {
             self.activity.close_after_response();
         }
