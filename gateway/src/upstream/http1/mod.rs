@@ -317,6 +317,15 @@ impl ConnectionOptions {
     /// the value names only options (`close`, `keep-alive`), no other
     /// field (RFC 9110 §7.6.1).
     fn read(&mut self, value: &[u8]) -> bool {
+        // The values nearly every peer sends, whole: no list to walk.
+        if value.eq_ignore_ascii_case(b"keep-alive") {
+            self.keep = true;
+            return true;
+        }
+        if value.eq_ignore_ascii_case(b"close") {
+            self.close = true;
+            return true;
+        }
         let mut options_only = true;
         for token in list_tokens(value) {
             let close = token.eq_ignore_ascii_case(b"close");
