@@ -116,7 +116,7 @@ impl Exchange {
         async move {
             let result = match prepared {
                 Err(error) => Err(error),
-                Ok((ref mut req, ref authority)) => self.proxy(req, authority.as_deref()).await,
+                Ok((ref mut req, ref authority)) => self.proxy(req, authority.as_ref()).await,
             };
             self.conclude(result)
         }
@@ -162,7 +162,7 @@ impl Exchange {
     fn prepare(
         &mut self,
         req: Request<Incoming>,
-    ) -> Result<(Request<Body>, Option<String>), ProxyError> {
+    ) -> Result<(Request<Body>, Option<Authority>), ProxyError> {
         let (mut parts, incoming) = req.into_parts();
         // From here on, a gRPC request gets its answers in gRPC form.
         self.grpc = super::grpc::is_grpc(&parts.headers);
@@ -193,7 +193,7 @@ impl Exchange {
     async fn proxy(
         &mut self,
         req: &mut Request<Body>,
-        authority: Option<&str>,
+        authority: Option<&Authority>,
     ) -> Result<Response<Body>, ProxyError> {
         let snapshot = self.snapshot.clone();
         let listener = snapshot
@@ -213,7 +213,10 @@ impl Exchange {
 
         // Phase 4: the route, and its own filters. A listener filter that
         // chose the cluster does not skip them.
-        let target = match self.route(listener, req, authority, chosen).await? {
+        let target = match self
+            .route(listener, req, authority.map(Authority::as_str), chosen)
+            .await?
+        {
             Routed::Forward(target) => target,
             Routed::Answered(resp) => return Ok(self.respond(resp).await),
         };
@@ -306,7 +309,7 @@ impl Exchange {
         &mut self,
         req: &mut Request<Body>,
         target: Target,
-        authority: Option<&str>,
+        authority: Option<&Authority>,
     ) -> Result<Response<Body>, ProxyError> {
         let cluster = self
             .snapshot
@@ -318,10 +321,11 @@ impl Exchange {
         self.admitted = Some(cluster.breaker.request()?);
         let upgrade = forward::upgrade_protocol(req);
         let downstream_upgrade = upgrade.is_some().then(|| self.conn.downstream_upgrade(req));
+        let host = authority.and_then(Authority::to_value);
         let forwarded = Forwarded {
             client: &self.conn.conn.forwarded_for,
             scheme: self.conn.conn.scheme,
-            host: authority,
+            host: host.as_ref(),
         };
         let added = forward::to_upstream(req, &forwarded, upgrade);
         let mut timeout = target.timeout.unwrap_or(cluster.config.request_timeout);
@@ -518,29 +522,56 @@ fn normalize_path(uri: &mut http::Uri) -> Result<(), ProxyError> {
 /// (absolute form, HTTP/2 `:authority`), else the Host header. More than
 /// one Host, HTTP/1.1 without Host (RFC 9112 §3.2) and an HTTP/2 `host`
 /// that differs from `:authority` (RFC 9113 §8.3.1) are malformed.
-fn authority(parts: &http::request::Parts) -> Result<Option<String>, ProxyError> {
+fn authority(parts: &http::request::Parts) -> Result<Option<Authority>, ProxyError> {
     let mut hosts = parts.headers.get_all(header::HOST).iter();
     let host = match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => return Err(ProxyError::BadRequest("more than one Host header")),
-        (Some(h), None) => Some(
+        (Some(h), None) => {
             h.to_str()
-                .map_err(|_| ProxyError::BadRequest("invalid Host header"))?,
-        ),
+                .map_err(|_| ProxyError::BadRequest("invalid Host header"))?;
+            Some(h)
+        }
         (None, _) => None,
     };
     if let Some(a) = parts.uri.authority() {
-        let differs = host.is_some_and(|h| !h.eq_ignore_ascii_case(a.as_str()));
+        let differs =
+            host.is_some_and(|h| !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()));
         if differs && parts.version == http::Version::HTTP_2 {
             return Err(ProxyError::BadRequest("host differs from :authority"));
         }
-        return Ok(Some(a.as_str().to_owned()));
+        return Ok(Some(Authority::Target(a.clone())));
     }
     match host {
-        Some(h) => Ok(Some(h.to_owned())),
+        Some(h) => Ok(Some(Authority::Field(h.clone()))),
         None if parts.version == http::Version::HTTP_11 => {
             Err(ProxyError::BadRequest("missing Host header"))
         }
         None => Ok(None),
+    }
+}
+
+/// A request's one authority, sharing the request's own bytes (no copy
+/// per request): its Host field, or its request-target's authority.
+enum Authority {
+    /// Checked visible ASCII when read.
+    Field(HeaderValue),
+    Target(http::uri::Authority),
+}
+
+impl Authority {
+    fn as_str(&self) -> &str {
+        match self {
+            Authority::Field(v) => v.to_str().unwrap_or_default(),
+            Authority::Target(a) => a.as_str(),
+        }
+    }
+
+    /// As the value of a field (X-Forwarded-Host).
+    fn to_value(&self) -> Option<HeaderValue> {
+        match self {
+            Authority::Field(v) => Some(v.clone()),
+            Authority::Target(a) => HeaderValue::from_str(a.as_str()).ok(),
+        }
     }
 }
 

@@ -83,7 +83,8 @@ pub struct Forwarded<'a> {
     /// The client's IP, as a header value (built once per connection).
     pub client: &'a HeaderValue,
     pub scheme: &'static str,
-    pub host: Option<&'a str>,
+    /// The request's authority (shares the Host field's bytes).
+    pub host: Option<&'a HeaderValue>,
 }
 
 /// Rewrites `req` in place for an HTTP/1.1 upstream; the X-Forwarded-*
@@ -142,7 +143,7 @@ fn forwarded_fields(headers: &HeaderMap, forwarded: &Forwarded<'_>) -> AddedFiel
     let ours = [
         Some(forwarded.client.clone()),
         Some(HeaderValue::from_static(forwarded.scheme)),
-        forwarded.host.and_then(|h| HeaderValue::from_str(h).ok()),
+        forwarded.host.cloned(),
     ];
     let mut added = AddedFields::default();
     for ((name, sent), ours) in names.into_iter().zip(sent).zip(ours) {
@@ -277,7 +278,7 @@ mod tests {
             &Forwarded {
                 client: &client,
                 scheme: "http",
-                host: Some("example.com:8000"),
+                host: Some(&HeaderValue::from_static("example.com:8000")),
             },
             None,
         );
@@ -295,7 +296,8 @@ mod tests {
     #[test]
     fn forwarded_fields_append_to_the_clients_first_field_of_each_name() {
         let client = HeaderValue::from_static("127.0.0.9");
-        let fields = |sent: &[(&'static str, &'static str)], host| {
+        let fields = |sent: &[(&'static str, &'static str)], host: Option<&'static str>| {
+            let host = host.map(HeaderValue::from_static);
             let mut h = HeaderMap::new();
             for (name, value) in sent {
                 h.append(*name, HeaderValue::from_static(value));
@@ -303,7 +305,7 @@ mod tests {
             let f = Forwarded {
                 client: &client,
                 scheme: "https",
-                host,
+                host: host.as_ref(),
             };
             let added = forwarded_fields(&h, &f);
             added
