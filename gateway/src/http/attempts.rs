@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use http::request::Parts;
 use http::{Request, Response};
 use tokio::time::Instant;
@@ -249,14 +250,15 @@ impl<'a> Tries<'a> {
                 (attempt, conn.send(&copy, self.added, body))
             }
         };
-        async move {
-            let result = sending.await;
+        // A map, not an `async` block: awaiting `sending` from a block
+        // would copy it into a second slot of the block's state.
+        sending.map(move |result| {
             if let Ok(resp) = &result {
                 self.header = Some(sent.elapsed());
                 attempt.response(resp.status().as_u16());
             }
             result
-        }
+        })
     }
 
     fn timed_out(&self) -> ProxyError {
