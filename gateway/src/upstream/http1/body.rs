@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderName, StatusCode};
 use http_body::{Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
@@ -31,7 +31,7 @@ pub enum Framing {
 impl Framing {
     pub(super) fn of(
         status: StatusCode,
-        headers: &HeaderMap,
+        fields: &FramingFields<'_>,
         head_request: bool,
     ) -> Result<Framing, Http1Error> {
         if head_request
@@ -42,30 +42,57 @@ impl Framing {
             return Ok(Framing::Empty);
         }
         // Transfer-Encoding wins over Content-Length; chunked must be last.
-        if let Some(te) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
-            let last = super::list_tokens(te.as_bytes()).last();
+        if let Some(te) = fields.transfer_encoding {
+            let last = super::list_tokens(te).last();
             return Ok(match last {
                 Some(c) if c.eq_ignore_ascii_case(b"chunked") => Framing::Chunked,
                 _ => Framing::UntilClose,
             });
         }
-        // `1*DIGIT` (RFC 9112 §6.3), repeated identical values allowed.
-        let mut length = None;
-        for value in headers.get_all(CONTENT_LENGTH) {
-            for part in value.as_bytes().split(|&b| b == b',') {
-                let n = decimal(part.trim_ascii())
-                    .ok_or(Http1Error::Malformed("invalid content-length"))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(Http1Error::Malformed("conflicting content-length"));
-                }
-                length = Some(n);
-            }
+        if let Some(reason) = fields.bad_length {
+            return Err(Http1Error::Malformed(reason));
         }
-        Ok(match length {
+        Ok(match fields.content_length {
             Some(0) => Framing::Empty,
             Some(n) => Framing::Length(n),
             None => Framing::UntilClose,
         })
+    }
+}
+
+/// The fields that delimit a response body, taken as the head is parsed
+/// (no look-ups in the header map afterwards).
+#[derive(Default)]
+pub(super) struct FramingFields<'a> {
+    /// The last Transfer-Encoding field.
+    transfer_encoding: Option<&'a [u8]>,
+    /// Content-Length, once every value agrees.
+    content_length: Option<u64>,
+    /// Why Content-Length is unusable, if it is.
+    bad_length: Option<&'static str>,
+}
+
+impl<'a> FramingFields<'a> {
+    /// One field of the head, in order.
+    pub(super) fn field(&mut self, name: &HeaderName, value: &'a [u8]) {
+        if *name == TRANSFER_ENCODING {
+            self.transfer_encoding = Some(value);
+        } else if *name == CONTENT_LENGTH && self.bad_length.is_none() {
+            // `1*DIGIT` (RFC 9112 §6.3), repeated identical values allowed.
+            for part in value.split(|&b| b == b',') {
+                match decimal(part.trim_ascii()) {
+                    None => {
+                        self.bad_length = Some("invalid content-length");
+                        return;
+                    }
+                    Some(n) if self.content_length.is_some_and(|l| l != n) => {
+                        self.bad_length = Some("conflicting content-length");
+                        return;
+                    }
+                    Some(n) => self.content_length = Some(n),
+                }
+            }
+        }
     }
 }
 
@@ -341,14 +368,16 @@ mod tests {
     use super::*;
 
     fn framing(status: u16, headers: &[(&str, &str)]) -> Result<Framing, Http1Error> {
-        let mut map = HeaderMap::new();
+        let mut fields = FramingFields::default();
         for (k, v) in headers {
-            map.append(
-                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                http::HeaderValue::from_str(v).expect("value"),
-            );
+            let name = HeaderName::from_bytes(k.as_bytes()).expect("name");
+            fields.field(&name, v.as_bytes());
         }
-        Framing::of(StatusCode::from_u16(status).expect("status"), &map, false)
+        Framing::of(
+            StatusCode::from_u16(status).expect("status"),
+            &fields,
+            false,
+        )
     }
 
     #[test]
