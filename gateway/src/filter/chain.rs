@@ -409,11 +409,9 @@ impl ChainRun {
     }
 
     /// Runs body callbacks: the first chunks here (so a buffering filter
-    /// can still answer 413/502), the rest as the body streams.
+    /// can still answer 413/502), the rest as the body streams. Called
+    /// only for a body a filter will see ([`body_may_change`](Self::body_may_change)).
     async fn body(&mut self, body: Body, dir: Dir) -> Result<Body, http::Response<Body>> {
-        if body.is_end_stream() || !self.core().wants_body(dir) {
-            return Ok(body);
-        }
         let driven = drive_body(&self.core, body, dir).await;
         self.dispatch_calls();
         let mut driven = driven?;

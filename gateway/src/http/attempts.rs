@@ -236,20 +236,19 @@ impl<'a> Tries<'a> {
         sent: Instant,
     ) -> impl std::future::Future<Output = Result<Response<Body>, UpstreamError>> + Send + use<'s, 'a>
     {
-        let (mut attempt, sending) = match self.trace.as_deref_mut() {
-            None => {
-                let mut attempt = UpstreamAttempt::untraced();
-                attempt.endpoint(conn.endpoint());
-                (attempt, conn.send(head, self.added, body))
-            }
+        let mut traced = None;
+        let mut attempt = match self.trace.as_deref_mut() {
+            None => UpstreamAttempt::untraced(),
             Some(trace) => {
                 let (mut copy, ()) = request_of(head, ()).into_parts();
-                let mut attempt =
+                let attempt =
                     UpstreamAttempt::start(Some(trace), self.cluster.name(), &mut copy.headers);
-                attempt.endpoint(conn.endpoint());
-                (attempt, conn.send(&copy, self.added, body))
+                traced = Some(copy);
+                attempt
             }
         };
+        attempt.endpoint(conn.endpoint());
+        let sending = conn.send(traced.as_ref().unwrap_or(head), self.added, body);
         // A map, not an `async` block: awaiting `sending` from a block
         // would copy it into a second slot of the block's state.
         sending.map(move |result| {

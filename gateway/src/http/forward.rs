@@ -83,7 +83,7 @@ pub struct Forwarded<'a> {
     /// The client's IP, as a header value (built once per connection).
     pub client: &'a HeaderValue,
     pub scheme: &'static str,
-    /// The request's authority (shares the Host field's bytes).
+    /// The request's authority, as a field value.
     pub host: Option<&'a HeaderValue>,
 }
 

@@ -221,10 +221,10 @@ impl Http1Conn {
         let base = self.read.as_ptr() as usize;
         let mut headers = HeaderMap::with_capacity(parsed.headers.len());
         let mut connection = ConnectionOptions::default();
-        let mut framing = body::FramingFields::default();
+        let mut fields = body::FramingFields::default();
         for (i, h) in parsed.headers.iter().enumerate() {
             let name = name_at(&mut self.names, i, h.name.as_bytes())?;
-            framing.field(&name, h.value);
+            fields.field(&name, h.value);
             // Fields for this hop alone, which the proxy would strip from
             // the response anyway (`forward::strip_hop_by_hop`): a
             // `Connection` that names no other field, and `Keep-Alive`.
@@ -241,7 +241,7 @@ impl Http1Conn {
                 .map_err(|_| Http1Error::Malformed("invalid header value"))?;
             headers.append(name, value);
         }
-        let framing = body::Framing::of(status, &framing, head_request)?;
+        let framing = body::Framing::of(status, &fields, head_request)?;
         let keep_alive = connection.keep_alive(http10) && framing != body::Framing::UntilClose;
         self.read.advance(len);
         Ok(Some(ResponseHead {
