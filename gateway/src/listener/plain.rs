@@ -91,8 +91,9 @@ async fn serve_plain(
     mut shutdown: Shutdown,
 ) {
     crate::metrics::connection_opened();
-    // A new connection must send its first request head within the
-    // header timeout, as hyper bounds the rest of it.
+    // A new connection must send its first bytes within the header
+    // timeout; the connection's clock (`Clock`) bounds the rest of its
+    // first head.
     let first = tokio::select! {
         first = tokio::time::timeout(timeouts.header, first_bytes(&mut stream)) => first.ok().flatten(),
         () = shutdown.started() => None,
@@ -138,7 +139,10 @@ enum Ended {
 
 /// HTTP/1.1: a hyper connection per busy period, the bare socket between.
 /// The idle clock and the shutdown signal live as long as the connection:
-/// nothing is armed or registered per request.
+/// nothing is armed or registered per request. The clock is also the
+/// header timeout: it runs whenever no request is in flight, so a head
+/// that has not fully arrived within the limit closes the connection, as
+/// hyper's own per-request header timer would.
 async fn serve_h1(
     builder: &http1::Builder,
     mut io: SendTimeout<TokioIo<TcpStream>>,
@@ -221,16 +225,29 @@ impl Armed {
     }
 }
 
+/// Why a connection's clock says it should close.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Close {
+    /// The gateway is shutting down: finish what is in flight.
+    Shutdown,
+    /// Nothing in flight and no full request head for the limit.
+    TimedOut,
+}
+
 impl<S: Future<Output = ()>> Clock<'_, S> {
     /// Ready once the connection should close: shutdown began, or it has
     /// been idle for its limit (the clock is re-armed when it fires early).
-    fn poll_close(&mut self, cx: &mut std::task::Context<'_>, activity: &ConnActivity) -> Poll<()> {
+    fn poll_close(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        activity: &ConnActivity,
+    ) -> Poll<Close> {
         if self.stop.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(());
+            return Poll::Ready(Close::Shutdown);
         }
         while self.armed.poll(self.idle.as_mut(), cx).is_ready() {
             match activity.idle_check(self.limit) {
-                None => return Poll::Ready(()),
+                None => return Poll::Ready(Close::TimedOut),
                 Some(left) => self.idle.as_mut().reset(Instant::now() + left),
             }
         }
@@ -250,7 +267,7 @@ async fn wait_for_request<S: Future<Output = ()>>(
         if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
             return Poll::Ready(ready.is_ok());
         }
-        clock.poll_close(cx, activity).map(|()| false)
+        clock.poll_close(cx, activity).map(|_| false)
     })
     .await
 }
@@ -294,8 +311,14 @@ async fn busy<S: Future<Output = ()>>(
         let answered = in_flight == 0 && now_started != started;
         if answered && !linger {
             asked = true;
-        } else if clock.poll_close(cx, activity).is_ready() {
+        } else if let Poll::Ready(close) = clock.poll_close(cx, activity) {
             closing = true;
+            if close == Close::TimedOut {
+                // No request in flight, and no full head within the
+                // limit (a connection hyper has not yet seen a request
+                // on would ignore a graceful shutdown): it ends here.
+                return Poll::Ready(Ok(()));
+            }
         } else if let Some(mut tick) = tick.as_mut().as_pin_mut() {
             if tick_armed.poll(tick.as_mut(), cx).is_pending() {
                 return Poll::Pending;
@@ -343,9 +366,10 @@ fn joined(read: Bytes, rest: Bytes) -> Bytes {
 /// The `http` listener's builders.
 fn builders(limits: &HttpLimitsConfig) -> Arc<Builders> {
     let mut h1 = http1::Builder::new();
-    h1.timer(hyper_util::rt::TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(limits.header_read_timeout)
+    // No timer for hyper: the connection's own clock (`Clock`) bounds the
+    // wait for a request head, so no timer is made per request.
+    h1.keep_alive(true)
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192))
         // One buffer, one send(): small responses (most of a gateway's)
         // cost less than a writev() of head and body.
