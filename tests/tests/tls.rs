@@ -322,6 +322,58 @@ async fn plaintext_on_the_tls_port_is_closed_and_tls_still_works() {
     assert!(upstream.received().len() == 1);
 }
 
+/// Reads until the gateway closes `stream` (a close_notify, or the TCP
+/// connection's end without one); what was read on the way.
+async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(WAIT, stream.read(&mut buf))
+            .await
+            .expect("closed in time")
+        {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_http1_tls_connection_waits_for_a_request_head_at_most_the_header_timeout() {
+    // As on cleartext: a half-sent head is cut off at the header timeout,
+    // and so is a keep-alive connection that waits that long for its next
+    // request, idle_timeout notwithstanding.
+    let pki = Pki::new("ca");
+    let upstream = Upstream::start("u").await;
+    let gateway = https_gateway(
+        &upstream,
+        &[("site", &pki.server(&["site.example"]), "")],
+        "[listener.http]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"60s\"",
+    )
+    .await;
+    let http1 = options("site.example", &["http/1.1"]);
+    let connect = || tls::connect(gateway.addr("tls"), pki.roots(), &http1);
+    let mut half = connect().await.expect("handshake");
+    half.write_all(b"GET /a HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    let sent = std::time::Instant::now();
+    assert!(read_until_closed(&mut half).await.is_empty());
+    assert!(sent.elapsed() >= std::time::Duration::from_millis(250));
+
+    let mut kept = connect().await.expect("handshake");
+    kept.write_all(b"GET /b HTTP/1.1\r\nHost: site.example\r\n\r\n")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    let answer = String::from_utf8(read_until_closed(&mut kept).await).expect("text");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.contains("connection: close"), "{answer}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    let paths: Vec<String> = upstream.received().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/b"]);
+}
+
 #[test]
 fn missing_or_mismatched_certificate_files_are_config_errors_naming_the_file() {
     let pki = Pki::new("ca");

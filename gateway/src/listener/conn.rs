@@ -15,11 +15,12 @@ use crate::http::service::ConnService;
 /// Builds the connection builder with the listener's limits.
 pub(super) fn builder(limits: &HttpLimitsConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // No header timer for hyper's HTTP/1.1: the connection's clock in
+    // `drive` bounds the wait for a request head, with no timer per request.
     builder
         .http1()
-        .timer(TokioTimer::new())
         .keep_alive(true)
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192));
     if let Some(n) = header_limit(limits) {
         builder.http1().max_headers(n);
@@ -63,7 +64,7 @@ pub(super) fn set_tcp_keepalive(stream: &tokio::net::TcpStream, idle: Duration) 
 pub(super) struct ConnTimeouts {
     pub idle: Duration,
     pub send: Duration,
-    /// For the first request head of a connection.
+    /// For a request head (HTTP/1.1; the first bytes of a cleartext one).
     pub header: Duration,
 }
 
@@ -80,13 +81,15 @@ impl ConnTimeouts {
 /// Serves one connection until it closes, is idle too long or the gateway
 /// shuts down (then in-flight requests finish; HTTP/2 gets GOAWAY). The
 /// connection stays counted against `max_connections` while the service
-/// (its permit) lives: past an upgrade, in the tunnel.
+/// (its permit) lives: past an upgrade, in the tunnel. `protocol`: what
+/// the client asked for in the TLS handshake (ALPN).
 pub(super) async fn serve_connection<I>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
     service: ConnService,
     timeouts: ConnTimeouts,
     shutdown: Shutdown,
+    protocol: Protocol,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -97,27 +100,49 @@ pub(super) async fn serve_connection<I>(
         service,
         timeouts,
         shutdown,
+        protocol,
     )
     .await;
     crate::metrics::connection_closed();
 }
 
+/// The protocol a connection speaks, as far as it is known before hyper
+/// reads its first bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Protocol {
+    /// HTTP/2: a preface read, or `h2` agreed in the TLS handshake.
+    Http2,
+    /// Anything else is served as HTTP/1.1 unless it opens with the
+    /// HTTP/2 preface (hyper's `auto` tells them apart).
+    Http1,
+}
+
 /// Runs hyper's connection (either protocol) over `io` to its end.
+///
+/// One clock bounds the connection's idle time. On HTTP/1.1 it is also the
+/// header timeout (hyper runs no timer per request head): its limit is the
+/// shorter of the two, and when it runs out with no request in flight the
+/// connection ends there, as hyper's own header timer ended it (hyper
+/// ignores a graceful shutdown until its first request has been read).
 pub(super) async fn drive<I>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
     service: ConnService,
     timeouts: ConnTimeouts,
     mut shutdown: Shutdown,
+    protocol: Protocol,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let activity = service.activity.clone();
-    let idle_timeout = timeouts.idle;
+    let limit = match protocol {
+        Protocol::Http2 => timeouts.idle,
+        Protocol::Http1 => timeouts.idle.min(timeouts.header),
+    };
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let mut closing = false;
-    let idle = tokio::time::sleep(idle_timeout);
+    let idle = tokio::time::sleep(limit);
     tokio::pin!(idle);
     loop {
         tokio::select! {
@@ -127,7 +152,8 @@ pub(super) async fn drive<I>(
                 }
                 break;
             }
-            () = &mut idle, if !closing => match activity.idle_check(idle_timeout) {
+            () = &mut idle, if !closing => match activity.idle_check(limit) {
+                None if protocol == Protocol::Http1 => break,
                 None => {
                     closing = true;
                     conn.as_mut().graceful_shutdown();

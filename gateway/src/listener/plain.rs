@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::accept::accept_loop;
-use super::conn::{drive, set_tcp_keepalive, ConnTimeouts};
+use super::conn::{drive, set_tcp_keepalive, ConnTimeouts, Protocol};
 use super::prefixed::Prefixed;
 use super::send_timeout::SendTimeout;
 use super::{ConnActivity, Shutdown};
@@ -102,7 +102,15 @@ async fn serve_plain(
         let io = SendTimeout::new(TokioIo::new(stream), timeouts.send);
         if h2 {
             let io = Prefixed::new(io, prefix);
-            drive(&builders.auto, io, service, timeouts, shutdown).await;
+            drive(
+                &builders.auto,
+                io,
+                service,
+                timeouts,
+                shutdown,
+                Protocol::Http2,
+            )
+            .await;
         } else {
             serve_h1(&builders.h1, io, prefix, service, timeouts, shutdown).await;
         }

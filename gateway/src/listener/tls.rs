@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::certs::{subject, watch_certificates, CertStore};
-use super::conn::{builder, serve_connection, set_tcp_keepalive, ConnTimeouts};
+use super::conn::{builder, serve_connection, set_tcp_keepalive, ConnTimeouts, Protocol};
 use super::{ConnActivity, Shutdown};
 use crate::config::{pem, ClientAuth, HttpLimitsConfig, ListenerTlsConfig};
 use crate::http::service::{ConnInfo, ConnService, HttpService};
@@ -92,6 +92,10 @@ pub async fn serve_https(
             tracing::debug!(listener = &*service.listener, client = %peer, version = ?session.protocol_version(),
                 sni = ?session.server_name(), alpn = ?session.alpn_protocol().map(String::from_utf8_lossy),
                 client_subject = ?peer_subject, "TLS handshake done");
+            let protocol = match session.alpn_protocol() {
+                Some(b"h2") => Protocol::Http2,
+                _ => Protocol::Http1,
+            };
             let conn = ConnService {
                 service,
                 conn: Arc::new(ConnInfo {
@@ -114,7 +118,7 @@ pub async fn serve_https(
                 permit: Arc::new(permit),
                 handoff: None,
             };
-            serve_connection(&builder, TokioIo::new(tls), conn, timeouts, shutdown).await;
+            serve_connection(&builder, TokioIo::new(tls), conn, timeouts, shutdown, protocol).await;
         });
     })
     .await;
