@@ -32,7 +32,10 @@
 #                          (ours_log: ours with its access log written to a file;
 #                          core: our gateway without filters, route table only)
 #   BENCH_SKIP_BUILD=1     do not run cargo; use what is already built
-#   GATEWAY_BIN=path       gateway binary (default: $CARGO_TARGET_DIR/release/gateway)
+#   BENCH_PGO=1            measure the profile-guided build (scripts/build-pgo.sh,
+#                          built unless BENCH_SKIP_BUILD=1; about 16 minutes)
+#   GATEWAY_BIN=path       gateway binary (default: $CARGO_TARGET_DIR/release/gateway,
+#                          or $CARGO_TARGET_DIR/pgo/release/gateway with BENCH_PGO=1)
 #   FILTER_DIR=path        folder with filter_auth.wasm and filter_router.wasm
 #                          (default: $CARGO_TARGET_DIR/wasm32-unknown-unknown/release)
 #   BENCH_KEEP_TMP=1       keep the temp dir (configs, logs, raw outputs)
@@ -55,7 +58,12 @@ TARGETS=${BENCH_TARGETS:-ours ours_log core nginx haproxy direct}
 ROUNDS=${BENCH_ROUNDS:-3}
 WORKER_COUNTS=${BENCH_WORKERS:-1 2}
 IDLE=${BENCH_IDLE:-9000}
-GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/release/gateway}
+# BENCH_PGO=1: the profile-guided build (scripts/build-pgo.sh), as released.
+if [[ ${BENCH_PGO:-0} == 1 ]]; then
+    GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/pgo/release/gateway}
+else
+    GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/release/gateway}
+fi
 FILTER_DIR=${FILTER_DIR:-$TARGET_DIR/wasm32-unknown-unknown/release}
 AUTH_HEADER='Authorization: Basic x'
 

@@ -247,11 +247,19 @@ prepare_gateway() {
             sed 's/^/    /' "$TMP/setup-toolchain.log" >&2
             return 1
         }
-        log "  building the gateway: cargo build --release -p gateway (log: build-gateway.log)"
-        (cd "$ROOT" && cargo build --release -p gateway) >"$TMP/build-gateway.log" 2>&1 || {
-            log "  cargo build -p gateway failed:"
-            tail -n 15 "$TMP/build-gateway.log" | sed 's/^/    /' >&2
-        }
+        if [[ ${BENCH_PGO:-0} == 1 ]]; then
+            log "  building the gateway: scripts/build-pgo.sh, about 16 minutes (log: build-gateway.log)"
+            "$ROOT/scripts/build-pgo.sh" >"$TMP/build-gateway.log" 2>&1 || {
+                log "  scripts/build-pgo.sh failed:"
+                tail -n 15 "$TMP/build-gateway.log" | sed 's/^/    /' >&2
+            }
+        else
+            log "  building the gateway: cargo build --release -p gateway (log: build-gateway.log)"
+            (cd "$ROOT" && cargo build --release -p gateway) >"$TMP/build-gateway.log" 2>&1 || {
+                log "  cargo build -p gateway failed:"
+                tail -n 15 "$TMP/build-gateway.log" | sed 's/^/    /' >&2
+            }
+        fi
     fi
     [[ -x $GATEWAY_BIN ]] || {
         log "  no gateway binary at $GATEWAY_BIN"
