@@ -263,5 +263,15 @@ mod tests {
             assert_eq!(u64::from_str_radix(count, 16).ok(), Some(n), "{text}");
             assert!(seen.insert(text.to_owned()), "repeated {text}");
         }
+        // The longest count: sixteen digits.
+        let ids = RequestIds {
+            prefix: 0xfedc_ba98_7654_3210,
+            next: PerWorker::new(|_| AtomicU64::new(u64::MAX)),
+        };
+        let id = ids.next();
+        assert!(
+            id.to_str().is_ok_and(|t| t.ends_with("-ffffffffffffffff")),
+            "{id:?}"
+        );
     }
 }
