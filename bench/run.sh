@@ -33,7 +33,7 @@
 #                          core: our gateway without filters, route table only)
 #   BENCH_SKIP_BUILD=1     do not run cargo; use what is already built
 #   BENCH_PGO=1            measure the profile-guided build (scripts/build-pgo.sh,
-#                          built unless BENCH_SKIP_BUILD=1; about 16 minutes)
+#                          built unless BENCH_SKIP_BUILD=1; about 19 minutes)
 #   GATEWAY_BIN=path       gateway binary (default: $CARGO_TARGET_DIR/release/gateway,
 #                          or $CARGO_TARGET_DIR/pgo/release/gateway with BENCH_PGO=1)
 #   FILTER_DIR=path        folder with filter_auth.wasm and filter_router.wasm

@@ -248,7 +248,7 @@ prepare_gateway() {
             return 1
         }
         if [[ ${BENCH_PGO:-0} == 1 ]]; then
-            log "  building the gateway: scripts/build-pgo.sh, about 16 minutes (log: build-gateway.log)"
+            log "  building the gateway: scripts/build-pgo.sh, about 19 minutes (log: build-gateway.log)"
             "$ROOT/scripts/build-pgo.sh" >"$TMP/build-gateway.log" 2>&1 || {
                 log "  scripts/build-pgo.sh failed:"
                 tail -n 15 "$TMP/build-gateway.log" | sed 's/^/    /' >&2

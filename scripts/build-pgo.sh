@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/build-pgo.sh: the gateway built with profile-guided optimisation
-# (PGO), the build the benchmarks measure and a release ships.
+# (PGO): the binary to release, and the one the benchmarks measure with
+# BENCH_PGO=1 (docs/decisions.md).
 #
 #   ./scripts/build-pgo.sh     # -> $CARGO_TARGET_DIR/pgo/release/gateway
 #
@@ -16,7 +17,7 @@
 #   3. llvm-profdata merges the counts, and the optimised build
 #      (target/pgo) uses them. It is checked to make the demo's decisions
 #      before the script says it is done.
-# Two full release builds: about 16 minutes on 2 cores, in their own target
+# Two full release builds: about 19 minutes on 2 cores, in their own target
 # directories (the plain release build is left as it is).
 #
 # Needs: llvm-profdata of the LLVM version rustc uses (`rustc -vV`; on
