@@ -113,7 +113,8 @@ pub(super) enum Protocol {
     /// HTTP/2: a preface read, or `h2` agreed in the TLS handshake.
     Http2,
     /// Anything else is served as HTTP/1.1 unless it opens with the
-    /// HTTP/2 preface (hyper's `auto` tells them apart).
+    /// HTTP/2 preface (hyper's `auto` tells them apart; such a connection,
+    /// HTTP/2 over TLS without ALPN, keeps the HTTP/1.1 clock).
     Http1,
 }
 
