@@ -124,6 +124,28 @@ wait_http() {
     return 1
 }
 
+# wait_https PORT: until the port answers any HTTP status over TLS, at most ~15 s.
+wait_https() {
+    local i code
+    for ((i = 0; i < 150; i++)); do
+        code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "https://localhost:$1/" \
+            --resolve "localhost:$1:127.0.0.1" || true)
+        [[ $code != 000 ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# make_localhost_cert DIR: a self-signed ECDSA P-256 certificate for
+# localhost and 127.0.0.1, as DIR/cert.pem and DIR/key.pem.
+make_localhost_cert() {
+    mkdir -p "$1"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$1/key.pem" -out "$1/cert.pem" -days 2 -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >"$1/openssl.log" 2>&1 ||
+        die "openssl could not make the certificate (see $1/openssl.log)"
+}
+
 # expect PORT H2(0|1) PATH WANT_STATUS [curl options]: one request, checked.
 expect() {
     local port=$1 h2=$2 path=$3 want=$4 got

@@ -83,10 +83,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- one certificate for all: ECDSA P-256, self-signed, localhost -------------
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" -days 2 -subj /CN=localhost \
-    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >"$TMP/tls/openssl.log" 2>&1 ||
-    die "openssl could not make the certificate (see $TMP/tls/openssl.log)"
+make_localhost_cert "$TMP/tls"
 cat "$TMP/tls/cert.pem" "$TMP/tls/key.pem" >"$TMP/tls/both.pem" # HAProxy's crt: cert and key in one file
 CERT=$TMP/tls/cert.pem KEY=$TMP/tls/key.pem
 log "certificate: ECDSA P-256, CN=localhost, in $TMP/tls"
@@ -96,18 +93,6 @@ start_upstream_pair
 log "upstream pair (nginx, 1 worker) on 127.0.0.1:$UP1 and :$UP2"
 
 # --- checks over TLS ------------------------------------------------------------
-# wait_https PORT: until the port answers any HTTP status over TLS, at most ~15 s.
-wait_https() {
-    local i code
-    for ((i = 0; i < 150; i++)); do
-        code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "https://localhost:$1/" \
-            --resolve "localhost:$1:127.0.0.1" || true)
-        [[ $code != 000 ]] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # check_tls PORT: /ping 200 and /other 404 on HTTP/1.1 and on h2 (ALPN), the
 # certificate verified against itself, and per-request round robin.
 check_tls() {

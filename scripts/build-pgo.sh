@@ -109,11 +109,7 @@ rm -rf "$RAW" && mkdir -p "$RAW"
 
 # --- 2. the training load ----------------------------------------------------
 start_upstream_pair
-mkdir -p "$TMP/tls"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" -days 2 -subj /CN=localhost \
-    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >"$TMP/tls/openssl.log" 2>&1 ||
-    die "openssl could not make the certificate (see $TMP/tls/openssl.log)"
+make_localhost_cert "$TMP/tls"
 head -c 4096 /dev/zero | tr '\0' x >"$TMP/body"
 
 # The demo's listener (bench/targets.sh), served over TLS.
@@ -137,7 +133,7 @@ load() {
 }
 
 # serve GATEWAY LABEL RENDER...: starts GATEWAY with the config RENDER
-# writes, and checks its decisions (cleartext ones).
+# writes, on fresh ports.
 serve() {
     local bin=$1 label=$2
     shift 2
@@ -188,11 +184,7 @@ train() {
 
     log "training: HTTP/1.1 and h2 over TLS"
     serve "$bin" tls render_tls
-    local i
-    for ((i = 0; i < 150; i++)); do
-        curl -sk -o /dev/null --max-time 1 "https://127.0.0.1:$FRONT_H1/" && break
-        sleep 0.1
-    done
+    wait_https "$FRONT_H1" || die "the instrumented gateway did not start over TLS (see $TMP/gw-tls.log)"
     url=https://127.0.0.1:$FRONT_H1
     load --h1 -n 15000 -c 32 -H "$AUTH_HEADER" "$url/ping"
     load -n 15000 -c 16 -m 4 -H "$AUTH_HEADER" "$url/ping"
