@@ -124,6 +124,25 @@ wait_http() {
     return 1
 }
 
+# default_gateway_bin: the gateway a benchmark measures unless GATEWAY_BIN
+# says otherwise: the profile-guided build with BENCH_PGO=1, else the plain
+# release build.
+default_gateway_bin() {
+    if [[ ${BENCH_PGO:-0} == 1 ]]; then
+        echo "$TARGET_DIR/pgo/release/gateway"
+    else
+        echo "$TARGET_DIR/release/gateway"
+    fi
+}
+
+# gateway_description: the measured binary, its version and build, and the
+# tree, for a report's header.
+gateway_description() {
+    local build=""
+    [[ $GATEWAY_BIN == */pgo/release/* ]] && build=", profile-guided build"
+    echo "$GATEWAY_BIN ($("$GATEWAY_BIN" --version 2>/dev/null || echo 'not built')$build), tree at $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+}
+
 # wait_https PORT: until the port answers any HTTP status over TLS, at most ~15 s.
 wait_https() {
     local i code

@@ -32,7 +32,7 @@ print_report() {
     echo "(nginx worker_processes, HAProxy nbthread, ours [runtime] workers): $WORKER_COUNTS."
     echo "Versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'),"
     echo "$(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}'), $(h2load --version | head -1),"
-    echo "gateway: $GATEWAY_BIN ($("$GATEWAY_BIN" --version 2>/dev/null || echo 'not built')$([[ $GATEWAY_BIN == */pgo/release/* ]] && echo ', profile-guided build')), tree at $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)."
+    echo "gateway: $(gateway_description)."
     echo "Load average (1/5/15 min) at the start: $LOAD_AT_START; at the end: $LOAD_AT_END"
     echo "(anything else running on the machine skews every number)."
     [[ -n ${BENCH_NOTE:-} ]] && echo "Note: $BENCH_NOTE"

@@ -58,16 +58,12 @@ TARGETS=${BENCH_TARGETS:-ours ours_log core nginx haproxy direct}
 ROUNDS=${BENCH_ROUNDS:-3}
 WORKER_COUNTS=${BENCH_WORKERS:-1 2}
 IDLE=${BENCH_IDLE:-9000}
-# BENCH_PGO=1: the profile-guided build (scripts/build-pgo.sh), as released.
-if [[ ${BENCH_PGO:-0} == 1 ]]; then
-    GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/pgo/release/gateway}
-else
-    GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/release/gateway}
-fi
 FILTER_DIR=${FILTER_DIR:-$TARGET_DIR/wasm32-unknown-unknown/release}
 AUTH_HEADER='Authorization: Basic x'
 
 source "$ROOT/bench/lib.sh"
+# BENCH_PGO=1: the profile-guided build (scripts/build-pgo.sh), as released.
+GATEWAY_BIN=${GATEWAY_BIN:-$(default_gateway_bin)}
 
 need_tools
 LOAD_AT_START=$(cut -d" " -f1-3 /proc/loadavg 2>/dev/null || echo unknown)

@@ -50,17 +50,13 @@ HS_CONNS=${BENCH_HS_CONNS:-32}
 STIME_PROCS=${BENCH_STIME_PROCS:-4}
 TARGETS=${BENCH_TARGETS:-ours nginx haproxy}
 ROUNDS=${BENCH_ROUNDS:-1}
-# BENCH_PGO=1: the profile-guided build (scripts/build-pgo.sh), as released.
-if [[ ${BENCH_PGO:-0} == 1 ]]; then
-    GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/pgo/release/gateway}
-else
-    GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/release/gateway}
-fi
 FILTER_DIR=${FILTER_DIR:-$TARGET_DIR/wasm32-unknown-unknown/release}
 AUTH_HEADER='Authorization: Basic x' # sent on /ping like run.sh; nobody here checks it
 SCHEME=https
 
 source "$ROOT/bench/lib.sh"
+# BENCH_PGO=1: the profile-guided build (scripts/build-pgo.sh), as released.
+GATEWAY_BIN=${GATEWAY_BIN:-$(default_gateway_bin)}
 
 need_tls_tools() {
     local missing=() t
@@ -362,7 +358,7 @@ print_tls_report() {
     echo "Upstream: nginx, 1 worker, two ports, fixed \"pong\", keep-alive pool from each proxy."
     echo "Versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'),"
     echo "$(openssl version | awk '{print "OpenSSL " $2}'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}'), $(h2load --version | head -1),"
-    echo "gateway: $GATEWAY_BIN ($("$GATEWAY_BIN" --version 2>/dev/null || echo 'not built')$([[ $GATEWAY_BIN == */pgo/release/* ]] && echo ', profile-guided build')), tree at $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)."
+    echo "gateway: $(gateway_description)."
     echo "Load average (1/5/15 min) at the start: $LOAD_AT_START; at the end: $LOAD_AT_END"
     echo "(anything else running on the machine skews every number)."
     [[ -n ${BENCH_NOTE:-} ]] && echo "Note: $BENCH_NOTE"
