@@ -103,10 +103,15 @@ pub const fn effective<F: crate::Filter>() -> Hooks {
     hooks
 }
 
+/// The option every SDK filter declares after its callbacks: it creates an
+/// HTTP context's state at the first callback naming it, so the host may
+/// skip `proxy_on_context_create` for HTTP contexts (docs/abi.md).
+const LAZY_HTTP_CONTEXTS: &str = "lazy_http_contexts";
+
 /// Length of the `gateway.callbacks` custom section for `hooks`.
 #[doc(hidden)]
 pub const fn section_len(hooks: Hooks) -> usize {
-    let mut len = 0;
+    let mut len = LAZY_HTTP_CONTEXTS.len() + 1;
     let mut bit = 0;
     while bit < CALLBACKS.len() {
         if hooks.0 & (1 << bit) != 0 {
@@ -117,8 +122,9 @@ pub const fn section_len(hooks: Hooks) -> usize {
     len
 }
 
-/// The `gateway.callbacks` custom section: the callbacks to call, one per
-/// line (docs/abi.md). `N` is [`section_len`] of the same hooks.
+/// The `gateway.callbacks` custom section: the callbacks to call, then
+/// the lazy-context option, one per line (docs/abi.md). `N` is
+/// [`section_len`] of the same hooks.
 #[doc(hidden)]
 pub const fn section<const N: usize>(hooks: Hooks) -> [u8; N] {
     let mut out = [0u8; N];
@@ -126,19 +132,25 @@ pub const fn section<const N: usize>(hooks: Hooks) -> [u8; N] {
     let mut bit = 0;
     while bit < CALLBACKS.len() {
         if hooks.0 & (1 << bit) != 0 {
-            let name = CALLBACKS[bit].as_bytes();
-            let mut i = 0;
-            while i < name.len() {
-                out[at] = name[i];
-                at += 1;
-                i += 1;
-            }
-            out[at] = b'\n';
-            at += 1;
+            at = put_line(&mut out, at, CALLBACKS[bit]);
         }
         bit += 1;
     }
+    put_line(&mut out, at, LAZY_HTTP_CONTEXTS);
     out
+}
+
+/// Writes `name` and a newline at `at`; returns where the next line starts.
+const fn put_line<const N: usize>(out: &mut [u8; N], mut at: usize, name: &str) -> usize {
+    let name = name.as_bytes();
+    let mut i = 0;
+    while i < name.len() {
+        out[at] = name[i];
+        at += 1;
+        i += 1;
+    }
+    out[at] = b'\n';
+    at + 1
 }
 
 #[cfg(test)]
@@ -149,14 +161,18 @@ mod tests {
     fn the_section_lists_the_callbacks_of_the_declared_hooks() {
         const H: Hooks = Hooks::REQUEST.and(Hooks::COMPLETE);
         let s: [u8; section_len(H)] = section(H);
-        assert_eq!(&s[..], b"proxy_on_request_headers\nproxy_on_log\n");
+        assert_eq!(
+            &s[..],
+            b"proxy_on_request_headers\nproxy_on_log\nlazy_http_contexts\n"
+        );
         let body = Hooks::RESPONSE_BODY;
         assert!(body.contains(Hooks::RESPONSE) && body.contains(Hooks::RESPONSE_TRAILERS));
         assert!(!body.contains(Hooks::REQUEST));
-        assert_eq!(section_len(Hooks::NONE), 0);
+        let none: [u8; section_len(Hooks::NONE)] = section(Hooks::NONE);
+        assert_eq!(&none[..], b"lazy_http_contexts\n");
         assert_eq!(
             section_len(Hooks::ALL),
-            CALLBACKS.iter().map(|c| c.len() + 1).sum::<usize>()
+            CALLBACKS.iter().map(|c| c.len() + 1).sum::<usize>() + LAZY_HTTP_CONTEXTS.len() + 1
         );
     }
 }

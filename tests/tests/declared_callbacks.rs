@@ -11,6 +11,12 @@ use http_body_util::Full;
 /// A filter that stamps the request and traps in every other callback: a
 /// host that calls any of those fails the request.
 fn stamping_module(declaration: Option<&str>) -> String {
+    stamping_module_creating(declaration, "")
+}
+
+/// The stamping module with `create` as the body of its
+/// `proxy_on_context_create(context, root)`.
+fn stamping_module_creating(declaration: Option<&str>, create: &str) -> String {
     let custom = declaration
         .map(|d| format!("(@custom \"gateway.callbacks\" \"{d}\")"))
         .unwrap_or_default();
@@ -27,7 +33,7 @@ fn stamping_module(declaration: Option<&str>) -> String {
     (local.set $p (global.get $heap))
     (global.set $heap (i32.add (global.get $heap) (local.get $n)))
     (local.get $p))
-  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_context_create") (param i32 i32) {create})
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
     (drop (call $add (i32.const 0) (i32.const 0) (i32.const 10) (i32.const 16) (i32.const 3)))
     (i32.const 0))
@@ -146,6 +152,58 @@ async fn a_filter_declaring_request_headers_is_never_called_for_the_response() {
             "{skipped} in {called:?}"
         );
     }
+}
+
+/// `proxy_on_context_create` traps for an HTTP context (a root id other
+/// than 0); a root context is created as usual.
+const TRAP_ON_HTTP_CONTEXT: &str = "(if (local.get 1) (then unreachable))";
+
+#[tokio::test]
+async fn a_module_creating_its_http_contexts_itself_is_not_asked_to() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lazy = wasm::wat_to(
+        &stamping_module_creating(
+            Some("proxy_on_request_headers\\nlazy_http_contexts\\n"),
+            TRAP_ON_HTTP_CONTEXT,
+        ),
+        &dir.path().join("lazy.wasm"),
+    );
+    let gateway = Gateway::start(&config(&up, &[("lazy", lazy.display().to_string(), None)])).await;
+    let mut client = gateway.http1("web").await;
+    for _ in 0..3 {
+        let reply = client.get("/ping").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let seen = up.received();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|r| r.headers["x-declared"] == "yes"));
+}
+
+#[tokio::test]
+async fn without_the_option_every_http_context_is_created_by_the_host() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let eager = wasm::wat_to(
+        &stamping_module_creating(Some("proxy_on_request_headers\\n"), TRAP_ON_HTTP_CONTEXT),
+        &dir.path().join("eager.wasm"),
+    );
+    let gateway = Gateway::start(&config(
+        &up,
+        &[("eager", eager.display().to_string(), None)],
+    ))
+    .await;
+    let mut client = gateway.http1("web").await;
+    let reply = client.get("/ping").await;
+    // The host called proxy_on_context_create, which trapped: the filter
+    // fails closed and nothing goes upstream.
+    assert!(
+        reply.status.is_server_error(),
+        "{} {}",
+        reply.status,
+        reply.text()
+    );
+    assert!(up.received().is_empty());
 }
 
 #[tokio::test]

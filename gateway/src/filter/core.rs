@@ -128,6 +128,12 @@ impl RunCore {
             let mut inst = cell.lock();
             let ctx = inst.next_context();
             inst.store.data_mut().signals.insert(ctx, None);
+            if inst.cb.lazy_http_contexts {
+                // The guest makes the context at its first callback.
+                drop(inst);
+                self.bound[i] = Bound::Active { cell, ctx };
+                return None;
+            }
             let r = inst.root_call(|i| {
                 i.callback(
                     |cb| cb.context_create.as_ref(),

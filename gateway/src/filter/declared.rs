@@ -20,10 +20,21 @@ pub(crate) const GOVERNED: &[&str] = &[
     "proxy_on_done",
 ];
 
+/// The option a module lists in the section when it creates an HTTP
+/// context's state itself, at the first callback that names the context:
+/// the host then does not call `proxy_on_context_create` for HTTP contexts
+/// (one guest call less per filter and request). Root contexts are created
+/// as before.
+pub(crate) const LAZY_HTTP_CONTEXTS: &str = "lazy_http_contexts";
+
 /// What a module declared: `None` without the section (every exported
-/// callback is called, as before), else the governed callbacks it listed.
+/// callback is called, as before), else the governed callbacks it listed;
+/// and whether it creates its HTTP contexts itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Declared(Option<Vec<&'static str>>);
+pub(crate) struct Declared {
+    listed: Option<Vec<&'static str>>,
+    lazy_http_contexts: bool,
+}
 
 impl Declared {
     /// Reads the section from a binary module; text (WAT) modules and
@@ -31,37 +42,53 @@ impl Declared {
     /// a newer SDK's declaration still loads here.
     pub fn read(wasm: &[u8]) -> Declared {
         if !wasm.starts_with(b"\0asm") {
-            return Declared(None);
+            return Declared::default();
         }
         for payload in wasmparser::Parser::new(0).parse_all(wasm) {
             let Ok(payload) = payload else {
                 // Compiling reports a malformed module with its reason.
-                return Declared(None);
+                return Declared::default();
             };
             if let wasmparser::Payload::CustomSection(section) = payload {
                 if section.name() == SECTION {
-                    return Declared(Some(parse(section.data())));
+                    return parse(section.data());
                 }
             }
         }
-        Declared(None)
+        Declared::default()
     }
 
     /// Whether the host may call export `name`.
     pub fn allows(&self, name: &str) -> bool {
-        match &self.0 {
+        match &self.listed {
             None => true,
             Some(listed) => !GOVERNED.contains(&name) || listed.contains(&name),
         }
     }
+
+    /// Whether the module creates its HTTP contexts itself
+    /// ([`LAZY_HTTP_CONTEXTS`]).
+    pub fn lazy_http_contexts(&self) -> bool {
+        self.lazy_http_contexts
+    }
 }
 
 /// Names, one per line (spaces and commas also separate them).
-fn parse(data: &[u8]) -> Vec<&'static str> {
+fn parse(data: &[u8]) -> Declared {
     let text = String::from_utf8_lossy(data);
-    text.split(|c: char| c == '\n' || c == ',' || c.is_whitespace())
-        .filter_map(|name| GOVERNED.iter().find(|g| **g == name).copied())
-        .collect()
+    let names = text.split(|c: char| c == '\n' || c == ',' || c.is_whitespace());
+    let mut declared = Declared {
+        listed: Some(Vec::new()),
+        lazy_http_contexts: false,
+    };
+    for name in names {
+        if name == LAZY_HTTP_CONTEXTS {
+            declared.lazy_http_contexts = true;
+        } else if let Some(g) = GOVERNED.iter().find(|g| **g == name) {
+            declared.listed.get_or_insert_with(Vec::new).push(g);
+        }
+    }
+    declared
 }
 
 #[cfg(test)]
@@ -106,5 +133,21 @@ mod tests {
         }
         let empty = Declared::read(&module_with(Some(b"")));
         assert!(!GOVERNED.iter().any(|c| empty.allows(c)));
+        assert!(!empty.lazy_http_contexts());
+    }
+
+    #[test]
+    fn lazy_http_contexts_is_an_option_not_a_callback() {
+        let d = Declared::read(&module_with(Some(
+            b"proxy_on_request_headers,lazy_http_contexts",
+        )));
+        assert!(d.lazy_http_contexts());
+        assert!(d.allows("proxy_on_request_headers"));
+        assert!(!d.allows("proxy_on_log"));
+        assert!(d.allows("proxy_on_context_create"));
+        let alone = Declared::read(&module_with(Some(b"lazy_http_contexts")));
+        assert!(alone.lazy_http_contexts());
+        assert!(!GOVERNED.iter().any(|c| alone.allows(c)));
+        assert!(!Declared::read(&module_with(None)).lazy_http_contexts());
     }
 }

@@ -8,8 +8,12 @@ use super::declared::Declared;
 use super::engine::wt;
 use super::state::HostState;
 
-/// The callbacks' export indexes, resolved once per module.
-pub(crate) struct ExportIndex(Vec<(&'static str, Option<ModuleExport>)>);
+/// The callbacks' export indexes, resolved once per module, and whether
+/// the module creates its HTTP contexts itself.
+pub(crate) struct ExportIndex {
+    exports: Vec<(&'static str, Option<ModuleExport>)>,
+    lazy_http_contexts: bool,
+}
 
 const CALLBACKS: &[&str] = &[
     "proxy_on_memory_allocate",
@@ -39,8 +43,8 @@ impl ExportIndex {
     /// The callbacks `module` exports, less those its declaration leaves
     /// out (they are never called, as if not exported).
     pub fn new(module: &wasmtime::Module, declared: &Declared) -> Self {
-        ExportIndex(
-            CALLBACKS
+        ExportIndex {
+            exports: CALLBACKS
                 .iter()
                 .map(|n| {
                     (
@@ -49,7 +53,14 @@ impl ExportIndex {
                     )
                 })
                 .collect(),
-        )
+            lazy_http_contexts: declared.lazy_http_contexts(),
+        }
+    }
+
+    /// Whether the host skips `proxy_on_context_create` for HTTP contexts
+    /// (docs/abi.md, "Declared callbacks").
+    pub fn lazy_http_contexts(&self) -> bool {
+        self.lazy_http_contexts
     }
 
     /// Whether callback `name` will be called.
@@ -59,14 +70,14 @@ impl ExportIndex {
 
     /// The `proxy_on_*` callbacks that will be called, for the admin view.
     pub fn callbacks(&self) -> Vec<&'static str> {
-        self.0
+        self.exports
             .iter()
             .filter(|(n, e)| n.starts_with("proxy_on_") && e.is_some())
             .map(|(n, _)| *n)
             .collect()
     }
     pub fn get(&self, name: &str) -> Option<&ModuleExport> {
-        self.0
+        self.exports
             .iter()
             .find(|(n, _)| *n == name)
             .and_then(|(_, e)| e.as_ref())

@@ -19,6 +19,9 @@ type F<P, R> = Option<TypedFunc<P, R>>;
 /// The guest's callbacks; absent ones are simply not called.
 pub(crate) struct Callbacks {
     pub context_create: F<(i32, i32), ()>,
+    /// The module creates its HTTP contexts at their first callback: no
+    /// `proxy_on_context_create` for them.
+    pub lazy_http_contexts: bool,
     pub vm_start: F<(i32, i32), i32>,
     pub configure: F<(i32, i32), i32>,
     pub done: F<i32, i32>,
@@ -146,6 +149,7 @@ impl FilterInstance {
         store.data_mut().alloc = alloc;
         let cb = Callbacks {
             context_create: typed(&inst, &mut store, &code.exports, "proxy_on_context_create")?,
+            lazy_http_contexts: code.exports.lazy_http_contexts(),
             vm_start: typed(&inst, &mut store, &code.exports, "proxy_on_vm_start")?,
             configure: typed(&inst, &mut store, &code.exports, "proxy_on_configure")?,
             done: typed(&inst, &mut store, &code.exports, "proxy_on_done")?,

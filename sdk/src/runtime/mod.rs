@@ -22,6 +22,11 @@ pub struct Runtime<F: Filter> {
     streams: RefCell<IdMap<Rc<RefCell<Stream<F>>>>>,
     /// Callout token -> the HTTP context waiting for it.
     callouts: RefCell<IdMap<u32>>,
+    /// The root whose configuration an HTTP context gets when its first
+    /// callback creates it (a host that honours the declared
+    /// `lazy_http_contexts` has one root per module instance): the root
+    /// created last.
+    lazy_root: std::cell::Cell<u32>,
 }
 
 /// Maps keyed by the ids the host hands out (contexts, callout tokens),
@@ -80,19 +85,30 @@ impl<F: Filter> Runtime<F> {
             roots: RefCell::default(),
             streams: RefCell::default(),
             callouts: RefCell::default(),
+            lazy_root: std::cell::Cell::new(0),
         }
     }
 
-    fn stream(&self, context_id: u32) -> Option<Rc<RefCell<Stream<F>>>> {
-        self.streams.borrow().get(&context_id).cloned()
+    /// The HTTP context's state, created here at its first callback when
+    /// the host did not call `proxy_on_context_create` for it.
+    fn stream(&self, context_id: u32) -> Rc<RefCell<Stream<F>>> {
+        if let Some(stream) = self.streams.borrow().get(&context_id) {
+            return stream.clone();
+        }
+        self.create_stream(context_id, self.lazy_root.get())
     }
 
     /// `proxy_on_context_create`.
     pub fn on_context_create(&self, context_id: u32, root_context_id: u32) {
         if root_context_id == 0 {
             self.roots.borrow_mut().entry(context_id).or_insert(None);
+            self.lazy_root.set(context_id);
             return;
         }
+        self.create_stream(context_id, root_context_id);
+    }
+
+    fn create_stream(&self, context_id: u32, root_context_id: u32) -> Rc<RefCell<Stream<F>>> {
         let config = self.roots.borrow().get(&root_context_id).cloned().flatten();
         // A host that skipped on_configure still gets defaults if they parse.
         let config = config.or_else(|| crate::config::parse::<F::Config>(b"").ok().map(Rc::new));
@@ -104,9 +120,9 @@ impl<F: Filter> Runtime<F> {
             request_body: BodyPlan::from_default(F::REQUEST_BODY_LIMIT),
             response_body: BodyPlan::from_default(F::RESPONSE_BODY_LIMIT),
         };
-        self.streams
-            .borrow_mut()
-            .insert(context_id, Rc::new(RefCell::new(stream)));
+        let stream = Rc::new(RefCell::new(stream));
+        self.streams.borrow_mut().insert(context_id, stream.clone());
+        stream
     }
 
     /// `proxy_on_vm_start`: installs the panic hook.
@@ -154,9 +170,9 @@ impl<F: Filter> Runtime<F> {
         }
     }
 
-    /// Runs `hook` on the stream's filter; None if the stream is unknown or busy.
+    /// Runs `hook` on the stream's filter; None if the stream is busy.
     fn with_stream<R>(&self, context_id: u32, hook: impl FnOnce(&mut Stream<F>) -> R) -> Option<R> {
-        let stream = self.stream(context_id)?;
+        let stream = self.stream(context_id);
         let mut stream = stream.try_borrow_mut().ok()?;
         Some(hook(&mut stream))
     }
