@@ -32,16 +32,60 @@ pub enum Format {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     pub fields: Vec<AccessLogField>,
-    pub template: Option<Vec<TemplatePiece>>,
+    /// A text line as literal text and fields: the template, or the
+    /// `name=value` line of `fields`, worked out once here rather than
+    /// for every line.
+    pub text: Vec<TemplatePiece>,
 }
 
 impl Default for Layout {
     fn default() -> Self {
-        Layout {
-            fields: AccessLogField::DEFAULT.to_vec(),
-            template: None,
-        }
+        Layout::new(AccessLogField::DEFAULT.to_vec(), None)
     }
+}
+
+impl Layout {
+    pub fn new(fields: Vec<AccessLogField>, template: Option<Vec<TemplatePiece>>) -> Self {
+        let text = template.unwrap_or_else(|| name_value_line(&fields));
+        Layout { fields, text }
+    }
+}
+
+/// `[time] access name=value ...` as pieces. The `access` marker sets
+/// these lines apart from the gateway's own log lines on stderr; it
+/// follows the time when the time comes first.
+fn name_value_line(fields: &[AccessLogField]) -> Vec<TemplatePiece> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut marked = false;
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            text.push(' ');
+        }
+        if *field == AccessLogField::Time {
+            if !text.is_empty() {
+                pieces.push(TemplatePiece::Text(std::mem::take(&mut text)));
+            }
+            pieces.push(TemplatePiece::Field(*field));
+            if !marked {
+                text.push_str(" access");
+                marked = true;
+            }
+            continue;
+        }
+        if !marked {
+            text.push_str("access ");
+            marked = true;
+        }
+        text.push_str(field.name());
+        text.push('=');
+        pieces.push(TemplatePiece::Text(std::mem::take(&mut text)));
+        pieces.push(TemplatePiece::Field(*field));
+    }
+    if !text.is_empty() {
+        pieces.push(TemplatePiece::Text(text));
+    }
+    pieces
 }
 
 struct Writer {
@@ -96,10 +140,10 @@ pub fn configure(config: &crate::config::AccessLogConfig) {
         crate::config::AccessLogFormat::Json => Format::Json,
     };
     set(format, config.path.clone());
-    set_layout(Layout {
-        fields: config.fields.clone(),
-        template: config.template.as_ref().map(|t| t.pieces.clone()),
-    });
+    set_layout(Layout::new(
+        config.fields.clone(),
+        config.template.as_ref().map(|t| t.pieces.clone()),
+    ));
 }
 
 /// Sets what lines hold (from the next line on).
@@ -237,5 +281,52 @@ fn write_loop(rx: Receiver<Chunk>) {
             tracing::warn!(error = %e, "cannot write the access log");
         }
         w.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use AccessLogField as F;
+    use TemplatePiece::{Field, Text};
+
+    fn text(t: &str) -> TemplatePiece {
+        Text(t.to_string())
+    }
+
+    #[test]
+    fn a_field_list_becomes_name_value_pieces_with_the_marker() {
+        assert_eq!(
+            Layout::new(vec![F::Time, F::Listener, F::Status], None).text,
+            vec![
+                Field(F::Time),
+                text(" access listener="),
+                Field(F::Listener),
+                text(" status="),
+                Field(F::Status),
+            ]
+        );
+        assert_eq!(
+            Layout::new(vec![F::Listener, F::Time], None).text,
+            vec![
+                text("access listener="),
+                Field(F::Listener),
+                text(" "),
+                Field(F::Time)
+            ]
+        );
+        assert_eq!(
+            Layout::new(vec![F::Time], None).text,
+            vec![Field(F::Time), text(" access")]
+        );
+    }
+
+    #[test]
+    fn a_template_is_kept_as_given() {
+        let pieces = vec![text("> "), Field(F::Path)];
+        assert_eq!(
+            Layout::new(vec![F::Status], Some(pieces.clone())).text,
+            pieces
+        );
     }
 }

@@ -149,37 +149,11 @@ impl Line<'_> {
 
     /// `[time] access name=value ...`, or the template filled in.
     fn text(&self, layout: &Layout, buf: &mut Vec<u8>) {
-        if let Some(pieces) = &layout.template {
-            for piece in pieces {
-                match piece {
-                    TemplatePiece::Text(t) => buf.extend_from_slice(t.as_bytes()),
-                    TemplatePiece::Field(f) => write_text(buf, &self.value(*f)),
-                }
+        for piece in &layout.text {
+            match piece {
+                TemplatePiece::Text(t) => buf.extend_from_slice(t.as_bytes()),
+                TemplatePiece::Field(f) => write_text(buf, &self.value(*f)),
             }
-            return;
-        }
-        // The `access` marker sets these lines apart from the gateway's
-        // own log lines on stderr.
-        let mut marked = false;
-        for (i, field) in layout.fields.iter().enumerate() {
-            if i > 0 {
-                buf.push(b' ');
-            }
-            if *field == AccessLogField::Time {
-                write_text(buf, &self.value(*field));
-                if !marked {
-                    buf.extend_from_slice(b" access");
-                    marked = true;
-                }
-                continue;
-            }
-            if !marked {
-                buf.extend_from_slice(b"access ");
-                marked = true;
-            }
-            buf.extend_from_slice(field.name().as_bytes());
-            buf.push(b'=');
-            write_text(buf, &self.value(*field));
         }
     }
 
