@@ -84,6 +84,18 @@ fn get(path: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
     req.body(Full::new(Bytes::new())).expect("request")
 }
 
+/// A gateway in front of `up` with one filter, `name`, compiled from `wat`
+/// into `dir`.
+async fn gateway_with_module(
+    up: &Upstream,
+    dir: &std::path::Path,
+    name: &str,
+    wat: &str,
+) -> Gateway {
+    let module = wasm::wat_to(wat, &dir.join(format!("{name}.wasm")));
+    Gateway::start(&config(up, &[(name, module.display().to_string(), None)])).await
+}
+
 /// The callbacks the admin endpoint says the gateway calls for `filter`.
 async fn callbacks(gateway: &Gateway, filter: &str) -> Vec<String> {
     let mut admin = Http1Client::connect(gateway.admin.expect("admin listener")).await;
@@ -117,14 +129,12 @@ async fn callbacks(gateway: &Gateway, filter: &str) -> Vec<String> {
 async fn a_filter_declaring_request_headers_is_never_called_for_the_response() {
     let up = Upstream::start("up").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let declared = wasm::wat_to(
-        &stamping_module(Some("proxy_on_request_headers\\n")),
-        &dir.path().join("declared.wasm"),
-    );
-    let gateway = Gateway::start(&config(
+    let gateway = gateway_with_module(
         &up,
-        &[("declared", declared.display().to_string(), None)],
-    ))
+        dir.path(),
+        "declared",
+        &stamping_module(Some("proxy_on_request_headers\\n")),
+    )
     .await;
     let mut client = gateway.http1("web").await;
     for _ in 0..3 {
@@ -162,14 +172,11 @@ const TRAP_ON_HTTP_CONTEXT: &str = "(if (local.get 1) (then unreachable))";
 async fn a_module_creating_its_http_contexts_itself_is_not_asked_to() {
     let up = Upstream::start("up").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let lazy = wasm::wat_to(
-        &stamping_module_creating(
-            Some("proxy_on_request_headers\\nlazy_http_contexts\\n"),
-            TRAP_ON_HTTP_CONTEXT,
-        ),
-        &dir.path().join("lazy.wasm"),
+    let module = stamping_module_creating(
+        Some("proxy_on_request_headers\\nlazy_http_contexts\\n"),
+        TRAP_ON_HTTP_CONTEXT,
     );
-    let gateway = Gateway::start(&config(&up, &[("lazy", lazy.display().to_string(), None)])).await;
+    let gateway = gateway_with_module(&up, dir.path(), "lazy", &module).await;
     let mut client = gateway.http1("web").await;
     for _ in 0..3 {
         let reply = client.get("/ping").await;
@@ -184,15 +191,9 @@ async fn a_module_creating_its_http_contexts_itself_is_not_asked_to() {
 async fn without_the_option_every_http_context_is_created_by_the_host() {
     let up = Upstream::start("up").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let eager = wasm::wat_to(
-        &stamping_module_creating(Some("proxy_on_request_headers\\n"), TRAP_ON_HTTP_CONTEXT),
-        &dir.path().join("eager.wasm"),
-    );
-    let gateway = Gateway::start(&config(
-        &up,
-        &[("eager", eager.display().to_string(), None)],
-    ))
-    .await;
+    let module =
+        stamping_module_creating(Some("proxy_on_request_headers\\n"), TRAP_ON_HTTP_CONTEXT);
+    let gateway = gateway_with_module(&up, dir.path(), "eager", &module).await;
     let mut client = gateway.http1("web").await;
     let reply = client.get("/ping").await;
     // The host called proxy_on_context_create, which trapped: the filter
@@ -210,12 +211,7 @@ async fn without_the_option_every_http_context_is_created_by_the_host() {
 async fn a_module_without_the_declaration_still_gets_every_callback() {
     let up = Upstream::start("up").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let undeclared = wasm::wat_to(&stamping_module(None), &dir.path().join("undeclared.wasm"));
-    let gateway = Gateway::start(&config(
-        &up,
-        &[("undeclared", undeclared.display().to_string(), None)],
-    ))
-    .await;
+    let gateway = gateway_with_module(&up, dir.path(), "undeclared", &stamping_module(None)).await;
     let mut client = gateway.http1("web").await;
     let reply = client.get("/download/300000").await;
     // The response callback traps: the filter fails closed.
