@@ -76,19 +76,18 @@ impl Declared {
 /// Names, one per line (spaces and commas also separate them).
 fn parse(data: &[u8]) -> Declared {
     let text = String::from_utf8_lossy(data);
-    let names = text.split(|c: char| c == '\n' || c == ',' || c.is_whitespace());
-    let mut declared = Declared {
-        listed: Some(Vec::new()),
-        lazy_http_contexts: false,
-    };
-    for name in names {
-        if name == LAZY_HTTP_CONTEXTS {
-            declared.lazy_http_contexts = true;
-        } else if let Some(g) = GOVERNED.iter().find(|g| **g == name) {
-            declared.listed.get_or_insert_with(Vec::new).push(g);
-        }
+    let names: Vec<&str> = text
+        .split(|c: char| c == '\n' || c == ',' || c.is_whitespace())
+        .collect();
+    Declared {
+        listed: Some(
+            names
+                .iter()
+                .filter_map(|name| GOVERNED.iter().find(|g| **g == *name).copied())
+                .collect(),
+        ),
+        lazy_http_contexts: names.contains(&LAZY_HTTP_CONTEXTS),
     }
-    declared
 }
 
 #[cfg(test)]
