@@ -71,51 +71,66 @@ pub async fn serve_http(
                 permit: Arc::new(permit),
                 handoff: Some(Arc::default()),
             };
-            let builders = builders.clone();
             let timeouts = ConnTimeouts::of(&limits);
-            tokio::spawn(async move {
-                serve_plain(&builders, stream, conn, timeouts, shutdown).await;
-            });
+            tokio::spawn(serve_plain(
+                builders.clone(),
+                stream,
+                conn,
+                timeouts,
+                shutdown,
+            ));
         },
     )
     .await;
 }
 
 /// Serves one cleartext connection until it closes, idles out or the
-/// gateway shuts down.
-async fn serve_plain(
-    builders: &Builders,
+/// gateway shuts down. This future is the connection's task for its whole
+/// life, so what it holds across an idle wait is what an idle connection
+/// costs: hyper's connection (HTTP/1.1, per busy period) and the HTTP/2
+/// connection are boxed, and the HTTP/1.1 loop borrows what this owns.
+#[allow(clippy::manual_async_fn)] // see the block's comment
+fn serve_plain(
+    builders: Arc<Builders>,
     mut stream: TcpStream,
     service: ConnService,
     timeouts: ConnTimeouts,
     mut shutdown: Shutdown,
-) {
-    crate::metrics::connection_opened();
-    // A new connection must send its first bytes within the header
-    // timeout; the connection's clock (`Clock`) bounds the rest of its
-    // first head.
-    let first = tokio::select! {
-        first = tokio::time::timeout(timeouts.header, first_bytes(&mut stream)) => first.ok().flatten(),
-        () = shutdown.started() => None,
-    };
-    if let Some((prefix, h2)) = first {
-        let io = SendTimeout::new(TokioIo::new(stream), timeouts.send);
-        if h2 {
-            let io = Prefixed::new(io, prefix);
-            drive(
-                &builders.auto,
-                io,
-                service,
-                timeouts,
-                shutdown,
-                Protocol::Http2,
-            )
-            .await;
-        } else {
-            serve_h1(&builders.h1, io, prefix, service, timeouts, shutdown).await;
+) -> impl Future<Output = ()> {
+    // A block rather than an `async fn`, which would keep a second copy of
+    // its arguments in the future.
+    async move {
+        crate::metrics::connection_opened();
+        // A new connection must send its first bytes within the header
+        // timeout; the connection's clock (`Clock`) bounds the rest of its
+        // first head.
+        let first = tokio::select! {
+            first = tokio::time::timeout(timeouts.header, first_bytes(&mut stream)) => first.ok().flatten(),
+            () = shutdown.started() => None,
+        };
+        if let Some((prefix, h2)) = first {
+            let io = SendTimeout::new(TokioIo::new(stream), timeouts.send);
+            if h2 {
+                let io = Prefixed::new(io, prefix);
+                Box::pin(drive(
+                    &builders.auto,
+                    io,
+                    service,
+                    timeouts,
+                    shutdown,
+                    Protocol::Http2,
+                ))
+                .await;
+            } else {
+                // Between requests the connection waits under the same bound
+                // as when hyper held it for its whole life: the header clock,
+                // or the idle one if shorter.
+                let limit = timeouts.idle.min(timeouts.header);
+                serve_h1(&builders.h1, io, prefix, &service, limit, &mut shutdown).await;
+            }
         }
+        crate::metrics::connection_closed();
     }
-    crate::metrics::connection_closed();
 }
 
 /// Reads until the bytes either are the HTTP/2 preface (true) or cannot
@@ -151,50 +166,59 @@ enum Ended {
 /// header timeout: it runs whenever no request is in flight, so a head
 /// that has not fully arrived within the limit closes the connection, as
 /// hyper's own per-request header timer would.
-async fn serve_h1(
-    builder: &http1::Builder,
+#[allow(clippy::manual_async_fn)]
+fn serve_h1<'a>(
+    builder: &'a http1::Builder,
     mut io: SendTimeout<TokioIo<TcpStream>>,
     mut pending: Bytes,
-    service: ConnService,
-    timeouts: ConnTimeouts,
-    mut shutdown: Shutdown,
-) {
-    let activity = service.activity.clone();
-    // Between requests the connection waits under the same bound as when
-    // hyper held it for its whole life: the header clock, or the idle one
-    // if shorter.
-    let limit = timeouts.idle.min(timeouts.header);
-    let mut clock = Clock {
-        idle: pin!(tokio::time::sleep(limit)),
-        limit,
-        stop: pin!(shutdown.started()),
-        armed: Armed::default(),
-    };
-    // When the connection was last parked.
-    let mut parked_at: Option<Instant> = None;
-    loop {
-        if pending.is_empty() && !wait_for_request(&io, &activity, &mut clock).await {
-            return;
-        }
-        let linger = parked_at.is_some_and(|at| at.elapsed() < LINGER);
-        let (started, _) = activity.counts();
-        let mut conn = builder.serve_connection(Prefixed::new(io, pending), service.clone());
-        let ended = busy(&mut conn, &activity, started, &mut clock, linger).await;
-        let Some(ended) = ended else { return };
-        let parts = conn.into_parts();
-        let (inner, rest) = parts.io.into_parts();
-        pending = joined(parts.read_buf, rest);
-        if let Some(tunnel) = service.handoff.as_ref().and_then(|h| h.waiting()) {
-            let _ = tunnel.send(Box::new(TokioIo::new(Prefixed::new(inner, pending))));
-            return;
-        }
-        io = inner;
-        parked_at = Some(Instant::now());
-        if matches!(ended, Ended::Closed) || activity.closing() {
-            let _ =
-                std::future::poll_fn(|cx| hyper::rt::Write::poll_shutdown(Pin::new(&mut io), cx))
-                    .await;
-            return;
+    service: &'a ConnService,
+    limit: Duration,
+    shutdown: &'a mut Shutdown,
+) -> impl Future<Output = ()> + 'a {
+    // A block, as in `serve_plain`.
+    async move {
+        let activity = &*service.activity;
+        let mut clock = Clock {
+            idle: pin!(tokio::time::sleep(limit)),
+            limit,
+            stop: pin!(shutdown.started()),
+            armed: Armed::default(),
+        };
+        // When the connection was last parked.
+        let mut parked_at: Option<Instant> = None;
+        loop {
+            if pending.is_empty() && !wait_for_request(&io, activity, &mut clock).await {
+                return;
+            }
+            let linger = parked_at.is_some_and(|at| at.elapsed() < LINGER);
+            let (started, _) = activity.counts();
+            // hyper's connection and the loop that drives it live in one
+            // allocation made per busy period: between requests the task holds
+            // only the socket and its clock.
+            let period = Box::pin(async {
+                let mut conn =
+                    builder.serve_connection(Prefixed::new(io, pending), service.clone());
+                let ended = busy(&mut conn, activity, started, &mut clock, linger).await;
+                ended.map(|ended| (ended, conn.into_parts()))
+            });
+            let Some((ended, parts)) = period.await else {
+                return;
+            };
+            let (inner, rest) = parts.io.into_parts();
+            pending = joined(parts.read_buf, rest);
+            if let Some(tunnel) = service.handoff.as_ref().and_then(|h| h.waiting()) {
+                let _ = tunnel.send(Box::new(TokioIo::new(Prefixed::new(inner, pending))));
+                return;
+            }
+            io = inner;
+            parked_at = Some(Instant::now());
+            if matches!(ended, Ended::Closed) || activity.closing() {
+                let _ = std::future::poll_fn(|cx| {
+                    hyper::rt::Write::poll_shutdown(Pin::new(&mut io), cx)
+                })
+                .await;
+                return;
+            }
         }
     }
 }

@@ -2,23 +2,65 @@
 //! removed by a reload. Every connection waits on it for its whole life,
 //! and its `started()` future is polled on each of the connection's
 //! wake-ups: a flag set before the signal goes out lets those polls answer
-//! without taking the signal's locks.
+//! without taking the signal's lock. A connection waits on one signal
+//! only, its listener's: the gateway's signal fires its listeners' as
+//! well. That wait is part of every idle connection's memory, so it is
+//! kept to one `Notified`.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
+
+/// One stop signal: the gateway's, or a listener's.
+#[derive(Default)]
+struct Signal {
+    begun: AtomicBool,
+    notify: Notify,
+    /// The listeners' signals, fired with this one.
+    children: Mutex<Vec<Weak<Signal>>>,
+}
+
+impl Signal {
+    fn fire(&self) {
+        // The flag first: a wait that sees it set answers without the
+        // signal; one that does not was registered before the wake-up.
+        if self.begun.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.notify.notify_waiters();
+        let children =
+            std::mem::take(&mut *self.children.lock().unwrap_or_else(|p| p.into_inner()));
+        for child in children.iter().filter_map(Weak::upgrade) {
+            child.fire();
+        }
+    }
+
+    /// A signal that also fires when this one does.
+    fn child(&self) -> Arc<Signal> {
+        let child = Arc::new(Signal::default());
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        // Under the lock `fire` takes its children with: either it has
+        // set the flag already, or it will find this child.
+        if self.begun.load(Ordering::Acquire) {
+            child.begun.store(true, Ordering::Release);
+        } else {
+            children.retain(|c| c.strong_count() > 0);
+            children.push(Arc::downgrade(&child));
+        }
+        child
+    }
+}
 
 /// Tells listeners to stop accepting and connections to wind down.
 #[derive(Clone)]
 pub struct Shutdown {
-    rx: watch::Receiver<bool>,
-    begun: Arc<AtomicBool>,
-    local: Option<(watch::Receiver<bool>, Arc<AtomicBool>)>,
+    signal: Arc<Signal>,
     /// Held by every connection task; the drain completes when all are
     /// dropped.
     _drain: tokio::sync::mpsc::Sender<()>,
@@ -26,72 +68,47 @@ pub struct Shutdown {
 
 /// The owner's side of [`Shutdown`]. Dropping it begins the shutdown too.
 pub struct ShutdownTrigger {
-    tx: watch::Sender<bool>,
-    begun: Arc<AtomicBool>,
+    signal: Arc<Signal>,
     drain_rx: tokio::sync::mpsc::Receiver<()>,
 }
 
 /// Stops one listener's child [`Shutdown`]: on [`ListenerStop::begin`] or
 /// when dropped.
 pub struct ListenerStop {
-    tx: watch::Sender<bool>,
-    begun: Arc<AtomicBool>,
+    signal: Arc<Signal>,
 }
 
 impl Shutdown {
     pub fn new() -> (Shutdown, ShutdownTrigger) {
-        let (tx, rx) = watch::channel(false);
         let (drain_tx, drain_rx) = tokio::sync::mpsc::channel(1);
-        let begun = Arc::new(AtomicBool::new(false));
+        let signal = Arc::new(Signal::default());
         (
             Shutdown {
-                rx,
-                begun: begun.clone(),
-                local: None,
+                signal: signal.clone(),
                 _drain: drain_tx,
             },
-            ShutdownTrigger {
-                tx,
-                begun,
-                drain_rx,
-            },
+            ShutdownTrigger { signal, drain_rx },
         )
     }
 
     /// A shutdown that also begins when the returned stop begins.
     pub fn child(&self) -> (Shutdown, ListenerStop) {
-        let (tx, rx) = watch::channel(false);
-        let begun = Arc::new(AtomicBool::new(false));
-        let mut child = self.clone();
-        child.local = Some((rx, begun.clone()));
-        (child, ListenerStop { tx, begun })
+        let signal = self.signal.child();
+        let child = Shutdown {
+            signal: signal.clone(),
+            _drain: self._drain.clone(),
+        };
+        (child, ListenerStop { signal })
     }
 
     /// Resolves once shutdown has begun.
     pub fn started(&mut self) -> impl Future<Output = ()> + '_ {
-        let Shutdown {
-            rx, begun, local, ..
-        } = self;
-        let (local_rx, local_begun) = match local {
-            Some((rx, begun)) => (Some(rx), Some(&**begun)),
-            None => (None, None),
-        };
+        let signal = &*self.signal;
         Started {
-            wait: async move {
-                match local_rx {
-                    None => {
-                        let _ = rx.wait_for(|stop| *stop).await;
-                    }
-                    Some(local) => {
-                        tokio::select! {
-                            _ = rx.wait_for(|stop| *stop) => {}
-                            _ = local.wait_for(|stop| *stop) => {}
-                        }
-                    }
-                }
-            },
-            begun,
-            local: local_begun,
+            // Made now: `notify_waiters` wakes every `Notified` made before
+            // it, polled or not.
+            wait: signal.notify.notified(),
+            begun: &signal.begun,
             registered: None,
         }
     }
@@ -99,29 +116,28 @@ impl Shutdown {
 
 pin_project_lite::pin_project! {
     /// [`Shutdown::started`]: once its wait has registered this task's
-    /// waker with the signal, further polls look only at the flags (the
-    /// signal wakes that waker after setting them).
-    struct Started<'a, F> {
+    /// waker with the signal, further polls look only at the flag (the
+    /// signal wakes that waker after setting it).
+    struct Started<'a> {
         #[pin]
-        wait: F,
+        wait: Notified<'a>,
         begun: &'a AtomicBool,
-        local: Option<&'a AtomicBool>,
         registered: Option<Waker>,
     }
 }
 
-impl<F: Future<Output = ()>> Future for Started<'_, F> {
+impl Future for Started<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
-        let begun = this.begun.load(Ordering::Acquire)
-            || this.local.is_some_and(|l| l.load(Ordering::Acquire));
-        if !begun
-            && this
-                .registered
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
+        if this.begun.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        if this
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
         {
             return Poll::Pending;
         }
@@ -137,8 +153,7 @@ impl ShutdownTrigger {
     /// Signals shutdown and waits until every connection holding a
     /// [`Shutdown`] has ended, or `grace` has passed. True when all ended.
     pub async fn shutdown(mut self, grace: Duration) -> bool {
-        self.begun.store(true, Ordering::Release);
-        let _ = self.tx.send(true);
+        self.signal.fire();
         tokio::time::timeout(grace, async {
             while self.drain_rx.recv().await.is_some() {}
         })
@@ -149,21 +164,20 @@ impl ShutdownTrigger {
 
 impl Drop for ShutdownTrigger {
     fn drop(&mut self) {
-        self.begun.store(true, Ordering::Release);
+        self.signal.fire();
     }
 }
 
 impl ListenerStop {
     /// Stops the listener; its connections drain.
     pub fn begin(&self) {
-        self.begun.store(true, Ordering::Release);
-        let _ = self.tx.send(true);
+        self.signal.fire();
     }
 }
 
 impl Drop for ListenerStop {
     fn drop(&mut self) {
-        self.begun.store(true, Ordering::Release);
+        self.signal.fire();
     }
 }
 
@@ -206,6 +220,22 @@ mod tests {
         drop(trigger);
         assert!(count.0.load(Ordering::SeqCst) >= 2);
         assert!(poll_once(started.as_mut(), &waker).is_ready());
+    }
+
+    #[test]
+    fn the_gateway_stopping_starts_every_listeners_shutdown() {
+        let (root, trigger) = Shutdown::new();
+        let (mut child, _stop) = root.child();
+        let count = Arc::new(Count(Default::default()));
+        let waker = Waker::from(count.clone());
+        let mut started = std::pin::pin!(child.started());
+        assert!(poll_once(started.as_mut(), &waker).is_pending());
+        drop(trigger);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(poll_once(started.as_mut(), &waker).is_ready());
+        // A listener added after the gateway began stopping starts stopped.
+        let (mut late, _late_stop) = root.child();
+        assert!(poll_once(std::pin::pin!(late.started()), &waker).is_ready());
     }
 
     #[test]
