@@ -32,22 +32,20 @@ pub struct RequestLabels {
 
 #[derive(Default, Clone)]
 struct Histogram {
+    /// Requests per bucket, each counted in the first bucket that holds
+    /// it; the scrape makes them cumulative.
     buckets: [u64; BUCKETS],
     count: u64,
     sum: f64,
 }
 
 impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        let mut bound = 0.0001;
-        for b in self.buckets.iter_mut() {
-            if seconds <= bound {
-                *b += 1;
-            }
-            bound *= 2.0;
+    fn observe(&mut self, duration: Duration) {
+        if let Some(b) = self.buckets.get_mut(bucket(duration)) {
+            *b += 1;
         }
         self.count += 1;
-        self.sum += seconds;
+        self.sum += duration.as_secs_f64();
     }
 
     fn merge(&mut self, other: &Histogram) {
@@ -59,10 +57,37 @@ impl Histogram {
     }
 }
 
+/// The first bucket whose bound (100 µs × 2^i) holds `duration`;
+/// `BUCKETS` or more: only the `+Inf` one.
+fn bucket(duration: Duration) -> usize {
+    let nanos = duration
+        .as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(duration.subsec_nanos()));
+    let over = nanos.saturating_sub(1) / 100_000;
+    (u64::BITS - over.leading_zeros()) as usize
+}
+
 #[derive(Default)]
 struct Shard {
-    requests: FastMap<RequestLabels, u64>,
-    durations: FastMap<Arc<str>, Histogram>,
+    /// Each series' count, with its listener's histogram (an index into
+    /// `durations`): a request is one map look-up.
+    requests: FastMap<RequestLabels, (u64, usize)>,
+    durations: Vec<(Arc<str>, Histogram)>,
+}
+
+impl Shard {
+    /// The index of `listener`'s histogram, made on its first request.
+    fn histogram(&mut self, listener: &Arc<str>) -> usize {
+        match self.durations.iter().position(|(l, _)| l == listener) {
+            Some(i) => i,
+            None => {
+                self.durations
+                    .push((listener.clone(), Histogram::default()));
+                self.durations.len() - 1
+            }
+        }
+    }
 }
 
 fn shards() -> &'static PerWorker<Mutex<Shard>> {
@@ -72,27 +97,28 @@ fn shards() -> &'static PerWorker<Mutex<Shard>> {
 
 /// Counts one finished request on the calling worker.
 pub fn record(labels: &RequestLabels, duration: Duration) {
-    let mut shard = shards().get().lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(n) = shard.requests.get_mut(labels) {
-        *n += 1;
-    } else if shard.requests.len() < MAX_SERIES {
-        shard.requests.insert(labels.clone(), 1);
-    } else {
-        let other = RequestLabels {
-            route: Some(other_route()),
-            ..labels.clone()
-        };
-        *shard.requests.entry(other).or_insert(0) += 1;
-    }
-    let seconds = duration.as_secs_f64();
-    match shard.durations.get_mut(&labels.listener) {
-        Some(h) => h.observe(seconds),
-        None => {
-            let mut h = Histogram::default();
-            h.observe(seconds);
-            shard.durations.insert(labels.listener.clone(), h);
+    let mut guard = shards().get().lock().unwrap_or_else(|p| p.into_inner());
+    let shard = &mut *guard;
+    let h = match shard.requests.get_mut(labels) {
+        Some((n, h)) => {
+            *n += 1;
+            *h
         }
-    }
+        None => {
+            let h = shard.histogram(&labels.listener);
+            let key = if shard.requests.len() < MAX_SERIES {
+                labels.clone()
+            } else {
+                RequestLabels {
+                    route: Some(other_route()),
+                    ..labels.clone()
+                }
+            };
+            shard.requests.entry(key).or_insert((0, h)).0 += 1;
+            h
+        }
+    };
+    shard.durations[h].1.observe(duration);
 }
 
 fn other_route() -> Arc<str> {
@@ -107,7 +133,7 @@ pub fn encode(out: &mut String) {
     let mut durations: std::collections::BTreeMap<String, Histogram> = Default::default();
     for shard in shards().iter() {
         let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-        for (labels, n) in &shard.requests {
+        for (labels, (n, _)) in &shard.requests {
             let key = (
                 labels.listener.to_string(),
                 labels.route.as_deref().unwrap_or("").to_string(),
@@ -142,10 +168,12 @@ pub fn encode(out: &mut String) {
     for (listener, h) in &durations {
         let l = escape(listener);
         let mut bound = 0.0001f64;
+        let mut below = 0;
         for n in h.buckets {
+            below += n;
             let _ = writeln!(
                 out,
-                "gateway_request_duration_seconds_bucket{{le=\"{bound}\",listener=\"{l}\"}} {n}"
+                "gateway_request_duration_seconds_bucket{{le=\"{bound}\",listener=\"{l}\"}} {below}"
             );
             bound *= 2.0;
         }
@@ -177,6 +205,22 @@ pub fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duration_falls_in_the_first_bucket_that_holds_it() {
+        let us = Duration::from_micros;
+        assert_eq!(bucket(Duration::ZERO), 0);
+        assert_eq!(bucket(us(100)), 0);
+        assert_eq!(bucket(us(100) + Duration::from_nanos(1)), 1);
+        assert_eq!(bucket(us(200)), 1);
+        assert_eq!(bucket(us(201)), 2);
+        // 1 ms: the bucket `le="0.0016"`.
+        assert_eq!(bucket(Duration::from_millis(1)), 4);
+        // The last bound is 100 µs × 2^17, about 13.1 s.
+        assert_eq!(bucket(us(100 << 17)), BUCKETS - 1);
+        assert_eq!(bucket(us(100 << 17) + us(1)), BUCKETS);
+        assert!(bucket(Duration::MAX) >= BUCKETS);
+    }
 
     #[test]
     fn counts_merge_by_name_and_buckets_are_cumulative() {
