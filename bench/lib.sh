@@ -210,7 +210,7 @@ check_alternates() {
 
 all_pids() {
     local p
-    for p in $TARGET_PIDS; do
+    for p in ${TARGET_PIDS:-}; do
         echo "$p"
         pgrep -P "$p" 2>/dev/null || true
     done
