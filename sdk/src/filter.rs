@@ -25,6 +25,12 @@ pub trait Filter: Sized + 'static {
     /// per response body chunk); hooks left out do not run on any host.
     /// Default: [`Hooks::ALL`]. For example
     /// `const HOOKS: Hooks = Hooks::REQUEST.and(Hooks::COMPLETE);`
+    ///
+    /// A filter declaring [`Hooks::REQUEST`] alone is dropped as soon as
+    /// `on_request` has decided without a callout, not at the end of the
+    /// request: nothing of it is kept while the upstream answers (one that
+    /// called out is kept to the end). Work that belongs at the end of
+    /// the request goes in [`Filter::on_complete`] ([`Hooks::COMPLETE`]).
     const HOOKS: Hooks = Hooks::ALL;
 
     /// Buffers every request body up to this many bytes (413 beyond), as if

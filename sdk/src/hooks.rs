@@ -87,6 +87,12 @@ impl Hooks {
     pub(crate) const fn calls(self, callback: Callback) -> bool {
         self.0 & (1 << callback as u8) != 0
     }
+
+    /// Whether no callback but the request's headers is asked for: no
+    /// hook of the filter runs after that one decided.
+    pub(crate) const fn is_request_only(self) -> bool {
+        self.0 & !Hooks::REQUEST.0 == 0
+    }
 }
 
 /// A filter's hooks as the host will call them: its declaration, plus the
@@ -103,15 +109,18 @@ pub const fn effective<F: crate::Filter>() -> Hooks {
     hooks
 }
 
-/// The option every SDK filter declares after its callbacks: it creates an
-/// HTTP context's state at the first callback naming it, so the host may
-/// skip `proxy_on_context_create` for HTTP contexts (docs/abi.md).
-const LAZY_HTTP_CONTEXTS: &str = "lazy_http_contexts";
+/// The options every SDK filter declares after its callbacks (docs/abi.md):
+/// it creates an HTTP context's state at the first callback naming it, so
+/// the host may skip `proxy_on_context_create` for HTTP contexts; and a
+/// filter whose only hook is the request's headers keeps no state for a
+/// context once that hook decided without a callout, so the host may skip
+/// `proxy_on_delete` for it (`Runtime::with_request_stream`).
+const OPTIONS: [&str; 2] = ["lazy_http_contexts", "transient_http_contexts"];
 
 /// Length of the `gateway.callbacks` custom section for `hooks`.
 #[doc(hidden)]
 pub const fn section_len(hooks: Hooks) -> usize {
-    let mut len = LAZY_HTTP_CONTEXTS.len() + 1;
+    let mut len = OPTIONS[0].len() + 1 + OPTIONS[1].len() + 1;
     let mut bit = 0;
     while bit < CALLBACKS.len() {
         if hooks.0 & (1 << bit) != 0 {
@@ -123,7 +132,7 @@ pub const fn section_len(hooks: Hooks) -> usize {
 }
 
 /// The `gateway.callbacks` custom section: the callbacks to call, then
-/// the lazy-context option, one per line (docs/abi.md). `N` is
+/// the options, one per line (docs/abi.md). `N` is
 /// [`section_len`] of the same hooks.
 #[doc(hidden)]
 pub const fn section<const N: usize>(hooks: Hooks) -> [u8; N] {
@@ -136,7 +145,8 @@ pub const fn section<const N: usize>(hooks: Hooks) -> [u8; N] {
         }
         bit += 1;
     }
-    put_line(&mut out, at, LAZY_HTTP_CONTEXTS);
+    at = put_line(&mut out, at, OPTIONS[0]);
+    put_line(&mut out, at, OPTIONS[1]);
     out
 }
 
@@ -163,16 +173,27 @@ mod tests {
         let s: [u8; section_len(H)] = section(H);
         assert_eq!(
             &s[..],
-            b"proxy_on_request_headers\nproxy_on_log\nlazy_http_contexts\n"
+            b"proxy_on_request_headers\nproxy_on_log\nlazy_http_contexts\ntransient_http_contexts\n"
         );
         let body = Hooks::RESPONSE_BODY;
         assert!(body.contains(Hooks::RESPONSE) && body.contains(Hooks::RESPONSE_TRAILERS));
         assert!(!body.contains(Hooks::REQUEST));
         let none: [u8; section_len(Hooks::NONE)] = section(Hooks::NONE);
-        assert_eq!(&none[..], b"lazy_http_contexts\n");
+        assert_eq!(&none[..], b"lazy_http_contexts\ntransient_http_contexts\n");
         assert_eq!(
             section_len(Hooks::ALL),
-            CALLBACKS.iter().map(|c| c.len() + 1).sum::<usize>() + LAZY_HTTP_CONTEXTS.len() + 1
+            CALLBACKS.iter().map(|c| c.len() + 1).sum::<usize>()
+                + OPTIONS.iter().map(|o| o.len() + 1).sum::<usize>()
         );
+    }
+
+    #[test]
+    fn only_the_request_hook_alone_is_request_only() {
+        assert!(Hooks::REQUEST.is_request_only());
+        assert!(Hooks::NONE.is_request_only());
+        assert!(!Hooks::REQUEST.and(Hooks::COMPLETE).is_request_only());
+        assert!(!Hooks::REQUEST_BODY.is_request_only());
+        assert!(!Hooks::RESPONSE.is_request_only());
+        assert!(!Hooks::ALL.is_request_only());
     }
 }

@@ -212,3 +212,73 @@ fn timer_ticks_on_the_root() {
     exchange.respond(TestResponse::new(200));
     assert_eq!(exchange.response_header("x-ticks").as_deref(), Some("2"));
 }
+
+thread_local! {
+    /// How many `Gate` filters were dropped on this thread.
+    static GATES_DROPPED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+#[derive(Deserialize)]
+struct GateConfig {
+    call_out: bool,
+}
+
+/// A filter with the request hook alone: denies, or asks `authz` first.
+struct Gate {
+    config: Rc<GateConfig>,
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        GATES_DROPPED.with(|d| d.set(d.get() + 1));
+    }
+}
+
+impl Filter for Gate {
+    type Config = GateConfig;
+    const HOOKS: gateway_sdk::Hooks = gateway_sdk::Hooks::REQUEST;
+
+    fn new(config: &Rc<GateConfig>) -> Self {
+        Gate {
+            config: config.clone(),
+        }
+    }
+
+    fn on_request(&mut self, _request: &mut Request) -> Decision<Self> {
+        if self.config.call_out {
+            return CalloutRequest::get("authz", "/check")
+                .then(|_: &mut Gate, _, _| Decision::respond(403, "no\n"));
+        }
+        Decision::respond(401, "no\n")
+    }
+}
+
+fn gates_dropped() -> u32 {
+    GATES_DROPPED.with(|d| d.get())
+}
+
+#[test]
+fn a_request_only_filter_is_gone_once_its_hook_decided() {
+    let mut test = FilterTest::<Gate>::new(r#"{"call_out": false}"#).unwrap();
+    let before = gates_dropped();
+    let exchange = test.request(TestRequest::get("/"));
+    assert_eq!(exchange.local_response().map(|r| r.status), Some(401));
+    // Nothing of the request is kept for a proxy_on_delete to free.
+    assert_eq!(gates_dropped(), before + 1);
+    drop(exchange);
+    assert_eq!(gates_dropped(), before + 1);
+}
+
+#[test]
+fn a_request_only_filter_waiting_for_a_callout_lives_until_deleted() {
+    let mut test = FilterTest::<Gate>::new(r#"{"call_out": true}"#).unwrap();
+    let before = gates_dropped();
+    let mut exchange = test.request(TestRequest::get("/"));
+    assert!(exchange.is_paused());
+    assert_eq!(gates_dropped(), before);
+    exchange.answer_callout(TestResponse::new(200));
+    assert_eq!(exchange.local_response().map(|r| r.status), Some(403));
+    assert_eq!(gates_dropped(), before, "kept until proxy_on_delete");
+    drop(exchange);
+    assert_eq!(gates_dropped(), before + 1);
+}

@@ -353,3 +353,140 @@ async fn a_filter_without_response_callbacks_still_reads_the_response_in_its_log
         "{called:?}"
     );
 }
+
+/// A module that stamps `x-deleted: yes` on a request once
+/// `proxy_on_delete` has run for any earlier context of its instance (`no`
+/// before that). With `call_out`, each request first asks the `up` cluster
+/// for `/check` and goes on when the answer arrives.
+fn deletion_marking_module(declaration: &str, call_out: bool) -> String {
+    let request_headers_end = if call_out {
+        r#"(drop (call $http_call (i32.const 200) (i32.const 2) (i32.const 100) (i32.const 67)
+      (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 5000) (i32.const 300)))
+    (i32.const 1)"#
+    } else {
+        "(i32.const 0)"
+    };
+    format!(
+        r#"(module
+  (@custom "gateway.callbacks" "{declaration}")
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_http_call" (func $http_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+  (global $deleted (mut i32) (i32.const 0))
+  (data (i32.const 0) "x-deleted")
+  (data (i32.const 16) "yes")
+  (data (i32.const 20) "no")
+  ;; The callout's headers, in the ABI's map encoding.
+  (data (i32.const 100) "\03\00\00\00\07\00\00\00\03\00\00\00\05\00\00\00\06\00\00\00\0a\00\00\00\02\00\00\00:method\00GET\00:path\00/check\00:authority\00up\00")
+  (data (i32.const 200) "up")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add (i32.const 0) (i32.const 0) (i32.const 9)
+      (select (i32.const 16) (i32.const 20) (global.get $deleted))
+      (select (i32.const 3) (i32.const 2) (global.get $deleted))))
+    {request_headers_end})
+  (func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)
+    (drop (call $continue (i32.const 0))))
+  (func (export "proxy_on_delete") (param i32)
+    (global.set $deleted (i32.const 1))))"#
+    )
+}
+
+/// What the upstream saw in `x-deleted` on the requests for `path`, in order.
+fn deleted_marks(up: &Upstream, path: &str) -> Vec<String> {
+    up.received()
+        .iter()
+        .filter(|r| r.path == path)
+        .map(|r| {
+            r.headers
+                .get("x-deleted")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_transient_context_that_only_reads_request_headers_is_not_deleted() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = deletion_marking_module(
+        "proxy_on_request_headers\\nlazy_http_contexts\\ntransient_http_contexts\\n",
+        false,
+    );
+    let gateway = gateway_with_module(&up, dir.path(), "transient", &module).await;
+    let mut client = gateway.http1("web").await;
+    for _ in 0..3 {
+        let reply = client.get("/ping").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    assert_eq!(deleted_marks(&up, "/ping"), ["no", "no", "no"]);
+}
+
+#[tokio::test]
+async fn without_the_transient_option_every_context_is_deleted() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = deletion_marking_module("proxy_on_request_headers\\nlazy_http_contexts\\n", false);
+    let gateway = gateway_with_module(&up, dir.path(), "kept", &module).await;
+    let mut client = gateway.http1("web").await;
+    for _ in 0..3 {
+        let reply = client.get("/ping").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    // The same instance serves the connection's requests: from the second
+    // on, it has seen the first one deleted.
+    assert_eq!(deleted_marks(&up, "/ping"), ["no", "yes", "yes"]);
+}
+
+#[tokio::test]
+async fn a_transient_context_that_called_out_is_still_deleted() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = deletion_marking_module(
+        "proxy_on_request_headers\\nlazy_http_contexts\\ntransient_http_contexts\\n",
+        true,
+    );
+    let gateway = gateway_with_module(&up, dir.path(), "calling", &module).await;
+    let mut client = gateway.http1("web").await;
+    for _ in 0..2 {
+        let reply = client.get("/ping").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    assert_eq!(
+        deleted_marks(&up, "/check").len(),
+        2,
+        "one callout per request"
+    );
+    assert_eq!(deleted_marks(&up, "/ping"), ["no", "yes"]);
+}
+
+#[tokio::test]
+async fn the_transient_option_does_not_hold_with_a_later_callback() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // proxy_on_log may still need the context: the option is ignored.
+    let module = deletion_marking_module(
+        "proxy_on_request_headers\\nproxy_on_log\\nlazy_http_contexts\\ntransient_http_contexts\\n",
+        false,
+    )
+    .replace(
+        "(func (export \"proxy_on_delete\")",
+        "(func (export \"proxy_on_log\") (param i32))\n  (func (export \"proxy_on_delete\")",
+    );
+    let gateway = gateway_with_module(&up, dir.path(), "logging", &module).await;
+    let mut client = gateway.http1("web").await;
+    for _ in 0..2 {
+        let reply = client.get("/ping").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    assert_eq!(deleted_marks(&up, "/ping"), ["no", "yes"]);
+}

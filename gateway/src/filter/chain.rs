@@ -224,7 +224,7 @@ impl ChainRun {
     async fn wait(&mut self, i: usize, dir: Dir) -> Result<(), http::Response<Body>> {
         let (signal, limit, name) = {
             let core = self.core();
-            let Bound::Active { cell, ctx } = &core.bound[i] else {
+            let Bound::Active { cell, ctx, .. } = &core.bound[i] else {
                 return Ok(());
             };
             let signal = cell

@@ -23,6 +23,9 @@ pub(crate) enum Bound {
     Active {
         cell: Arc<InstanceCell>,
         ctx: u32,
+        /// The context dispatched a callout: its module keeps state for
+        /// it until `proxy_on_delete`, transient contexts included.
+        called_out: bool,
     },
 }
 
@@ -131,7 +134,11 @@ impl RunCore {
             if inst.cb.lazy_http_contexts {
                 // The guest makes the context at its first callback.
                 drop(inst);
-                self.bound[i] = Bound::Active { cell, ctx };
+                self.bound[i] = Bound::Active {
+                    cell,
+                    ctx,
+                    called_out: false,
+                };
                 return None;
             }
             let r = inst.root_call(|i| {
@@ -145,7 +152,11 @@ impl RunCore {
         };
         match r {
             Ok(ctx) => {
-                self.bound[i] = Bound::Active { cell, ctx };
+                self.bound[i] = Bound::Active {
+                    cell,
+                    ctx,
+                    called_out: false,
+                };
                 None
             }
             // The instance's very first HTTP context: the module has none.
@@ -279,6 +290,11 @@ impl RunCore {
                 },
             );
         }
+        if !effects.calls.is_empty() {
+            if let Some(Bound::Active { called_out, .. }) = self.bound.get_mut(i) {
+                *called_out = true;
+            }
+        }
         for call in effects.calls {
             if call.context_id == ctx {
                 self.calls.push(OwnCall { filter: i, call });
@@ -350,12 +366,22 @@ impl RunCore {
     /// `proxy_on_done`, `proxy_on_log`, `proxy_on_delete` for every context.
     pub fn finish(&mut self) {
         for i in 0..self.bound.len() {
-            let Bound::Active { cell, ctx, .. } =
-                std::mem::replace(&mut self.bound[i], Bound::Skipped)
+            let Bound::Active {
+                cell,
+                ctx,
+                called_out,
+            } = std::mem::replace(&mut self.bound[i], Bound::Skipped)
             else {
                 continue;
             };
             let mut inst = cell.lock();
+            if inst.cb.transient_http_contexts && !called_out {
+                // The module kept nothing for this context (docs/abi.md).
+                inst.store.data_mut().signals.remove(&ctx);
+                drop(inst);
+                self.filters[i].succeeded();
+                continue;
+            }
             inst.enter(ctx, self.stream.take());
             let c = ctx as i32;
             let r = inst

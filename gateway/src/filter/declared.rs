@@ -27,6 +27,13 @@ pub(crate) const GOVERNED: &[&str] = &[
 /// as before.
 pub(crate) const LAZY_HTTP_CONTEXTS: &str = "lazy_http_contexts";
 
+/// The option a module lists in the section when it keeps no state for an
+/// HTTP context once its callbacks have returned, unless the context
+/// dispatched a callout: with no stream callback declared but the
+/// request's headers, the host then skips `proxy_on_delete` for a context
+/// that made no callout (one guest call less per filter and request).
+pub(crate) const TRANSIENT_HTTP_CONTEXTS: &str = "transient_http_contexts";
+
 /// What a module declared: `None` without the section (every exported
 /// callback is called, as before), else the governed callbacks it listed;
 /// and whether it creates its HTTP contexts itself.
@@ -34,6 +41,7 @@ pub(crate) const LAZY_HTTP_CONTEXTS: &str = "lazy_http_contexts";
 pub(crate) struct Declared {
     listed: Option<Vec<&'static str>>,
     lazy_http_contexts: bool,
+    transient_http_contexts: bool,
 }
 
 impl Declared {
@@ -71,6 +79,12 @@ impl Declared {
     pub fn lazy_http_contexts(&self) -> bool {
         self.lazy_http_contexts
     }
+
+    /// Whether the module keeps no state for a finished HTTP context that
+    /// made no callout ([`TRANSIENT_HTTP_CONTEXTS`]).
+    pub fn transient_http_contexts(&self) -> bool {
+        self.transient_http_contexts
+    }
 }
 
 /// Names, one per line (spaces and commas also separate them).
@@ -87,6 +101,7 @@ fn parse(data: &[u8]) -> Declared {
                 .collect(),
         ),
         lazy_http_contexts: names.contains(&LAZY_HTTP_CONTEXTS),
+        transient_http_contexts: names.contains(&TRANSIENT_HTTP_CONTEXTS),
     }
 }
 
@@ -148,5 +163,19 @@ mod tests {
         assert!(alone.lazy_http_contexts());
         assert!(!GOVERNED.iter().any(|c| alone.allows(c)));
         assert!(!Declared::read(&module_with(None)).lazy_http_contexts());
+    }
+
+    #[test]
+    fn transient_http_contexts_is_an_option_not_a_callback() {
+        let d = Declared::read(&module_with(Some(
+            b"proxy_on_request_headers\nlazy_http_contexts\ntransient_http_contexts\n",
+        )));
+        assert!(d.transient_http_contexts() && d.lazy_http_contexts());
+        assert!(d.allows("proxy_on_request_headers"));
+        assert!(!d.allows("proxy_on_log"));
+        assert!(d.allows("proxy_on_delete"));
+        let without = Declared::read(&module_with(Some(b"proxy_on_request_headers")));
+        assert!(!without.transient_http_contexts());
+        assert!(!Declared::read(&module_with(None)).transient_http_contexts());
     }
 }

@@ -13,7 +13,19 @@ use super::state::HostState;
 pub(crate) struct ExportIndex {
     exports: Vec<(&'static str, Option<ModuleExport>)>,
     lazy_http_contexts: bool,
+    transient_http_contexts: bool,
 }
+
+/// The stream callbacks that may come after the request's headers.
+const AFTER_REQUEST_HEADERS: &[&str] = &[
+    "proxy_on_request_body",
+    "proxy_on_request_trailers",
+    "proxy_on_response_headers",
+    "proxy_on_response_body",
+    "proxy_on_response_trailers",
+    "proxy_on_log",
+    "proxy_on_done",
+];
 
 const CALLBACKS: &[&str] = &[
     "proxy_on_memory_allocate",
@@ -43,7 +55,7 @@ impl ExportIndex {
     /// The callbacks `module` exports, less those its declaration leaves
     /// out (they are never called, as if not exported).
     pub fn new(module: &wasmtime::Module, declared: &Declared) -> Self {
-        ExportIndex {
+        let mut index = ExportIndex {
             exports: CALLBACKS
                 .iter()
                 .map(|n| {
@@ -54,7 +66,19 @@ impl ExportIndex {
                 })
                 .collect(),
             lazy_http_contexts: declared.lazy_http_contexts(),
-        }
+            transient_http_contexts: false,
+        };
+        // The option holds for a module whose only stream callback is the
+        // request's headers: any later one may still need the context.
+        index.transient_http_contexts = declared.transient_http_contexts()
+            && !AFTER_REQUEST_HEADERS.iter().any(|n| index.has(n));
+        index
+    }
+
+    /// Whether the host skips `proxy_on_delete` for an HTTP context that
+    /// made no callout (docs/abi.md, "Declared callbacks").
+    pub fn transient_http_contexts(&self) -> bool {
+        self.transient_http_contexts
     }
 
     /// Whether the host skips `proxy_on_context_create` for HTTP contexts

@@ -22,6 +22,9 @@ pub(crate) struct Callbacks {
     /// The module creates its HTTP contexts at their first callback: no
     /// `proxy_on_context_create` for them.
     pub lazy_http_contexts: bool,
+    /// The module keeps no state for a finished HTTP context that made no
+    /// callout: no `proxy_on_delete` for it.
+    pub transient_http_contexts: bool,
     pub vm_start: F<(i32, i32), i32>,
     pub configure: F<(i32, i32), i32>,
     pub done: F<i32, i32>,
@@ -150,6 +153,7 @@ impl FilterInstance {
         let cb = Callbacks {
             context_create: typed(&inst, &mut store, &code.exports, "proxy_on_context_create")?,
             lazy_http_contexts: code.exports.lazy_http_contexts(),
+            transient_http_contexts: code.exports.transient_http_contexts(),
             vm_start: typed(&inst, &mut store, &code.exports, "proxy_on_vm_start")?,
             configure: typed(&inst, &mut store, &code.exports, "proxy_on_configure")?,
             done: typed(&inst, &mut store, &code.exports, "proxy_on_done")?,

@@ -101,7 +101,7 @@ impl<F: Filter> Runtime<F> {
         if !crate::hooks::effective::<F>().calls(Callback::RequestHeaders) {
             return action::CONTINUE;
         }
-        self.with_stream(context_id, |stream| {
+        self.with_request_stream(context_id, |stream| {
             let Some(filter) = stream.filter.as_mut() else {
                 respond(
                     stream,

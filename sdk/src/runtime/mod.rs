@@ -109,20 +109,58 @@ impl<F: Filter> Runtime<F> {
     }
 
     fn create_stream(&self, context_id: u32, root_context_id: u32) -> Rc<RefCell<Stream<F>>> {
+        let stream = Rc::new(RefCell::new(self.new_stream(root_context_id)));
+        self.streams.borrow_mut().insert(context_id, stream.clone());
+        stream
+    }
+
+    /// A request's state with the configuration of `root_context_id`.
+    fn new_stream(&self, root_context_id: u32) -> Stream<F> {
         let config = self.roots.borrow().get(&root_context_id).cloned().flatten();
         // A host that skipped on_configure still gets defaults if they parse.
         let config = config.or_else(|| crate::config::parse::<F::Config>(b"").ok().map(Rc::new));
         let filter = config.as_ref().map(F::new);
-        let stream = Stream {
+        Stream {
             filter,
             pending: None,
             answered_locally: false,
             request_body: BodyPlan::from_default(F::REQUEST_BODY_LIMIT),
             response_body: BodyPlan::from_default(F::RESPONSE_BODY_LIMIT),
+        }
+    }
+
+    /// Runs the request-headers `hook` on the context's state. A filter
+    /// whose only hook is the request's headers keeps no state once that
+    /// hook has decided, unless a callout is pending: its state then lives
+    /// on the stack for the call (no allocation, no map entry), or, made
+    /// by `proxy_on_context_create`, leaves the map here. That is what the
+    /// section's `transient_http_contexts` promises the host, which then
+    /// skips `proxy_on_delete` for such a context (docs/abi.md).
+    fn with_request_stream<R>(
+        &self,
+        context_id: u32,
+        hook: impl FnOnce(&mut Stream<F>) -> R,
+    ) -> Option<R> {
+        let transient = crate::hooks::effective::<F>().is_request_only();
+        let existing = self.streams.borrow().get(&context_id).cloned();
+        let Some(stream) = existing else {
+            let mut stream = self.new_stream(self.lazy_root.get());
+            let r = hook(&mut stream);
+            if !transient || stream.pending.is_some() {
+                self.streams
+                    .borrow_mut()
+                    .insert(context_id, Rc::new(RefCell::new(stream)));
+            }
+            return Some(r);
         };
-        let stream = Rc::new(RefCell::new(stream));
-        self.streams.borrow_mut().insert(context_id, stream.clone());
-        stream
+        let mut state = stream.try_borrow_mut().ok()?;
+        let r = hook(&mut state);
+        let finished = transient && state.pending.is_none();
+        drop(state);
+        if finished {
+            self.streams.borrow_mut().remove(&context_id);
+        }
+        Some(r)
     }
 
     /// `proxy_on_vm_start`: installs the panic hook.
