@@ -188,31 +188,49 @@ impl Snapshot {
 /// restarts: a random prefix chosen at start, offset by the worker's slot,
 /// and a counter of that worker (no cache line shared between workers).
 pub struct RequestIds {
-    prefix: u64,
-    next: PerWorker<AtomicU64>,
+    slots: PerWorker<IdSlot>,
 }
+
+/// One worker's ids: its prefix, written out once, and its counter.
+struct IdSlot {
+    /// `{prefix:016x}-`.
+    prefix: [u8; 17],
+    next: AtomicU64,
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl RequestIds {
     pub fn global() -> &'static RequestIds {
         static IDS: std::sync::OnceLock<RequestIds> = std::sync::OnceLock::new();
-        IDS.get_or_init(|| RequestIds {
-            prefix: rand::random(),
-            next: PerWorker::new(|_| AtomicU64::new(1)),
-        })
+        IDS.get_or_init(|| RequestIds::new(rand::random(), 1))
+    }
+
+    /// Ids after `prefix`, offset by the slot, counting from `first`.
+    fn new(prefix: u64, first: u64) -> RequestIds {
+        RequestIds {
+            slots: PerWorker::new(|slot| {
+                let slot_prefix = prefix.wrapping_add(slot as u64);
+                let mut text = [b'-'; 17];
+                for (i, b) in text[..16].iter_mut().enumerate() {
+                    *b = HEX[((slot_prefix >> (60 - 4 * i)) & 0xf) as usize];
+                }
+                IdSlot {
+                    prefix: text,
+                    next: AtomicU64::new(first),
+                }
+            }),
+        }
     }
 
     /// The next id, `{prefix:016x}-{n:x}`, as the header value it travels in.
     pub fn next(&self) -> http::HeaderValue {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        // Threads that share a counter (beyond the slots made) share it
-        // atomically; distinct slots differ in the prefix.
-        let n = self.next.get().fetch_add(1, Ordering::Relaxed);
-        let prefix = self.prefix.wrapping_add(crate::worker::index() as u64);
+        // Threads beyond the slots made share the last slot's counter,
+        // atomically, and so its prefix too.
+        let slot = self.slots.get();
+        let n = slot.next.fetch_add(1, Ordering::Relaxed);
         let mut buf = [0u8; 33];
-        for (i, b) in buf[..16].iter_mut().enumerate() {
-            *b = HEX[((prefix >> (60 - 4 * i)) & 0xf) as usize];
-        }
-        buf[16] = b'-';
+        buf[..17].copy_from_slice(&slot.prefix);
         let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
         for i in 0..digits {
             buf[17 + i] = HEX[((n >> (4 * (digits - 1 - i))) & 0xf) as usize];
@@ -248,10 +266,7 @@ mod tests {
 
     #[test]
     fn request_ids_are_distinct_and_well_formed_across_blocks() {
-        let ids = RequestIds {
-            prefix: 0x0123_4567_89ab_cdef,
-            next: PerWorker::new(|_| AtomicU64::new(1)),
-        };
+        let ids = RequestIds::new(0x0123_4567_89ab_cdef, 1);
         let mut seen = std::collections::HashSet::new();
         // About 20 bytes each: these span several blocks.
         for n in 1..=1000u64 {
@@ -264,10 +279,7 @@ mod tests {
             assert!(seen.insert(text.to_owned()), "repeated {text}");
         }
         // The longest count: sixteen digits.
-        let ids = RequestIds {
-            prefix: 0xfedc_ba98_7654_3210,
-            next: PerWorker::new(|_| AtomicU64::new(u64::MAX)),
-        };
+        let ids = RequestIds::new(0xfedc_ba98_7654_3210, u64::MAX);
         let id = ids.next();
         assert!(
             id.to_str().is_ok_and(|t| t.ends_with("-ffffffffffffffff")),

@@ -55,12 +55,28 @@ pub(crate) enum MetricKind {
 /// Encodes header pairs as the ABI's map: a little-endian u32 count, then a
 /// (key length, value length) u32 pair per entry, then each key and value
 /// followed by a NUL byte.
+#[cfg(test)]
 pub(crate) fn encode_map(pairs: &[(String, String)]) -> Vec<u8> {
-    let size = 4 + pairs
-        .iter()
-        .map(|(k, v)| k.len() + v.len() + 10)
-        .sum::<usize>();
-    let mut out = Vec::with_capacity(size);
+    with_encoded_map(pairs, <[u8]>::to_vec)
+}
+
+/// Runs `f` on `pairs` in the ABI's map encoding ([`encode_map`]'s), built
+/// in a buffer the module keeps for it: a local response or a callout
+/// costs no allocation for its encoded headers.
+pub(crate) fn with_encoded_map<R>(pairs: &[(String, String)], f: impl FnOnce(&[u8]) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    // Kept between uses up to this size; a larger map's buffer goes.
+    const KEEP: usize = 16 << 10;
+    let mut out = SCRATCH.with(std::cell::Cell::take);
+    out.clear();
+    out.reserve(
+        4 + pairs
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 10)
+            .sum::<usize>(),
+    );
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (k, v) in pairs {
         out.extend_from_slice(&(k.len() as u32).to_le_bytes());
@@ -72,7 +88,11 @@ pub(crate) fn encode_map(pairs: &[(String, String)]) -> Vec<u8> {
         out.extend_from_slice(v.as_bytes());
         out.push(0);
     }
-    out
+    let r = f(&out);
+    if out.capacity() <= KEEP {
+        SCRATCH.with(|cell| cell.set(out));
+    }
+    r
 }
 
 /// Decodes the ABI's map encoding. Malformed input (from a buggy host) yields

@@ -23,6 +23,7 @@ use super::access_log::AccessRecord;
 use super::body::{self, Body};
 use super::error::ProxyError;
 use super::forward::{self, Forwarded};
+use super::head::{HeadFields, Host, X_REQUEST_ID};
 use super::request_body::{BodyProgress, RequestBody};
 use super::route::{host_without_port, RouteAction};
 use super::service::ConnService;
@@ -56,14 +57,17 @@ pub(crate) struct Exchange {
     admitted: Option<Permit>,
     /// A gRPC request: the gateway's own answers are gRPC errors.
     grpc: bool,
+    /// The head's `Host` fields, read once at the start, until `prepare`.
+    host: Host,
 }
 
 impl Exchange {
     /// Phase 1: the head is parsed; from here on the request is counted.
-    pub(crate) fn start(conn: &ConnService, req: &Request<Incoming>) -> Exchange {
+    pub(crate) fn start(conn: &ConnService, req: &Request<Incoming>, head: HeadFields) -> Exchange {
         conn.activity.request_started();
         let snapshot = conn.service.state.load_full();
-        let id = request_id(req, &snapshot);
+        // The client's id if it sent a sane one, else a new one.
+        let id = head.request_id.unwrap_or_else(|| snapshot.ids.next());
         let trace = crate::trace::RequestTrace::start(req, &conn.service.listener, &id);
         let record = AccessRecord {
             listener: conn.service.listener.clone(),
@@ -95,7 +99,9 @@ impl Exchange {
             completed: false,
             finished: false,
             admitted: None,
-            grpc: false,
+            // From here on, a gRPC request gets its answers in gRPC form.
+            grpc: head.grpc,
+            host: head.host,
         }
     }
 
@@ -164,12 +170,10 @@ impl Exchange {
         req: Request<Incoming>,
     ) -> Result<(Request<Body>, Option<Authority>), ProxyError> {
         let (mut parts, incoming) = req.into_parts();
-        // From here on, a gRPC request gets its answers in gRPC form.
-        self.grpc = super::grpc::is_grpc(&parts.headers);
         if self.conn.service.limits.normalize_path {
             normalize_path(&mut parts.uri)?;
         }
-        let authority = authority(&parts)?;
+        let authority = authority(&parts, std::mem::take(&mut self.host))?;
         parts.headers.insert(X_REQUEST_ID, self.record.id.clone());
         let body = if incoming.is_end_stream() {
             body::empty()
@@ -522,16 +526,15 @@ fn normalize_path(uri: &mut http::Uri) -> Result<(), ProxyError> {
 /// (absolute form, HTTP/2 `:authority`), else the Host header. More than
 /// one Host, HTTP/1.1 without Host (RFC 9112 §3.2) and an HTTP/2 `host`
 /// that differs from `:authority` (RFC 9113 §8.3.1) are malformed.
-fn authority(parts: &http::request::Parts) -> Result<Option<Authority>, ProxyError> {
-    let mut hosts = parts.headers.get_all(header::HOST).iter();
-    let host = match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => return Err(ProxyError::BadRequest("more than one Host header")),
-        (Some(h), None) => {
+fn authority(parts: &http::request::Parts, host: Host) -> Result<Option<Authority>, ProxyError> {
+    let host = match host {
+        Host::Several => return Err(ProxyError::BadRequest("more than one Host header")),
+        Host::One(h) => {
             h.to_str()
                 .map_err(|_| ProxyError::BadRequest("invalid Host header"))?;
             Some(h)
         }
-        (None, _) => None,
+        Host::Absent => None,
     };
     if let Some(a) = parts.uri.authority() {
         let differs =
@@ -542,7 +545,7 @@ fn authority(parts: &http::request::Parts) -> Result<Option<Authority>, ProxyErr
         return Ok(Some(Authority::Target(a.clone())));
     }
     match host {
-        Some(h) => Ok(Some(Authority::Field(h.clone()))),
+        Some(h) => Ok(Some(Authority::Field(h))),
         None if parts.version == http::Version::HTTP_11 => {
             Err(ProxyError::BadRequest("missing Host header"))
         }
@@ -573,16 +576,4 @@ impl Authority {
             Authority::Target(a) => HeaderValue::from_str(a.as_str()).ok(),
         }
     }
-}
-
-/// Named once: a `&str` name is parsed again at every use.
-const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
-
-/// The client's `x-request-id` if it sent a sane one, else a new one.
-fn request_id(req: &Request<Incoming>, snapshot: &Snapshot) -> HeaderValue {
-    req.headers()
-        .get(X_REQUEST_ID)
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
-        .cloned()
-        .unwrap_or_else(|| snapshot.ids.next())
 }

@@ -50,11 +50,7 @@ pub fn logged_status<B>(response: &Response<B>) -> StatusCode {
 pub fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| {
-            t.strip_prefix("application/grpc")
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', ';']))
-        })
+        .is_some_and(super::head::is_grpc_type)
 }
 
 /// The gRPC status for an HTTP status, as Envoy and the gRPC spec map them.

@@ -8,6 +8,7 @@ pub mod error;
 mod exchange;
 pub mod forward;
 mod grpc;
+mod head;
 pub mod path;
 mod replay;
 pub mod request_body;

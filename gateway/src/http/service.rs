@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 
 use super::access_log::LoggedBody;
 use super::exchange::Exchange;
+use super::head::HeadFields;
 use super::tunnel::{Downstream, Handoff};
 use crate::config::HttpLimitsConfig;
 use crate::listener::ConnActivity;
@@ -100,14 +101,18 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         // moment its head is parsed, even if the future is never polled.
         // Boxed once, for the future and then the response body to carry
         // a pointer, not the whole exchange.
-        let mut exchange = Box::new(Exchange::start(self, &req));
-        if !keeps_alive(&req) {
+        let head = HeadFields::scan(req.headers(), req.version());
+        // Only an HTTP/1.x exchange can end its connection; an HTTP/2
+        // stream never does.
+        let http1 = req.version() <= http::Version::HTTP_11;
+        if http1 && !head.keep_alive {
             self.activity.close_after_response();
         }
+        let mut exchange = Box::new(Exchange::start(self, &req, head));
         let activity = self.activity.clone();
         let fut = async move {
             let response = exchange.run(req).await;
-            if !crate::upstream::keep_alive(response.headers(), false) {
+            if http1 && !crate::upstream::keep_alive(response.headers(), false) {
                 activity.close_after_response();
             }
             let (parts, body) = response.into_parts();
@@ -115,15 +120,4 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         };
         Box::pin(fut)
     }
-}
-
-/// Whether the client lets the connection live after this request
-/// (HTTP/1.x; an HTTP/2 stream never closes its connection).
-fn keeps_alive<B>(req: &Request<B>) -> bool {
-    let http10 = match req.version() {
-        http::Version::HTTP_10 => true,
-        http::Version::HTTP_11 => false,
-        _ => return true,
-    };
-    crate::upstream::keep_alive(req.headers(), http10)
 }

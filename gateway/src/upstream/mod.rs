@@ -27,7 +27,7 @@ pub(crate) use cluster::request_of;
 pub use cluster::{Cluster, ClusterSet, Connection, EndpointLease};
 pub use endpoint::{EndpointHealth, EndpointStatus};
 pub use health::metrics::encode as encode_endpoint_metrics;
-pub(crate) use http1::{keep_alive, list_tokens};
+pub(crate) use http1::{keep_alive, list_tokens, ConnectionOptions};
 pub use pool::connect_tcp;
 pub use redis::{RedisCluster, RedisStatus};
 pub use request_key::{request_key, HASH_KEY_PROPERTY};

@@ -4,7 +4,8 @@
 #![allow(unsafe_code)]
 
 use crate::abi::{
-    encode_map, lossy_owned, status, with_encoded_path, BufferType, MapType, MetricKind, StreamType,
+    lossy_owned, status, with_encoded_map, with_encoded_path, BufferType, MapType, MetricKind,
+    StreamType,
 };
 use crate::host::{Host, LogLevel};
 use std::ptr::null_mut;
@@ -183,20 +184,21 @@ impl Host for WasmHost {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<(), u32> {
-        let headers = encode_map(headers);
         let details = b"gateway_sdk";
-        // SAFETY: all buffers are live for the call; -1 means "not gRPC".
-        ok(unsafe {
-            proxy_send_local_response(
-                u32::from(status),
-                details.as_ptr(),
-                details.len(),
-                body.as_ptr(),
-                body.len(),
-                headers.as_ptr(),
-                headers.len(),
-                -1,
-            )
+        with_encoded_map(headers, |headers| {
+            // SAFETY: all buffers are live for the call; -1 means "not gRPC".
+            ok(unsafe {
+                proxy_send_local_response(
+                    u32::from(status),
+                    details.as_ptr(),
+                    details.len(),
+                    body.as_ptr(),
+                    body.len(),
+                    headers.as_ptr(),
+                    headers.len(),
+                    -1,
+                )
+            })
         })
     }
 
@@ -207,24 +209,26 @@ impl Host for WasmHost {
         body: &[u8],
         timeout_ms: u32,
     ) -> Result<u32, u32> {
-        let headers = encode_map(headers);
-        let trailers = encode_map(&[]);
+        // No trailers: an empty map is its zero count.
+        let trailers = [0u8; 4];
         let mut token = 0u32;
-        // SAFETY: all buffers are live for the call; token is a valid out-pointer.
-        let code = unsafe {
-            proxy_http_call(
-                cluster.as_ptr(),
-                cluster.len(),
-                headers.as_ptr(),
-                headers.len(),
-                body.as_ptr(),
-                body.len(),
-                trailers.as_ptr(),
-                trailers.len(),
-                timeout_ms,
-                &mut token,
-            )
-        };
+        let code = with_encoded_map(headers, |headers| {
+            // SAFETY: all buffers are live for the call; token is a valid out-pointer.
+            unsafe {
+                proxy_http_call(
+                    cluster.as_ptr(),
+                    cluster.len(),
+                    headers.as_ptr(),
+                    headers.len(),
+                    body.as_ptr(),
+                    body.len(),
+                    trailers.as_ptr(),
+                    trailers.len(),
+                    timeout_ms,
+                    &mut token,
+                )
+            }
+        });
         ok(code).map(|()| token)
     }
 

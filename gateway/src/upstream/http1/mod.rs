@@ -316,7 +316,7 @@ pub(crate) fn list_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// The `close` and `keep-alive` options of `Connection` fields.
 #[derive(Default)]
-struct ConnectionOptions {
+pub(crate) struct ConnectionOptions {
     close: bool,
     keep: bool,
 }
@@ -327,7 +327,7 @@ impl ConnectionOptions {
     /// Bytes, not `str`: this runs up to three times per request. Whether
     /// the value names only options (`close`, `keep-alive`), no other
     /// field (RFC 9110 §7.6.1).
-    fn read(&mut self, value: &[u8]) -> bool {
+    pub(crate) fn read(&mut self, value: &[u8]) -> bool {
         // The values nearly every peer sends, whole: no list to walk.
         if value.eq_ignore_ascii_case(b"keep-alive") {
             self.keep = true;
@@ -348,7 +348,8 @@ impl ConnectionOptions {
         options_only
     }
 
-    fn keep_alive(&self, http10: bool) -> bool {
+    /// Whether the connection lives on: no `close`, and `keep-alive` for HTTP/1.0.
+    pub(crate) fn keep_alive(&self, http10: bool) -> bool {
         !self.close && (!http10 || self.keep)
     }
 }
