@@ -414,34 +414,33 @@ fn deleted_marks(up: &Upstream, path: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_transient_context_that_only_reads_request_headers_is_not_deleted() {
+/// `requests` GETs of `/ping` on one connection through a gateway whose
+/// one filter is `module`; the upstream that saw them.
+async fn marks_after(module: &str, requests: usize) -> Upstream {
     let up = Upstream::start("up").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let module = deletion_marking_module(
-        "proxy_on_request_headers\\nlazy_http_contexts\\ntransient_http_contexts\\n",
-        false,
-    );
-    let gateway = gateway_with_module(&up, dir.path(), "transient", &module).await;
+    let gateway = gateway_with_module(&up, dir.path(), "marking", module).await;
     let mut client = gateway.http1("web").await;
-    for _ in 0..3 {
+    for _ in 0..requests {
         let reply = client.get("/ping").await;
         assert_eq!(reply.status, 200, "{}", reply.text());
     }
+    up
+}
+
+const TRANSIENT: &str =
+    "proxy_on_request_headers\\nlazy_http_contexts\\ntransient_http_contexts\\n";
+
+#[tokio::test]
+async fn a_transient_context_that_only_reads_request_headers_is_not_deleted() {
+    let up = marks_after(&deletion_marking_module(TRANSIENT, false), 3).await;
     assert_eq!(deleted_marks(&up, "/ping"), ["no", "no", "no"]);
 }
 
 #[tokio::test]
 async fn without_the_transient_option_every_context_is_deleted() {
-    let up = Upstream::start("up").await;
-    let dir = tempfile::tempdir().expect("tempdir");
     let module = deletion_marking_module("proxy_on_request_headers\\nlazy_http_contexts\\n", false);
-    let gateway = gateway_with_module(&up, dir.path(), "kept", &module).await;
-    let mut client = gateway.http1("web").await;
-    for _ in 0..3 {
-        let reply = client.get("/ping").await;
-        assert_eq!(reply.status, 200, "{}", reply.text());
-    }
+    let up = marks_after(&module, 3).await;
     // The same instance serves the connection's requests: from the second
     // on, it has seen the first one deleted.
     assert_eq!(deleted_marks(&up, "/ping"), ["no", "yes", "yes"]);
@@ -449,18 +448,7 @@ async fn without_the_transient_option_every_context_is_deleted() {
 
 #[tokio::test]
 async fn a_transient_context_that_called_out_is_still_deleted() {
-    let up = Upstream::start("up").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let module = deletion_marking_module(
-        "proxy_on_request_headers\\nlazy_http_contexts\\ntransient_http_contexts\\n",
-        true,
-    );
-    let gateway = gateway_with_module(&up, dir.path(), "calling", &module).await;
-    let mut client = gateway.http1("web").await;
-    for _ in 0..2 {
-        let reply = client.get("/ping").await;
-        assert_eq!(reply.status, 200, "{}", reply.text());
-    }
+    let up = marks_after(&deletion_marking_module(TRANSIENT, true), 2).await;
     assert_eq!(
         deleted_marks(&up, "/check").len(),
         2,
@@ -471,22 +459,11 @@ async fn a_transient_context_that_called_out_is_still_deleted() {
 
 #[tokio::test]
 async fn the_transient_option_does_not_hold_with_a_later_callback() {
-    let up = Upstream::start("up").await;
-    let dir = tempfile::tempdir().expect("tempdir");
     // proxy_on_log may still need the context: the option is ignored.
-    let module = deletion_marking_module(
-        "proxy_on_request_headers\\nproxy_on_log\\nlazy_http_contexts\\ntransient_http_contexts\\n",
-        false,
-    )
-    .replace(
+    let module = deletion_marking_module(&format!("proxy_on_log\\n{TRANSIENT}"), false).replace(
         "(func (export \"proxy_on_delete\")",
         "(func (export \"proxy_on_log\") (param i32))\n  (func (export \"proxy_on_delete\")",
     );
-    let gateway = gateway_with_module(&up, dir.path(), "logging", &module).await;
-    let mut client = gateway.http1("web").await;
-    for _ in 0..2 {
-        let reply = client.get("/ping").await;
-        assert_eq!(reply.status, 200, "{}", reply.text());
-    }
+    let up = marks_after(&module, 2).await;
     assert_eq!(deleted_marks(&up, "/ping"), ["no", "yes"]);
 }

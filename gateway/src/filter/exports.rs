@@ -4,7 +4,7 @@
 use anyhow::Result;
 use wasmtime::{Instance, ModuleExport, Store, TypedFunc, WasmParams, WasmResults};
 
-use super::declared::Declared;
+use super::declared::{Declared, GOVERNED};
 use super::engine::wt;
 use super::state::HostState;
 
@@ -15,17 +15,6 @@ pub(crate) struct ExportIndex {
     lazy_http_contexts: bool,
     transient_http_contexts: bool,
 }
-
-/// The stream callbacks that may come after the request's headers.
-const AFTER_REQUEST_HEADERS: &[&str] = &[
-    "proxy_on_request_body",
-    "proxy_on_request_trailers",
-    "proxy_on_response_headers",
-    "proxy_on_response_body",
-    "proxy_on_response_trailers",
-    "proxy_on_log",
-    "proxy_on_done",
-];
 
 const CALLBACKS: &[&str] = &[
     "proxy_on_memory_allocate",
@@ -71,7 +60,9 @@ impl ExportIndex {
         // The option holds for a module whose only stream callback is the
         // request's headers: any later one may still need the context.
         index.transient_http_contexts = declared.transient_http_contexts()
-            && !AFTER_REQUEST_HEADERS.iter().any(|n| index.has(n));
+            && !GOVERNED
+                .iter()
+                .any(|n| *n != "proxy_on_request_headers" && index.has(n));
         index
     }
 
