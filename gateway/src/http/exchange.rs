@@ -12,6 +12,7 @@
 //!    connection's in-flight count released. `Drop` runs it too, so a
 //!    reset or abandoned request is always accounted for.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +20,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
-use super::access_log::AccessRecord;
+use super::access_log::{AccessRecord, LoggedBody};
 use super::body::{self, Body};
 use super::error::ProxyError;
 use super::forward::{self, Forwarded};
@@ -114,17 +115,29 @@ impl Exchange {
     /// in its state (its argument and the local it becomes), and the
     /// request's future, a few kilobytes, would be copied into its box
     /// and the cache with them.
-    pub(crate) fn run(
-        &mut self,
+    ///
+    /// The exchange is the future's own, and at the end it goes into the
+    /// response's body, which finishes it: one future for the whole
+    /// request, not a future of the phases held in another that hands the
+    /// exchange over (its kilobyte and a half was copied from one to the
+    /// other).
+    pub(crate) fn serve(
+        mut self: Box<Self>,
         req: Request<Incoming>,
-    ) -> impl std::future::Future<Output = Response<Body>> + Send + '_ {
+        http1: bool,
+    ) -> impl std::future::Future<Output = Result<Response<LoggedBody>, Infallible>> + Send {
         let mut prepared = self.prepare(req);
         async move {
             let result = match prepared {
                 Err(error) => Err(error),
                 Ok((ref mut req, ref authority)) => self.proxy(req, authority.as_ref()).await,
             };
-            self.conclude(result)
+            let response = self.conclude(result);
+            if http1 && !crate::upstream::keep_alive(response.headers(), false) {
+                self.conn.activity.close_after_response();
+            }
+            let (parts, body) = response.into_parts();
+            Ok(Response::from_parts(parts, LoggedBody::new(body, self)))
         }
     }
 

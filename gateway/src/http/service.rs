@@ -108,16 +108,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         if http1 && !head.keep_alive {
             self.activity.close_after_response();
         }
-        let mut exchange = Box::new(Exchange::start(self, &req, head));
-        let activity = self.activity.clone();
-        let fut = async move {
-            let response = exchange.run(req).await;
-            if http1 && !crate::upstream::keep_alive(response.headers(), false) {
-                activity.close_after_response();
-            }
-            let (parts, body) = response.into_parts();
-            Ok(Response::from_parts(parts, LoggedBody::new(body, exchange)))
-        };
-        Box::pin(fut)
+        let exchange = Box::new(Exchange::start(self, &req, head));
+        Box::pin(exchange.serve(req, http1))
     }
 }
