@@ -19,13 +19,9 @@ pub(crate) fn local_response(lr: LocalResponse) -> http::Response<Body> {
     let mut r = http::Response::new(full(lr.body));
     *r.status_mut() =
         http::StatusCode::from_u16(lr.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = r.headers_mut();
-    // Room for the two fields the server adds over HTTP/2 (`date` and
-    // `content-length`): the map is not grown and rehashed for them.
-    headers.reserve(lr.headers.len() + 2);
-    for (k, v) in lr.headers {
-        headers.append(k, v);
-    }
+    // With room for the two fields the server adds over HTTP/2 (`date`
+    // and `content-length`): the map is not grown and rehashed for them.
+    *r.headers_mut() = lr.headers;
     r
 }
 

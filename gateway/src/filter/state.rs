@@ -61,7 +61,7 @@ pub struct LocalResponse {
     pub details: String,
     pub body: Bytes,
     /// Checked when the filter gave them.
-    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub headers: http::HeaderMap,
 }
 
 /// What a guest asked for during one call, acted on by the caller afterwards.
@@ -123,6 +123,9 @@ pub struct HostState {
     pub start_log: Option<StartLog>,
     /// Reused by hostcalls that copy a value out before returning it.
     pub scratch: Vec<u8>,
+    /// The encoded fields of the instance's last local answer and the
+    /// fields made of them (`proxy_send_local_response`).
+    pub last_answer_fields: Option<(Box<[u8]>, http::HeaderMap)>,
 }
 
 /// The guest's log lines during start-up, bounded.
@@ -212,6 +215,7 @@ impl HostState {
             queue_waker: None,
             start_log: None,
             scratch: Vec::new(),
+            last_answer_fields: None,
         }
     }
 }

@@ -47,27 +47,24 @@ fn header_pairs(c: &Caller<'_, HostState>, p: i32, l: i32) -> GuestResult<Vec<(S
 /// A local answer's header fields, each checked and made a field once:
 /// malformed pairs or an invalid name or value are `BAD_ARGUMENT`, more
 /// than a header map may hold `INTERNAL_FAILURE` (as [`header_pairs`]).
-fn header_fields(
-    c: &Caller<'_, HostState>,
-    p: i32,
-    l: i32,
-) -> GuestResult<Vec<(http::HeaderName, http::HeaderValue)>> {
-    let (mut fields, mut count, mut bytes, mut valid) = (Vec::new(), 0, 0, true);
-    // Read in place in the guest's memory: no copy of the whole map.
-    with_bytes(c, p, l, |data| {
-        for_each_pair(data, |k, v| {
-            count += 1;
-            bytes += k.len() + v.len();
-            match (
-                http::HeaderName::from_bytes(k),
-                http::HeaderValue::from_bytes(v),
-            ) {
-                (Ok(k), Ok(v)) => fields.push((k, v)),
-                _ => valid = false,
+/// The map has room for the two fields the server may add (`date` and
+/// `content-length` over HTTP/2), so it is not grown for them.
+fn header_fields(data: &[u8]) -> GuestResult<http::HeaderMap> {
+    let (mut fields, mut count, mut bytes, mut valid) = (http::HeaderMap::new(), 0, 0, true);
+    for_each_pair(data, |k, v| {
+        count += 1;
+        bytes += k.len() + v.len();
+        match (
+            http::HeaderName::from_bytes(k),
+            http::HeaderValue::from_bytes(v),
+        ) {
+            (Ok(k), Ok(v)) => {
+                fields.append(k, v);
             }
-            Some(())
-        })
-    })?
+            _ => valid = false,
+        }
+        Some(())
+    })
     .ok_or(status::BAD_ARGUMENT)?;
     if over_map_bounds(count, bytes) {
         return Err(status::INTERNAL_FAILURE);
@@ -75,10 +72,40 @@ fn header_fields(
     if !valid {
         return Err(status::BAD_ARGUMENT);
     }
+    fields.reserve(2);
     Ok(fields)
 }
 
-fn local_response(c: &Caller<'_, HostState>, args: [i32; 7]) -> GuestResult<LocalResponse> {
+/// Most bytes of a local answer's encoded fields an instance keeps, with
+/// the fields made of them, for its next answer.
+const KEPT_ANSWER_FIELDS: usize = 4096;
+
+/// The fields of a local answer, read in place in the guest's memory. A
+/// filter tends to answer with the same fields request after request (a
+/// 401 and its challenge): the instance keeps the last encoded map it sent
+/// with the fields made of it, and the same bytes again are a copy of
+/// those fields, not a second parse and check.
+fn answer_fields(c: &mut Caller<'_, HostState>, p: i32, l: i32) -> GuestResult<http::HeaderMap> {
+    let memory = c.data().memory.ok_or(status::INTERNAL_FAILURE)?;
+    let (data, state) = memory.data_and_store_mut(&mut *c);
+    let start = p as u32 as usize;
+    let end = start
+        .checked_add(l as u32 as usize)
+        .ok_or(status::INVALID_MEMORY_ACCESS)?;
+    let raw = data.get(start..end).ok_or(status::INVALID_MEMORY_ACCESS)?;
+    if let Some((seen, fields)) = &state.last_answer_fields {
+        if **seen == *raw {
+            return Ok(fields.clone());
+        }
+    }
+    let fields = header_fields(raw)?;
+    if raw.len() <= KEPT_ANSWER_FIELDS {
+        state.last_answer_fields = Some((Box::from(raw), fields.clone()));
+    }
+    Ok(fields)
+}
+
+fn local_response(c: &mut Caller<'_, HostState>, args: [i32; 7]) -> GuestResult<LocalResponse> {
     let [code, dp, dl, bp, bl, hp, hl] = args;
     if !(100..=599).contains(&code) {
         return Err(status::BAD_ARGUMENT);
@@ -92,7 +119,7 @@ fn local_response(c: &Caller<'_, HostState>, args: [i32; 7]) -> GuestResult<Loca
         }
     })?;
     let body = Bytes::from(read_bytes(c, bp, bl)?);
-    let headers = header_fields(c, hp, hl)?;
+    let headers = answer_fields(c, hp, hl)?;
     Ok(LocalResponse {
         status: code as u16,
         details,
@@ -186,7 +213,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
          hl: i32,
          _grpc: i32|
          -> i32 {
-            match local_response(&c, [code, dp, dl, bp, bl, hp, hl]) {
+            match local_response(&mut c, [code, dp, dl, bp, bl, hp, hl]) {
                 Ok(resp) => with_effects(c.data_mut(), |e| e.local_response = Some(resp)),
                 Err(s) => s,
             }
