@@ -38,7 +38,7 @@ pub(crate) struct Outcome {
 /// first, bounded by the listener's body timeouts (a slow client is the
 /// client's fault, 408, not the upstream's).
 ///
-/// Not an `async fn`, for the reason `Exchange::run` gives: the request's
+/// Not an `async fn`, for the reason `Exchange::serve` gives: the request's
 /// head is split off here and kept once, in this future, for every try.
 pub(crate) fn forward<'a>(
     cluster: &'a Arc<Cluster>,

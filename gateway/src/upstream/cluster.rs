@@ -374,7 +374,7 @@ impl Connection {
     ///
     /// Not an `async fn`: the head is written (HTTP/1.1) or copied
     /// (HTTP/2) before the future is made, so the future borrows nothing
-    /// and holds the connection once (see `Exchange::run`).
+    /// and holds the connection once (see `Exchange::serve`).
     pub fn send(
         self,
         head: &http::request::Parts,
