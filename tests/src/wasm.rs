@@ -26,6 +26,18 @@ pub fn hostile(name: &str, dir: &std::path::Path) -> PathBuf {
     wat_to(&text, &dir.join(format!("{name}.wasm")))
 }
 
+/// The start of a hand-written test module's exports: the ABI version, an
+/// allocator that hands out memory from 1024 up and never frees (a
+/// `$heap` global), and a `proxy_on_context_create` that does nothing.
+/// Goes after the module's imports, memory and data.
+pub const WAT_BUMP_HOST_EXPORTS: &str = r#"(global $heap (mut i32) (i32.const 1024))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))"#;
+
 /// Compiles WebAssembly text `text` to `out`.
 pub fn wat_to(text: &str, out: &std::path::Path) -> PathBuf {
     let binary = wat::parse_str(text).expect("valid WAT");

@@ -373,7 +373,6 @@ fn deletion_marking_module(declaration: &str, call_out: bool) -> String {
   (import "env" "proxy_http_call" (func $http_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
   (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 1024))
   (global $deleted (mut i32) (i32.const 0))
   (data (i32.const 0) "x-deleted")
   (data (i32.const 16) "yes")
@@ -381,12 +380,7 @@ fn deletion_marking_module(declaration: &str, call_out: bool) -> String {
   ;; The callout's headers, in the ABI's map encoding.
   (data (i32.const 100) "\03\00\00\00\07\00\00\00\03\00\00\00\05\00\00\00\06\00\00\00\0a\00\00\00\02\00\00\00:method\00GET\00:path\00/check\00:authority\00up\00")
   (data (i32.const 200) "up")
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
-    (local.set $p (global.get $heap))
-    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
-    (local.get $p))
-  (func (export "proxy_on_context_create") (param i32 i32))
+  {exports}
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
     (drop (call $add (i32.const 0) (i32.const 0) (i32.const 9)
       (select (i32.const 16) (i32.const 20) (global.get $deleted))
@@ -395,7 +389,8 @@ fn deletion_marking_module(declaration: &str, call_out: bool) -> String {
   (func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)
     (drop (call $continue (i32.const 0))))
   (func (export "proxy_on_delete") (param i32)
-    (global.set $deleted (i32.const 1))))"#
+    (global.set $deleted (i32.const 1))))"#,
+        exports = wasm::WAT_BUMP_HOST_EXPORTS,
     )
 }
 

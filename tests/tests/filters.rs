@@ -388,34 +388,33 @@ async fn a_restart_takes_compiled_code_from_the_cache() {
 /// A module that answers every request itself, alternating two answers
 /// that differ in their fields: `x-answer: first`, then `x-answer:
 /// second-one` with `content-type: text/plain`, and so on.
-const ALTERNATING_ANSWERS: &str = r#"(module
+fn alternating_answers() -> String {
+    format!(
+        r#"(module
   (import "env" "proxy_send_local_response"
     (func $respond (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 1024))
   (global $n (mut i32) (i32.const 0))
   (data (i32.const 100) "\01\00\00\00\08\00\00\00\05\00\00\00x-answer\00first\00")
   (data (i32.const 200) "\02\00\00\00\08\00\00\00\0a\00\00\00\0c\00\00\00\0a\00\00\00x-answer\00second-one\00content-type\00text/plain\00")
   (data (i32.const 300) "no")
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
-    (local.set $p (global.get $heap))
-    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
-    (local.get $p))
-  (func (export "proxy_on_context_create") (param i32 i32))
+  {exports}
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
     (drop (call $respond (i32.const 401) (i32.const 0) (i32.const 0) (i32.const 300) (i32.const 2)
       (select (i32.const 200) (i32.const 100) (global.get $n))
       (select (i32.const 64) (i32.const 27) (global.get $n))
       (i32.const -1)))
     (global.set $n (i32.xor (global.get $n) (i32.const 1)))
-    (i32.const 1)))"#;
+    (i32.const 1)))"#,
+        exports = wasm::WAT_BUMP_HOST_EXPORTS,
+    )
+}
 
 #[tokio::test]
 async fn each_local_answer_carries_its_own_fields() {
     let up = Upstream::start("up").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let module = wasm::wat_to(ALTERNATING_ANSWERS, &dir.path().join("answers.wasm"));
+    let module = wasm::wat_to(&alternating_answers(), &dir.path().join("answers.wasm"));
     let block = format!(
         "[[listener.filter]]\nname = \"answers\"\npath = \"{}\"\n",
         module.display()
