@@ -8,8 +8,8 @@ use wasmtime::{Caller, Linker};
 
 use super::headers::over_map_bounds;
 use super::{
-    decode_pairs, for_each_pair, read_bytes, read_string, status, status_of, stream_type,
-    with_bytes, write_u32, GuestResult,
+    decode_pairs, for_each_pair, guest_range, read_bytes, read_string, status, status_of,
+    stream_type, with_bytes, write_u32, GuestResult,
 };
 use crate::filter::state::{Effects, HostState, LocalResponse, PendingCall};
 
@@ -88,11 +88,7 @@ const KEPT_ANSWER_FIELDS: usize = 4096;
 fn answer_fields(c: &mut Caller<'_, HostState>, p: i32, l: i32) -> GuestResult<http::HeaderMap> {
     let memory = c.data().memory.ok_or(status::INTERNAL_FAILURE)?;
     let (data, state) = memory.data_and_store_mut(&mut *c);
-    let start = p as u32 as usize;
-    let end = start
-        .checked_add(l as u32 as usize)
-        .ok_or(status::INVALID_MEMORY_ACCESS)?;
-    let raw = data.get(start..end).ok_or(status::INVALID_MEMORY_ACCESS)?;
+    let raw = guest_range(data, p, l)?;
     if let Some((seen, fields)) = &state.last_answer_fields {
         if **seen == *raw {
             return Ok(fields.clone());

@@ -99,14 +99,17 @@ pub(crate) fn with_bytes<R>(
     f: impl FnOnce(&[u8]) -> R,
 ) -> GuestResult<R> {
     let memory = caller.data().memory.ok_or(status::INTERNAL_FAILURE)?;
-    let data = memory.data(caller);
+    guest_range(memory.data(caller), ptr, len).map(f)
+}
+
+/// The `len` bytes at `ptr` of a guest's memory `data`, or
+/// `INVALID_MEMORY_ACCESS` when they are not all inside it.
+pub(crate) fn guest_range(data: &[u8], ptr: i32, len: i32) -> GuestResult<&[u8]> {
     let start = ptr as u32 as usize;
     let end = start
         .checked_add(len as u32 as usize)
         .ok_or(status::INVALID_MEMORY_ACCESS)?;
-    data.get(start..end)
-        .map(f)
-        .ok_or(status::INVALID_MEMORY_ACCESS)
+    data.get(start..end).ok_or(status::INVALID_MEMORY_ACCESS)
 }
 
 /// Reads a UTF-8 string argument.
