@@ -45,3 +45,48 @@ async fn sigterm_lets_the_request_in_flight_finish() {
         "no longer accepting"
     );
 }
+
+#[tokio::test]
+async fn sigterm_lets_every_http2_stream_in_flight_finish() {
+    // The streams of one HTTP/2 connection run with the connection: a
+    // graceful shutdown (GOAWAY) must still let each of them answer.
+    let up = Upstream::start("up").await;
+    let mut gateway = Gateway::start(&format!(
+        r#"
+        [runtime]
+        shutdown_grace = "10s"
+        [[listener]]
+        name = "web"
+        protocol = "http"
+        address = "127.0.0.1:0"
+        [[listener.route]]
+        path_prefix = "/"
+        cluster = "up"
+        [[cluster]]
+        name = "up"
+        endpoints = ["{}"]
+        "#,
+        up.addr
+    ))
+    .await;
+    let client = gateway.http2("web").await;
+    const STREAMS: usize = 4;
+    let in_flight: Vec<_> = (0..STREAMS)
+        .map(|_| {
+            let mut client = client.clone();
+            tokio::spawn(async move { client.get("/slow/700").await })
+        })
+        .collect();
+    assert!(
+        up.wait_for_requests(STREAMS).await,
+        "the streams never all reached the upstream"
+    );
+    gateway.terminate();
+    assert!(gateway.wait_for_log("shutting down", Duration::from_secs(5)));
+    for stream in in_flight {
+        let reply = stream.await.expect("task");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.text(), "up");
+    }
+    assert_eq!(gateway.wait_exit(Duration::from_secs(10)), Some(0));
+}

@@ -13,7 +13,7 @@ use super::convert;
 use super::core::{Bound, Dir, OwnCall, Phase, RunCore, Step};
 use super::engine::FilterHost;
 use super::pool::{FilterStatus, LoadedFilter};
-use super::state::{Headers, RequestMeta, StreamState};
+use super::state::{RequestMeta, StreamState};
 use super::CalloutResult;
 use crate::config::filter::FilterConfig;
 use crate::http::body::Body;
@@ -98,23 +98,19 @@ impl FilterChain {
         if self.filters.is_empty() {
             return None;
         }
-        let stream = Box::new(StreamState {
-            meta,
-            protocol: http::Version::HTTP_11,
-            request_headers: Headers::default(),
-            request_trailers: Headers::default(),
-            response_headers: Headers::default(),
-            response_trailers: Headers::default(),
-            request_body: Default::default(),
-            response_body: Default::default(),
-            upstream: None,
-            response_code: None,
-            properties: Vec::new(),
-        });
+        let (stream, mut bound) = spare::take();
+        let stream = match stream {
+            Some(mut stream) => {
+                stream.meta = meta;
+                stream
+            }
+            None => Box::new(StreamState::new(meta)),
+        };
+        bound.extend(self.filters.iter().map(|_| Bound::Unbound));
         let core = RunCore {
             filters: self.filters.clone(),
             stream: Some(stream),
-            bound: self.filters.iter().map(|_| Bound::Unbound).collect(),
+            bound,
             calls: Vec::new(),
         };
         Some(ChainRun {
@@ -293,7 +289,7 @@ impl ChainRun {
         let n = {
             let mut core = self.core();
             if let Some(s) = core.stream.as_deref_mut() {
-                s.request_headers = convert::request_headers(req, s.meta.scheme);
+                convert::request_headers_into(&mut s.request_headers, req, s.meta.scheme);
                 s.protocol = req.version();
             }
             core.filters.len()
@@ -477,5 +473,61 @@ async fn next_call(calls: &mut Option<Callouts>) -> Option<(usize, u32, CalloutR
 impl Drop for ChainRun {
     fn drop(&mut self) {
         self.finish_now();
+        // A run no response body shares any more gives its stream state
+        // and binding list to the next request of this thread.
+        if let Some(core) = Arc::get_mut(&mut self.core) {
+            let core = core.get_mut().unwrap_or_else(|p| p.into_inner());
+            spare::put(core.stream.take(), std::mem::take(&mut core.bound));
+        }
+    }
+}
+
+/// Finished requests' stream states and binding lists, kept on each
+/// worker thread for its next requests, which then allocate neither.
+mod spare {
+    use std::cell::RefCell;
+
+    use super::{Bound, StreamState};
+
+    /// Kept per thread, at most.
+    const KEEP: usize = 32;
+
+    #[derive(Default)]
+    struct Spare {
+        // Boxed as the run holds them: a kept one moves in as it is.
+        #[allow(clippy::vec_box)]
+        streams: Vec<Box<StreamState>>,
+        bound: Vec<Vec<Bound>>,
+    }
+
+    thread_local! {
+        static SPARE: RefCell<Spare> = RefCell::default();
+    }
+
+    /// A cleared stream state, if one is kept, and an empty binding list.
+    pub(super) fn take() -> (Option<Box<StreamState>>, Vec<Bound>) {
+        SPARE
+            .try_with(|s| {
+                let mut s = s.borrow_mut();
+                (s.streams.pop(), s.bound.pop().unwrap_or_default())
+            })
+            .unwrap_or_default()
+    }
+
+    /// Keeps what a finished run leaves, emptied of its request.
+    pub(super) fn put(stream: Option<Box<StreamState>>, mut bound: Vec<Bound>) {
+        let stream = stream.and_then(|mut s| s.clear().then_some(s));
+        bound.clear();
+        let _ = SPARE.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if let Some(stream) = stream {
+                if s.streams.len() < KEEP {
+                    s.streams.push(stream);
+                }
+            }
+            if bound.capacity() != 0 && s.bound.len() < KEEP {
+                s.bound.push(bound);
+            }
+        });
     }
 }

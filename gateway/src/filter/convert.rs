@@ -9,9 +9,20 @@ use super::state::Headers;
 
 /// Request headers with `:method`, `:path`, `:authority`, `:scheme` first;
 /// `host` becomes `:authority`, as Envoy presents it.
+#[cfg(test)]
 pub fn request_headers<B>(req: &http::Request<B>, scheme: &'static str) -> Headers {
+    let mut h = Headers::default();
+    request_headers_into(&mut h, req, scheme);
+    h
+}
+
+/// As [`request_headers`], into `h` (emptied first, its room kept).
+pub fn request_headers_into<B>(h: &mut Headers, req: &http::Request<B>, scheme: &'static str) {
     let headers = req.headers();
-    let mut pairs = Vec::with_capacity(headers.len() + 4);
+    h.dirty = false;
+    let pairs = &mut h.pairs;
+    pairs.clear();
+    pairs.reserve(headers.len() + 4);
     let authority = req
         .uri()
         .authority()
@@ -34,10 +45,6 @@ pub fn request_headers<B>(req: &http::Request<B>, scheme: &'static str) -> Heade
     ));
     for (k, v) in headers.iter().filter(|(k, _)| *k != HOST) {
         pairs.push((Name::Header(k.clone()), v.clone()));
-    }
-    Headers {
-        pairs,
-        dirty: false,
     }
 }
 

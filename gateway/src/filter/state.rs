@@ -53,6 +53,74 @@ pub struct StreamState {
     pub properties: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+impl StreamState {
+    /// The state of a request with `meta`, before its headers are read.
+    pub fn new(meta: RequestMeta) -> StreamState {
+        StreamState {
+            meta,
+            protocol: http::Version::HTTP_11,
+            request_headers: Headers::default(),
+            request_trailers: Headers::default(),
+            response_headers: Headers::default(),
+            response_trailers: Headers::default(),
+            request_body: BytesMut::new(),
+            response_body: BytesMut::new(),
+            upstream: None,
+            response_code: None,
+            properties: Vec::new(),
+        }
+    }
+
+    /// Empties the state of a finished request for another one, keeping
+    /// the room of its small buffers; `false` (and nothing kept) when a
+    /// buffer grew past what is worth keeping. `meta` stays until the
+    /// next request's replaces it ([`ChainRun`](super::ChainRun) does so
+    /// before any filter runs).
+    pub fn clear(&mut self) -> bool {
+        const MAX_PAIRS: usize = 64;
+        const MAX_BODY: usize = 16 * 1024;
+        const MAX_PROPERTIES: usize = 16;
+        // Every field named, so one added later cannot be left out here.
+        let StreamState {
+            meta: _,
+            protocol,
+            request_headers,
+            request_trailers,
+            response_headers,
+            response_trailers,
+            request_body,
+            response_body,
+            upstream,
+            response_code,
+            properties,
+        } = self;
+        let maps = [
+            &mut *request_headers,
+            &mut *request_trailers,
+            &mut *response_headers,
+            &mut *response_trailers,
+        ];
+        if maps.iter().any(|h| h.pairs.capacity() > MAX_PAIRS)
+            || request_body.capacity() > MAX_BODY
+            || response_body.capacity() > MAX_BODY
+            || properties.capacity() > MAX_PROPERTIES
+        {
+            return false;
+        }
+        for h in maps {
+            h.pairs.clear();
+            h.dirty = false;
+        }
+        *protocol = http::Version::HTTP_11;
+        request_body.clear();
+        response_body.clear();
+        *upstream = None;
+        *response_code = None;
+        properties.clear();
+        true
+    }
+}
+
 /// A local answer a filter asked for (`proxy_send_local_response`).
 #[derive(Debug, Clone)]
 pub struct LocalResponse {

@@ -127,6 +127,57 @@ async fn properties_read_and_upstream_override() {
 }
 
 #[tokio::test]
+async fn a_finished_request_leaves_nothing_to_the_next() {
+    // Requests of one thread reuse the stream state of finished ones: the
+    // next request must see none of the last one's headers, properties or
+    // upstream choice.
+    let host = test_host();
+    let d = Data::new(&[
+        "x-set",
+        "x-leaked",
+        "my\0flag",
+        "one",
+        "gateway\0upstream",
+        "ping_pong",
+    ]);
+    let body = format!(
+        r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+             (if (i32.eqz (call $get_prop {flag} (i32.const 1024) (i32.const 1028)))
+               (then (drop (call $add_header (i32.const 0) {leaked} {one}))))
+             (if (i32.eqz (call $get_header (i32.const 0) {xset} (i32.const 1024) (i32.const 1028)))
+               (then
+                 (drop (call $set_prop {flag} {one}))
+                 (drop (call $set_prop {up} {pp}))))
+             (i32.const 0))"#,
+        flag = d.at("my\0flag"),
+        leaked = d.at("x-leaked"),
+        one = d.at("one"),
+        xset = d.at("x-set"),
+        up = d.at("gateway\0upstream"),
+        pp = d.at("ping_pong"),
+    );
+    let chain = chain_with(&host, &abi(&d, &body), |_| {}).await;
+    for round in 0..3 {
+        let mut run = chain.start(meta()).expect("run");
+        let req = run
+            .on_request(request(&[("x-set", "1")]))
+            .await
+            .expect("forwarded");
+        assert!(req.headers().get("x-leaked").is_none(), "round {round}");
+        assert_eq!(run.upstream_override().as_deref(), Some("ping_pong"));
+        assert_eq!(run.property(b"my\0flag").as_deref(), Some(&b"one"[..]));
+        run.finish();
+
+        let mut run = chain.start(meta()).expect("run");
+        let req = run.on_request(request(&[])).await.expect("forwarded");
+        assert!(req.headers().get("x-leaked").is_none(), "round {round}");
+        assert_eq!(run.upstream_override(), None, "round {round}");
+        assert_eq!(run.property(b"my\0flag"), None, "round {round}");
+        run.finish();
+    }
+}
+
+#[tokio::test]
 async fn http_call_pauses_then_resumes_with_the_answer() {
     let host = test_host();
     let chain = chain_with(&host, &callout_filter(), |_| {}).await;
