@@ -158,9 +158,9 @@ impl ChainRun {
     }
 
     /// The name of the filter that answered the request itself, if any.
-    pub fn answered_by(&self) -> Option<String> {
+    pub fn answered_by(&self) -> Option<Arc<str>> {
         let i = self.answered_by?;
-        Some(self.core().filters.get(i)?.name().to_string())
+        Some(self.core().filters.get(i)?.shared_name().clone())
     }
 
     /// Runs `phase` on filter `i`, waiting out a pause.

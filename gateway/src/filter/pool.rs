@@ -99,6 +99,9 @@ const FAILURES_BEFORE_BACKOFF: u32 = 3;
 
 pub(crate) struct LoadedFilter {
     pub config: FilterConfig,
+    /// The configured name, shared with the access records of the
+    /// requests this filter answers.
+    shared_name: Arc<str>,
     pub code: Option<Arc<FilterCode>>,
     host: Arc<FilterHost>,
     sha256: String,
@@ -123,6 +126,7 @@ impl LoadedFilter {
     pub fn load(host: &Arc<FilterHost>, config: &FilterConfig) -> LoadedFilter {
         let mut me = LoadedFilter {
             config: config.clone(),
+            shared_name: Arc::from(config.name.as_str()),
             code: None,
             host: host.clone(),
             sha256: String::new(),
@@ -188,6 +192,11 @@ impl LoadedFilter {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// [`name`](Self::name), shared.
+    pub fn shared_name(&self) -> &Arc<str> {
+        &self.shared_name
     }
 
     /// An instance for one request; `Err` names why the filter cannot serve.
@@ -397,6 +406,7 @@ impl LoadedFilter {
         tracing::error!(filter = %config.name, "filter failed to load: {reason}");
         LoadedFilter {
             config: config.clone(),
+            shared_name: Arc::from(config.name.as_str()),
             code: None,
             host: host.clone(),
             sha256: String::new(),

@@ -2,6 +2,8 @@
 //! NUL-separated segments, e.g. `request\0path`. Integers are 8-byte
 //! little-endian, as Envoy serializes them; maps use the header-map format.
 
+use std::borrow::Cow;
+
 use super::abi::encode_pairs;
 use super::state::{HostState, StreamState};
 
@@ -31,22 +33,38 @@ fn protocol(v: http::Version) -> &'static str {
     }
 }
 
-/// Splits a path into its segments (a trailing NUL is tolerated).
-pub fn segments(path: &[u8]) -> Vec<&[u8]> {
+/// More segments than any path the gateway answers itself has.
+const MAX_SEGMENTS: usize = 4;
+
+/// Splits a path into its segments (a trailing NUL is tolerated), in
+/// `buf`; none when there are more than it holds (no such path is the
+/// gateway's own).
+fn segments<'p, 'b>(path: &'p [u8], buf: &'b mut [&'p [u8]; MAX_SEGMENTS]) -> &'b [&'p [u8]] {
     let path = path.strip_suffix(&[0]).unwrap_or(path);
-    path.split(|b| *b == 0).collect()
+    let mut n = 0;
+    for seg in path.split(|b| *b == 0) {
+        let Some(slot) = buf.get_mut(n) else {
+            return &[];
+        };
+        *slot = seg;
+        n += 1;
+    }
+    &buf[..n]
 }
 
-pub fn get(state: &HostState, path: &[u8]) -> Result<Vec<u8>, PropertyError> {
-    let segs = segments(path);
+/// The value of the property at `path`, borrowed from the request where
+/// it can be.
+pub fn get<'s>(state: &'s HostState, path: &[u8]) -> Result<Cow<'s, [u8]>, PropertyError> {
+    let mut buf = [&[][..]; MAX_SEGMENTS];
+    let segs = segments(path, &mut buf);
     let f = &state.filter;
-    match segs.as_slice() {
-        [b"plugin_name"] => return Ok(f.config.name.as_bytes().to_vec()),
-        [b"plugin_root_id"] => return Ok(f.root_id.as_bytes().to_vec()),
-        [b"plugin_vm_id"] => return Ok(f.vm_id.as_bytes().to_vec()),
+    match segs {
+        [b"plugin_name"] => return Ok(Cow::Borrowed(f.config.name.as_bytes())),
+        [b"plugin_root_id"] => return Ok(Cow::Borrowed(f.root_id.as_bytes())),
+        [b"plugin_vm_id"] => return Ok(Cow::Borrowed(f.vm_id.as_bytes())),
         // Readable from the root context too, so `on_configure` can check
         // the cluster names in its configuration.
-        [b"gateway", b"clusters"] => return Ok(state.host.clusters.encoded()),
+        [b"gateway", b"clusters"] => return Ok(Cow::Owned(state.host.clusters.encoded())),
         _ => {}
     }
     // The rest belong to a request, visible from its own context only.
@@ -54,7 +72,7 @@ pub fn get(state: &HostState, path: &[u8]) -> Result<Vec<u8>, PropertyError> {
         Some(s) if state.effective == state.current => s,
         _ => return Err(PropertyError::NotFound),
     };
-    if let Some(value) = stream_property(stream, &segs) {
+    if let Some(value) = stream_property(stream, segs) {
         return Ok(value);
     }
     let path = path.strip_suffix(&[0]).unwrap_or(path);
@@ -62,18 +80,18 @@ pub fn get(state: &HostState, path: &[u8]) -> Result<Vec<u8>, PropertyError> {
         .properties
         .iter()
         .find(|(p, _)| p == path)
-        .map(|(_, v)| v.clone())
+        .map(|(_, v)| Cow::Borrowed(&v[..]))
         .ok_or(PropertyError::NotFound)
 }
 
-fn stream_property(s: &StreamState, segs: &[&[u8]]) -> Option<Vec<u8>> {
-    let header = |name: &str| s.request_headers.get(name).map(<[u8]>::to_vec);
-    Some(match segs {
-        [b"request", b"path"] => header(":path")?,
+fn stream_property<'s>(s: &'s StreamState, segs: &[&[u8]]) -> Option<Cow<'s, [u8]>> {
+    let header = |name: &str| s.request_headers.get(name);
+    Some(Cow::Owned(match segs {
+        [b"request", b"path"] => return header(":path").map(Cow::Borrowed),
         [b"request", b"url_path"] => {
             let path = header(":path")?;
             let end = path.iter().position(|b| *b == b'?').unwrap_or(path.len());
-            path[..end].to_vec()
+            return Some(Cow::Borrowed(&path[..end]));
         }
         [b"request", b"query"] => {
             let path = header(":path")?;
@@ -81,22 +99,24 @@ fn stream_property(s: &StreamState, segs: &[&[u8]]) -> Option<Vec<u8>> {
                 .iter()
                 .position(|b| *b == b'?')
                 .map_or(path.len(), |q| q + 1);
-            path[start..].to_vec()
+            return Some(Cow::Borrowed(&path[start..]));
         }
-        [b"request", b"useragent"] => header("user-agent")?,
-        [b"request", b"referer"] => header("referer")?,
-        [b"request", b"host"] => header(":authority")?,
-        [b"request", b"scheme"] => header(":scheme")?,
-        [b"request", b"method"] => header(":method")?,
+        [b"request", b"useragent"] => return header("user-agent").map(Cow::Borrowed),
+        [b"request", b"referer"] => return header("referer").map(Cow::Borrowed),
+        [b"request", b"host"] => return header(":authority").map(Cow::Borrowed),
+        [b"request", b"scheme"] => return header(":scheme").map(Cow::Borrowed),
+        [b"request", b"method"] => return header(":method").map(Cow::Borrowed),
         [b"request", b"headers"] => encode_pairs(
             s.request_headers
                 .iter()
                 .filter(|(k, _)| !k.starts_with(b":")),
         ),
-        [b"request", b"headers", name] => s
-            .request_headers
-            .get(std::str::from_utf8(name).ok()?)?
-            .to_vec(),
+        [b"request", b"headers", name] => {
+            return s
+                .request_headers
+                .get(std::str::from_utf8(name).ok()?)
+                .map(Cow::Borrowed)
+        }
         [b"request", b"protocol"] => protocol(s.protocol).as_bytes().to_vec(),
         [b"request", b"id"] => s.meta.id.as_bytes().to_vec(),
         [b"source", b"address"] => s.meta.source.to_string().into_bytes(),
@@ -130,9 +150,9 @@ fn stream_property(s: &StreamState, segs: &[&[u8]]) -> Option<Vec<u8>> {
                 .iter()
                 .filter(|(k, _)| !k.starts_with(b":")),
         ),
-        [b"gateway", b"upstream"] => s.upstream.as_deref()?.as_bytes().to_vec(),
+        [b"gateway", b"upstream"] => return Some(Cow::Borrowed(s.upstream.as_deref()?.as_bytes())),
         _ => return None,
-    })
+    }))
 }
 
 pub fn set(state: &mut HostState, path: &[u8], value: &[u8]) -> Result<(), PropertyError> {
@@ -168,4 +188,23 @@ pub fn set(state: &mut HostState, path: &[u8], value: &[u8]) -> Result<(), Prope
     props.retain(|(p, _)| p != path);
     props.push((path.to_vec(), value.to_vec()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_splits_into_its_segments_or_none_past_the_known_depth() {
+        let mut buf = [&[][..]; MAX_SEGMENTS];
+        assert_eq!(
+            segments(b"request\0headers\0x-a\0", &mut buf),
+            [&b"request"[..], b"headers", b"x-a"]
+        );
+        assert_eq!(segments(b"plugin_name", &mut buf), [&b"plugin_name"[..]]);
+        assert_eq!(segments(b"a\0b\0c\0d", &mut buf).len(), 4);
+        // Deeper than any path the gateway answers: a filter's own, looked
+        // up whole by `get`.
+        assert!(segments(b"a\0b\0c\0d\0e", &mut buf).is_empty());
+    }
 }

@@ -44,7 +44,7 @@ pub struct AccessRecord {
     /// From sending the request to the upstream's response head.
     pub upstream_header: Option<std::time::Duration>,
     /// The filter that answered the request itself.
-    pub filter: Option<String>,
+    pub filter: Option<Arc<str>>,
     /// The request's trace id, when tracing is on.
     pub trace_id: Option<String>,
 }

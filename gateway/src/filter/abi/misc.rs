@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
-use super::{read_bytes, return_bytes, status, status_of, write_bytes, write_u32};
+use super::{read_bytes, return_bytes, status, status_of, with_bytes, write_bytes, write_u32};
 use crate::filter::properties::{self, PropertyError};
 use crate::filter::state::{HostState, ROOT_CONTEXT};
 
@@ -136,15 +136,21 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_get_property",
         |mut c: Caller<'_, HostState>, pp: i32, pl: i32, rp: i32, rl: i32| -> Result<i32> {
-            let path = match read_bytes(&c, pp, pl) {
-                Ok(p) => p,
-                Err(s) => return Ok(s),
+            // The path is read where it lies, and the value copied out
+            // through the instance's scratch buffer: no allocation.
+            let mut value = std::mem::take(&mut c.data_mut().scratch);
+            value.clear();
+            let found = with_bytes(&c, pp, pl, |path| {
+                properties::get(c.data(), path).map(|v| value.extend_from_slice(&v))
+            });
+            let r = match found {
+                Err(s) => Ok(s),
+                Ok(Ok(())) => return_bytes(&mut c, &value, rp, rl),
+                Ok(Err(PropertyError::NotFound)) => Ok(status::NOT_FOUND),
+                Ok(Err(PropertyError::BadArgument)) => Ok(status::BAD_ARGUMENT),
             };
-            match properties::get(c.data(), &path) {
-                Ok(value) => return_bytes(&mut c, &value, rp, rl),
-                Err(PropertyError::NotFound) => Ok(status::NOT_FOUND),
-                Err(PropertyError::BadArgument) => Ok(status::BAD_ARGUMENT),
-            }
+            c.data_mut().scratch = value;
+            r
         },
     )?;
     linker.func_wrap(
