@@ -104,6 +104,42 @@ async fn a_reset_http2_stream_is_logged_and_releases_its_connection() {
 }
 
 #[tokio::test]
+async fn an_http1_client_gone_while_its_request_waits_is_logged_and_abandoned() {
+    let up = Upstream::start("up").await;
+    let gateway = Gateway::start(&config(&up, "")).await;
+    // Without a body, and with one the gateway read (and waited for) first.
+    let requests: [&[&[u8]]; 2] = [
+        &[b"GET /slow/60000 HTTP/1.1\r\nHost: x\r\n\r\n"],
+        &[
+            b"POST /slow/60000 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n",
+            b"hello",
+        ],
+    ];
+    for (n, writes) in requests.into_iter().enumerate() {
+        let mut stream = gateway.raw("web").await;
+        stream.set_nodelay(true).expect("nodelay");
+        for bytes in writes {
+            stream.write_all(bytes).await.expect("write");
+        }
+        assert!(
+            up.wait_for_requests(n + 1).await,
+            "the upstream saw request {n}"
+        );
+        // The client closes its connection while the upstream takes its time.
+        drop(stream);
+        // Noticed at once, long before the upstream would answer: the
+        // exchange ends as abandoned.
+        assert!(
+            gateway
+                .log_count_reaches("status=499", n + 1, Duration::from_secs(10))
+                .await,
+            "abandoned request {n} is logged: {:?}",
+            gateway.logs()
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_http10_upstream_answers_the_client_in_http11() {
     // An upstream that speaks HTTP/1.0 (raw, one answer per connection).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

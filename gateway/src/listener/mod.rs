@@ -7,6 +7,7 @@ mod conn;
 mod plain;
 mod prefixed;
 mod send_timeout;
+mod shared_stream;
 mod shutdown;
 pub mod tls;
 

@@ -26,12 +26,13 @@ use super::accept::accept_loop;
 use super::conn::{drive, set_tcp_keepalive, ConnTimeouts, Protocol};
 use super::prefixed::Prefixed;
 use super::send_timeout::SendTimeout;
+use super::shared_stream::{PeerWatch, SharedStream};
 use super::{ConnActivity, Shutdown};
 use crate::config::HttpLimitsConfig;
 use crate::http::service::{ConnInfo, ConnService, HttpService};
 
 /// A cleartext connection's I/O, as hyper and a tunnel see it.
-type PlainIo = Prefixed<SendTimeout<TokioIo<TcpStream>>>;
+type PlainIo = Prefixed<SendTimeout<TokioIo<SharedStream>>>;
 
 /// What opens every HTTP/2 connection.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -109,8 +110,8 @@ fn serve_plain(
             () = shutdown.started() => None,
         };
         if let Some((prefix, h2)) = first {
-            let io = SendTimeout::new(TokioIo::new(stream), timeouts.send);
             if h2 {
+                let io = SendTimeout::new(TokioIo::new(stream), timeouts.send);
                 let io = Prefixed::new(io, prefix);
                 Box::pin(drive(
                     &builders.auto,
@@ -126,6 +127,7 @@ fn serve_plain(
                 // as when hyper held it for its whole life: the header clock,
                 // or the idle one if shorter.
                 let limit = timeouts.idle.min(timeouts.header);
+                let io = SendTimeout::new(TokioIo::new(SharedStream::new(stream)), timeouts.send);
                 serve_h1(&builders.h1, io, prefix, &service, limit, &mut shutdown).await;
             }
         }
@@ -169,7 +171,7 @@ enum Ended {
 #[allow(clippy::manual_async_fn)]
 fn serve_h1<'a>(
     builder: &'a http1::Builder,
-    mut io: SendTimeout<TokioIo<TcpStream>>,
+    mut io: SendTimeout<TokioIo<SharedStream>>,
     mut pending: Bytes,
     service: &'a ConnService,
     limit: Duration,
@@ -178,6 +180,8 @@ fn serve_h1<'a>(
     // A block, as in `serve_plain`.
     async move {
         let activity = &*service.activity;
+        // Watched while a request is in flight (see `busy`).
+        let mut peer = PeerWatch::new(io.get_ref().inner());
         let mut clock = Clock {
             idle: pin!(tokio::time::sleep(limit)),
             limit,
@@ -198,7 +202,7 @@ fn serve_h1<'a>(
             let period = Box::pin(async {
                 let mut conn =
                     builder.serve_connection(Prefixed::new(io, pending), service.clone());
-                let ended = busy(&mut conn, activity, started, &mut clock, linger).await;
+                let ended = busy(&mut conn, &mut peer, activity, started, &mut clock, linger).await;
                 ended.map(|ended| (ended, conn.into_parts()))
             });
             let Some((ended, parts)) = period.await else {
@@ -290,11 +294,11 @@ impl<S: Future<Output = ()>> Clock<'_, S> {
 /// Waits, holding no buffer, until the client sends. False: the
 /// connection idled out, closed or the gateway is shutting down.
 async fn wait_for_request<S: Future<Output = ()>>(
-    io: &SendTimeout<TokioIo<TcpStream>>,
+    io: &SendTimeout<TokioIo<SharedStream>>,
     activity: &ConnActivity,
     clock: &mut Clock<'_, S>,
 ) -> bool {
-    let stream = io.get_ref().inner();
+    let stream = io.get_ref().inner().stream();
     std::future::poll_fn(|cx| {
         if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
             return Poll::Ready(ready.is_ok());
@@ -321,6 +325,7 @@ const LINGER: Duration = Duration::from_millis(50);
 /// shutdown close it as on any listener. `None`: it failed.
 async fn busy<S: Future<Output = ()>>(
     conn: &mut http1::Connection<PlainIo, ConnService>,
+    peer: &mut PeerWatch,
     activity: &ConnActivity,
     started: u64,
     clock: &mut Clock<'_, S>,
@@ -332,14 +337,24 @@ async fn busy<S: Future<Output = ()>>(
     let mut seen = started;
     let mut tick = pin!(linger.then(|| tokio::time::sleep(LINGER)));
     let mut tick_armed = Armed::default();
+    // The client went away while a request was in flight.
+    let mut gone = false;
     let result = std::future::poll_fn(|cx| loop {
         if let Poll::Ready(result) = conn.poll_without_shutdown(cx) {
             return Poll::Ready(result);
         }
+        let (now_started, in_flight) = activity.counts();
+        // hyper does not read while it waits for an answer (`half_close`,
+        // see `shared_stream`): a client gone in the meantime ends the
+        // connection here, and with it the request's exchange, as hyper
+        // would have.
+        if in_flight > 0 && peer.poll_gone(now_started, cx).is_ready() {
+            gone = true;
+            return Poll::Ready(Ok(()));
+        }
         if asked || closing {
             return Poll::Pending;
         }
-        let (now_started, in_flight) = activity.counts();
         let answered = in_flight == 0 && now_started != started;
         if answered && !linger {
             asked = true;
@@ -369,6 +384,10 @@ async fn busy<S: Future<Output = ()>>(
     })
     .await;
     match result {
+        Ok(()) if gone => {
+            tracing::debug!("the client closed its connection with a request in flight");
+            None
+        }
         Ok(()) if asked && !closing => Some(Ended::Between),
         Ok(()) => Some(Ended::Closed),
         Err(e) => {
@@ -405,7 +424,10 @@ fn builders(limits: &HttpLimitsConfig) -> Arc<Builders> {
         .max_buf_size(limits.max_header_bytes.max(8192))
         // One buffer, one send(): small responses (most of a gateway's)
         // cost less than a writev() of head and body.
-        .writev(false);
+        .writev(false)
+        // No reads while a request waits for its answer: the connection's
+        // loop watches for the client going away instead (`busy`).
+        .half_close(true);
     if let Some(n) = super::conn::header_limit(limits) {
         h1.max_headers(n);
     }
