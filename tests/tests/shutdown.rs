@@ -5,27 +5,18 @@ use std::time::Duration;
 
 use gateway_tests::{Gateway, Upstream};
 
+/// One listener to `up`, with 10 s for requests in flight at shutdown.
+fn graceful(up: &Upstream) -> String {
+    format!(
+        "[runtime]\nshutdown_grace = \"10s\"\n{}",
+        gateway_tests::web_to(up.addr, "")
+    )
+}
+
 #[tokio::test]
 async fn sigterm_lets_the_request_in_flight_finish() {
     let up = Upstream::start("up").await;
-    let mut gateway = Gateway::start(&format!(
-        r#"
-        [runtime]
-        shutdown_grace = "10s"
-        [[listener]]
-        name = "web"
-        protocol = "http"
-        address = "127.0.0.1:0"
-        [[listener.route]]
-        path_prefix = "/"
-        cluster = "up"
-        [[cluster]]
-        name = "up"
-        endpoints = ["{}"]
-        "#,
-        up.addr
-    ))
-    .await;
+    let mut gateway = Gateway::start(&graceful(&up)).await;
     let addr = gateway.addr("web");
     let mut client = gateway.http1("web").await;
     let in_flight = tokio::spawn(async move { client.get("/slow/700").await });
@@ -51,24 +42,7 @@ async fn sigterm_lets_every_http2_stream_in_flight_finish() {
     // The streams of one HTTP/2 connection run with the connection: a
     // graceful shutdown (GOAWAY) must still let each of them answer.
     let up = Upstream::start("up").await;
-    let mut gateway = Gateway::start(&format!(
-        r#"
-        [runtime]
-        shutdown_grace = "10s"
-        [[listener]]
-        name = "web"
-        protocol = "http"
-        address = "127.0.0.1:0"
-        [[listener.route]]
-        path_prefix = "/"
-        cluster = "up"
-        [[cluster]]
-        name = "up"
-        endpoints = ["{}"]
-        "#,
-        up.addr
-    ))
-    .await;
+    let mut gateway = Gateway::start(&graceful(&up)).await;
     let client = gateway.http2("web").await;
     const STREAMS: usize = 4;
     let in_flight: Vec<_> = (0..STREAMS)
