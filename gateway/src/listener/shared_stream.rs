@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// A TCP stream read and written through a shared handle.
@@ -63,11 +63,19 @@ impl AsyncRead for SharedStream {
             // SAFETY: `try_read_buf` only writes bytes into the slice, from
             // its start, and says how many; those are then marked filled.
             let mut dst: &mut [MaybeUninit<u8>] = unsafe { buf.unfilled_mut() };
+            let room = dst.len();
             match self.0.stream.try_read_buf(&mut dst) {
                 Ok(n) => {
                     // SAFETY: the first `n` unfilled bytes were just written.
                     unsafe { buf.assume_init(n) };
                     buf.advance(n);
+                    if n > 0 && n < room {
+                        // A short read drained the socket: forget its
+                        // readiness now, as tokio's own stream does, rather
+                        // than learn it from one more read's `EAGAIN`. Bytes
+                        // that come later make the socket ready again.
+                        self.forget(Interest::READABLE);
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 // The readiness was stale and is now cleared: wait again.
@@ -79,20 +87,38 @@ impl AsyncRead for SharedStream {
 }
 
 impl SharedStream {
-    /// Writes with `write` once the socket is writable, waiting again
-    /// when its readiness was stale.
+    /// Writes `len` bytes with `write` once the socket is writable,
+    /// waiting again when its readiness was stale.
     fn poll_write_with(
         &self,
         cx: &mut Context<'_>,
+        len: usize,
         write: impl Fn(&TcpStream) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         loop {
             ready!(self.0.stream.poll_write_ready(cx))?;
             match write(&self.0.stream) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Ok(n) => {
+                    if n > 0 && n < len {
+                        // A short write filled the socket's buffer, as
+                        // tokio's own stream takes it (see `poll_read`).
+                        self.forget(Interest::WRITABLE);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
                 r => return Poll::Ready(r),
             }
         }
+    }
+
+    /// Clears the socket's readiness for `interest` (unless it became
+    /// ready again since it was last seen), with no system call.
+    fn forget(&self, interest: Interest) {
+        let _ = self
+            .0
+            .stream
+            .try_io(interest, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
     }
 }
 
@@ -102,7 +128,7 @@ impl AsyncWrite for SharedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_with(cx, |s| s.try_write(buf))
+        self.poll_write_with(cx, buf.len(), |s| s.try_write(buf))
     }
 
     fn poll_write_vectored(
@@ -110,7 +136,8 @@ impl AsyncWrite for SharedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_with(cx, |s| s.try_write_vectored(bufs))
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.poll_write_with(cx, len, |s| s.try_write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
