@@ -47,6 +47,40 @@ impl SharedStream {
     pub(super) fn stream(&self) -> &TcpStream {
         &self.0.stream
     }
+
+    /// Writes `len` bytes with `write` once the socket is writable,
+    /// waiting again when its readiness was stale.
+    fn poll_write_with(
+        &self,
+        cx: &mut Context<'_>,
+        len: usize,
+        write: impl Fn(&TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.stream.poll_write_ready(cx))?;
+            match write(&self.0.stream) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Ok(n) => {
+                    if n > 0 && n < len {
+                        // A short write filled the socket's buffer, as
+                        // tokio's own stream takes it (see `poll_read`).
+                        self.forget(Interest::WRITABLE);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    /// Clears the socket's readiness for `interest` (unless it became
+    /// ready again since it was last seen), with no system call.
+    fn forget(&self, interest: Interest) {
+        let _ = self
+            .0
+            .stream
+            .try_io(interest, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+    }
 }
 
 impl AsyncRead for SharedStream {
@@ -83,42 +117,6 @@ impl AsyncRead for SharedStream {
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
-    }
-}
-
-impl SharedStream {
-    /// Writes `len` bytes with `write` once the socket is writable,
-    /// waiting again when its readiness was stale.
-    fn poll_write_with(
-        &self,
-        cx: &mut Context<'_>,
-        len: usize,
-        write: impl Fn(&TcpStream) -> io::Result<usize>,
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.0.stream.poll_write_ready(cx))?;
-            match write(&self.0.stream) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Ok(n) => {
-                    if n > 0 && n < len {
-                        // A short write filled the socket's buffer, as
-                        // tokio's own stream takes it (see `poll_read`).
-                        self.forget(Interest::WRITABLE);
-                    }
-                    return Poll::Ready(Ok(n));
-                }
-                r => return Poll::Ready(r),
-            }
-        }
-    }
-
-    /// Clears the socket's readiness for `interest` (unless it became
-    /// ready again since it was last seen), with no system call.
-    fn forget(&self, interest: Interest) {
-        let _ = self
-            .0
-            .stream
-            .try_io(interest, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
     }
 }
 
