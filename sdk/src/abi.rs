@@ -55,7 +55,6 @@ pub(crate) enum MetricKind {
 /// Encodes header pairs as the ABI's map: a little-endian u32 count, then a
 /// (key length, value length) u32 pair per entry, then each key and value
 /// followed by a NUL byte.
-#[cfg(test)]
 pub(crate) fn encode_map(pairs: &[(String, String)]) -> Vec<u8> {
     with_encoded_map(pairs, <[u8]>::to_vec)
 }

@@ -136,6 +136,9 @@ pub enum Decision<F> {
     Continue,
     /// Answer the client now; no upstream sees the request.
     Respond(LocalResponse),
+    /// Answer the client now with a response encoded once
+    /// ([`LocalResponse::prepare`]); no upstream sees the request.
+    RespondPrepared(PreparedResponse),
     /// Hold the request, ask a cluster, and decide when the answer arrives.
     /// Build it with [`crate::CalloutRequest::then`].
     Callout(Callout<F>),
@@ -159,9 +162,21 @@ impl<F> From<LocalResponse> for Decision<F> {
     }
 }
 
+impl<F> From<&PreparedResponse> for Decision<F> {
+    fn from(response: &PreparedResponse) -> Self {
+        Decision::RespondPrepared(response.clone())
+    }
+}
+
 impl From<LocalResponse> for ResponseDecision {
     fn from(response: LocalResponse) -> Self {
         ResponseDecision::Respond(response)
+    }
+}
+
+impl From<&PreparedResponse> for ResponseDecision {
+    fn from(response: &PreparedResponse) -> Self {
+        ResponseDecision::RespondPrepared(response.clone())
     }
 }
 
@@ -172,6 +187,9 @@ pub enum ResponseDecision {
     Continue,
     /// Replace the upstream's response with this one.
     Respond(LocalResponse),
+    /// Replace the upstream's response with one encoded once
+    /// ([`LocalResponse::prepare`]).
+    RespondPrepared(PreparedResponse),
 }
 
 /// A response produced by the filter itself (`proxy_send_local_response`).
@@ -232,5 +250,73 @@ impl LocalResponse {
                 LocalResponse::new(500).body(format!("response not serializable: {error}\n"))
             }
         }
+    }
+}
+
+impl LocalResponse {
+    /// This response encoded once, for an answer a filter gives again and
+    /// again (a 401 challenge, a 429, a maintenance page). Sending a
+    /// [`LocalResponse`] builds its header strings and body and encodes
+    /// them for the host on every request; sending a [`PreparedResponse`]
+    /// hands the host the bytes encoded here, with no allocation. Prepare
+    /// it once, when the configuration is read or on first use, and keep
+    /// it:
+    ///
+    /// ```
+    /// # use gateway_sdk::{Decision, LocalResponse, PreparedResponse};
+    /// # struct F { denied: PreparedResponse }
+    /// # fn deny(f: &F) -> Decision<F> {
+    /// let denied = LocalResponse::new(401)
+    ///     .header("www-authenticate", "Bearer")
+    ///     .body("unauthorized\n")
+    ///     .prepare();
+    /// // per request:
+    /// (&f.denied).into()
+    /// # }
+    /// ```
+    ///
+    /// The client sees exactly what sending this `LocalResponse` would
+    /// give it.
+    pub fn prepare(&self) -> PreparedResponse {
+        PreparedResponse(Rc::new(Prepared {
+            status: self.status,
+            headers: crate::abi::encode_map(&self.headers),
+            body: self.body.clone(),
+        }))
+    }
+}
+
+/// A [`LocalResponse`] encoded once for the host ([`LocalResponse::prepare`]);
+/// cloning it shares the encoding. Return it from a hook as
+/// `(&prepared).into()`.
+#[derive(Clone)]
+pub struct PreparedResponse(Rc<Prepared>);
+
+struct Prepared {
+    status: u16,
+    /// The headers in the ABI's map encoding.
+    headers: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl PreparedResponse {
+    /// The HTTP status code.
+    pub fn status(&self) -> u16 {
+        self.0.status
+    }
+
+    /// The status, the encoded headers and the body, as the host takes them.
+    pub(crate) fn parts(&self) -> (u16, &[u8], &[u8]) {
+        (self.0.status, &self.0.headers, &self.0.body)
+    }
+}
+
+impl std::fmt::Debug for PreparedResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedResponse")
+            .field("status", &self.0.status)
+            .field("headers", &crate::abi::decode_map(&self.0.headers))
+            .field("body_len", &self.0.body.len())
+            .finish()
     }
 }

@@ -47,12 +47,8 @@ pub(crate) trait Host {
     ) -> Result<(), u32>;
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), u32>;
-    fn send_local_response(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), u32>;
+    /// `headers` in the ABI's map encoding (`abi::encode_map`).
+    fn send_local_response(&self, status: u16, headers: &[u8], body: &[u8]) -> Result<(), u32>;
     fn http_call(
         &self,
         cluster: &str,

@@ -101,7 +101,7 @@ static ALLOCATOR: small_blocks::SmallBlocks = small_blocks::SmallBlocks::new();
 
 pub use body::{Body, OverLimit};
 pub use callout::{Callout, CalloutRequest, CalloutResponse};
-pub use filter::{Decision, Filter, LocalResponse, ResponseDecision};
+pub use filter::{Decision, Filter, LocalResponse, PreparedResponse, ResponseDecision};
 pub use hooks::Hooks;
 pub use http::{Request, Response, CLIENT_ADDRESS_PROPERTY, HASH_KEY_PROPERTY, UPSTREAM_PROPERTY};
 pub use log::LogLevel;

@@ -155,3 +155,58 @@ fn a_filter_sets_the_consistent_hashing_key() {
     let unkeyed = test.request(TestRequest::get("/"));
     assert_eq!(unkeyed.hash_key(), None);
 }
+
+/// Answers `/denied` with a response prepared once, and replaces every
+/// upstream answer with another.
+struct Prepared {
+    denied: gateway_sdk::PreparedResponse,
+    replaced: gateway_sdk::PreparedResponse,
+}
+
+fn denied() -> LocalResponse {
+    LocalResponse::new(401)
+        .header("www-authenticate", "Bearer realm=\"api\"")
+        .header("content-type", "text/plain")
+        .body("unauthorized\n")
+}
+
+fn replaced() -> LocalResponse {
+    LocalResponse::new(503).header("retry-after", "5")
+}
+
+impl Filter for Prepared {
+    type Config = ();
+
+    fn new(_: &Rc<()>) -> Self {
+        Prepared {
+            denied: denied().prepare(),
+            replaced: replaced().prepare(),
+        }
+    }
+
+    fn on_request(&mut self, request: &mut Request) -> Decision<Self> {
+        if request.path() == "/denied" {
+            return (&self.denied).into();
+        }
+        Decision::Continue
+    }
+
+    fn on_response(&mut self, _: &mut Response) -> ResponseDecision {
+        (&self.replaced).into()
+    }
+}
+
+#[test]
+fn a_prepared_response_answers_as_the_response_it_was_made_from() {
+    let mut test = FilterTest::<Prepared>::new("").unwrap();
+    assert_eq!(denied().prepare().status(), 401);
+    // Twice: the encoding is shared, not used up.
+    for _ in 0..2 {
+        let exchange = test.request(TestRequest::get("/denied"));
+        assert_eq!(exchange.local_response(), Some(denied()));
+    }
+    let mut exchange = test.request(TestRequest::get("/other"));
+    assert!(exchange.is_continue());
+    exchange.respond(TestResponse::new(200));
+    assert_eq!(exchange.local_response(), Some(replaced()));
+}

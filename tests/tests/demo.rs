@@ -54,11 +54,23 @@ async fn the_articles_scenario() {
     let seen_before = a.received().len() + b.received().len();
     let reply = client.get("/ping").await;
     assert_eq!(reply.status, 401);
-    assert!(reply.header("www-authenticate").is_some());
+    // The filter's prepared answer, whole, and the same on every denial.
+    for reply in [reply, client.get("/ping").await] {
+        assert_eq!(reply.status, 401);
+        assert_eq!(
+            reply.header("www-authenticate"),
+            Some("Basic realm=\"gateway\"")
+        );
+        assert_eq!(reply.header("content-type"), Some("text/plain"));
+        assert_eq!(reply.text(), "unauthorized\n");
+    }
     assert_eq!(a.received().len() + b.received().len(), seen_before);
 
     // curl -H 'Authorization: Basic x' localhost:8000/other -> 404
-    assert_eq!(client.send(authorized("/other")).await.status, 404);
+    let reply = client.send(authorized("/other")).await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.text(), "not found\n");
+    assert_eq!(reply.header("content-type"), Some("text/plain"));
     assert_eq!(a.received().len() + b.received().len(), seen_before);
 
     // Repeated /ping on one keep-alive connection alternates.

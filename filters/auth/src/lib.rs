@@ -11,7 +11,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use gateway_sdk::metrics::Counter;
-use gateway_sdk::{Decision, Filter, Hooks, LocalResponse, Request};
+use gateway_sdk::{Decision, Filter, Hooks, LocalResponse, PreparedResponse, Request};
 use serde::Deserialize;
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -26,10 +26,10 @@ pub struct AuthConfig {
     pub tokens: Vec<String>,
     /// Realm announced in `WWW-Authenticate`.
     pub realm: String,
-    /// The `WWW-Authenticate` value and the denial counter, made on the
-    /// first denial and kept with the configuration.
+    /// The 401 (encoded once) and the denial counter, made on the first
+    /// denial and kept with the configuration.
     #[serde(skip)]
-    denial: OnceCell<(String, Counter)>,
+    denial: OnceCell<(PreparedResponse, Counter)>,
 }
 
 impl Default for AuthConfig {
@@ -51,20 +51,21 @@ pub struct Auth {
 impl Auth {
     fn deny(&self, reason: &str) -> Decision<Self> {
         let config = &self.config;
-        let (challenge, denied) = config.denial.get_or_init(|| {
+        let (response, denied) = config.denial.get_or_init(|| {
             let scheme = config.schemes.first().map_or("Basic", String::as_str);
-            (
-                format!("{scheme} realm=\"{}\"", config.realm),
-                Counter::new("auth_denied"),
-            )
+            let response = LocalResponse::new(401)
+                .header(
+                    "www-authenticate",
+                    format!("{scheme} realm=\"{}\"", config.realm),
+                )
+                .header("content-type", "text/plain")
+                .body("unauthorized\n")
+                .prepare();
+            (response, Counter::new("auth_denied"))
         });
         denied.increment(1);
         gateway_sdk::debug!("denied: {reason}");
-        LocalResponse::new(401)
-            .header("www-authenticate", challenge.as_str())
-            .header("content-type", "text/plain")
-            .body("unauthorized\n")
-            .into()
+        response.into()
     }
 }
 

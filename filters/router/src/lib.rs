@@ -6,8 +6,9 @@
 //! See README.md for the configuration.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-use gateway_sdk::{Decision, Filter, Hooks, LocalResponse, Request};
+use gateway_sdk::{Decision, Filter, Hooks, LocalResponse, PreparedResponse, Request};
 use serde::Deserialize;
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -19,6 +20,9 @@ pub struct RouterConfig {
     pub routes: Vec<RouteConfig>,
     /// What happens to a request no route matches.
     pub unmatched: Unmatched,
+    /// The 404 for `unmatched = "reject"`, encoded on first use.
+    #[serde(skip)]
+    not_found: OnceCell<PreparedResponse>,
 }
 
 /// One route: every condition given must hold.
@@ -115,9 +119,15 @@ impl Filter for Router {
                 Decision::Continue
             }
             (None, Unmatched::Pass) => Decision::Continue,
-            (None, Unmatched::Reject) => LocalResponse::new(404)
-                .header("content-type", "text/plain")
-                .body("not found\n")
+            (None, Unmatched::Reject) => self
+                .config
+                .not_found
+                .get_or_init(|| {
+                    LocalResponse::new(404)
+                        .header("content-type", "text/plain")
+                        .body("not found\n")
+                        .prepare()
+                })
                 .into(),
         }
     }

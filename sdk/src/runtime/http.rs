@@ -2,10 +2,10 @@
 //! and how a filter's decisions become hostcalls and `Action`s.
 
 use super::{log, Runtime, Stream};
-use crate::abi::{action, BufferType, MapType, StreamType};
+use crate::abi::{action, with_encoded_map, BufferType, MapType, StreamType};
 use crate::body::{Body, BodyPlan, OverLimit};
 use crate::callout::CalloutResponse;
-use crate::filter::{Decision, Filter, LocalResponse, ResponseDecision};
+use crate::filter::{Decision, Filter, LocalResponse, PreparedResponse, ResponseDecision};
 use crate::hooks::Callback;
 use crate::host::{self, LogLevel};
 use crate::http::{Request, Response};
@@ -233,6 +233,10 @@ impl<F: Filter> Runtime<F> {
                     respond(stream, response);
                     return action::PAUSE;
                 }
+                Decision::RespondPrepared(response) => {
+                    respond_prepared(stream, &response);
+                    return action::PAUSE;
+                }
                 Decision::Callout(callout) => {
                     let request = &callout.request;
                     let timeout = u32::try_from(request.timeout.as_millis()).unwrap_or(u32::MAX);
@@ -286,13 +290,24 @@ fn read_answer(headers: usize, body_size: usize) -> CalloutResponse {
 }
 
 fn respond<F>(stream: &mut Stream<F>, response: LocalResponse) {
+    let sent = with_encoded_map(&response.headers, |headers| {
+        host::with(|h| h.send_local_response(response.status, headers, &response.body))
+    });
+    answered(stream, response.status, sent);
+}
+
+fn respond_prepared<F>(stream: &mut Stream<F>, response: &PreparedResponse) {
+    let (status, headers, body) = response.parts();
+    let sent = host::with(|h| h.send_local_response(status, headers, body));
+    answered(stream, status, sent);
+}
+
+fn answered<F>(stream: &mut Stream<F>, status: u16, sent: Result<(), u32>) {
     stream.answered_locally = true;
-    let sent =
-        host::with(|h| h.send_local_response(response.status, &response.headers, &response.body));
     if let Err(code) = sent {
         log(
             LogLevel::Error,
-            &format!("local response {} refused (status {code})", response.status),
+            &format!("local response {status} refused (status {code})"),
         );
     }
 }
@@ -302,6 +317,10 @@ pub(super) fn apply_response<F>(stream: &mut Stream<F>, decision: ResponseDecisi
         ResponseDecision::Continue => action::CONTINUE,
         ResponseDecision::Respond(response) => {
             respond(stream, response);
+            action::PAUSE
+        }
+        ResponseDecision::RespondPrepared(response) => {
+            respond_prepared(stream, &response);
             action::PAUSE
         }
     }

@@ -231,15 +231,10 @@ impl Host for MockHost {
         Ok(())
     }
 
-    fn send_local_response(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), u32> {
+    fn send_local_response(&self, status: u16, headers: &[u8], body: &[u8]) -> Result<(), u32> {
         self.stream().local_response = Some(crate::LocalResponse {
             status,
-            headers: headers.to_vec(),
+            headers: crate::abi::decode_map(headers),
             body: body.to_vec(),
         });
         Ok(())

@@ -178,27 +178,20 @@ impl Host for WasmHost {
         })
     }
 
-    fn send_local_response(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), u32> {
+    fn send_local_response(&self, status: u16, headers: &[u8], body: &[u8]) -> Result<(), u32> {
         let details = b"gateway_sdk";
-        with_encoded_map(headers, |headers| {
-            // SAFETY: all buffers are live for the call; -1 means "not gRPC".
-            ok(unsafe {
-                proxy_send_local_response(
-                    u32::from(status),
-                    details.as_ptr(),
-                    details.len(),
-                    body.as_ptr(),
-                    body.len(),
-                    headers.as_ptr(),
-                    headers.len(),
-                    -1,
-                )
-            })
+        // SAFETY: all buffers are live for the call; -1 means "not gRPC".
+        ok(unsafe {
+            proxy_send_local_response(
+                u32::from(status),
+                details.as_ptr(),
+                details.len(),
+                body.as_ptr(),
+                body.len(),
+                headers.as_ptr(),
+                headers.len(),
+                -1,
+            )
         })
     }
 
