@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::Result;
 use wasmtime::{Caller, Linker};
 
-use super::{read_bytes, return_bytes, status, status_of, with_bytes, write_bytes, write_u32};
+use super::{guest_range, return_bytes, status, status_of, with_bytes, write_bytes, write_u32};
 use crate::filter::properties::{self, PropertyError};
 use crate::filter::state::{HostState, ROOT_CONTEXT};
 
@@ -157,12 +157,18 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_set_property",
         |mut c: Caller<'_, HostState>, pp: i32, pl: i32, vp: i32, vl: i32| -> i32 {
+            // Read where they lie in the guest's memory: nothing copied.
+            let Some(memory) = c.data().memory else {
+                return status::INTERNAL_FAILURE;
+            };
+            let (data, state) = memory.data_and_store_mut(&mut c);
+            let data = &*data;
             let (path, value) =
-                match read_bytes(&c, pp, pl).and_then(|p| Ok((p, read_bytes(&c, vp, vl)?))) {
+                match guest_range(data, pp, pl).and_then(|p| Ok((p, guest_range(data, vp, vl)?))) {
                     Ok(x) => x,
                     Err(s) => return s,
                 };
-            match properties::set(c.data_mut(), &path, &value) {
+            match properties::set(state, path, value) {
                 Ok(()) => status::OK,
                 Err(PropertyError::NotFound) => status::NOT_FOUND,
                 Err(PropertyError::BadArgument) => status::BAD_ARGUMENT,
