@@ -141,6 +141,13 @@ pub(crate) fn lossy_owned(bytes: Vec<u8>) -> String {
 /// short (`gateway.upstream` is set on every routed request): they are
 /// encoded on the stack, and only a long one allocates.
 pub(crate) fn with_encoded_path<R>(path: &[&str], f: impl FnOnce(&[u8]) -> R) -> R {
+    // The gateway's own properties, which filters set on every request
+    // (`Request::set_upstream`), are encoded already.
+    match path {
+        ["gateway", "upstream"] => return f(b"gateway\0upstream"),
+        ["gateway", "hash_key"] => return f(b"gateway\0hash_key"),
+        _ => {}
+    }
     let len = path.iter().map(|s| s.len()).sum::<usize>() + path.len().saturating_sub(1);
     // Small enough to be zeroed by a few stores (a larger array becomes a
     // bulk fill, which costs more than the copy it saves).
@@ -162,6 +169,26 @@ pub(crate) fn with_encoded_path<R>(path: &[&str], f: impl FnOnce(&[u8]) -> R) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_encode_with_nul_separators_known_or_not() {
+        for path in [
+            &["gateway", "upstream"][..],
+            &["gateway", "hash_key"],
+            &["source", "address"],
+            &[
+                "request",
+                "headers",
+                "x-long-name-past-the-stack-buffer-of-forty-eight",
+            ],
+        ] {
+            assert_eq!(
+                with_encoded_path(path, <[u8]>::to_vec),
+                path.join("\0").into_bytes(),
+                "{path:?}"
+            );
+        }
+    }
 
     #[test]
     fn map_round_trips() {
