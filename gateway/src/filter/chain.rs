@@ -289,11 +289,45 @@ impl ChainRun {
         let n = {
             let mut core = self.core();
             if let Some(s) = core.stream.as_deref_mut() {
-                convert::request_headers_into(&mut s.request_headers, req, s.meta.scheme);
+                // Lent, not copied: a filter that only reads a field or
+                // two costs no copy of the others.
+                s.request_headers.lend(req, s.meta.scheme);
                 s.protocol = req.version();
             }
             core.filters.len()
         };
+        let headers_phase = self.request_headers_phase(n, eos).await;
+        {
+            let mut core = self.core();
+            // Callbacks after this phase (bodies, the response, the log)
+            // may still read the request's fields: they get a copy.
+            let keep = core.any_active(|w| w.request_body || w.response);
+            if let Some(s) = core.stream.as_deref_mut() {
+                s.request_headers.give_back(req.headers_mut(), keep);
+                if headers_phase.is_ok() {
+                    convert::apply_request(&s.request_headers, req);
+                }
+            }
+        }
+        headers_phase?;
+        if self.body_may_change(req.body(), Dir::Request) {
+            let body = std::mem::replace(req.body_mut(), crate::http::body::empty());
+            // Boxed, as `wait`: only a request whose filters read bodies
+            // carries the body's state.
+            let body = Box::pin(self.body(body, Dir::Request)).await?;
+            reframe_if_whole(req.headers_mut(), &body);
+            *req.body_mut() = body;
+        }
+        Ok(())
+    }
+
+    /// `proxy_on_request_headers` of each of the `n` filters in order,
+    /// each bound to an instance first.
+    async fn request_headers_phase(
+        &mut self,
+        n: usize,
+        eos: bool,
+    ) -> Result<(), http::Response<Body>> {
         for i in 0..n {
             let count = {
                 let mut core = self.core();
@@ -302,23 +336,10 @@ impl ChainRun {
                     self.answered_by = Some(i);
                     return Err(r);
                 }
-                core.stream
-                    .as_ref()
-                    .map_or(0, |s| s.request_headers.pairs.len())
+                core.stream.as_ref().map_or(0, |s| s.request_headers.len())
             };
             self.step(i, Dir::Request, Phase::Headers(count, eos))
                 .await?;
-        }
-        if let Some(s) = self.core().stream.as_deref() {
-            convert::apply_request(&s.request_headers, req);
-        }
-        if self.body_may_change(req.body(), Dir::Request) {
-            let body = std::mem::replace(req.body_mut(), crate::http::body::empty());
-            // Boxed, as `wait`: only a request whose filters read bodies
-            // carries the body's state.
-            let body = Box::pin(self.body(body, Dir::Request)).await?;
-            reframe_if_whole(req.headers_mut(), &body);
-            *req.body_mut() = body;
         }
         Ok(())
     }

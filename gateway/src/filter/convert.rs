@@ -17,58 +17,21 @@ pub fn request_headers<B>(req: &http::Request<B>, scheme: &'static str) -> Heade
 }
 
 /// As [`request_headers`], into `h` (emptied first, its room kept).
+#[cfg(test)]
 pub fn request_headers_into<B>(h: &mut Headers, req: &http::Request<B>, scheme: &'static str) {
-    let headers = req.headers();
-    h.dirty = false;
-    let pairs = &mut h.pairs;
-    pairs.clear();
-    pairs.reserve(headers.len() + 4);
-    let authority = req
-        .uri()
-        .authority()
-        .and_then(|a| HeaderValue::from_bytes(a.as_str().as_bytes()).ok())
-        .or_else(|| headers.get(HOST).cloned())
-        .unwrap_or(HeaderValue::from_static(""));
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    pairs.push((Name::Pseudo(":method"), method(req.method())));
-    pairs.push((
-        Name::Pseudo(":path"),
-        // Bytes, not `from_str`: a path may carry non-ASCII (obs-text).
-        HeaderValue::from_bytes(path.as_bytes()).unwrap_or(HeaderValue::from_static("/")),
-    ));
-    pairs.push((Name::Pseudo(":authority"), authority));
-    pairs.push((
-        Name::Pseudo(":scheme"),
-        // The listener's scheme: a client cannot claim `https` over
-        // cleartext by writing it into the request-target.
-        HeaderValue::from_static(scheme),
-    ));
-    for (k, v) in headers.iter().filter(|(k, _)| *k != HOST) {
-        pairs.push((Name::Header(k.clone()), v.clone()));
-    }
+    h.clear();
+    super::header_map::fill_request_pairs(
+        &mut h.pairs,
+        req.method(),
+        req.uri(),
+        req.headers(),
+        scheme,
+    );
 }
 
 /// Response headers with `:status` first.
 pub fn response_headers<B>(resp: &http::Response<B>) -> Headers {
     super::instance::headers_of(Some(resp.status()), resp.headers())
-}
-
-/// The method's name, without a copy for the common ones.
-fn method(m: &http::Method) -> HeaderValue {
-    use http::Method as M;
-    let known = match *m {
-        M::GET => "GET",
-        M::POST => "POST",
-        M::PUT => "PUT",
-        M::DELETE => "DELETE",
-        M::HEAD => "HEAD",
-        M::OPTIONS => "OPTIONS",
-        M::PATCH => "PATCH",
-        M::CONNECT => "CONNECT",
-        M::TRACE => "TRACE",
-        _ => return HeaderValue::from_str(m.as_str()).unwrap_or(HeaderValue::from_static("")),
-    };
-    HeaderValue::from_static(known)
 }
 
 fn header_map(h: &Headers) -> HeaderMap {

@@ -464,10 +464,7 @@ pub(crate) fn headers_of(status: Option<http::StatusCode>, map: &http::HeaderMap
         map.iter()
             .map(|(k, v)| (Name::Header(k.clone()), v.clone())),
     );
-    Headers {
-        pairs,
-        dirty: false,
-    }
+    Headers::of_pairs(pairs)
 }
 
 #[cfg(test)]

@@ -108,8 +108,7 @@ impl StreamState {
             return false;
         }
         for h in maps {
-            h.pairs.clear();
-            h.dirty = false;
+            h.clear();
         }
         *protocol = http::Version::HTTP_11;
         request_body.clear();

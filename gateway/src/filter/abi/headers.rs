@@ -8,13 +8,12 @@ use crate::filter::state::{Headers, HostState};
 
 /// Serializes pairs: count, then (name size, value size) per pair, then each
 /// name and value followed by a NUL byte; all integers u32 little-endian.
-pub fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone) -> Vec<u8> {
-    let (count, bytes) = pairs.clone().fold((0usize, 0usize), |(c, b), (k, v)| {
-        (c + 1, b + k.len() + v.len() + 2)
-    });
-    let mut out = Vec::with_capacity(4 + count * 8 + bytes);
-    out.extend_from_slice(&(count as u32).to_le_bytes());
-    for (k, v) in pairs.clone() {
+pub fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
+    let pairs: Vec<(&[u8], &[u8])> = pairs.collect();
+    let bytes: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let mut out = Vec::with_capacity(4 + pairs.len() * 8 + bytes);
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (k, v) in &pairs {
         out.extend_from_slice(&(k.len() as u32).to_le_bytes());
         out.extend_from_slice(&(v.len() as u32).to_le_bytes());
     }
@@ -170,7 +169,7 @@ fn write_op(
             // Header growth is bounded per map, not by the guest's memory.
             if write.grows
                 && over_map_bounds(
-                    headers.pairs.len() + 1,
+                    headers.len() + 1,
                     map_bytes(headers.iter()) + key.len() + value.len(),
                 )
             {
@@ -191,7 +190,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
             // An unavailable map reads as empty (OK), as in Envoy.
             let bytes = match readable_map(c.data(), m) {
                 Ok(Some(h)) => {
-                    if h.pairs.is_empty() {
+                    if h.is_empty() {
                         Vec::new()
                     } else {
                         encode_pairs(h.iter())

@@ -2,7 +2,8 @@
 //! and checks each answer against what Envoy (the reference host) gives:
 //! absent headers and properties are `None`, a property the filter sets
 //! reads back, a CAS on a new key is ignored, metrics behave as Envoy's,
-//! an empty body reads as nothing. The response gets `x-conformance: ok`,
+//! an empty body reads as nothing, the request's headers read the same
+//! in the response phase. The response gets `x-conformance: ok`,
 //! or `x-conformance: <the checks that differ>`. No configuration (an
 //! empty one must load); with a configuration, `x-config` echoes it.
 
@@ -38,6 +39,7 @@ impl RootContext for Root {
             config: self.config.clone(),
             failed: Vec::new(),
             body: None,
+            request_headers: Vec::new(),
         }))
     }
 }
@@ -46,6 +48,8 @@ struct Conformance {
     config: Option<String>,
     failed: Vec<&'static str>,
     body: Option<usize>,
+    /// The request's headers as the request phase saw them.
+    request_headers: Vec<(String, String)>,
 }
 
 impl Conformance {
@@ -129,6 +133,8 @@ impl HttpContext for Conformance {
         if let Some(config) = self.config.clone() {
             self.add_http_request_header("x-config", &config);
         }
+        // As they go on: the response phase must read the same.
+        self.request_headers = self.get_http_request_headers();
         Action::Continue
     }
 
@@ -145,6 +151,13 @@ impl HttpContext for Conformance {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let missing = self.get_http_response_header("x-missing");
         self.check("missing-response-header", missing.is_none());
+        let request_headers = self.get_http_request_headers();
+        self.check(
+            "request-headers-in-response",
+            !request_headers.is_empty() && request_headers == self.request_headers,
+        );
+        let path = self.get_http_request_header(":path");
+        self.check("request-path-in-response", path.is_some_and(|p| p.starts_with('/')));
         let code = self.get_property(vec!["response", "code"]);
         self.check("response-code-int64", code.map(|c| c.len()) == Some(8));
         let verdict = if self.failed.is_empty() {
