@@ -303,7 +303,7 @@ impl ChainRun {
             // may still read the request's fields: they get a copy.
             let keep = core.any_active(|w| w.request_body || w.response);
             if let Some(s) = core.stream.as_deref_mut() {
-                s.request_headers.give_back(req.headers_mut(), keep);
+                s.request_headers.give_back(req, keep);
                 if headers_phase.is_ok() {
                     convert::apply_request(&s.request_headers, req);
                 }

@@ -200,10 +200,11 @@ impl Headers {
         }
     }
 
-    /// Lends `req`'s fields to the filters: its header map moves here
-    /// (the request keeps an empty one) until [`Headers::give_back`].
-    /// Reads look fields up where they are; nothing is copied unless a
-    /// filter changes the map or reads all of it.
+    /// Lends `req`'s fields to the filters: its header map and URI move
+    /// here (the request keeps an empty map and `/`) until
+    /// [`Headers::give_back`]. Reads look fields up where they are;
+    /// nothing is copied unless a filter changes the map or reads all of
+    /// it.
     pub fn lend<B>(&mut self, req: &mut http::Request<B>, scheme: &'static str) {
         self.clear();
         let map = std::mem::take(req.headers_mut());
@@ -211,16 +212,16 @@ impl Headers {
             len: 4 + map.len() - map.get_all(HOST).iter().count(),
             map,
             method: req.method().clone(),
-            uri: req.uri().clone(),
+            uri: std::mem::take(req.uri_mut()),
             scheme,
         });
     }
 
-    /// Puts the lent header map back into `headers`, as it was lent.
-    /// With `keep`, the pairs hold the fields from here on (for filters
-    /// that read them later: bodies, the response, the log); without it
-    /// a map no filter changed or read whole is left empty.
-    pub fn give_back(&mut self, headers: &mut HeaderMap, keep: bool) {
+    /// Puts the lent header map and URI back into `req`, as they were
+    /// lent. With `keep`, the pairs hold the fields from here on (for
+    /// filters that read them later: bodies, the response, the log);
+    /// without it a map no filter changed or read whole is left empty.
+    pub fn give_back<B>(&mut self, req: &mut http::Request<B>, keep: bool) {
         let Some(fields) = self.lent.take() else {
             return;
         };
@@ -228,7 +229,8 @@ impl Headers {
             self.copy(&fields);
         }
         self.copied = false;
-        *headers = fields.map;
+        *req.headers_mut() = fields.map;
+        *req.uri_mut() = fields.uri;
     }
 
     /// The lent fields, while reads should see them rather than `pairs`.
@@ -356,6 +358,7 @@ mod tests {
         let mut lent = Headers::default();
         lent.lend(&mut req, "https");
         assert!(req.headers().is_empty(), "the map is lent, not copied");
+        assert_eq!(req.uri(), "/");
         assert!(lent.pairs.is_empty());
         for name in [
             ":method",
@@ -379,13 +382,14 @@ mod tests {
             lent.iter().collect::<Vec<_>>(),
             copy.iter().collect::<Vec<_>>()
         );
-        lent.give_back(req.headers_mut(), false);
+        lent.give_back(&mut req, false);
         assert_eq!(req.headers(), request().headers());
+        assert_eq!(req.uri(), request().uri());
         assert!(lent.is_empty() && !lent.dirty);
 
         // Kept for later callbacks: the pairs hold the same fields.
         lent.lend(&mut req, "https");
-        lent.give_back(req.headers_mut(), true);
+        lent.give_back(&mut req, true);
         assert_eq!(
             lent.iter().collect::<Vec<_>>(),
             copy.iter().collect::<Vec<_>>()
@@ -435,7 +439,7 @@ mod tests {
         assert_eq!(lent.get("accept"), Some(&b"a"[..]));
         assert_eq!(lent.len(), 8);
         // The map goes back as it was lent; the change is the pairs' to apply.
-        lent.give_back(req.headers_mut(), false);
+        lent.give_back(&mut req, false);
         assert_eq!(req.headers(), request().headers());
         assert_eq!(lent.get("x-trace"), Some(&b"t2"[..]));
         crate::filter::convert::apply_request(&lent, &mut req);
