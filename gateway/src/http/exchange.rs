@@ -252,6 +252,7 @@ impl Exchange {
         chosen: Option<Arc<str>>,
     ) -> Result<Routed, ProxyError> {
         let host = match req.uri().host() {
+            _ if !listener.routes.routes_by_host() => None,
             Some(h) => Some(h),
             None => authority.map(host_without_port),
         };

@@ -94,6 +94,10 @@ impl RouteIndex {
 
     /// The table position of the first route matching the request, as the
     /// ordered scan would find it. `host` is without port, in any case.
+    pub(super) fn routes_by_host(&self) -> bool {
+        !self.exact_hosts.is_empty() || !self.suffix_hosts.is_empty()
+    }
+
     pub(super) fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Option<u32> {
         let mut best = self.any_host.find(method, path);
         let Some(host) = host else {

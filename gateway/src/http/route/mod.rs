@@ -117,6 +117,12 @@ impl RouteTable {
         self.routes.iter()
     }
 
+    /// Whether any route names a host: without one, a request's host
+    /// need not be worked out to find its route.
+    pub fn routes_by_host(&self) -> bool {
+        self.index.routes_by_host()
+    }
+
     /// The first route matching the request, in table order. `host` is
     /// without port.
     pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Option<&Route> {

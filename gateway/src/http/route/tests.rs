@@ -223,3 +223,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_table_says_whether_any_route_names_a_host() {
+    let paths_only = RouteTable::new(vec![
+        route("path = \"/ping\"\ncluster = \"a\""),
+        route("path_prefix = \"/\"\ncluster = \"b\""),
+    ]);
+    assert!(!paths_only.routes_by_host());
+    // Without host routes the host changes nothing: the request's host
+    // is not worked out for them.
+    for host in [None, Some("example.com")] {
+        assert_eq!(
+            name(&paths_only, &Method::GET, host, "/ping"),
+            Some("/ping")
+        );
+    }
+    for host in ["host = \"example.com\"", "host = \"*.example.com\""] {
+        let table = RouteTable::new(vec![route(&format!(
+            "path_prefix = \"/\"\n{host}\ncluster = \"c\""
+        ))]);
+        assert!(table.routes_by_host(), "{host}");
+    }
+}
