@@ -8,18 +8,11 @@ use super::header_map::Name;
 use super::state::Headers;
 
 /// Request headers with `:method`, `:path`, `:authority`, `:scheme` first;
-/// `host` becomes `:authority`, as Envoy presents it.
+/// `host` becomes `:authority`, as Envoy presents it (the copy a filter's
+/// lent fields become, `Headers::lend`).
 #[cfg(test)]
 pub fn request_headers<B>(req: &http::Request<B>, scheme: &'static str) -> Headers {
     let mut h = Headers::default();
-    request_headers_into(&mut h, req, scheme);
-    h
-}
-
-/// As [`request_headers`], into `h` (emptied first, its room kept).
-#[cfg(test)]
-pub fn request_headers_into<B>(h: &mut Headers, req: &http::Request<B>, scheme: &'static str) {
-    h.clear();
     super::header_map::fill_request_pairs(
         &mut h.pairs,
         req.method(),
@@ -27,6 +20,7 @@ pub fn request_headers_into<B>(h: &mut Headers, req: &http::Request<B>, scheme: 
         req.headers(),
         scheme,
     );
+    h
 }
 
 /// Response headers with `:status` first.
