@@ -251,9 +251,7 @@ impl LocalResponse {
             }
         }
     }
-}
 
-impl LocalResponse {
     /// This response encoded once, for an answer a filter gives again and
     /// again (a 401 challenge, a 429, a maintenance page). Sending a
     /// [`LocalResponse`] builds its header strings and body and encodes
