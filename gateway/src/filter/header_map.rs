@@ -121,6 +121,11 @@ impl RequestFields {
         self.map.get(name).map(HeaderValue::as_bytes)
     }
 
+    /// These fields as pairs ([`fill_request_pairs`]).
+    fn fill(&self, pairs: &mut Vec<(Name, HeaderValue)>) {
+        fill_request_pairs(pairs, &self.method, &self.uri, &self.map, self.scheme);
+    }
+
     fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         let pseudo = [
             (&b":method"[..], self.method.as_str().as_bytes()),
@@ -226,7 +231,7 @@ impl Headers {
             return;
         };
         if keep && !self.copied {
-            self.copy(&fields);
+            fields.fill(&mut self.pairs);
         }
         self.copied = false;
         *req.headers_mut() = fields.map;
@@ -238,25 +243,12 @@ impl Headers {
         self.lent.as_ref().filter(|_| !self.copied)
     }
 
-    fn copy(&mut self, fields: &RequestFields) {
-        fill_request_pairs(
-            &mut self.pairs,
-            &fields.method,
-            &fields.uri,
-            &fields.map,
-            fields.scheme,
-        );
-    }
-
     /// From here on `pairs` holds the map (a lent request's fields are
     /// copied into it), so it can change.
     fn own(&mut self) {
-        if let Some(fields) = self.lent.take() {
-            if !self.copied {
-                self.copy(&fields);
-                self.copied = true;
-            }
-            self.lent = Some(fields);
+        if let (Some(fields), false) = (&self.lent, self.copied) {
+            fields.fill(&mut self.pairs);
+            self.copied = true;
         }
     }
 
