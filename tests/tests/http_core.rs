@@ -413,3 +413,30 @@ async fn idle_keepalive_connections_are_closed_busy_ones_are_not() {
     );
     assert!(started.elapsed() >= Duration::from_millis(250));
 }
+
+#[tokio::test]
+async fn idle_http2_connections_are_closed_after_their_streams_finish() {
+    let up = Upstream::start("up").await;
+    let text = config(&[&up], ROUTES, "").replace(
+        "max_header_bytes = 8192",
+        "max_header_bytes = 8192\nidle_timeout = \"300ms\"",
+    );
+    let gateway = Gateway::start(&text).await;
+    let mut client = gateway.http2("web").await;
+    // Streams longer than the idle timeout, side by side, all answer...
+    let slow = (0..3).map(|_| {
+        let mut client = client.clone();
+        async move { client.get("/app/slow/600").await.status }
+    });
+    for status in futures_util::future::join_all(slow).await {
+        assert_eq!(status, 200);
+    }
+    assert_eq!(up.received().len(), 3);
+    // ...and the connection, idle, is then told to go away and closed.
+    let started = std::time::Instant::now();
+    assert!(
+        client.wait_closed(Duration::from_secs(5)).await,
+        "idle HTTP/2 connection still open"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}

@@ -4,17 +4,18 @@
 
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 
 use super::send_timeout::SendTimeout;
+use super::streams::{ConnExec, WithStreams};
 use super::Shutdown;
 use crate::config::HttpLimitsConfig;
 use crate::http::service::ConnService;
 
 /// Builds the connection builder with the listener's limits.
-pub(super) fn builder(limits: &HttpLimitsConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+pub(super) fn builder(limits: &HttpLimitsConfig) -> auto::Builder<ConnExec> {
+    let mut builder = auto::Builder::new(ConnExec);
     // No header timer for hyper's HTTP/1.1: the connection's clock in
     // `drive` bounds the wait for a request head, with no timer per request.
     builder
@@ -84,7 +85,7 @@ impl ConnTimeouts {
 /// (its permit) lives: past an upgrade, in the tunnel. `protocol`: what
 /// the client asked for in the TLS handshake (ALPN).
 pub(super) async fn serve_connection<I>(
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &auto::Builder<ConnExec>,
     io: I,
     service: ConnService,
     timeouts: ConnTimeouts,
@@ -126,7 +127,7 @@ pub(super) enum Protocol {
 /// connection ends there, as hyper's own header timer ended it (hyper
 /// ignores a graceful shutdown until its first request has been read).
 pub(super) async fn drive<I>(
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &auto::Builder<ConnExec>,
     io: I,
     service: ConnService,
     timeouts: ConnTimeouts,
@@ -142,12 +143,13 @@ pub(super) async fn drive<I>(
     };
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
+    let mut conn = WithStreams::new(conn.as_mut());
     let mut closing = false;
     let idle = tokio::time::sleep(limit);
     tokio::pin!(idle);
     loop {
         tokio::select! {
-            result = conn.as_mut() => {
+            result = &mut conn => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
@@ -157,13 +159,13 @@ pub(super) async fn drive<I>(
                 None if protocol == Protocol::Http1 => break,
                 None => {
                     closing = true;
-                    conn.as_mut().graceful_shutdown();
+                    conn.with_conn(|conn| conn.as_mut().graceful_shutdown());
                 }
                 Some(left) => idle.as_mut().reset(tokio::time::Instant::now() + left),
             },
             () = shutdown.started(), if !closing => {
                 closing = true;
-                conn.as_mut().graceful_shutdown();
+                conn.with_conn(|conn| conn.as_mut().graceful_shutdown());
             }
         }
     }

@@ -9,6 +9,7 @@ mod prefixed;
 mod send_timeout;
 mod shared_stream;
 mod shutdown;
+mod streams;
 pub mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -27,6 +27,7 @@ use super::conn::{drive, set_tcp_keepalive, ConnTimeouts, Protocol};
 use super::prefixed::Prefixed;
 use super::send_timeout::SendTimeout;
 use super::shared_stream::{PeerWatch, SharedStream};
+use super::streams::ConnExec;
 use super::{ConnActivity, Shutdown};
 use crate::config::HttpLimitsConfig;
 use crate::http::service::{ConnInfo, ConnService, HttpService};
@@ -39,7 +40,7 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The connection builders of one listener.
 struct Builders {
-    auto: auto::Builder<TokioExecutor>,
+    auto: auto::Builder<ConnExec>,
     h1: http1::Builder,
 }
 
