@@ -72,7 +72,7 @@ pub struct ConnService {
     pub activity: Arc<ConnActivity>,
     /// The connection's place under the listener's `max_connections`, held
     /// as long as any clone of this (the connection, an upgraded tunnel).
-    pub permit: Arc<tokio::sync::OwnedSemaphorePermit>,
+    pub permit: Arc<dyn std::any::Any + Send + Sync>,
     /// Where an upgraded connection is handed over, when hyper does not
     /// own the connection for its whole life (cleartext HTTP/1.1).
     pub handoff: Option<Arc<Handoff>>,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// The client's side of an upgraded connection.
@@ -73,7 +73,7 @@ pub async fn tunnel(
     downstream: Downstream,
     upstream: OnUpgrade,
     idle_limit: Duration,
-    permit: Arc<OwnedSemaphorePermit>,
+    permit: Arc<dyn std::any::Any + Send + Sync>,
 ) {
     let upstream = async { upstream.await.map_err(|e| e.to_string()) };
     let (down, up) = match tokio::try_join!(downstream.connection(), upstream) {

@@ -34,7 +34,7 @@ pub struct TcpProxy {
 pub async fn serve_tcp(
     socket: TcpListener,
     proxy: Arc<TcpProxy>,
-    permits: Arc<tokio::sync::Semaphore>,
+    permits: Arc<crate::listener::Gate>,
     shutdown: Shutdown,
 ) {
     let name = proxy.listener.clone();

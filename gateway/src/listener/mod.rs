@@ -15,7 +15,7 @@ pub mod tls;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use self::accept::bind_per_worker;
+pub use self::accept::{bind_per_worker, Gate};
 pub use self::plain::serve_http;
 pub use self::shutdown::{ListenerStop, Shutdown, ShutdownTrigger};
 pub use self::tls::serve_https;

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use super::accept::Gate;
 use bytes::{Bytes, BytesMut};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::accept::accept_loop;
@@ -50,7 +50,7 @@ pub async fn serve_http(
     listener: TcpListener,
     service: Arc<HttpService>,
     limits: HttpLimitsConfig,
-    permits: Arc<Semaphore>,
+    permits: Arc<Gate>,
     shutdown: Shutdown,
 ) {
     let builders = builders(&limits);

@@ -7,10 +7,10 @@ use crate::listener::accept::accept_loop;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::listener::accept::Gate;
 use hyper_util::rt::TokioIo;
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::certs::{subject, watch_certificates, CertStore};
@@ -58,7 +58,7 @@ pub async fn serve_https(
     service: Arc<HttpService>,
     tls: TlsListener,
     limits: HttpLimitsConfig,
-    permits: Arc<Semaphore>,
+    permits: Arc<Gate>,
     shutdown: Shutdown,
 ) {
     let builder = Arc::new(builder(&limits));

@@ -238,11 +238,44 @@ pub fn encode_with(
     requests::encode(&mut out);
     redis::encode(&mut out);
     traffic::encode(&mut out);
+    encode_worker_connections(&mut out);
     extra(&mut out);
     encode_filter_metrics(&mut out, filters);
     crate::service::metrics::encode(&mut out);
     let _ = prometheus_client::encoding::text::encode_eof(&mut out);
     out
+}
+
+/// Connections each worker serves, over every listener: how evenly the
+/// workers share them (`listener::Gate`). One slot per worker.
+fn worker_connections() -> &'static [std::sync::atomic::AtomicI64] {
+    static WORKERS: std::sync::OnceLock<Box<[std::sync::atomic::AtomicI64]>> =
+        std::sync::OnceLock::new();
+    WORKERS.get_or_init(|| {
+        (0..crate::worker::count())
+            .map(|_| std::sync::atomic::AtomicI64::new(0))
+            .collect()
+    })
+}
+
+/// A connection starts (`1`) or ends (`-1`) on `worker`.
+pub fn worker_connection(worker: usize, delta: i64) {
+    if let Some(n) = worker_connections().get(worker) {
+        n.fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn encode_worker_connections(out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "# HELP gateway_worker_connections Connections each worker serves."
+    );
+    let _ = writeln!(out, "# TYPE gateway_worker_connections gauge");
+    for (i, n) in worker_connections().iter().enumerate() {
+        let n = n.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(out, "gateway_worker_connections{{worker=\"{i}\"}} {n}");
+    }
 }
 
 fn encode_filter_metrics(out: &mut String, filters: &[crate::filter::MetricSnapshot]) {

@@ -138,7 +138,7 @@ async fn start(gateway: &Arc<Gateway>, listener: &ListenerConfig) -> anyhow::Res
         config: listener.clone(),
         state: gateway.state.clone(),
     });
-    let limit = Arc::new(tokio::sync::Semaphore::new(listener.max_connections));
+    let limit = crate::listener::Gate::new(listener.max_connections, sockets.len());
     let mut accept = Vec::with_capacity(sockets.len());
     for (socket, worker) in sockets.into_iter().zip(&gateway.workers) {
         let (service, shutdown, limit) = (service.clone(), shutdown.clone(), limit.clone());
