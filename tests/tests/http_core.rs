@@ -394,14 +394,18 @@ async fn more_header_fields_than_the_limit_are_431_at_the_default_and_a_set_limi
     assert!(up.received().is_empty());
 }
 
+/// [`config`] with `idle_timeout = "300ms"`.
+fn idle_after_300ms(up: &Upstream) -> String {
+    config(&[up], ROUTES, "").replace(
+        "max_header_bytes = 8192",
+        "max_header_bytes = 8192\nidle_timeout = \"300ms\"",
+    )
+}
+
 #[tokio::test]
 async fn idle_keepalive_connections_are_closed_busy_ones_are_not() {
     let up = Upstream::start("up").await;
-    let text = config(&[&up], ROUTES, "").replace(
-        "max_header_bytes = 8192",
-        "max_header_bytes = 8192\nidle_timeout = \"300ms\"",
-    );
-    let gateway = Gateway::start(&text).await;
+    let gateway = Gateway::start(&idle_after_300ms(&up)).await;
     let mut client = gateway.http1("web").await;
     // A request longer than the idle timeout is not cut off...
     assert_eq!(client.get("/app/slow/600").await.status, 200);
@@ -417,11 +421,7 @@ async fn idle_keepalive_connections_are_closed_busy_ones_are_not() {
 #[tokio::test]
 async fn idle_http2_connections_are_closed_after_their_streams_finish() {
     let up = Upstream::start("up").await;
-    let text = config(&[&up], ROUTES, "").replace(
-        "max_header_bytes = 8192",
-        "max_header_bytes = 8192\nidle_timeout = \"300ms\"",
-    );
-    let gateway = Gateway::start(&text).await;
+    let gateway = Gateway::start(&idle_after_300ms(&up)).await;
     let mut client = gateway.http2("web").await;
     // Streams longer than the idle timeout, side by side, all answer...
     let slow = (0..3).map(|_| {
