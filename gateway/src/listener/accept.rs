@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -37,6 +37,25 @@ struct Slot {
     handed: mpsc::UnboundedSender<Handed>,
     /// Taken by the worker's accept loop when it starts.
     inbox: Mutex<Option<mpsc::UnboundedReceiver<Handed>>>,
+    /// While the worker's accept loop runs: only then is it handed
+    /// connections (one that never started would leave them waiting).
+    open: AtomicBool,
+}
+
+/// Marks a worker's slot open for as long as its accept loop runs.
+struct Open<'a>(&'a Slot);
+
+impl<'a> Open<'a> {
+    fn new(slot: &'a Slot) -> Self {
+        slot.open.store(true, Ordering::Relaxed);
+        Self(slot)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.open.store(false, Ordering::Relaxed);
+    }
 }
 
 /// A connection handed to another worker, with its place.
@@ -84,6 +103,7 @@ impl Gate {
                     load: AtomicUsize::new(0),
                     handed,
                     inbox: Mutex::new(Some(inbox)),
+                    open: AtomicBool::new(false),
                 }
             })
             .collect();
@@ -99,11 +119,13 @@ impl Gate {
     }
 
     /// The worker to serve a connection `me` accepted, counted in its
-    /// load: `me`, unless it serves two or more than the least busy one.
+    /// load: `me`, unless it serves two or more than the least busy one
+    /// whose accept loop runs.
     fn assign(&self, me: usize) -> usize {
         let load = |i: usize| self.workers[i].load.load(Ordering::Relaxed);
         let mine = load(me);
         let (least, least_load) = (0..self.workers.len())
+            .filter(|&i| self.workers[i].open.load(Ordering::Relaxed))
             .map(|i| (i, load(i)))
             .min_by_key(|&(_, l)| l)
             .unwrap_or((me, mine));
@@ -144,6 +166,9 @@ pub async fn accept_loop(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take();
+    // Closed again (and `inbox` dropped, so hand-overs fail and stay with
+    // their worker) when the loop ends.
+    let _open = Open::new(&gate.workers[me]);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = socket.accept() => match accepted {
@@ -285,6 +310,7 @@ mod tests {
         let gate = Gate::new(100, loads.len());
         for (slot, &n) in gate.workers.iter().zip(loads) {
             slot.load.store(n, Ordering::Relaxed);
+            slot.open.store(true, Ordering::Relaxed);
         }
         gate
     }
@@ -303,6 +329,14 @@ mod tests {
         assert_eq!(gate.assign(0), 2);
         assert_eq!(gate.assign(3), 3, "one more than the least (2)");
         assert_eq!(gate.loads(), [5, 4, 2, 4]);
+        // A worker whose accept loop does not run is never handed any.
+        let gate = with_loads(&[4, 0]);
+        gate.workers[1].open.store(false, Ordering::Relaxed);
+        assert_eq!(gate.assign(0), 0);
+        let open = Open::new(&gate.workers[1]);
+        assert_eq!(gate.assign(0), 1);
+        drop(open);
+        assert_eq!(gate.assign(0), 0);
     }
 
     #[tokio::test]
