@@ -17,9 +17,8 @@
 #   3. llvm-profdata merges the counts, and the optimised build
 #      (target/pgo) uses them. It is checked to make the demo's decisions
 #      before the script says it is done.
-# Two full release builds, the second with fat LTO: about 30 minutes on 2
-# cores, in their own target directories (the plain release build is left
-# as it is).
+# Two full release builds: about 19 minutes on 2 cores, in their own target
+# directories (the plain release build is left as it is).
 #
 # Needs: llvm-profdata of the LLVM version rustc uses (`rustc -vV`; on
 # Debian/Ubuntu `apt-get install -y llvm-22` for LLVM 22, or
@@ -198,12 +197,10 @@ ls "$RAW"/*.profraw >/dev/null 2>&1 || die "the instrumented gateway wrote no pr
 "$PROFDATA" merge -o "$TMP/gateway.profdata" "$RAW" || die "llvm-profdata merge failed"
 mkdir -p "$TARGET_DIR/pgo"
 cp "$TMP/gateway.profdata" "$TARGET_DIR/pgo/gateway.profdata"
-# With fat link-time optimisation: hyper, h2, http, bytes and tokio are
-# inlined into the gateway's code where the profile says it pays (about
-# 10% fewer instructions on every benchmark row than without; measured
-# with bench/instructions.sh). The instrumented build above does not need
-# it: its counts are per function either way.
-CARGO_PROFILE_RELEASE_LTO=fat build pgo "-Cprofile-use=$TARGET_DIR/pgo/gateway.profdata"
+# Without link-time optimisation: LTO alone takes 10% of the instructions
+# off a plain build, but with the profile it loses most of what the
+# profile gains (docs/decisions.md).
+build pgo "-Cprofile-use=$TARGET_DIR/pgo/gateway.profdata"
 BIN=$TARGET_DIR/pgo/release/gateway
 serve "$BIN" check render_gateway 1
 wait_http "$FRONT_H1" || die "the optimised gateway did not start (see $TMP/gw-check.log)"
