@@ -34,14 +34,14 @@ pub struct TcpProxy {
 pub async fn serve_tcp(
     socket: TcpListener,
     proxy: Arc<TcpProxy>,
-    permits: Arc<crate::listener::Gate>,
+    gate: Arc<crate::listener::Gate>,
     shutdown: Shutdown,
 ) {
     let name = proxy.listener.clone();
     accept_loop(
         socket,
         &name,
-        permits,
+        gate,
         shutdown,
         |stream, peer, permit, drain| {
             let proxy = proxy.clone();

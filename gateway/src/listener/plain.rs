@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use super::accept::Gate;
 use bytes::{Bytes, BytesMut};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -22,7 +21,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-use super::accept::accept_loop;
+use super::accept::{accept_loop, Gate};
 use super::conn::{drive, set_tcp_keepalive, ConnTimeouts, Protocol};
 use super::prefixed::Prefixed;
 use super::send_timeout::SendTimeout;
@@ -50,7 +49,7 @@ pub async fn serve_http(
     listener: TcpListener,
     service: Arc<HttpService>,
     limits: HttpLimitsConfig,
-    permits: Arc<Gate>,
+    gate: Arc<Gate>,
     shutdown: Shutdown,
 ) {
     let builders = builders(&limits);
@@ -59,7 +58,7 @@ pub async fn serve_http(
     accept_loop(
         listener,
         &name,
-        permits,
+        gate,
         shutdown,
         |stream, peer, permit, shutdown| {
             set_tcp_keepalive(&stream, limits.tcp_keepalive);

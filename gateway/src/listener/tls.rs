@@ -3,16 +3,15 @@
 //! disk when they change, optional client certificates (mTLS). The HTTP
 //! inside is served exactly as on the `http` listener.
 
-use crate::listener::accept::accept_loop;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::listener::accept::Gate;
 use hyper_util::rt::TokioIo;
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use super::accept::{accept_loop, Gate};
 use super::certs::{subject, watch_certificates, CertStore};
 use super::conn::{builder, serve_connection, set_tcp_keepalive, ConnTimeouts, Protocol};
 use super::{ConnActivity, Shutdown};
@@ -58,7 +57,7 @@ pub async fn serve_https(
     service: Arc<HttpService>,
     tls: TlsListener,
     limits: HttpLimitsConfig,
-    permits: Arc<Gate>,
+    gate: Arc<Gate>,
     shutdown: Shutdown,
 ) {
     let builder = Arc::new(builder(&limits));
@@ -67,7 +66,7 @@ pub async fn serve_https(
         acceptor,
         handshake_timeout,
     } = tls;
-    accept_loop(listener, &name, permits, shutdown, |stream, peer, permit, shutdown| {
+    accept_loop(listener, &name, gate, shutdown, |stream, peer, permit, shutdown| {
         set_tcp_keepalive(&stream, limits.tcp_keepalive);
         let local = stream.local_addr().unwrap_or(peer);
         let (acceptor, service, builder) = (acceptor.clone(), service.clone(), builder.clone());

@@ -138,10 +138,10 @@ async fn start(gateway: &Arc<Gateway>, listener: &ListenerConfig) -> anyhow::Res
         config: listener.clone(),
         state: gateway.state.clone(),
     });
-    let limit = crate::listener::Gate::new(listener.max_connections, sockets.len());
+    let gate = crate::listener::Gate::new(listener.max_connections, sockets.len());
     let mut accept = Vec::with_capacity(sockets.len());
     for (socket, worker) in sockets.into_iter().zip(&gateway.workers) {
-        let (service, shutdown, limit) = (service.clone(), shutdown.clone(), limit.clone());
+        let (service, shutdown, gate) = (service.clone(), shutdown.clone(), gate.clone());
         let (limits, tls, proxy, protocol) = (
             listener.http.clone(),
             tls.clone(),
@@ -158,10 +158,10 @@ async fn start(gateway: &Arc<Gateway>, listener: &ListenerConfig) -> anyhow::Res
             };
             match (protocol, tls) {
                 (Protocol::Https, Some(tls)) => {
-                    serve_https(socket, service, tls, limits, limit, shutdown).await
+                    serve_https(socket, service, tls, limits, gate, shutdown).await
                 }
-                (Protocol::Tcp, _) => crate::l4::serve_tcp(socket, proxy, limit, shutdown).await,
-                _ => serve_http(socket, service, limits, limit, shutdown).await,
+                (Protocol::Tcp, _) => crate::l4::serve_tcp(socket, proxy, gate, shutdown).await,
+                _ => serve_http(socket, service, limits, gate, shutdown).await,
             }
         }));
     }
