@@ -1,6 +1,6 @@
 //! Connections are shared evenly by the workers: the kernel spreads them
 //! over the workers' sockets by a hash, and a worker that accepts one while
-//! it serves two or more than another hands it over. Handed connections
+//! it serves two or more of that listener's than another hands it over. Handed connections
 //! are served like any other (HTTP/1.1, HTTP/2, L4) and leave the count
 //! when they close.
 
@@ -121,9 +121,11 @@ async fn connections_are_shared_evenly_by_the_workers() {
         assert_eq!(back[0], b'a' + i);
         tcp.push(s);
     }
+    // Each listener balances its own connections: within two per
+    // listener, four over both.
     let counts = per_worker(&gateway).await;
     assert_eq!(counts.iter().sum::<u64>(), 52, "{counts:?}");
-    assert!(counts[0].abs_diff(counts[1]) <= 2, "uneven: {counts:?}");
+    assert!(counts[0].abs_diff(counts[1]) <= 4, "uneven: {counts:?}");
     assert_eq!(up.received().len(), 86);
 
     // Closed connections leave the count, wherever they were served.
