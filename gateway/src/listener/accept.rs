@@ -82,14 +82,29 @@ impl ConnPermit {
             worker,
         }
     }
-}
 
-impl Drop for ConnPermit {
-    fn drop(&mut self) {
+    /// Counts the connection in `worker`'s load instead.
+    fn move_to(&mut self, worker: usize) {
+        self.gate.workers[worker]
+            .load
+            .fetch_add(1, Ordering::Relaxed);
+        crate::metrics::worker_connection(worker, 1);
+        self.leave();
+        self.worker = worker;
+    }
+
+    /// Takes the connection out of its worker's load.
+    fn leave(&self) {
         self.gate.workers[self.worker]
             .load
             .fetch_sub(1, Ordering::Relaxed);
         crate::metrics::worker_connection(self.worker, -1);
+    }
+}
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        self.leave();
     }
 }
 
@@ -169,6 +184,10 @@ pub async fn accept_loop(
     // Closed again (and `inbox` dropped, so hand-overs fail and stay with
     // their worker) when the loop ends.
     let _open = Open::new(&gate.workers[me]);
+    let mut serve_one = |stream: TcpStream, peer, permit, shutdown| {
+        let _ = stream.set_nodelay(true);
+        serve(stream, peer, permit, shutdown);
+    };
     loop {
         let (stream, peer) = tokio::select! {
             accepted = socket.accept() => match accepted {
@@ -182,10 +201,7 @@ pub async fn accept_loop(
             },
             Some(handed) = recv(&mut inbox) => {
                 match TcpStream::from_std(handed.stream) {
-                    Ok(stream) => {
-                        let _ = stream.set_nodelay(true);
-                        serve(stream, handed.peer, handed.permit, shutdown.clone());
-                    }
+                    Ok(stream) => serve_one(stream, handed.peer, handed.permit, shutdown.clone()),
                     Err(e) => tracing::warn!(listener = name, error = %e, "cannot take a handed connection"),
                 }
                 continue;
@@ -207,21 +223,12 @@ pub async fn accept_loop(
         };
         let to = gate.assign(me);
         let permit = ConnPermit::new(permit, gate.clone(), to);
-        let stream = if to == me {
-            stream
-        } else {
-            match hand_over(&gate, to, stream, peer, permit) {
-                None => continue,
-                // The other worker's loop has ended (shutdown): served here.
-                Some((stream, permit)) => {
-                    let _ = stream.set_nodelay(true);
-                    serve(stream, peer, permit, shutdown.clone());
-                    continue;
-                }
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        serve(stream, peer, permit, shutdown.clone());
+        if to == me {
+            serve_one(stream, peer, permit, shutdown.clone());
+        } else if let Some((stream, permit)) = hand_over(&gate, to, stream, peer, permit) {
+            // The other worker's loop has ended (shutdown): served here.
+            serve_one(stream, peer, permit, shutdown.clone());
+        }
     }
 }
 
@@ -243,14 +250,7 @@ fn hand_over(
     permit: ConnPermit,
 ) -> Option<(TcpStream, ConnPermit)> {
     let back = |stream: std::net::TcpStream, mut permit: ConnPermit| {
-        let me = gate.slot();
-        gate.workers[me].load.fetch_add(1, Ordering::Relaxed);
-        gate.workers[permit.worker]
-            .load
-            .fetch_sub(1, Ordering::Relaxed);
-        crate::metrics::worker_connection(me, 1);
-        crate::metrics::worker_connection(permit.worker, -1);
-        permit.worker = me;
+        permit.move_to(gate.slot());
         TcpStream::from_std(stream).ok().map(|s| (s, permit))
     };
     let stream = match stream.into_std() {
@@ -347,6 +347,13 @@ mod tests {
         let place = ConnPermit::new(permit, gate.clone(), to);
         assert_eq!(gate.loads(), [0, 1]);
         assert_eq!(gate.permits.available_permits(), 1);
+        drop(place);
+        assert_eq!(gate.loads(), [0, 0]);
+        // A place that could not be handed over moves back with it.
+        let permit = gate.permits.clone().try_acquire_owned().expect("permit");
+        let mut place = ConnPermit::new(permit, gate.clone(), gate.assign(1));
+        place.move_to(0);
+        assert_eq!(gate.loads(), [1, 0]);
         drop(place);
         assert_eq!(gate.loads(), [0, 0]);
         assert_eq!(gate.permits.available_permits(), 2);
