@@ -15,7 +15,10 @@
 # h2c 401, after 1,000 unmeasured ones. The filter host reserves less
 # address space here than by default (valgrind cannot map the default).
 #
-# Needs: valgrind, nginx, h2load, curl, python3. BENCH_REQUESTS=4000 changes the count.
+# Needs: valgrind, nginx, h2load, curl, python3. BENCH_REQUESTS=4000 changes
+# the count; BENCH_ACCESS_LOG=1 turns the access log on (to a file);
+# BENCH_KEEP_TMP=1 keeps the profiles (callgrind.<row>.<pid>.1), and
+# BENCH_DUMP_INSTR=yes has them count per machine instruction.
 
 set -euo pipefail
 
@@ -50,13 +53,13 @@ count() {
     FRONT_H1=$(free_port)
     ADMIN=$(free_port)
     {
-        render_gateway 1
+        render_gateway 1 "${BENCH_ACCESS_LOG:+log}"
         printf '\n[wasm]\nmax_instances = 4\n'
     } >"$TMP/gateway.toml"
     local out="$TMP/callgrind.$label"
     rm -f "$out"*
     RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out.%p" \
-        --instr-atstart=no --dump-instr=no "$bin" --config "$TMP/gateway.toml" \
+        --instr-atstart=no --dump-instr=${BENCH_DUMP_INSTR:-no} "$bin" --config "$TMP/gateway.toml" \
         >"$TMP/valgrind.log" 2>&1 &
     local pid=$!
     # Under valgrind start-up takes seconds; bounded at a minute.

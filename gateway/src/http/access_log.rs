@@ -3,7 +3,6 @@
 //! the access-log writer; the request's metrics are counted at the same
 //! moment.
 
-use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,7 +27,6 @@ pub struct AccessRecord {
     pub method: http::Method,
     pub uri: http::Uri,
     pub version: http::Version,
-    pub client: std::net::SocketAddr,
     pub started: Instant,
     pub status: u16,
     pub route: Option<Arc<str>>,
@@ -37,7 +35,7 @@ pub struct AccessRecord {
     pub error: Option<&'static str>,
     /// Request body bytes, counted as they stream (none without a body).
     pub bytes_in: Option<Arc<BodyProgress>>,
-    /// The downstream connection (TLS version, SNI).
+    /// The downstream connection (client address, TLS version, SNI).
     pub conn: Arc<crate::http::service::ConnInfo>,
     /// Time to get a connection to the upstream (pooled: near zero).
     pub upstream_connect: Option<std::time::Duration>,
@@ -98,16 +96,20 @@ struct Line<'a> {
 /// formatted through an intermediate string.
 enum Value<'a> {
     Text(&'a str),
-    Shown(String),
+    /// A TLS version as rustls names it (`TLSv1_3`), written as OpenSSL
+    /// does (`TLSv1.3`).
+    Tls(&'a str),
     Number(u64),
     Flag(bool),
     /// Now, RFC 3339 with microseconds.
     Time,
-    Addr(std::net::SocketAddr),
+    /// The client's address (its IP already text).
+    Client(&'a crate::http::service::ConnInfo),
     Missing,
 }
 
 impl Line<'_> {
+    #[inline(always)]
     fn value(&self, field: AccessLogField) -> Value<'_> {
         use AccessLogField as F;
         let r = self.record;
@@ -118,8 +120,8 @@ impl Line<'_> {
         match field {
             F::Time => Value::Time,
             F::Listener => Value::Text(&l.listener),
-            F::Id => Value::Text(r.id.to_str().unwrap_or("-")),
-            F::Client => Value::Addr(r.client),
+            F::Id => Value::Text(id_text(&r.id)),
+            F::Client => Value::Client(&r.conn),
             F::Method => Value::Text(r.method.as_str()),
             F::Path => Value::Text(r.uri.path()),
             F::Query => text(r.uri.query()),
@@ -141,7 +143,7 @@ impl Line<'_> {
                 .conn
                 .tls_version
                 .as_ref()
-                .map_or(Value::Missing, |v| Value::Shown(v.replace('_', "."))),
+                .map_or(Value::Missing, |v| Value::Tls(v)),
             F::Sni => text(r.conn.sni.as_deref()),
             F::TraceId => text(r.trace_id.as_deref()),
         }
@@ -149,6 +151,9 @@ impl Line<'_> {
 
     /// `[time] access name=value ...`, or the template filled in.
     fn text(&self, layout: &Layout, buf: &mut Vec<u8>) {
+        // Room for a usual line, so that the pieces are appended without
+        // growing the buffer.
+        buf.reserve(512);
         for piece in &layout.text {
             match piece {
                 TemplatePiece::Text(t) => buf.extend_from_slice(t.as_bytes()),
@@ -169,13 +174,13 @@ impl Line<'_> {
             buf.extend_from_slice(b"\":");
             let _ = match self.value(*field) {
                 Value::Text(t) => serde_json::to_writer(&mut *buf, t),
-                Value::Shown(t) => serde_json::to_writer(&mut *buf, &t),
                 // Digits, dots, colons, brackets: nothing to escape.
                 v @ (Value::Number(_) | Value::Flag(_)) => {
                     write_text(buf, &v);
                     Ok(())
                 }
-                v @ (Value::Time | Value::Addr(_)) => {
+                // Letters, digits and dots too.
+                v @ (Value::Time | Value::Client(..) | Value::Tls(_)) => {
                     buf.push(b'"');
                     write_text(buf, &v);
                     buf.push(b'"');
@@ -188,18 +193,31 @@ impl Line<'_> {
     }
 }
 
+/// The request id as text, `-` when it is not ASCII. A header value holds
+/// no control character but the tab, so ASCII is what `to_str` accepts,
+/// checked a word at a time.
+fn id_text(id: &HeaderValue) -> &str {
+    let bytes = id.as_bytes();
+    if bytes.is_ascii() {
+        std::str::from_utf8(bytes).unwrap_or("-")
+    } else {
+        "-"
+    }
+}
+
 fn text(v: Option<&str>) -> Value<'_> {
     v.map_or(Value::Missing, Value::Text)
 }
 
+#[inline(always)]
 fn write_text(buf: &mut Vec<u8>, value: &Value<'_>) {
     match value {
         Value::Text(t) => buf.extend_from_slice(t.as_bytes()),
-        Value::Shown(t) => buf.extend_from_slice(t.as_bytes()),
+        Value::Tls(v) => buf.extend(v.bytes().map(|b| if b == b'_' { b'.' } else { b })),
         Value::Number(n) => buf.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
         Value::Flag(b) => buf.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Time => write_now(buf),
-        Value::Addr(addr) => write_addr(buf, *addr),
+        Value::Client(conn) => write_client(buf, &conn.forwarded_for, conn.peer),
         Value::Missing => buf.push(b'-'),
     }
 }
@@ -232,24 +250,18 @@ fn write_now(buf: &mut Vec<u8>) {
     buf.extend_from_slice(&digits);
 }
 
-/// `ip:port` (`[ip]:port` for IPv6), without going through `fmt` for IPv4.
-fn write_addr(buf: &mut Vec<u8>, addr: std::net::SocketAddr) {
-    match addr {
-        std::net::SocketAddr::V4(v4) => {
-            let mut digits = itoa::Buffer::new();
-            for (i, octet) in v4.ip().octets().iter().enumerate() {
-                if i > 0 {
-                    buf.push(b'.');
-                }
-                buf.extend_from_slice(digits.format(*octet).as_bytes());
-            }
-            buf.push(b':');
-            buf.extend_from_slice(digits.format(v4.port()).as_bytes());
-        }
-        std::net::SocketAddr::V6(_) => {
-            let _ = write!(buf, "{addr}");
-        }
+/// `ip:port` (`[ip]:port` for IPv6), as `Display` shows it, from the IP's
+/// text formatted once per connection (`X-Forwarded-For`'s).
+fn write_client(buf: &mut Vec<u8>, ip: &HeaderValue, addr: std::net::SocketAddr) {
+    if addr.is_ipv6() {
+        buf.push(b'[');
+        buf.extend_from_slice(ip.as_bytes());
+        buf.push(b']');
+    } else {
+        buf.extend_from_slice(ip.as_bytes());
     }
+    buf.push(b':');
+    buf.extend_from_slice(itoa::Buffer::new().format(addr.port()).as_bytes());
 }
 
 fn protocol(v: http::Version) -> &'static str {
@@ -331,8 +343,9 @@ mod tests {
             "[::1]:8080",
         ] {
             let addr: std::net::SocketAddr = addr.parse().expect("address");
+            let ip = crate::http::service::forwarded_for(addr);
             let mut buf = Vec::new();
-            write_addr(&mut buf, addr);
+            write_client(&mut buf, &ip, addr);
             assert_eq!(String::from_utf8(buf).expect("utf-8"), addr.to_string());
         }
     }

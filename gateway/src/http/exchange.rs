@@ -76,7 +76,6 @@ impl Exchange {
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
-            client: conn.conn.peer,
             started: Instant::now(),
             status: 0,
             route: None,
