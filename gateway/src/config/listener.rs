@@ -105,7 +105,10 @@ pub struct HttpLimitsConfig {
     pub tunnel_idle_timeout: Duration,
     /// HTTP/2 PING sent after this long without a frame from the client; a
     /// client that does not answer within `h2_keepalive_timeout` is
-    /// disconnected. 0s: no PINGs.
+    /// disconnected. 0s (the default, as in nginx, HAProxy and Envoy): no
+    /// PINGs; a vanished client is still noticed by `tcp_keepalive`, and an
+    /// idle one closed by `idle_timeout`. On, hyper takes a lock and reads
+    /// the clock for every request of the connection.
     #[serde(with = "humantime_serde")]
     pub h2_keepalive_interval: Duration,
     #[serde(with = "humantime_serde")]
@@ -140,7 +143,7 @@ impl Default for HttpLimitsConfig {
             request_read_timeout: Duration::from_secs(300),
             send_timeout: Duration::from_secs(60),
             tunnel_idle_timeout: Duration::from_secs(3600),
-            h2_keepalive_interval: Duration::from_secs(60),
+            h2_keepalive_interval: Duration::ZERO,
             h2_keepalive_timeout: Duration::from_secs(20),
             tcp_keepalive: Duration::from_secs(60),
             normalize_path: true,
