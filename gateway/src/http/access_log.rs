@@ -251,7 +251,8 @@ fn write_now(buf: &mut Vec<u8>) {
 }
 
 /// `ip:port` (`[ip]:port` for IPv6), as `Display` shows it, from the IP's
-/// text formatted once per connection (`X-Forwarded-For`'s).
+/// text formatted once per connection (`X-Forwarded-For`'s, which leaves
+/// out a link-local address's `%scope`).
 fn write_client(buf: &mut Vec<u8>, ip: &HeaderValue, addr: std::net::SocketAddr) {
     if addr.is_ipv6() {
         buf.push(b'[');
