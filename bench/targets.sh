@@ -291,12 +291,17 @@ prepare_filters() {
     cp "$FILTER_DIR/filter_router.wasm" "$TMP/seed/20-router.wasm"
 }
 
-# start_gateway WITH_FILTERS [log]: writes the config, checks it, starts the
+# start_gateway WITH_FILTERS [log]: writes the config (with the file
+# GATEWAY_EXTRA appended when set: bench/ab.sh), checks it, starts the
 # gateway and waits for it; non-zero with a message on any failure.
 start_gateway() {
     FRONT_H1=$(free_port)
     ADMIN=$(free_port)
     render_gateway "$1" "${2:-}" >"$TMP/gateway.toml"
+    if [[ -n ${GATEWAY_EXTRA:-} ]]; then
+        printf '\n' >>"$TMP/gateway.toml"
+        cat "$GATEWAY_EXTRA" >>"$TMP/gateway.toml"
+    fi
     if ! "$GATEWAY_BIN" check --config "$TMP/gateway.toml" >"$TMP/gateway-check.log" 2>&1; then
         log "  'gateway check' rejected the config:"
         sed 's/^/    /' "$TMP/gateway-check.log" >&2
