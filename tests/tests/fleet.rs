@@ -1,10 +1,11 @@
 //! A fleet: three gateway processes sharing one `redis-server`, one global
 //! limit L for a tenant, load sent unevenly (60/30/10%) at 3×L. The
 //! admitted rate summed over the fleet stays within ±5% of L in every
-//! 2-second window after the first (each holds two of the limit's 1-second
-//! windows whole); with Redis stopped every gateway keeps
-//! answering (local limits), and 2 s after Redis returns the global limit
-//! holds again. Per-window figures are printed (`--nocapture`).
+//! 2-second window after the first (each starts late in one of the limit's
+//! 1-second windows, so it holds two windows' bursts whole); with Redis
+//! stopped every gateway keeps answering (local limits), and 2 s after
+//! Redis returns the global limit holds again. Per-window figures are
+//! printed (`--nocapture`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
