@@ -21,6 +21,16 @@ pub const FIELDS: [(&str, &str); 4] = [
     ("x-request-id", "0123456789abcdef"),
 ];
 
+/// Puts [`FIELDS`] into `headers` (the `http` crate's probes).
+pub fn put_fields(headers: &mut http::HeaderMap) {
+    for (name, value) in FIELDS {
+        headers.insert(
+            http::HeaderName::from_static(name),
+            http::HeaderValue::from_static(value),
+        );
+    }
+}
+
 /// Serves every connection of `127.0.0.1:<first argument>` with `serve`.
 pub fn run<F, Fut>(serve: F)
 where

@@ -2,17 +2,12 @@
 //! answered in the connection's task.
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 
 fn answer() -> Response<()> {
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::UNAUTHORIZED;
-    for (name, value) in h2_floor::FIELDS {
-        response.headers_mut().insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
-    }
+    h2_floor::put_fields(response.headers_mut());
     response
 }
 

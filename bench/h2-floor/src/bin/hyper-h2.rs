@@ -2,7 +2,7 @@
 //! streams spawned on the same thread.
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body_util::Full;
 
 #[derive(Clone, Copy)]
@@ -19,12 +19,7 @@ fn main() {
         let service = hyper::service::service_fn(|_request| async {
             let mut response = Response::new(Full::new(Bytes::from_static(h2_floor::BODY)));
             *response.status_mut() = StatusCode::UNAUTHORIZED;
-            for (name, value) in h2_floor::FIELDS {
-                response.headers_mut().insert(
-                    HeaderName::from_static(name),
-                    HeaderValue::from_static(value),
-                );
-            }
+            h2_floor::put_fields(response.headers_mut());
             Ok::<_, std::convert::Infallible>(response)
         });
         let _ = hyper::server::conn::http2::Builder::new(Local)
