@@ -89,9 +89,9 @@ impl RequestFields {
     }
 
     /// What [`fill_request_pairs`] would give for `name`, without a copy.
-    fn get(&self, name: &str) -> Option<&[u8]> {
-        if let Some(pseudo) = name.strip_prefix(':') {
-            let is = |p: &str| pseudo.eq_ignore_ascii_case(p);
+    fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        if let Some(pseudo) = name.strip_prefix(b":") {
+            let is = |p: &str| pseudo.eq_ignore_ascii_case(p.as_bytes());
             return if is("method") {
                 Some(self.method.as_str().as_bytes())
             } else if is("path") {
@@ -105,7 +105,7 @@ impl RequestFields {
             };
         }
         // `Host` is presented as `:authority`.
-        if name.eq_ignore_ascii_case("host") {
+        if name.eq_ignore_ascii_case(b"host") {
             return None;
         }
         // Names are matched case-insensitively, as the pairs are. A
@@ -115,9 +115,10 @@ impl RequestFields {
             return self
                 .map
                 .iter()
-                .find(|(k, _)| k.as_str().eq_ignore_ascii_case(name))
+                .find(|(k, _)| k.as_str().as_bytes().eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.as_bytes());
         }
+        let name = std::str::from_utf8(name).ok()?;
         self.map.get(name).map(HeaderValue::as_bytes)
     }
 
@@ -268,13 +269,16 @@ impl Headers {
         self.len() == 0
     }
 
-    pub fn get(&self, name: &str) -> Option<&[u8]> {
+    /// The first value of `name` (any case): a `&str` or the bytes a
+    /// guest passed, which need not be checked as UTF-8 to be looked up.
+    pub fn get(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
+        let name = name.as_ref();
         if let Some(fields) = self.lent() {
             return fields.get(name);
         }
         self.pairs
             .iter()
-            .find(|(k, _)| k.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
+            .find(|(k, _)| k.as_bytes().eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_bytes())
     }
     pub fn remove(&mut self, name: &str) {

@@ -1,7 +1,8 @@
 ;; Hostile: out-of-range pointers and lengths handed to hostcalls. Every call
 ;; that reads or writes through them must answer INVALID_MEMORY_ACCESS (6),
-;; and a local response whose header map holds a field that cannot be one
-;; BAD_ARGUMENT (2); any other answer traps (so the request fails), and
+;; a local response whose header map holds a field that cannot be one, and
+;; a header looked up by a name that is not UTF-8, BAD_ARGUMENT (2); a name
+;; that is UTF-8 but names no field, NOT_FOUND (1); any other answer traps (so the request fails), and
 ;; when all do, the filter adds `x-bad-pointers: ok`.
 (module
   (import "env" "proxy_get_header_map_value" (func $get_header (param i32 i32 i32 i32 i32) (result i32)))
@@ -25,6 +26,11 @@
   (data (i32.const 48) ":path")
   ;; one pair, ("bad name", "1"), in the map wire format (23 bytes)
   (data (i32.const 64) "\01\00\00\00\08\00\00\00\01\00\00\00bad name\001\00")
+  ;; a name that is not UTF-8, and one that is but is not ASCII
+  (data (i32.const 96) "\ff\fe")
+  (data (i32.const 100) "\c3\a9")
+  (func $expect1 (param $status i32)
+    (if (i32.ne (local.get $status) (i32.const 1)) (then unreachable)))
   (func $expect6 (param $status i32)
     (if (i32.ne (local.get $status) (i32.const 6)) (then unreachable)))
   (func $expect2 (param $status i32)
@@ -43,6 +49,8 @@
     (call $expect6 (call $local (i32.const 200) (i32.const 0) (i32.const 0) (i32.const 65000) (i32.const 4096) (i32.const 0) (i32.const 0) (i32.const -1)))
     ;; the details, read only for a debug line, are still bounds-checked
     (call $expect6 (call $local (i32.const 200) (i32.const 65530) (i32.const 100) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+    (call $expect2 (call $get_header (i32.const 0) (i32.const 96) (i32.const 2) (i32.const 16) (i32.const 20)))
+    (call $expect1 (call $get_header (i32.const 0) (i32.const 100) (i32.const 2) (i32.const 16) (i32.const 20)))
     ;; a header name with a space: no answer is set, the request goes on
     (call $expect2 (call $local (i32.const 200) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 64) (i32.const 23) (i32.const -1)))
     ;; a buffer read of nothing (no plugin configuration) is OK and writes

@@ -238,7 +238,11 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> Result<()> {
             let mut value = std::mem::take(&mut c.data_mut().scratch);
             value.clear();
             let found = with_bytes(&c, kp, kl, |key| {
-                let key = std::str::from_utf8(key).map_err(|_| status::BAD_ARGUMENT)?;
+                // A name is ASCII; anything else must still be UTF-8. The
+                // ASCII check is inlined, where the UTF-8 one is a call.
+                if !key.is_ascii() && std::str::from_utf8(key).is_err() {
+                    return Err(status::BAD_ARGUMENT);
+                }
                 // Missing header: NOT_FOUND; map not available: BAD_ARGUMENT.
                 match readable_map(c.data(), m)? {
                     Some(h) => match h.get(key) {
