@@ -41,12 +41,46 @@ struct Target {
     retry: Option<Arc<RetryPolicy>>,
 }
 
+/// The filter chains a request ran, in order: the listener's, then the
+/// route's. Never more than two, so kept in the exchange itself rather
+/// than in a vector allocated for every request.
+#[derive(Default)]
+struct Runs([Option<ChainRun>; 2]);
+
+impl Runs {
+    fn push(&mut self, run: ChainRun) {
+        match &mut self.0 {
+            [slot @ None, _] | [Some(_), slot @ None] => *slot = Some(run),
+            // Only the listener's and the route's chains run: a third is
+            // a bug. Dropped, its run still finishes its filter contexts.
+            [Some(_), Some(_)] => {
+                debug_assert!(false, "a third filter chain ran for one request");
+                drop(run)
+            }
+        }
+    }
+
+    /// Innermost (the route's) first, as the response phase runs them.
+    fn iter_rev(&self) -> impl Iterator<Item = &ChainRun> {
+        self.0.iter().rev().flatten()
+    }
+
+    fn iter_rev_mut(&mut self) -> impl Iterator<Item = &mut ChainRun> {
+        self.0.iter_mut().rev().flatten()
+    }
+
+    /// Takes the runs out, in the order they ran.
+    fn take(&mut self) -> impl Iterator<Item = ChainRun> {
+        std::mem::take(&mut self.0).into_iter().flatten()
+    }
+}
+
 /// One request in flight.
 pub(crate) struct Exchange {
     conn: ConnService,
     snapshot: Arc<Snapshot>,
     pub(crate) record: AccessRecord,
-    runs: Vec<ChainRun>,
+    runs: Runs,
     /// The request's span when tracing is on.
     trace: Option<crate::trace::RequestTrace>,
     /// Bytes of the response body sent, and whether it was sent whole.
@@ -93,7 +127,7 @@ impl Exchange {
             conn: conn.clone(),
             snapshot,
             record,
-            runs: Vec::new(),
+            runs: Runs::default(),
             trace,
             bytes_out: 0,
             completed: false,
@@ -357,8 +391,7 @@ impl Exchange {
             });
         let key = crate::upstream::request_key(&cluster.config, req.headers(), &added, || {
             self.runs
-                .iter()
-                .rev()
+                .iter_rev()
                 .find_map(|run| run.property(crate::upstream::HASH_KEY_PROPERTY))
         });
 
@@ -430,7 +463,7 @@ impl Exchange {
         mut resp: Response<Body>,
     ) -> impl std::future::Future<Output = Response<Body>> + Send + '_ {
         async move {
-            for run in self.runs.iter_mut().rev() {
+            for run in self.runs.iter_rev_mut() {
                 run.filter_response(&mut resp).await;
                 if self.record.filter.is_none() {
                     self.record.filter = run.answered_by();
@@ -488,7 +521,7 @@ impl Exchange {
             self.bytes_out,
             self.completed,
         );
-        for mut run in self.runs.drain(..) {
+        for mut run in self.runs.take() {
             run.set_response_code(self.record.status);
             run.finish();
         }
