@@ -386,8 +386,9 @@ async fn a_restart_takes_compiled_code_from_the_cache() {
 }
 
 /// A module that answers every request itself, alternating two answers
-/// that differ in their fields: `x-answer: first`, then `x-answer:
-/// second-one` with `content-type: text/plain`, and so on.
+/// that differ in their fields and bodies: `x-answer: first` with `no`,
+/// then `x-answer: second-one` with `content-type: text/plain` and
+/// `denied`, and so on.
 fn alternating_answers() -> String {
     format!(
         r#"(module
@@ -398,9 +399,12 @@ fn alternating_answers() -> String {
   (data (i32.const 100) "\01\00\00\00\08\00\00\00\05\00\00\00x-answer\00first\00")
   (data (i32.const 200) "\02\00\00\00\08\00\00\00\0a\00\00\00\0c\00\00\00\0a\00\00\00x-answer\00second-one\00content-type\00text/plain\00")
   (data (i32.const 300) "no")
+  (data (i32.const 310) "denied")
   {exports}
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-    (drop (call $respond (i32.const 401) (i32.const 0) (i32.const 0) (i32.const 300) (i32.const 2)
+    (drop (call $respond (i32.const 401) (i32.const 0) (i32.const 0)
+      (select (i32.const 310) (i32.const 300) (global.get $n))
+      (select (i32.const 6) (i32.const 2) (global.get $n))
       (select (i32.const 200) (i32.const 100) (global.get $n))
       (select (i32.const 64) (i32.const 27) (global.get $n))
       (i32.const -1)))
@@ -410,8 +414,10 @@ fn alternating_answers() -> String {
     )
 }
 
+/// An instance keeps its last answer's fields and body to share them when
+/// the next answer is the same: a different one never comes from them.
 #[tokio::test]
-async fn each_local_answer_carries_its_own_fields() {
+async fn each_local_answer_carries_its_own_fields_and_body() {
     let up = Upstream::start("up").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let module = wasm::wat_to(&alternating_answers(), &dir.path().join("answers.wasm"));
@@ -426,7 +432,7 @@ async fn each_local_answer_carries_its_own_fields() {
         assert_eq!(first.status, 401, "round {round}");
         assert_eq!(first.header("x-answer"), Some("first"), "round {round}");
         assert_eq!(first.header("content-type"), None, "round {round}");
-        assert_eq!(first.text(), "no");
+        assert_eq!(first.text(), "no", "round {round}");
         let second = client.get("/").await;
         assert_eq!(second.status, 401, "round {round}");
         assert_eq!(
@@ -439,6 +445,7 @@ async fn each_local_answer_carries_its_own_fields() {
             Some("text/plain"),
             "round {round}"
         );
+        assert_eq!(second.text(), "denied", "round {round}");
     }
     assert!(up.received().is_empty(), "every request was answered");
 }

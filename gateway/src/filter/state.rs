@@ -193,6 +193,9 @@ pub struct HostState {
     /// The encoded fields of the instance's last local answer and the
     /// fields made of them (`proxy_send_local_response`).
     pub last_answer_fields: Option<(Box<[u8]>, http::HeaderMap)>,
+    /// The body of the instance's last local answer: the same body again
+    /// (a 401's text, request after request) is shared, not copied.
+    pub last_answer_body: Option<bytes::Bytes>,
 }
 
 /// The guest's log lines during start-up, bounded.
@@ -283,6 +286,7 @@ impl HostState {
             start_log: None,
             scratch: Vec::new(),
             last_answer_fields: None,
+            last_answer_body: None,
         }
     }
 }

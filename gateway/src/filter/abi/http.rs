@@ -76,9 +76,9 @@ fn header_fields(data: &[u8]) -> GuestResult<http::HeaderMap> {
     Ok(fields)
 }
 
-/// Most bytes of a local answer's encoded fields an instance keeps, with
-/// the fields made of them, for its next answer.
-const KEPT_ANSWER_FIELDS: usize = 4096;
+/// Most bytes of a local answer's encoded fields (kept with the fields made
+/// of them), and of its body, an instance keeps for its next answer.
+const KEPT_ANSWER_BYTES: usize = 4096;
 
 /// The fields of a local answer, read in place in the guest's memory. A
 /// filter tends to answer with the same fields request after request (a
@@ -95,10 +95,28 @@ fn answer_fields(c: &mut Caller<'_, HostState>, p: i32, l: i32) -> GuestResult<h
         }
     }
     let fields = header_fields(raw)?;
-    if raw.len() <= KEPT_ANSWER_FIELDS {
+    if raw.len() <= KEPT_ANSWER_BYTES {
         state.last_answer_fields = Some((Box::from(raw), fields.clone()));
     }
     Ok(fields)
+}
+
+/// The body of a local answer. As with its fields, the instance keeps its
+/// last body: the same bytes again are that body shared, not a fresh copy.
+fn answer_body(c: &mut Caller<'_, HostState>, p: i32, l: i32) -> GuestResult<Bytes> {
+    let memory = c.data().memory.ok_or(status::INTERNAL_FAILURE)?;
+    let (data, state) = memory.data_and_store_mut(&mut *c);
+    let raw = guest_range(data, p, l)?;
+    if let Some(seen) = &state.last_answer_body {
+        if **seen == *raw {
+            return Ok(seen.clone());
+        }
+    }
+    let body = Bytes::copy_from_slice(raw);
+    if raw.len() <= KEPT_ANSWER_BYTES {
+        state.last_answer_body = Some(body.clone());
+    }
+    Ok(body)
 }
 
 fn local_response(c: &mut Caller<'_, HostState>, args: [i32; 7]) -> GuestResult<LocalResponse> {
@@ -114,7 +132,7 @@ fn local_response(c: &mut Caller<'_, HostState>, args: [i32; 7]) -> GuestResult<
             String::new()
         }
     })?;
-    let body = Bytes::from(read_bytes(c, bp, bl)?);
+    let body = answer_body(c, bp, bl)?;
     let headers = answer_fields(c, hp, hl)?;
     Ok(LocalResponse {
         status: code as u16,
