@@ -9,7 +9,7 @@ use wasmtime::{Caller, Linker};
 use super::headers::over_map_bounds;
 use super::{
     decode_pairs, for_each_pair, guest_range, read_bytes, read_string, status, status_of,
-    stream_type, with_bytes, write_u32, GuestResult,
+    stream_type, write_u32, GuestResult,
 };
 use crate::filter::state::{Effects, HostState, LocalResponse, PendingCall};
 
@@ -80,15 +80,12 @@ fn header_fields(data: &[u8]) -> GuestResult<http::HeaderMap> {
 /// of them), and of its body, an instance keeps for its next answer.
 const KEPT_ANSWER_BYTES: usize = 4096;
 
-/// The fields of a local answer, read in place in the guest's memory. A
-/// filter tends to answer with the same fields request after request (a
-/// 401 and its challenge): the instance keeps the last encoded map it sent
-/// with the fields made of it, and the same bytes again are a copy of
-/// those fields, not a second parse and check.
-fn answer_fields(c: &mut Caller<'_, HostState>, p: i32, l: i32) -> GuestResult<http::HeaderMap> {
-    let memory = c.data().memory.ok_or(status::INTERNAL_FAILURE)?;
-    let (data, state) = memory.data_and_store_mut(&mut *c);
-    let raw = guest_range(data, p, l)?;
+/// The fields of a local answer, `raw` in the guest's memory. A filter
+/// tends to answer with the same fields request after request (a 401 and
+/// its challenge): the instance keeps the last encoded map it sent with
+/// the fields made of it, and the same bytes again are a copy of those
+/// fields, not a second parse and check.
+fn answer_fields(state: &mut HostState, raw: &[u8]) -> GuestResult<http::HeaderMap> {
     if let Some((seen, fields)) = &state.last_answer_fields {
         if **seen == *raw {
             return Ok(fields.clone());
@@ -101,22 +98,20 @@ fn answer_fields(c: &mut Caller<'_, HostState>, p: i32, l: i32) -> GuestResult<h
     Ok(fields)
 }
 
-/// The body of a local answer. As with its fields, the instance keeps its
-/// last body: the same bytes again are that body shared, not a fresh copy.
-fn answer_body(c: &mut Caller<'_, HostState>, p: i32, l: i32) -> GuestResult<Bytes> {
-    let memory = c.data().memory.ok_or(status::INTERNAL_FAILURE)?;
-    let (data, state) = memory.data_and_store_mut(&mut *c);
-    let raw = guest_range(data, p, l)?;
+/// The body of a local answer, `raw` in the guest's memory. As with its
+/// fields, the instance keeps its last body: the same bytes again are that
+/// body shared, not a fresh copy.
+fn answer_body(state: &mut HostState, raw: &[u8]) -> Bytes {
     if let Some(seen) = &state.last_answer_body {
         if **seen == *raw {
-            return Ok(seen.clone());
+            return seen.clone();
         }
     }
     let body = Bytes::copy_from_slice(raw);
     if raw.len() <= KEPT_ANSWER_BYTES {
         state.last_answer_body = Some(body.clone());
     }
-    Ok(body)
+    body
 }
 
 fn local_response(c: &mut Caller<'_, HostState>, args: [i32; 7]) -> GuestResult<LocalResponse> {
@@ -124,16 +119,18 @@ fn local_response(c: &mut Caller<'_, HostState>, args: [i32; 7]) -> GuestResult<
     if !(100..=599).contains(&code) {
         return Err(status::BAD_ARGUMENT);
     }
-    // Only a debug line shows the details: copied only for it.
-    let details = with_bytes(c, dp, dl, |b| {
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            String::from_utf8_lossy(b).into_owned()
-        } else {
-            String::new()
-        }
-    })?;
-    let body = answer_body(c, bp, bl)?;
-    let headers = answer_fields(c, hp, hl)?;
+    let memory = c.data().memory.ok_or(status::INTERNAL_FAILURE)?;
+    let (data, state) = memory.data_and_store_mut(&mut *c);
+    // Only a debug line shows the details: copied only for it, but
+    // bounds-checked always, as the body and the fields are.
+    let details = guest_range(data, dp, dl)?;
+    let details = if tracing::enabled!(tracing::Level::DEBUG) {
+        String::from_utf8_lossy(details).into_owned()
+    } else {
+        String::new()
+    };
+    let body = answer_body(state, guest_range(data, bp, bl)?);
+    let headers = answer_fields(state, guest_range(data, hp, hl)?)?;
     Ok(LocalResponse {
         status: code as u16,
         details,
